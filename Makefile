@@ -1,0 +1,131 @@
+# phasic_mpi — build, test and run. `make` (or `make help`) lists the targets.
+
+PYTHON ?= python3
+VENV = .venv
+VPY = $(VENV)/bin/python
+PIP = $(VPY) -m pip
+# mpiexec of the mpich wheel (extra `mpi`); override for a site MPI:
+#   make test-mpi MPIEXEC=mpiexec
+MPIEXEC ?= $(VENV)/bin/mpiexec
+NP ?= 2
+# extras for `make install`; on a cluster with a site MPI: EXTRAS=test (see README)
+EXTRAS ?= test,mpi
+# Hydra (MPICH's mpiexec) kills the job after this many seconds.
+MPIEXEC_TIMEOUT ?= 300
+export MPIEXEC_TIMEOUT
+
+# One thread per MPI rank: no oversubscription by BLAS/OpenMP pools.
+export OMP_NUM_THREADS = 1
+export OPENBLAS_NUM_THREADS = 1
+export MKL_NUM_THREADS = 1
+export BLIS_NUM_THREADS = 1
+export VECLIB_MAXIMUM_THREADS = 1
+export NUMEXPR_NUM_THREADS = 1
+export PYTHONUNBUFFERED = 1
+
+LIB_SRC := $(sort $(wildcard libphase/src/*.c))
+LIB_HDR := $(sort $(wildcard libphase/include/*.h libphase/src/*.h))
+CTEST_SRC := $(sort $(wildcard libphase/tests/*.c))
+EXT_STAMP := build/.ext-built
+
+# Standalone C tests (no Python): sanitizers on, any UB is fatal.
+CTEST_CC ?= gcc
+CTEST_CFLAGS ?= -std=c11 -O2 -g -fno-omit-frame-pointer -Wall -Wextra -Werror \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined
+CTEST_DIR := build/ctest
+CTEST_OBJ := $(patsubst libphase/src/%.c,$(CTEST_DIR)/obj/%.o,$(LIB_SRC))
+CTEST_BIN := $(patsubst libphase/tests/%.c,$(CTEST_DIR)/bin/%,$(CTEST_SRC))
+
+.DEFAULT_GOAL := help
+.SECONDARY: $(CTEST_OBJ)
+.PHONY: help install build test test-c test-py test-mpi run bench bench-core clean distclean
+
+help: ## list the targets
+	@echo "usage: make <target> [NP=$(NP)] [PYTHON=$(PYTHON)] [MPIEXEC_TIMEOUT=$(MPIEXEC_TIMEOUT)]"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# --- environment -------------------------------------------------------------
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+	$(PIP) install --upgrade pip 'setuptools>=64' wheel 'cffi>=1.16' \
+		|| { rm -rf $(VENV); exit 1; }
+
+# Editable install with the dependencies; redone when the packaging changes.
+# setuptools/wheel/cffi also go into the venv (not only the isolated build
+# env) because the extension is rebuilt below with `setup.py build_ext`.
+$(VENV)/.installed: pyproject.toml setup.py | $(VPY)
+	$(PIP) install 'setuptools>=64' wheel 'cffi>=1.16'
+	$(PIP) install -e '.[$(EXTRAS)]'
+	touch $@
+
+# The cffi extension phasic_mpi/_libphase*.so, rebuilt in place when the C
+# sources, the header or the builder change (the editable install imports it
+# from the source tree).
+$(EXT_STAMP): $(VENV)/.installed libphase/build_cffi.py $(LIB_SRC) $(LIB_HDR)
+	$(VPY) setup.py -q build_ext --inplace
+	@mkdir -p $(@D) && touch $@
+
+install: $(EXT_STAMP) ## create .venv, pip install -e '.[test,mpi]', build the cffi extension
+
+build: $(VENV)/.installed ## rebuild the cffi extension phasic_mpi/_libphase*.so in place (after C changes)
+	$(VPY) setup.py build_ext --inplace
+	@mkdir -p $(dir $(EXT_STAMP)) && touch $(EXT_STAMP)
+
+# --- tests -------------------------------------------------------------------
+
+test: install ## everything: test-c, test-py, test-mpi at NP=1, 2, 3
+	$(MAKE) --no-print-directory test-c
+	$(MAKE) --no-print-directory test-py
+	$(MAKE) --no-print-directory test-mpi NP=1
+	$(MAKE) --no-print-directory test-mpi NP=2
+	$(MAKE) --no-print-directory test-mpi NP=3
+
+test-c: $(CTEST_BIN) ## C tests libphase/tests/*.c with ASan+UBSan (no Python)
+ifeq ($(strip $(CTEST_SRC)),)
+	@echo "test-c: no C tests in libphase/tests/ (nothing to run)"
+else
+	@failed=""; for t in $(CTEST_BIN); do \
+		echo "== $$t"; \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		./$$t || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-c: FAILED:$$failed"; exit 1; fi; \
+	echo "test-c: all $(words $(CTEST_BIN)) passed"
+endif
+
+$(CTEST_DIR)/obj/%.o: libphase/src/%.c $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_CFLAGS) -Ilibphase/include -Ilibphase/src -c $< -o $@
+
+$(CTEST_DIR)/bin/%: libphase/tests/%.c $(CTEST_OBJ) $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_CFLAGS) -Ilibphase/include -Ilibphase/src -Ilibphase/tests \
+		$< $(CTEST_OBJ) -lm -o $@
+
+test-py: install ## serial pytest (tests marked mpi are skipped)
+	$(VPY) -m pytest -q tests
+
+test-mpi: install ## pytest --with-mpi -m mpi under mpiexec -n NP (default 2)
+	$(MPIEXEC) -n $(NP) $(VPY) -m mpi4py -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests
+
+# --- run ---------------------------------------------------------------------
+
+run: install ## mpiexec -n NP examples/quickstart.py
+	$(MPIEXEC) -n $(NP) $(VPY) examples/quickstart.py
+
+bench: bench-core ## alias of bench-core
+
+bench-core: install ## benchmarks/bench_core.py
+	$(VPY) benchmarks/bench_core.py
+
+# --- cleaning ----------------------------------------------------------------
+
+clean: ## remove build/, the compiled extension, *.egg-info, __pycache__
+	rm -rf build dist *.egg-info phasic_mpi/*.so .pytest_cache
+	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean ## clean and remove .venv
+	rm -rf $(VENV)

@@ -1,0 +1,131 @@
+/*
+ * libphase — exact phase-type densities, likelihoods and their gradients.
+ *
+ * A graph has n transient states, a fixed start distribution alpha
+ * (sum(alpha) <= 1; the rest is a defect, an atom at time 0) and edges
+ * i -> j whose rate at parameter vector theta is
+ *
+ *     w_e(theta) = base_e + sum_k coef_{e,k} theta_k .
+ *
+ * An edge with dst == PHASE_ABSORBING leads to absorption (an exit rate).
+ * Continuous graphs: S is the sub-intensity matrix built from the rates,
+ * f(t) = alpha exp(S t) s, F(t) = 1 - alpha exp(S t) 1.
+ * Discrete graphs: the edge "rates" are one-step probabilities; the
+ * probability of staying is 1 - sum(out-probabilities), so
+ * pmf(0) = defect, pmf(k) = alpha T^(k-1) t.
+ *
+ * Conventions: every function returns a phase_status; on failure a message
+ * is available from phase_last_error() (thread-local). Outputs are allocated
+ * by the caller. The library keeps no global mutable state, never prints and
+ * never terminates the process.
+ */
+#ifndef PHASE_H
+#define PHASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PHASE_ABSORBING (-1)
+
+typedef enum {
+    PHASE_OK = 0,
+    PHASE_EINVAL = 1,   /* invalid argument (shape, value, NULL pointer)    */
+    PHASE_ENOMEM = 2,   /* allocation failed                                */
+    PHASE_EDOMAIN = 3,  /* theta outside the model's domain (negative rate,
+                           or out-probabilities above 1 in a discrete graph) */
+    PHASE_EZERO = 4,    /* an observation has zero probability at theta      */
+    PHASE_ERANGE = 5    /* the recursion would need more terms than allowed
+                           (rates times times too large for memory_limit)    */
+} phase_status;
+
+/* What phase_eval computes at each point. */
+typedef enum {
+    PHASE_PDF = 0,      /* density (continuous) or pmf (discrete)      */
+    PHASE_LOGPDF = 1,   /* log of the above, underflow-safe            */
+    PHASE_CDF = 2,      /* P(T <= t)                                   */
+    PHASE_SURVIVAL = 3, /* P(T > t), accurate where CDF rounds to 1    */
+    PHASE_LOGSURVIVAL = 4
+} phase_quantity;
+
+typedef struct {
+    double tol;            /* Poisson truncation tolerance (relative), default 1e-12 */
+    size_t memory_limit;   /* bytes the gradient sweep may keep per call before it
+                              switches to checkpointed recomputation; default 256 MiB */
+} phase_options;
+
+/* Per-theta diagnostics of one evaluation (optional output). */
+typedef struct {
+    double uniformization_rate; /* Lambda = max_i total out-rate (1 for discrete) */
+    int64_t n_terms;            /* number of steps of the recursion (K + 1)       */
+    double truncation_bound;    /* largest bound, over the points, on the relative
+                                   error left by truncating the Poisson sums      */
+    int64_t stored_vectors;     /* state vectors kept for the reverse sweep        */
+    int64_t checkpoint_stride;  /* 1 = all kept; s > 1 = recomputed in blocks of s */
+} phase_info;
+
+/* Observations for a log-likelihood. Any weight pointer may be NULL (= 1).
+ * Exact: log f(t). Right-censored at c: log P(T > c).
+ * Interval-censored (lo, hi]: log(F(hi) - F(lo)). For discrete graphs all
+ * points must be non-negative integers. */
+typedef struct {
+    int64_t n_exact;
+    const double *exact;
+    const double *exact_weight;
+    int64_t n_right;
+    const double *right;
+    const double *right_weight;
+    int64_t n_interval;
+    const double *interval_lo;
+    const double *interval_hi;
+    const double *interval_weight;
+} phase_data;
+
+typedef struct phase_graph phase_graph;
+
+const char *phase_last_error(void);
+const char *phase_status_name(int status);
+void phase_options_default(phase_options *opts);
+
+/* Build a graph. coef is row-major n_edges x n_params (may be NULL when
+ * n_params == 0); zero coefficients are dropped. Self-loops, negative base,
+ * out-of-range indices, sum(alpha) > 1 are rejected with PHASE_EINVAL. */
+int phase_graph_new(phase_graph **out, int32_t n_states, int32_t n_params,
+                    const double *alpha, int64_t n_edges, const int32_t *src,
+                    const int32_t *dst, const double *base, const double *coef,
+                    int discrete);
+void phase_graph_free(phase_graph *g);
+int32_t phase_graph_n_states(const phase_graph *g);
+int32_t phase_graph_n_params(const phase_graph *g);
+int64_t phase_graph_n_edges(const phase_graph *g);
+
+/* Edge rates at one theta (n_edges outputs). PHASE_EDOMAIN if any is negative
+ * (the rates are still written). */
+int phase_graph_rates(const phase_graph *g, const double *theta, double *rates);
+
+/* Evaluate a quantity at n_points points for each of n_theta parameter
+ * vectors (thetas row-major n_theta x n_params). out is n_theta x n_points.
+ * theta_status (n_theta, may be NULL) receives PHASE_OK or PHASE_EDOMAIN per
+ * theta (NaN outputs for that theta); info (n_theta, may be NULL). The call
+ * returns PHASE_OK unless an argument is invalid or memory runs out. */
+int phase_eval(const phase_graph *g, const phase_options *opts, int64_t n_theta,
+               const double *thetas, int64_t n_points, const double *points,
+               phase_quantity quantity, double *out, int *theta_status,
+               phase_info *info);
+
+/* Log-likelihood (out n_theta) and, when grad != NULL, its exact gradient
+ * with respect to theta (n_theta x n_params, reverse-mode sweep). Per theta:
+ * PHASE_EDOMAIN -> loglik = -inf, PHASE_EZERO -> loglik = -inf, PHASE_ERANGE
+ * -> loglik = NaN; in all three cases the gradient row is 0. */
+int phase_loglik(const phase_graph *g, const phase_options *opts,
+                 const phase_data *data, int64_t n_theta, const double *thetas,
+                 double *loglik, double *grad, int *theta_status,
+                 phase_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,410 @@
+/*
+ * Public evaluations: densities and distribution functions (phase_eval) and
+ * log-likelihoods with their exact gradients (phase_loglik).
+ *
+ * Gradient. With the adjoint weights A_k, B_k of the log-likelihood (the
+ * derivative of the log-likelihood with respect to a_k and b_k, computed
+ * from the Poisson weights and the values of pass 1), the log-likelihood is,
+ * to first order, L = sum_k A_k (v_k . s) + B_k (v_k . 1). Lambda is held
+ * fixed (f does not depend on it), so a reverse sweep
+ *     u_K = A_K s + B_K 1,   u_k = A_k s + B_k 1 + P u_{k+1}
+ * gives dL/dP_ij = sum_k v_k[i] u_{k+1}[j] and dL/ds_i = sum_k A_k v_k[i],
+ * hence dL/dw for every edge, and dL/dtheta = coef^T dL/dw: the cost does not
+ * depend on the number of parameters. Everything is carried in the scaled
+ * variables vt_k = v_k 2^-ex[k], with the adjoint scaled the opposite way.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sweep.h"
+
+#define LN2 0.69314718055994530942
+
+static double scaled_log(scaled x) { return x.m > 0.0 ? log(x.m) + (double)x.e * LN2 : -INFINITY; }
+
+static double scaled_value(scaled x)
+{
+    if (x.m == 0.0) return 0.0;
+    if (x.e > 4000) return INFINITY;
+    if (x.e < -4000) return 0.0;
+    return ldexp(x.m, (int)x.e);
+}
+
+static double defect(const phase_graph *g)
+{
+    double mass = 0.0;
+    for (int32_t i = 0; i < g->n; i++) mass += g->alpha[i];
+    return mass < 1.0 ? 1.0 - mass : 0.0;
+}
+
+static int check_point(const phase_graph *g, double x, int allow_inf, const char *what, int64_t i)
+{
+    if (isnan(x) || x < 0.0 || (!allow_inf && isinf(x)))
+        return phase_fail(PHASE_EINVAL, "%s[%lld] = %g must be finite and >= 0", what,
+                          (long long)i, x);
+    if (g->discrete && isfinite(x) && (x != floor(x) || x > 9.0e15))
+        return phase_fail(PHASE_EINVAL, "%s[%lld] = %g must be a non-negative integer "
+                          "(discrete graph)", what, (long long)i, x);
+    return PHASE_OK;
+}
+
+/* f(x) (which = SEQ_A; discrete: pmf for x >= 1) or P(T > x) (SEQ_B). */
+static int point_value(sweep *w, const phase_graph *g, double x, int which, scaled *out,
+                       double *adj, double coef_m, int64_t coef_e)
+{
+    if (isinf(x)) { /* only survival at +inf reaches here */
+        out->m = 0.0;
+        out->e = 0;
+        return PHASE_OK;
+    }
+    if (!g->discrete) return sweep_poisson(w, g, w->Lambda * x, which, out, adj, coef_m, coef_e);
+    int64_t k = (int64_t)x - (which == SEQ_A ? 1 : 0);
+    int st = sweep_ensure(w, g, k);
+    if (st) return st;
+    out->m = which == SEQ_A ? w->am[k] : w->bm[k];
+    out->e = w->ex[k];
+    if (adj) {
+        int64_t e = coef_e + w->ex[k];
+        if (e > -1100) adj[k] += ldexp(coef_m, (int)(e < 1100 ? e : 1100));
+    }
+    return PHASE_OK;
+}
+
+static void fill_info(phase_info *info, const sweep *w)
+{
+    if (!info) return;
+    info->uniformization_rate = w->Lambda;
+    info->n_terms = w->K + 1;
+    info->truncation_bound = w->trunc;
+    info->stored_vectors = w->n_stored;
+    info->checkpoint_stride = w->store ? w->stride : 0;
+}
+
+static int check_common(const phase_graph *g, const phase_options *opts, int64_t n_theta,
+                        const double *thetas)
+{
+    if (!g) return phase_fail(PHASE_EINVAL, "graph is NULL");
+    if (opts && !(opts->tol > 0.0 && opts->tol < 1.0))
+        return phase_fail(PHASE_EINVAL, "tol = %g must lie in (0, 1)", opts->tol);
+    if (n_theta < 0) return phase_fail(PHASE_EINVAL, "n_theta = %lld < 0", (long long)n_theta);
+    if (n_theta > 0 && g->d > 0 && !thetas) return phase_fail(PHASE_EINVAL, "thetas is NULL");
+    return PHASE_OK;
+}
+
+int phase_eval(const phase_graph *g, const phase_options *opts, int64_t n_theta,
+               const double *thetas, int64_t n_points, const double *points,
+               phase_quantity quantity, double *out, int *theta_status, phase_info *info)
+{
+    phase_clear_error();
+    int st = check_common(g, opts, n_theta, thetas);
+    if (st) return st;
+    if (quantity < PHASE_PDF || quantity > PHASE_LOGSURVIVAL)
+        return phase_fail(PHASE_EINVAL, "unknown quantity %d", (int)quantity);
+    if (n_points < 0 || (n_points > 0 && (!points || !out)))
+        return phase_fail(PHASE_EINVAL, "points/out missing for %lld points", (long long)n_points);
+    for (int64_t i = 0; i < n_points; i++)
+        if ((st = check_point(g, points[i], 0, "points", i))) return st;
+    phase_options defaults;
+    if (!opts) phase_options_default(&defaults), opts = &defaults;
+
+    sweep w;
+    if ((st = sweep_init(&w, g, opts, 0))) {
+        sweep_free(&w);
+        return st;
+    }
+    const int which = quantity <= PHASE_LOGPDF ? SEQ_A : SEQ_B;
+    const double atom = defect(g);
+    for (int64_t p = 0; p < n_theta; p++) {
+        double *row = out + p * n_points;
+        st = sweep_set_theta(&w, g, thetas ? thetas + p * g->d : NULL);
+        for (int64_t i = 0; st == PHASE_OK && i < n_points; i++) {
+            scaled x;
+            if (g->discrete && which == SEQ_A && points[i] == 0.0) {
+                x.m = atom;
+                x.e = 0;
+            } else if ((st = point_value(&w, g, points[i], which, &x, NULL, 0.0, 0))) {
+                break;
+            }
+            switch (quantity) {
+            case PHASE_PDF:
+            case PHASE_SURVIVAL: row[i] = scaled_value(x); break;
+            case PHASE_LOGPDF:
+            case PHASE_LOGSURVIVAL: row[i] = scaled_log(x); break;
+            case PHASE_CDF: row[i] = 1.0 - scaled_value(x); break;
+            }
+        }
+        if (st == PHASE_ENOMEM || st == PHASE_EINVAL) break;
+        if (st != PHASE_OK)
+            for (int64_t i = 0; i < n_points; i++) row[i] = NAN;
+        if (theta_status) theta_status[p] = st;
+        if (info) fill_info(info + p, &w);
+        st = PHASE_OK;
+    }
+    sweep_free(&w);
+    if (st == PHASE_OK) phase_clear_error();
+    return st;
+}
+
+/* ---- log-likelihood --------------------------------------------------- */
+
+static double weight_of(const double *wts, int64_t i) { return wts ? wts[i] : 1.0; }
+
+static int check_data(const phase_graph *g, const phase_data *data)
+{
+    if (!data) return phase_fail(PHASE_EINVAL, "data is NULL");
+    if (data->n_exact < 0 || data->n_right < 0 || data->n_interval < 0)
+        return phase_fail(PHASE_EINVAL, "negative observation count");
+    if ((data->n_exact && !data->exact) || (data->n_right && !data->right) ||
+        (data->n_interval && (!data->interval_lo || !data->interval_hi)))
+        return phase_fail(PHASE_EINVAL, "observation array is NULL");
+    int st;
+    const struct {
+        int64_t n;
+        const double *w;
+        const char *name;
+    } groups[3] = {{data->n_exact, data->exact_weight, "exact_weight"},
+                   {data->n_right, data->right_weight, "right_weight"},
+                   {data->n_interval, data->interval_weight, "interval_weight"}};
+    for (int gi = 0; gi < 3; gi++)
+        for (int64_t i = 0; groups[gi].w && i < groups[gi].n; i++)
+            if (!(groups[gi].w[i] >= 0.0) || !isfinite(groups[gi].w[i]))
+                return phase_fail(PHASE_EINVAL, "%s[%lld] = %g must be finite and >= 0",
+                                  groups[gi].name, (long long)i, groups[gi].w[i]);
+    for (int64_t i = 0; i < data->n_exact; i++)
+        if ((st = check_point(g, data->exact[i], 0, "exact", i))) return st;
+    for (int64_t i = 0; i < data->n_right; i++)
+        if ((st = check_point(g, data->right[i], 0, "right", i))) return st;
+    for (int64_t i = 0; i < data->n_interval; i++) {
+        if ((st = check_point(g, data->interval_lo[i], 0, "interval_lo", i))) return st;
+        if ((st = check_point(g, data->interval_hi[i], 1, "interval_hi", i))) return st;
+        if (!(data->interval_lo[i] < data->interval_hi[i]))
+            return phase_fail(PHASE_EINVAL, "interval %lld: lo = %g must be < hi = %g",
+                              (long long)i, data->interval_lo[i], data->interval_hi[i]);
+    }
+    return PHASE_OK;
+}
+
+/* S(lo) - S(hi) as a scaled number (m <= 0 when it rounds to nothing). */
+static scaled scaled_diff(scaled a, scaled b)
+{
+    if (b.m == 0.0) return a;
+    if (a.m == 0.0) return (scaled){-b.m, b.e};
+    if (a.e >= b.e) {
+        int64_t d = b.e - a.e;
+        return (scaled){a.m - (d > -1100 ? ldexp(b.m, (int)d) : 0.0), a.e};
+    }
+    int64_t d = a.e - b.e;
+    return (scaled){(d > -1100 ? ldexp(a.m, (int)d) : 0.0) - b.m, b.e};
+}
+
+typedef struct {
+    double *adj_a, *adj_b; /* K + 1 */
+    int64_t adj_cap;
+    double *u, *un, *D, *H; /* n */
+    double *G;              /* n_trans */
+    double *gw;             /* n_edges */
+} reverse_ws;
+
+static void reverse_free(reverse_ws *r)
+{
+    free(r->adj_a);
+    free(r->adj_b);
+    free(r->u);
+    free(r->un);
+    free(r->D);
+    free(r->H);
+    free(r->G);
+    free(r->gw);
+}
+
+/* One pass over the observations. Pass 1 (adj == 0): values and the
+ * log-likelihood. Pass 2: adjoint weights, using the values of pass 1. */
+static int observations_pass(sweep *w, const phase_graph *g, const phase_data *data, int pass,
+                             reverse_ws *r, double *ll)
+{
+    int st;
+    const double atom = defect(g);
+    double total = 0.0;
+    double *adj_a = pass == 2 ? r->adj_a : NULL, *adj_b = pass == 2 ? r->adj_b : NULL;
+    for (int64_t i = 0; i < data->n_exact; i++) {
+        double wt = weight_of(data->exact_weight, i);
+        if (wt == 0.0) continue;
+        scaled x;
+        if (g->discrete && data->exact[i] == 0.0) {
+            if (atom <= 0.0) return PHASE_EZERO;
+            total += wt * log(atom);
+            continue;
+        }
+        if ((st = point_value(w, g, data->exact[i], SEQ_A, &x, NULL, 0.0, 0))) return st;
+        if (!(x.m > 0.0)) return PHASE_EZERO;
+        total += wt * scaled_log(x);
+        if (pass == 2 && (st = point_value(w, g, data->exact[i], SEQ_A, &x, adj_a, wt / x.m, -x.e)))
+            return st;
+    }
+    for (int64_t i = 0; i < data->n_right; i++) {
+        double wt = weight_of(data->right_weight, i);
+        if (wt == 0.0) continue;
+        scaled x;
+        if ((st = point_value(w, g, data->right[i], SEQ_B, &x, NULL, 0.0, 0))) return st;
+        if (!(x.m > 0.0)) return PHASE_EZERO;
+        total += wt * scaled_log(x);
+        if (pass == 2 && (st = point_value(w, g, data->right[i], SEQ_B, &x, adj_b, wt / x.m, -x.e)))
+            return st;
+    }
+    for (int64_t i = 0; i < data->n_interval; i++) {
+        double wt = weight_of(data->interval_weight, i);
+        if (wt == 0.0) continue;
+        scaled lo, hi;
+        if ((st = point_value(w, g, data->interval_lo[i], SEQ_B, &lo, NULL, 0.0, 0))) return st;
+        if ((st = point_value(w, g, data->interval_hi[i], SEQ_B, &hi, NULL, 0.0, 0))) return st;
+        scaled diff = scaled_diff(lo, hi);
+        if (!(diff.m > 0.0)) return PHASE_EZERO;
+        total += wt * scaled_log(diff);
+        if (pass == 2) {
+            if ((st = point_value(w, g, data->interval_lo[i], SEQ_B, &lo, adj_b, wt / diff.m,
+                                  -diff.e)))
+                return st;
+            if ((st = point_value(w, g, data->interval_hi[i], SEQ_B, &hi, adj_b, -wt / diff.m,
+                                  -diff.e)))
+                return st;
+        }
+    }
+    *ll = total;
+    return PHASE_OK;
+}
+
+/* Reverse sweep: gradient of sum_k adj_a[k] (vt_k . s) + adj_b[k] (vt_k . 1). */
+static int reverse_sweep(sweep *w, const phase_graph *g, reverse_ws *r, double *grad)
+{
+    const int32_t n = g->n;
+    const int64_t K = w->K;
+    const double *adj_a = r->adj_a, *adj_b = r->adj_b, *s = w->s, *diag = w->diag;
+    const int64_t *out_ptr = g->out_ptr;
+    const int32_t *out_dst = g->out_dst;
+    const double *out_p = w->out_p;
+    double *un = r->un, *u = r->u, *D = r->D, *H = r->H, *G = r->G;
+
+    const double *v = sweep_vector(w, g, K);
+    if (!v) return phase_fail(PHASE_ENOMEM, "out of memory recomputing state vectors");
+    for (int32_t i = 0; i < n; i++) {
+        un[i] = adj_a[K] * s[i] + adj_b[K];
+        H[i] = adj_a[K] * v[i];
+        D[i] = 0.0;
+    }
+    memset(G, 0, sizeof(double) * (size_t)(g->n_trans > 0 ? g->n_trans : 1));
+    for (int64_t k = K - 1; k >= 0; k--) {
+        v = sweep_vector(w, g, k);
+        if (!v) return phase_fail(PHASE_ENOMEM, "out of memory recomputing state vectors");
+        const double sig = ldexp(1.0, w->shift[k + 1]);
+        const double A = adj_a[k], B = adj_b[k];
+        for (int32_t i = 0; i < n; i++) {
+            const double ui = un[i], vi = sig * v[i];
+            double acc = diag[i] * ui;
+            for (int64_t q = out_ptr[i]; q < out_ptr[i + 1]; q++) {
+                const double x = un[out_dst[q]];
+                acc += out_p[q] * x;
+                G[q] += vi * x;
+            }
+            D[i] += vi * ui;
+            H[i] += A * v[i];
+            u[i] = sig * acc + A * s[i] + B;
+        }
+        double *t = un;
+        un = u;
+        u = t;
+    }
+    const double inv = 1.0 / w->Lambda;
+    for (int64_t q = 0; q < g->n_trans; q++) {
+        int64_t e = g->out_edge[q];
+        r->gw[e] = (G[q] - D[g->src[e]]) * inv;
+    }
+    for (int64_t x = 0; x < g->n_exit; x++) {
+        int64_t e = g->exit_edge[x];
+        int32_t i = g->src[e];
+        r->gw[e] = H[i] - D[i] * inv;
+    }
+    for (int32_t m = 0; m < g->d; m++) grad[m] = 0.0;
+    for (int64_t e = 0; e < g->n_edges; e++)
+        for (int64_t q = g->coef_ptr[e]; q < g->coef_ptr[e + 1]; q++)
+            grad[g->coef_idx[q]] += r->gw[e] * g->coef_val[q];
+    return PHASE_OK;
+}
+
+static int reverse_init(reverse_ws *r, const phase_graph *g)
+{
+    memset(r, 0, sizeof *r);
+    size_t n = (size_t)g->n;
+    r->u = malloc(sizeof(double) * n);
+    r->un = malloc(sizeof(double) * n);
+    r->D = malloc(sizeof(double) * n);
+    r->H = malloc(sizeof(double) * n);
+    r->G = malloc(sizeof(double) * (size_t)(g->n_trans > 0 ? g->n_trans : 1));
+    r->gw = malloc(sizeof(double) * (size_t)(g->n_edges > 0 ? g->n_edges : 1));
+    if (!r->u || !r->un || !r->D || !r->H || !r->G || !r->gw)
+        return phase_fail(PHASE_ENOMEM, "out of memory for the reverse sweep");
+    return PHASE_OK;
+}
+
+static int adjoint_room(reverse_ws *r, int64_t need)
+{
+    if (need > r->adj_cap) {
+        double *a = realloc(r->adj_a, sizeof(double) * (size_t)need);
+        if (!a) return phase_fail(PHASE_ENOMEM, "out of memory for adjoint weights");
+        r->adj_a = a;
+        double *b = realloc(r->adj_b, sizeof(double) * (size_t)need);
+        if (!b) return phase_fail(PHASE_ENOMEM, "out of memory for adjoint weights");
+        r->adj_b = b;
+        r->adj_cap = need;
+    }
+    memset(r->adj_a, 0, sizeof(double) * (size_t)need);
+    memset(r->adj_b, 0, sizeof(double) * (size_t)need);
+    return PHASE_OK;
+}
+
+int phase_loglik(const phase_graph *g, const phase_options *opts, const phase_data *data,
+                 int64_t n_theta, const double *thetas, double *loglik, double *grad,
+                 int *theta_status, phase_info *info)
+{
+    phase_clear_error();
+    int st = check_common(g, opts, n_theta, thetas);
+    if (st) return st;
+    if (n_theta > 0 && !loglik) return phase_fail(PHASE_EINVAL, "loglik is NULL");
+    if ((st = check_data(g, data))) return st;
+    phase_options defaults;
+    if (!opts) phase_options_default(&defaults), opts = &defaults;
+
+    sweep w;
+    reverse_ws r;
+    memset(&r, 0, sizeof r);
+    if ((st = sweep_init(&w, g, opts, grad != NULL)) || (grad && (st = reverse_init(&r, g)))) {
+        sweep_free(&w);
+        reverse_free(&r);
+        return st;
+    }
+    for (int64_t p = 0; p < n_theta; p++) {
+        double *grow_p = grad ? grad + p * g->d : NULL;
+        double ll = 0.0;
+        st = sweep_set_theta(&w, g, thetas ? thetas + p * g->d : NULL);
+        if (st == PHASE_OK) st = observations_pass(&w, g, data, 1, &r, &ll);
+        if (st == PHASE_OK && grad) {
+            st = adjoint_room(&r, w.K + 1);
+            if (st == PHASE_OK) st = observations_pass(&w, g, data, 2, &r, &ll);
+            if (st == PHASE_OK) st = reverse_sweep(&w, g, &r, grow_p);
+        }
+        if (st == PHASE_ENOMEM || st == PHASE_EINVAL) break;
+        if (st != PHASE_OK) {
+            ll = st == PHASE_ERANGE ? NAN : -INFINITY;
+            if (grow_p)
+                for (int32_t m = 0; m < g->d; m++) grow_p[m] = 0.0;
+        }
+        loglik[p] = ll;
+        if (theta_status) theta_status[p] = st;
+        if (info) fill_info(info + p, &w);
+        st = PHASE_OK;
+    }
+    sweep_free(&w);
+    reverse_free(&r);
+    if (st == PHASE_OK) phase_clear_error();
+    return st;
+}

@@ -1,0 +1,48 @@
+/* Internal declarations shared by the libphase sources. Not installed. */
+#ifndef PHASE_INTERNAL_H
+#define PHASE_INTERNAL_H
+
+#include "phase.h"
+
+struct phase_graph {
+    int32_t n;          /* transient states */
+    int32_t d;          /* parameters */
+    int discrete;
+    int64_t n_edges;
+    double *alpha;      /* n */
+    int32_t *src;       /* n_edges */
+    int32_t *dst;       /* n_edges, PHASE_ABSORBING for exits */
+    double *base;       /* n_edges */
+    /* Sparse coefficients: edge e has coef_val[q] for parameter coef_idx[q],
+     * q in [coef_ptr[e], coef_ptr[e+1]). */
+    int64_t *coef_ptr;
+    int32_t *coef_idx;
+    double *coef_val;
+    /* Transient edges (dst >= 0) in two orders: by source for the reverse
+     * sweep (u = P u'), by target for the forward sweep (v' = v P); both are
+     * "pull" loops, so neither scatters writes. */
+    int64_t n_trans;
+    int64_t *out_ptr;   /* n + 1 */
+    int64_t *out_edge;  /* n_trans, edge ids sorted by source */
+    int32_t *out_dst;   /* n_trans */
+    int64_t *in_ptr;    /* n + 1 */
+    int64_t *in_edge;   /* n_trans, edge ids sorted by target */
+    int32_t *in_src;    /* n_trans */
+    /* Exit edges and the states that have at least one. */
+    int64_t n_exit;
+    int64_t *exit_edge; /* n_exit */
+    int32_t n_exit_states;
+    int32_t *exit_states;
+};
+
+/* Record a message for phase_last_error() and return status. */
+int phase_fail(int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Clear the thread-local message (successful calls leave it empty). */
+void phase_clear_error(void);
+
+#endif

@@ -1,0 +1,2 @@
+from setuptools import setup
+setup(cffi_modules=["libphase/build_cffi.py:ffibuilder"])
