@@ -50,25 +50,36 @@ static int check_point(const phase_graph *g, double x, int allow_inf, const char
 }
 
 /* f(x) (which = SEQ_A; discrete: pmf for x >= 1) or P(T > x) (SEQ_B). */
-static int point_value(sweep *w, const phase_graph *g, double x, int which, scaled *out,
-                       double *adj, double coef_m, int64_t coef_e)
+static int point_value(sweep *w, const phase_graph *g, double x, int which, scaled *out)
 {
     if (isinf(x)) { /* only survival at +inf reaches here */
         out->m = 0.0;
         out->e = 0;
         return PHASE_OK;
     }
-    if (!g->discrete) return sweep_poisson(w, g, w->Lambda * x, which, out, adj, coef_m, coef_e);
+    if (!g->discrete) return sweep_poisson(w, g, w->Lambda * x, which, out);
     int64_t k = (int64_t)x - (which == SEQ_A ? 1 : 0);
     int st = sweep_ensure(w, g, k);
     if (st) return st;
     out->m = which == SEQ_A ? w->am[k] : w->bm[k];
     out->e = w->ex[k];
-    if (adj) {
-        int64_t e = coef_e + w->ex[k];
-        if (e > -1100) adj[k] += ldexp(coef_m, (int)(e < 1100 ? e : 1100));
-    }
     return PHASE_OK;
+}
+
+/* Add coef x d(value)/d(sequence) of the point just evaluated by point_value
+ * (its Poisson window is still in w) to the adjoint weights. */
+static void point_adjoint(sweep *w, const phase_graph *g, double x, int which, double coef_m,
+                          int64_t coef_e)
+{
+    if (isinf(x)) return;
+    if (!g->discrete) {
+        sweep_adjoint(w, which, coef_m, coef_e);
+        return;
+    }
+    int64_t k = (int64_t)x - (which == SEQ_A ? 1 : 0);
+    int64_t e = coef_e + w->ex[k];
+    double *adj = which == SEQ_A ? w->adj_a : w->adj_b;
+    if (e > -1100) adj[k] += ldexp(coef_m, (int)(e < 1100 ? e : 1100));
 }
 
 static void fill_info(phase_info *info, const sweep *w)
@@ -123,7 +134,7 @@ int phase_eval(const phase_graph *g, const phase_options *opts, int64_t n_theta,
             if (g->discrete && which == SEQ_A && points[i] == 0.0) {
                 x.m = atom;
                 x.e = 0;
-            } else if ((st = point_value(&w, g, points[i], which, &x, NULL, 0.0, 0))) {
+            } else if ((st = point_value(&w, g, points[i], which, &x))) {
                 break;
             }
             switch (quantity) {
@@ -199,8 +210,6 @@ static scaled scaled_diff(scaled a, scaled b)
 }
 
 typedef struct {
-    double *adj_a, *adj_b; /* K + 1 */
-    int64_t adj_cap;
     double *u, *un, *D, *H; /* n */
     double *G;              /* n_trans */
     double *gw;             /* n_edges */
@@ -208,127 +217,12 @@ typedef struct {
 
 static void reverse_free(reverse_ws *r)
 {
-    free(r->adj_a);
-    free(r->adj_b);
     free(r->u);
     free(r->un);
     free(r->D);
     free(r->H);
     free(r->G);
     free(r->gw);
-}
-
-/* One pass over the observations. Pass 1 (adj == 0): values and the
- * log-likelihood. Pass 2: adjoint weights, using the values of pass 1. */
-static int observations_pass(sweep *w, const phase_graph *g, const phase_data *data, int pass,
-                             reverse_ws *r, double *ll)
-{
-    int st;
-    const double atom = defect(g);
-    double total = 0.0;
-    double *adj_a = pass == 2 ? r->adj_a : NULL, *adj_b = pass == 2 ? r->adj_b : NULL;
-    for (int64_t i = 0; i < data->n_exact; i++) {
-        double wt = weight_of(data->exact_weight, i);
-        if (wt == 0.0) continue;
-        scaled x;
-        if (g->discrete && data->exact[i] == 0.0) {
-            if (atom <= 0.0) return PHASE_EZERO;
-            total += wt * log(atom);
-            continue;
-        }
-        if ((st = point_value(w, g, data->exact[i], SEQ_A, &x, NULL, 0.0, 0))) return st;
-        if (!(x.m > 0.0)) return PHASE_EZERO;
-        total += wt * scaled_log(x);
-        if (pass == 2 && (st = point_value(w, g, data->exact[i], SEQ_A, &x, adj_a, wt / x.m, -x.e)))
-            return st;
-    }
-    for (int64_t i = 0; i < data->n_right; i++) {
-        double wt = weight_of(data->right_weight, i);
-        if (wt == 0.0) continue;
-        scaled x;
-        if ((st = point_value(w, g, data->right[i], SEQ_B, &x, NULL, 0.0, 0))) return st;
-        if (!(x.m > 0.0)) return PHASE_EZERO;
-        total += wt * scaled_log(x);
-        if (pass == 2 && (st = point_value(w, g, data->right[i], SEQ_B, &x, adj_b, wt / x.m, -x.e)))
-            return st;
-    }
-    for (int64_t i = 0; i < data->n_interval; i++) {
-        double wt = weight_of(data->interval_weight, i);
-        if (wt == 0.0) continue;
-        scaled lo, hi;
-        if ((st = point_value(w, g, data->interval_lo[i], SEQ_B, &lo, NULL, 0.0, 0))) return st;
-        if ((st = point_value(w, g, data->interval_hi[i], SEQ_B, &hi, NULL, 0.0, 0))) return st;
-        scaled diff = scaled_diff(lo, hi);
-        if (!(diff.m > 0.0)) return PHASE_EZERO;
-        total += wt * scaled_log(diff);
-        if (pass == 2) {
-            if ((st = point_value(w, g, data->interval_lo[i], SEQ_B, &lo, adj_b, wt / diff.m,
-                                  -diff.e)))
-                return st;
-            if ((st = point_value(w, g, data->interval_hi[i], SEQ_B, &hi, adj_b, -wt / diff.m,
-                                  -diff.e)))
-                return st;
-        }
-    }
-    *ll = total;
-    return PHASE_OK;
-}
-
-/* Reverse sweep: gradient of sum_k adj_a[k] (vt_k . s) + adj_b[k] (vt_k . 1). */
-static int reverse_sweep(sweep *w, const phase_graph *g, reverse_ws *r, double *grad)
-{
-    const int32_t n = g->n;
-    const int64_t K = w->K;
-    const double *adj_a = r->adj_a, *adj_b = r->adj_b, *s = w->s, *diag = w->diag;
-    const int64_t *out_ptr = g->out_ptr;
-    const int32_t *out_dst = g->out_dst;
-    const double *out_p = w->out_p;
-    double *un = r->un, *u = r->u, *D = r->D, *H = r->H, *G = r->G;
-
-    const double *v = sweep_vector(w, g, K);
-    if (!v) return phase_fail(PHASE_ENOMEM, "out of memory recomputing state vectors");
-    for (int32_t i = 0; i < n; i++) {
-        un[i] = adj_a[K] * s[i] + adj_b[K];
-        H[i] = adj_a[K] * v[i];
-        D[i] = 0.0;
-    }
-    memset(G, 0, sizeof(double) * (size_t)(g->n_trans > 0 ? g->n_trans : 1));
-    for (int64_t k = K - 1; k >= 0; k--) {
-        v = sweep_vector(w, g, k);
-        if (!v) return phase_fail(PHASE_ENOMEM, "out of memory recomputing state vectors");
-        const double sig = ldexp(1.0, w->shift[k + 1]);
-        const double A = adj_a[k], B = adj_b[k];
-        for (int32_t i = 0; i < n; i++) {
-            const double ui = un[i], vi = sig * v[i];
-            double acc = diag[i] * ui;
-            for (int64_t q = out_ptr[i]; q < out_ptr[i + 1]; q++) {
-                const double x = un[out_dst[q]];
-                acc += out_p[q] * x;
-                G[q] += vi * x;
-            }
-            D[i] += vi * ui;
-            H[i] += A * v[i];
-            u[i] = sig * acc + A * s[i] + B;
-        }
-        double *t = un;
-        un = u;
-        u = t;
-    }
-    const double inv = 1.0 / w->Lambda;
-    for (int64_t q = 0; q < g->n_trans; q++) {
-        int64_t e = g->out_edge[q];
-        r->gw[e] = (G[q] - D[g->src[e]]) * inv;
-    }
-    for (int64_t x = 0; x < g->n_exit; x++) {
-        int64_t e = g->exit_edge[x];
-        int32_t i = g->src[e];
-        r->gw[e] = H[i] - D[i] * inv;
-    }
-    for (int32_t m = 0; m < g->d; m++) grad[m] = 0.0;
-    for (int64_t e = 0; e < g->n_edges; e++)
-        for (int64_t q = g->coef_ptr[e]; q < g->coef_ptr[e + 1]; q++)
-            grad[g->coef_idx[q]] += r->gw[e] * g->coef_val[q];
-    return PHASE_OK;
 }
 
 static int reverse_init(reverse_ws *r, const phase_graph *g)
@@ -346,19 +240,146 @@ static int reverse_init(reverse_ws *r, const phase_graph *g)
     return PHASE_OK;
 }
 
-static int adjoint_room(reverse_ws *r, int64_t need)
+/* The log-likelihood at the current theta; in gradient mode also the
+ * adjoint weights d loglik / d a_k and d b_k (scaled by 2^ex[k]). */
+static int observations_pass(sweep *w, const phase_graph *g, const phase_data *data, double *ll)
 {
-    if (need > r->adj_cap) {
-        double *a = realloc(r->adj_a, sizeof(double) * (size_t)need);
-        if (!a) return phase_fail(PHASE_ENOMEM, "out of memory for adjoint weights");
-        r->adj_a = a;
-        double *b = realloc(r->adj_b, sizeof(double) * (size_t)need);
-        if (!b) return phase_fail(PHASE_ENOMEM, "out of memory for adjoint weights");
-        r->adj_b = b;
-        r->adj_cap = need;
+    int st;
+    const int grad = w->store;
+    const double atom = defect(g);
+    double total = 0.0;
+    scaled x, lo, hi;
+    for (int64_t i = 0; i < data->n_exact; i++) {
+        const double wt = weight_of(data->exact_weight, i), t = data->exact[i];
+        if (wt == 0.0) continue;
+        if (g->discrete && t == 0.0) {
+            if (atom <= 0.0) return PHASE_EZERO;
+            total += wt * log(atom);
+            continue;
+        }
+        if ((st = point_value(w, g, t, SEQ_A, &x))) return st;
+        if (!(x.m > 0.0)) return PHASE_EZERO;
+        total += wt * scaled_log(x);
+        if (grad) point_adjoint(w, g, t, SEQ_A, wt / x.m, -x.e);
     }
-    memset(r->adj_a, 0, sizeof(double) * (size_t)need);
-    memset(r->adj_b, 0, sizeof(double) * (size_t)need);
+    for (int64_t i = 0; i < data->n_right; i++) {
+        const double wt = weight_of(data->right_weight, i), c = data->right[i];
+        if (wt == 0.0) continue;
+        if ((st = point_value(w, g, c, SEQ_B, &x))) return st;
+        if (!(x.m > 0.0)) return PHASE_EZERO;
+        total += wt * scaled_log(x);
+        if (grad) point_adjoint(w, g, c, SEQ_B, wt / x.m, -x.e);
+    }
+    for (int64_t i = 0; i < data->n_interval; i++) {
+        const double wt = weight_of(data->interval_weight, i);
+        const double a = data->interval_lo[i], b = data->interval_hi[i];
+        if (wt == 0.0) continue;
+        if ((st = point_value(w, g, a, SEQ_B, &lo))) return st;
+        if ((st = point_value(w, g, b, SEQ_B, &hi))) return st;
+        scaled diff = scaled_diff(lo, hi);
+        if (!(diff.m > 0.0)) return PHASE_EZERO;
+        total += wt * scaled_log(diff);
+        if (grad) { /* hi's window is current; lo's is recomputed */
+            point_adjoint(w, g, b, SEQ_B, -wt / diff.m, -diff.e);
+            if ((st = point_value(w, g, a, SEQ_B, &lo))) return st;
+            point_adjoint(w, g, a, SEQ_B, wt / diff.m, -diff.e);
+        }
+    }
+    *ll = total;
+    return PHASE_OK;
+}
+
+/* Reverse sweep: gradient of sum_k adj_a[k] (vt_k . s) + adj_b[k] (vt_k . 1).
+ *
+ * G_q accumulates v_k[i] (u_{k+1}[j] - u_{k+1}[i]) for the transient edge
+ * q = i -> j (the -u[i] is the diagonal's share); D and H are needed only
+ * for states with exits. Step k touches only states near the support of
+ * v_k and v_{k-1}: G needs u_{k+1} on supp(v_k) and its successors, and
+ * u_{k+1} was computed on exactly that range (one step of reach from
+ * [lo[k], hi[k]]). Entries outside the computed range are stale but finite
+ * and are only ever multiplied by zero entries of v. */
+static int reverse_sweep(sweep *w, const phase_graph *g, reverse_ws *r, double *grad)
+{
+    const int32_t n = g->n, n_exit = g->n_exit_states;
+    const int32_t *exits = g->exit_states;
+    const int64_t K = w->K;
+    const double *adj_a = w->adj_a, *adj_b = w->adj_b, *s = w->s, *diag = w->diag;
+    const int64_t *out_ptr = g->out_ptr;
+    const int32_t *out_dst = g->out_dst;
+    const double *out_p = w->out_p;
+    double *un = r->un, *u = r->u, *D = r->D, *H = r->H, *G = r->G;
+
+    const double *seg = sweep_vector(w, g, K);
+    if (!seg) return phase_fail(PHASE_ENOMEM, "out of memory recomputing state vectors");
+#define V_AT(k, i) ((i) >= w->lo[k] && (i) <= w->hi[k] ? seg[(i) - w->lo[k]] : 0.0)
+    for (int32_t i = 0; i < n; i++) {
+        un[i] = adj_b[K];
+        u[i] = D[i] = H[i] = 0.0;
+    }
+    for (int32_t q = 0; q < n_exit; q++) {
+        const int32_t i = exits[q];
+        un[i] += adj_a[K] * s[i];
+        H[i] = adj_a[K] * V_AT(K, i);
+    }
+    memset(G, 0, sizeof(double) * (size_t)(g->n_trans > 0 ? g->n_trans : 1));
+    for (int64_t k = K - 1; k >= 0; k--) {
+        seg = sweep_vector(w, g, k);
+        if (!seg) return phase_fail(PHASE_ENOMEM, "out of memory recomputing state vectors");
+        const double sig = ldexp(1.0, w->shift[k + 1]);
+        const double A = adj_a[k], B = adj_b[k];
+        const int32_t lo = w->lo[k], hi = w->hi[k];
+        /* u_k is read next on one step of reach from v_{k-1}'s range. */
+        int32_t a = 0, b = -1;
+        if (k >= 1 && w->lo[k - 1] <= w->hi[k - 1]) {
+            a = g->reach_lo[w->lo[k - 1]];
+            b = g->reach_hi[w->hi[k - 1]];
+        }
+        /* Outside supp(v_k): only u. */
+        for (int32_t i = a; i <= b; i++) {
+            if (i >= lo && i <= hi) { /* done in the loop below */
+                i = hi;
+                continue;
+            }
+            double acc = diag[i] * un[i];
+            for (int64_t q = out_ptr[i]; q < out_ptr[i + 1]; q++) acc += out_p[q] * un[out_dst[q]];
+            const double ui_new = sig * acc + B;
+            u[i] = fabs(ui_new) < FLUSH_BELOW ? 0.0 : ui_new; /* as in the forward sweep */
+        }
+        /* On supp(v_k): u and the edge accumulators. */
+        for (int32_t i = lo; i <= hi; i++) {
+            const double ui = un[i], vi = sig * seg[i - lo];
+            double acc = diag[i] * ui;
+            for (int64_t q = out_ptr[i]; q < out_ptr[i + 1]; q++) {
+                const double x = un[out_dst[q]];
+                acc += out_p[q] * x;
+                G[q] += vi * (x - ui);
+            }
+            const double ui_new = sig * acc + B;
+            u[i] = fabs(ui_new) < FLUSH_BELOW ? 0.0 : ui_new;
+        }
+        for (int32_t q = 0; q < n_exit; q++) {
+            const int32_t i = exits[q];
+            const double vi = V_AT(k, i);
+            D[i] += sig * vi * un[i];
+            H[i] += A * vi;
+            u[i] += A * s[i];
+        }
+        double *t = un;
+        un = u;
+        u = t;
+    }
+#undef V_AT
+    const double inv = 1.0 / w->Lambda;
+    for (int64_t q = 0; q < g->n_trans; q++) r->gw[g->out_edge[q]] = G[q] * inv;
+    for (int64_t x = 0; x < g->n_exit; x++) {
+        const int64_t e = g->exit_edge[x];
+        const int32_t i = g->src[e];
+        r->gw[e] = H[i] - D[i] * inv;
+    }
+    for (int32_t m = 0; m < g->d; m++) grad[m] = 0.0;
+    for (int64_t e = 0; e < g->n_edges; e++)
+        for (int64_t q = g->coef_ptr[e]; q < g->coef_ptr[e + 1]; q++)
+            grad[g->coef_idx[q]] += r->gw[e] * g->coef_val[q];
     return PHASE_OK;
 }
 
@@ -386,12 +407,8 @@ int phase_loglik(const phase_graph *g, const phase_options *opts, const phase_da
         double *grow_p = grad ? grad + p * g->d : NULL;
         double ll = 0.0;
         st = sweep_set_theta(&w, g, thetas ? thetas + p * g->d : NULL);
-        if (st == PHASE_OK) st = observations_pass(&w, g, data, 1, &r, &ll);
-        if (st == PHASE_OK && grad) {
-            st = adjoint_room(&r, w.K + 1);
-            if (st == PHASE_OK) st = observations_pass(&w, g, data, 2, &r, &ll);
-            if (st == PHASE_OK) st = reverse_sweep(&w, g, &r, grow_p);
-        }
+        if (st == PHASE_OK) st = observations_pass(&w, g, data, &ll);
+        if (st == PHASE_OK && grad) st = reverse_sweep(&w, g, &r, grow_p);
         if (st == PHASE_ENOMEM || st == PHASE_EINVAL) break;
         if (st != PHASE_OK) {
             ll = st == PHASE_ERANGE ? NAN : -INFINITY;

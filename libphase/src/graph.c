@@ -29,6 +29,8 @@ void phase_graph_free(phase_graph *g)
     free(g->in_src);
     free(g->exit_edge);
     free(g->exit_states);
+    free(g->reach_lo);
+    free(g->reach_hi);
     free(g);
 }
 
@@ -134,7 +136,9 @@ int phase_graph_new(phase_graph **out, int32_t n, int32_t d, const double *alpha
     g->in_src = malloc(sizeof(int32_t) * nt);
     g->exit_edge = malloc(sizeof(int64_t) * (size_t)(g->n_exit > 0 ? g->n_exit : 1));
     g->exit_states = malloc(sizeof(int32_t) * nn);
-    if (!g->alpha || !g->src || !g->dst || !g->base || !g->coef_ptr || !g->coef_idx ||
+    g->reach_lo = malloc(sizeof(int32_t) * nn);
+    g->reach_hi = malloc(sizeof(int32_t) * nn);
+    if (!g->reach_lo || !g->reach_hi || !g->alpha || !g->src || !g->dst || !g->base || !g->coef_ptr || !g->coef_idx ||
         !g->coef_val || !g->out_ptr || !g->out_edge || !g->out_dst || !g->in_ptr ||
         !g->in_edge || !g->in_src || !g->exit_edge || !g->exit_states) {
         phase_graph_free(g);
@@ -165,6 +169,18 @@ int phase_graph_new(phase_graph **out, int32_t n, int32_t d, const double *alpha
     for (int64_t p = 0; p < n_trans; p++) g->out_dst[p] = g->dst[g->out_edge[p]];
     bucket(n, n_edges, g->dst, g->dst, g->in_ptr, g->in_edge);
     for (int64_t p = 0; p < n_trans; p++) g->in_src[p] = g->src[g->in_edge[p]];
+
+    /* Suffix minimum and prefix maximum of the edge targets (see internal.h). */
+    for (int32_t i = 0; i < n; i++) g->reach_lo[i] = g->reach_hi[i] = i;
+    for (int64_t p = 0; p < n_trans; p++) {
+        int32_t i = g->src[g->out_edge[p]], j = g->out_dst[p];
+        if (j < g->reach_lo[i]) g->reach_lo[i] = j;
+        if (j > g->reach_hi[i]) g->reach_hi[i] = j;
+    }
+    for (int32_t i = n - 2; i >= 0; i--)
+        if (g->reach_lo[i + 1] < g->reach_lo[i]) g->reach_lo[i] = g->reach_lo[i + 1];
+    for (int32_t i = 1; i < n; i++)
+        if (g->reach_hi[i - 1] > g->reach_hi[i]) g->reach_hi[i] = g->reach_hi[i - 1];
 
     char *has_exit = calloc(nn, 1);
     if (!has_exit) {

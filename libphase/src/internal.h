@@ -28,6 +28,11 @@ struct phase_graph {
     int64_t *in_ptr;    /* n + 1 */
     int64_t *in_edge;   /* n_trans, edge ids sorted by target */
     int32_t *in_src;    /* n_trans */
+    /* Reach of one step from a range [lo, hi] of states: every transient
+     * edge from a state >= lo ends at >= reach_lo[lo], from a state <= hi at
+     * <= reach_hi[hi] (each bound includes the state itself). */
+    int32_t *reach_lo;  /* n */
+    int32_t *reach_hi;  /* n */
     /* Exit edges and the states that have at least one. */
     int64_t n_exit;
     int64_t *exit_edge; /* n_exit */

@@ -8,11 +8,16 @@
  * (discrete graphs: P = T, pmf(k) = a_{k-1}, P(T > k) = b_k, Lambda = 1).
  *
  * The sweep is lazy: it runs as far as the Poisson windows of the points ask.
- * To keep far tails representable, v_k is stored as vt_k * 2^ex[k] and
+ * To keep far tails representable, v_k is held as vt_k * 2^ex[k] and
  * rescaled by an exact power of two whenever its mass drops below 2^-400.
- * When a gradient is wanted the vectors are kept (all of them, or every
- * stride-th one under the memory limit, recomputing the rest in blocks) for
- * the reverse sweep in loglik.c.
+ * Each step updates only the range of states that can be non-zero: the
+ * support of v_k, widened by one step of the graph's reach (reach_lo/hi).
+ * In stiff models most mass has long left the fast states, so the active
+ * range is a fraction of the graph (Kingman n = 200: about a tenth).
+ * In gradient mode the vectors are kept for the reverse sweep, each only on
+ * its range: all of them while they fit in memory_limit, else every
+ * stride-th one (the stride doubles each time storage fills), the rest
+ * recomputed block by block.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -20,10 +25,8 @@
 
 #include "sweep.h"
 
-#define RESCALE_EXP (-400)     /* rescale v when sum(v) < 2^-400 */
-#define WEIGHT_RESCALE 400     /* keep Poisson weights in [2^-400, 1] */
-#define NEG_INF_LOG2 (INT64_MIN / 4)
-#define UNREPRESENTABLE (-1100) /* log2 below every double */
+#define RESCALE_EXP (-400) /* rescale v when sum(v) < 2^-400 */
+#define CHUNK_BYTES ((size_t)4 << 20)
 
 static void *grow(void *p, int64_t *cap, int64_t need, size_t elem)
 {
@@ -33,6 +36,12 @@ static void *grow(void *p, int64_t *cap, int64_t need, size_t elem)
     void *q = realloc(p, (size_t)c * elem);
     if (q) *cap = c;
     return q;
+}
+
+int64_t sweep_log2_bound(double m, int64_t e)
+{
+    if (m <= 0.0) return NEG_INF_LOG2;
+    return (int64_t)ilogb(m) + 1 + e;
 }
 
 int sweep_init(sweep *w, const phase_graph *g, const phase_options *opts, int store)
@@ -45,17 +54,21 @@ int sweep_init(sweep *w, const phase_graph *g, const phase_options *opts, int st
     size_t limit = opts->memory_limit;
     w->max_terms = (int64_t)(limit / 64);
     if (w->max_terms < ((int64_t)1 << 20)) w->max_terms = (int64_t)1 << 20;
-    w->store_limit = (int64_t)(limit / (sizeof(double) * n));
-    if (w->store_limit < 2) w->store_limit = 2;
+    w->store_limit = (int64_t)(limit / sizeof(double));
+    if (w->store_limit < 2 * (int64_t)n) w->store_limit = 2 * (int64_t)n;
+    w->chunk_len = (int64_t)(CHUNK_BYTES / sizeof(double));
+    if (w->chunk_len < (int64_t)n) w->chunk_len = (int64_t)n;
     w->rate = malloc(sizeof(double) * ne);
     w->diag = malloc(sizeof(double) * n);
     w->s = malloc(sizeof(double) * n);
     w->in_p = malloc(sizeof(double) * nt);
     w->out_p = malloc(sizeof(double) * nt);
-    w->v_cur = malloc(sizeof(double) * n);
-    w->v_next = malloc(sizeof(double) * n);
-    if (!w->rate || !w->diag || !w->s || !w->in_p || !w->out_p || !w->v_cur || !w->v_next)
+    w->buf[0] = calloc(n, sizeof(double));
+    w->buf[1] = calloc(n, sizeof(double));
+    if (!w->rate || !w->diag || !w->s || !w->in_p || !w->out_p || !w->buf[0] || !w->buf[1])
         return phase_fail(PHASE_ENOMEM, "out of memory for the sweep workspace");
+    w->buf_lo[0] = w->buf_lo[1] = 0;
+    w->buf_hi[0] = w->buf_hi[1] = -1;
     return PHASE_OK;
 }
 
@@ -66,60 +79,187 @@ void sweep_free(sweep *w)
     free(w->s);
     free(w->in_p);
     free(w->out_p);
-    free(w->v_cur);
-    free(w->v_next);
+    free(w->buf[0]);
+    free(w->buf[1]);
     free(w->am);
     free(w->bm);
     free(w->ex);
     free(w->shift);
+    free(w->lo);
+    free(w->hi);
     free(w->pmax_a);
     free(w->pmax_b);
-    free(w->stored);
+    free(w->adj_a);
+    free(w->adj_b);
+    free(w->seg);
+    for (int64_t c = 0; c < w->n_chunks; c++) free(w->chunks[c]);
+    free(w->chunks);
     free(w->block);
+    free(w->block_lo);
+    free(w->block_hi);
     free(w->wm);
     free(w->we);
     memset(w, 0, sizeof *w);
 }
 
-static inline int64_t log2_bound(double m, int64_t e)
+/* ---- the recursion ----------------------------------------------------- */
+
+/* Zero v on [lo, hi] (clipped to n). */
+static void clear(double *v, int32_t lo, int32_t hi)
 {
-    /* An integer L with m * 2^e < 2^L (m >= 0); very negative for m == 0. */
-    if (m <= 0.0) return NEG_INF_LOG2;
-    return (int64_t)ilogb(m) + 1 + e;
+    if (lo <= hi) memset(v + lo, 0, sizeof(double) * (size_t)(hi - lo + 1));
 }
 
-/* Record v_cur as v_k: a_k, b_k, prefix maxima, optional storage. */
+/* vn = v P where v is zero outside [lo, hi]; vn held a vector on
+ * [*nlo, *nhi] before and is zero outside the returned [*nlo, *nhi] after.
+ * Returns sum(vn). */
+static double forward(const phase_graph *g, const sweep *w, const double *v, int32_t lo,
+                      int32_t hi, double *vn, int32_t *nlo, int32_t *nhi)
+{
+    const int64_t *ptr = g->in_ptr;
+    const int32_t *from = g->in_src;
+    const double *p = w->in_p, *diag = w->diag;
+    if (lo > hi) { /* nothing left */
+        clear(vn, *nlo, *nhi);
+        *nlo = 0;
+        *nhi = -1;
+        return 0.0;
+    }
+    const int32_t a = g->reach_lo[lo], b = g->reach_hi[hi];
+    /* Stale entries of vn outside the new range must be zero. */
+    clear(vn, *nlo, (*nhi < a - 1 ? *nhi : a - 1));
+    clear(vn, (*nlo > b + 1 ? *nlo : b + 1), *nhi);
+    double total = 0.0;
+    int32_t first = b + 1, last = a - 1;
+    for (int32_t j = a; j <= b; j++) {
+        double x = diag[j] * v[j];
+        for (int64_t q = ptr[j]; q < ptr[j + 1]; q++) x += p[q] * v[from[q]];
+        x = x < FLUSH_BELOW ? 0.0 : x; /* see FLUSH_BELOW */
+        vn[j] = x;
+        total += x;
+        if (x != 0.0) {
+            if (first > b) first = j;
+            last = j;
+        }
+    }
+    /* [first, last] is the support; zeros between a and b are already there. */
+    *nlo = first <= last ? first : 0;
+    *nhi = first <= last ? last : -1;
+    return total;
+}
+
+static void scale(double *v, int32_t lo, int32_t hi, int32_t shift)
+{
+    const double f = ldexp(1.0, shift);
+    for (int32_t i = lo; i <= hi; i++) v[i] *= f;
+}
+
+static int sequences_room(sweep *w, int64_t need)
+{
+    if (need <= w->seq_cap) return PHASE_OK;
+    int64_t cap = w->seq_cap, c = cap;
+#define GROW(field, type)                                                                   \
+    c = cap;                                                                                \
+    {                                                                                       \
+        type *q = grow(w->field, &c, need, sizeof(type));                                   \
+        if (!q) return phase_fail(PHASE_ENOMEM, "out of memory at %lld terms", (long long)need); \
+        w->field = q;                                                                       \
+    }
+    GROW(am, double)
+    GROW(bm, double)
+    GROW(ex, int64_t)
+    GROW(shift, int32_t)
+    GROW(lo, int32_t)
+    GROW(hi, int32_t)
+    GROW(pmax_a, int64_t)
+    GROW(pmax_b, int64_t)
+    if (w->store) {
+        GROW(adj_a, double)
+        GROW(adj_b, double)
+    }
+#undef GROW
+    w->seq_cap = c;
+    return PHASE_OK;
+}
+
+/* ---- kept vectors ------------------------------------------------------ */
+
+/* Room for len doubles at the fill position (a segment never spans chunks). */
+static double *arena_take(sweep *w, int64_t len)
+{
+    if (w->fill_pos + len > w->chunk_len) {
+        w->fill_chunk++;
+        w->fill_pos = 0;
+    }
+    while (w->fill_chunk >= w->n_chunks) {
+        int64_t cap = w->chunk_cap;
+        double **c = grow(w->chunks, &cap, w->n_chunks + 1, sizeof(double *));
+        if (!c) return NULL;
+        w->chunks = c;
+        w->chunk_cap = cap;
+        double *mem = malloc(sizeof(double) * (size_t)w->chunk_len);
+        if (!mem) return NULL;
+        w->chunks[w->n_chunks++] = mem;
+    }
+    double *at = w->chunks[w->fill_chunk] + w->fill_pos;
+    w->fill_pos += len;
+    return at;
+}
+
+static int64_t seg_len(const sweep *w, int64_t k) { return w->hi[k] >= w->lo[k] ? w->hi[k] - w->lo[k] + 1 : 0; }
+
+/* Storage is full: keep every other vector, double the stride, and pack the
+ * kept segments towards the front (they only move down, so memmove is safe). */
+static void thin_out(sweep *w)
+{
+    const int64_t old_stride = w->stride;
+    w->fill_chunk = 0;
+    w->fill_pos = 0;
+    w->stored_doubles = 0;
+    int64_t kept = 0;
+    for (int64_t j = 0; j < w->n_stored; j += 2, kept++) {
+        int64_t k = j * old_stride, len = seg_len(w, k);
+        double *src = w->seg[j], *dst = len ? arena_take(w, len) : NULL; /* chunks exist */
+        if (len && dst != src) memmove(dst, src, sizeof(double) * (size_t)len);
+        w->seg[kept] = dst;
+        w->stored_doubles += len;
+    }
+    w->n_stored = kept;
+    w->stride = old_stride * 2;
+    w->block_first = -1;
+}
+
+/* Keep vt_k (now in buf[cur]) if k is on the stride. */
+static int keep(sweep *w, int64_t k)
+{
+    if (k % w->stride) return PHASE_OK;
+    int64_t len = seg_len(w, k);
+    if (w->stored_doubles + len > w->store_limit) {
+        thin_out(w);
+        if (k % w->stride) return PHASE_OK;
+    }
+    int64_t cap = w->seg_cap;
+    double **sg = grow(w->seg, &cap, w->n_stored + 1, sizeof(double *));
+    if (!sg) return phase_fail(PHASE_ENOMEM, "out of memory keeping state vectors");
+    w->seg = sg;
+    w->seg_cap = cap;
+    double *dst = NULL;
+    if (len) {
+        if (!(dst = arena_take(w, len)))
+            return phase_fail(PHASE_ENOMEM, "out of memory keeping state vectors");
+        memcpy(dst, w->buf[w->cur] + w->lo[k], sizeof(double) * (size_t)len);
+    }
+    w->seg[w->n_stored++] = dst;
+    w->stored_doubles += len;
+    return PHASE_OK;
+}
+
+/* buf[cur] has become vt_k: record a_k, b_k, the exponent and prefix maxima. */
 static int record(sweep *w, const phase_graph *g, int64_t k, double total, int32_t shift)
 {
-    int64_t need = k + 1;
-    if (need > w->seq_cap) {
-        int64_t cap = w->seq_cap;
-        double *am = grow(w->am, &cap, need, sizeof(double));
-        if (!am) return phase_fail(PHASE_ENOMEM, "out of memory at %lld terms", (long long)k);
-        w->am = am;
-        cap = w->seq_cap;
-        double *bm = grow(w->bm, &cap, need, sizeof(double));
-        if (!bm) return phase_fail(PHASE_ENOMEM, "out of memory");
-        w->bm = bm;
-        cap = w->seq_cap;
-        int64_t *ex = grow(w->ex, &cap, need, sizeof(int64_t));
-        if (!ex) return phase_fail(PHASE_ENOMEM, "out of memory");
-        w->ex = ex;
-        cap = w->seq_cap;
-        int32_t *sh = grow(w->shift, &cap, need, sizeof(int32_t));
-        if (!sh) return phase_fail(PHASE_ENOMEM, "out of memory");
-        w->shift = sh;
-        cap = w->seq_cap;
-        int64_t *pa = grow(w->pmax_a, &cap, need, sizeof(int64_t));
-        if (!pa) return phase_fail(PHASE_ENOMEM, "out of memory");
-        w->pmax_a = pa;
-        cap = w->seq_cap;
-        int64_t *pb = grow(w->pmax_b, &cap, need, sizeof(int64_t));
-        if (!pb) return phase_fail(PHASE_ENOMEM, "out of memory");
-        w->pmax_b = pb;
-        w->seq_cap = cap;
-    }
-    const double *v = w->v_cur;
+    int st = sequences_room(w, k + 1);
+    if (st) return st;
+    const double *v = w->buf[w->cur];
     double a = 0.0;
     for (int32_t q = 0; q < g->n_exit_states; q++) {
         int32_t i = g->exit_states[q];
@@ -128,40 +268,26 @@ static int record(sweep *w, const phase_graph *g, int64_t k, double total, int32
     w->am[k] = a;
     w->bm[k] = total;
     w->shift[k] = shift;
+    w->lo[k] = w->buf_lo[w->cur];
+    w->hi[k] = w->buf_hi[w->cur];
     w->ex[k] = k == 0 ? 0 : w->ex[k - 1] - shift;
-    int64_t la = log2_bound(a, w->ex[k]), lb = log2_bound(total, w->ex[k]);
+    int64_t la = sweep_log2_bound(a, w->ex[k]), lb = sweep_log2_bound(total, w->ex[k]);
     w->pmax_a[k] = k == 0 || la > w->pmax_a[k - 1] ? la : w->pmax_a[k - 1];
     w->pmax_b[k] = k == 0 || lb > w->pmax_b[k - 1] ? lb : w->pmax_b[k - 1];
     w->K = k;
-
     if (!w->store) return PHASE_OK;
-    size_t n = (size_t)g->n;
-    if (k % w->stride) return PHASE_OK;
-    if (w->n_stored == w->store_limit) {
-        /* Full: keep every other vector and double the stride. */
-        int64_t j, kept = 0;
-        for (j = 0; j < w->n_stored; j += 2, kept++)
-            if (j != kept) memcpy(w->stored + kept * n, w->stored + j * n, sizeof(double) * n);
-        w->n_stored = kept;
-        w->stride *= 2;
-        if (k % w->stride) return PHASE_OK;
-    }
-    int64_t cap = w->store_cap;
-    double *st = grow(w->stored, &cap, (w->n_stored + 1) * (int64_t)n, sizeof(double));
-    if (!st) return phase_fail(PHASE_ENOMEM, "out of memory storing state vectors");
-    w->stored = st;
-    w->store_cap = cap;
-    memcpy(w->stored + w->n_stored * n, v, sizeof(double) * n);
-    w->n_stored++;
-    return PHASE_OK;
+    w->adj_a[k] = w->adj_b[k] = 0.0;
+    return keep(w, k);
 }
 
 int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
 {
     int st = phase_graph_rates(g, theta, w->rate);
     if (st) return st;
-    int32_t n = g->n;
-    double *lambda = w->v_next; /* scratch */
+    const int32_t n = g->n;
+    /* Both buffers become all zero (lambda uses buf[1] as scratch first). */
+    clear(w->buf[0], w->buf_lo[0], w->buf_hi[0]);
+    double *lambda = w->buf[1];
     for (int32_t i = 0; i < n; i++) lambda[i] = 0.0, w->s[i] = 0.0;
     for (int64_t e = 0; e < g->n_edges; e++) {
         lambda[g->src[e]] += w->rate[e];
@@ -173,9 +299,11 @@ int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
         if (w->s[i] > smax) smax = w->s[i];
     }
     if (g->discrete) {
-        if (L > 1.0 + 1e-12)
+        if (L > 1.0 + 1e-12) {
+            clear(lambda, 0, n - 1);
             return phase_fail(PHASE_EDOMAIN,
                               "out-probabilities of a state sum to %.17g > 1 at this theta", L);
+        }
         L = 1.0;
     } else if (L == 0.0) {
         L = 1.0; /* nothing moves; any Lambda > 0 is exact */
@@ -186,39 +314,34 @@ int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
         double d = 1.0 - lambda[i] / L;
         w->diag[i] = d > 0.0 ? d : 0.0;
     }
+    clear(lambda, 0, n - 1);
+    w->buf_lo[0] = w->buf_lo[1] = 0;
+    w->buf_hi[0] = w->buf_hi[1] = -1;
     for (int64_t q = 0; q < g->n_trans; q++) {
         w->in_p[q] = w->rate[g->in_edge[q]] / L;
         w->out_p[q] = w->rate[g->out_edge[q]] / L;
     }
     /* Start the sweep at v_0 = alpha. */
-    double total = 0.0;
-    for (int32_t i = 0; i < n; i++) total += (w->v_cur[i] = g->alpha[i]);
     w->n_stored = 0;
+    w->stored_doubles = 0;
+    w->fill_chunk = 0;
+    w->fill_pos = 0;
     w->stride = 1;
     w->block_first = -1;
     w->trunc = 0.0;
-    return record(w, g, 0, total, 0);
-}
-
-double sweep_forward(const phase_graph *g, const sweep *w, const double *v, double *vn)
-{
-    double total = 0.0;
-    const int64_t *ptr = g->in_ptr;
-    const int32_t *from = g->in_src;
-    const double *p = w->in_p, *diag = w->diag;
-    for (int32_t j = 0; j < g->n; j++) {
-        double x = diag[j] * v[j];
-        for (int64_t q = ptr[j]; q < ptr[j + 1]; q++) x += p[q] * v[from[q]];
-        vn[j] = x;
-        total += x;
+    w->cur = 0;
+    double *v0 = w->buf[0], total = 0.0;
+    int32_t first = n, last = -1;
+    for (int32_t i = 0; i < n; i++) {
+        total += (v0[i] = g->alpha[i]);
+        if (v0[i] != 0.0) {
+            if (first == n) first = i;
+            last = i;
+        }
     }
-    return total;
-}
-
-void sweep_scale(int32_t n, double *v, int32_t shift)
-{
-    double f = ldexp(1.0, shift);
-    for (int32_t i = 0; i < n; i++) v[i] *= f;
+    w->buf_lo[0] = first <= last ? first : 0;
+    w->buf_hi[0] = last;
+    return record(w, g, 0, total, 0);
 }
 
 int sweep_ensure(sweep *w, const phase_graph *g, int64_t k)
@@ -230,16 +353,16 @@ int sweep_ensure(sweep *w, const phase_graph *g, int64_t k)
                           "or rescale time",
                           (long long)w->max_terms, w->Lambda);
     while (w->K < k) {
-        double total = sweep_forward(g, w, w->v_cur, w->v_next);
+        const int c = w->cur, d = 1 - c;
+        double total = forward(g, w, w->buf[c], w->buf_lo[c], w->buf_hi[c], w->buf[d],
+                               &w->buf_lo[d], &w->buf_hi[d]);
         int32_t shift = 0;
         if (total > 0.0 && ilogb(total) < RESCALE_EXP) {
             shift = -ilogb(total);
-            sweep_scale(g->n, w->v_next, shift);
+            scale(w->buf[d], w->buf_lo[d], w->buf_hi[d], shift);
             total *= ldexp(1.0, shift);
         }
-        double *t = w->v_cur;
-        w->v_cur = w->v_next;
-        w->v_next = t;
+        w->cur = d;
         int st = record(w, g, w->K + 1, total, shift);
         if (st) return st;
     }
@@ -248,191 +371,43 @@ int sweep_ensure(sweep *w, const phase_graph *g, int64_t k)
 
 const double *sweep_vector(sweep *w, const phase_graph *g, int64_t k)
 {
-    size_t n = (size_t)g->n;
-    if (w->stride == 1) return w->stored + (size_t)k * n;
-    int64_t first = (k / w->stride) * w->stride;
+    const size_t n = (size_t)g->n;
+    if (w->stride == 1) return seg_len(w, k) ? w->seg[k] : w->buf[0];
+    const int64_t first = (k / w->stride) * w->stride;
+    if (w->block_len < w->stride) {
+        /* (Re)allocate stride full vectors, all zero. */
+        free(w->block);
+        free(w->block_lo);
+        free(w->block_hi);
+        w->block = calloc(n * (size_t)w->stride, sizeof(double));
+        w->block_lo = malloc(sizeof(int32_t) * (size_t)w->stride);
+        w->block_hi = malloc(sizeof(int32_t) * (size_t)w->stride);
+        if (!w->block || !w->block_lo || !w->block_hi) {
+            w->block_len = 0;
+            return NULL;
+        }
+        for (int64_t j = 0; j < w->stride; j++) w->block_lo[j] = 0, w->block_hi[j] = -1;
+        w->block_len = w->stride;
+        w->block_first = -1;
+    }
     if (first != w->block_first) {
         int64_t len = w->stride;
         if (first + len > w->K + 1) len = w->K + 1 - first;
-        int64_t cap = w->block_cap;
-        double *b = grow(w->block, &cap, w->stride * (int64_t)n, sizeof(double));
-        if (!b) return NULL;
-        w->block = b;
-        w->block_cap = cap;
-        memcpy(w->block, w->stored + (size_t)(first / w->stride) * n, sizeof(double) * n);
+        /* Slot 0: the kept vector, expanded; then recompute the others. */
+        double *v0 = w->block;
+        clear(v0, w->block_lo[0], w->block_hi[0]);
+        if (seg_len(w, first))
+            memcpy(v0 + w->lo[first], w->seg[first / w->stride],
+                   sizeof(double) * (size_t)seg_len(w, first));
+        w->block_lo[0] = w->lo[first];
+        w->block_hi[0] = w->hi[first];
         for (int64_t j = 1; j < len; j++) {
             double *vn = w->block + (size_t)j * n;
-            sweep_forward(g, w, vn - n, vn);
-            if (w->shift[first + j]) sweep_scale(g->n, vn, w->shift[first + j]);
+            forward(g, w, vn - n, w->block_lo[j - 1], w->block_hi[j - 1], vn, &w->block_lo[j],
+                    &w->block_hi[j]);
+            if (w->shift[first + j]) scale(vn, w->block_lo[j], w->block_hi[j], w->shift[first + j]);
         }
         w->block_first = first;
     }
-    return w->block + (size_t)(k - first) * n;
-}
-
-/* ---- Poisson-weighted sums ------------------------------------------- */
-
-static inline void acc_add(scaled *acc, double x, int64_t e)
-{
-    if (x == 0.0) return;
-    if (acc->m == 0.0) {
-        acc->m = x;
-        acc->e = e;
-    } else if (e == acc->e) {
-        acc->m += x;
-    } else if (e < acc->e) {
-        int64_t d = e - acc->e;
-        if (d > -1100) acc->m += ldexp(x, (int)d);
-    } else {
-        int64_t d = acc->e - e;
-        acc->m = (d > -1100 ? ldexp(acc->m, (int)d) : 0.0) + x;
-        acc->e = e;
-    }
-}
-
-static int weights_room(sweep *w, int64_t need)
-{
-    int64_t cap = w->wcap;
-    double *wm = grow(w->wm, &cap, need, sizeof(double));
-    if (!wm) return phase_fail(PHASE_ENOMEM, "out of memory for Poisson weights");
-    w->wm = wm;
-    cap = w->wcap;
-    int64_t *we = grow(w->we, &cap, need, sizeof(int64_t));
-    if (!we) return phase_fail(PHASE_ENOMEM, "out of memory for Poisson weights");
-    w->we = we;
-    w->wcap = cap;
-    return PHASE_OK;
-}
-
-/* Upper bound (log2) of x_j for all j > k, from b being non-increasing. */
-static int64_t right_bound_x(const sweep *w, int which, int64_t k1)
-{
-    int64_t lb = log2_bound(w->bm[k1], w->ex[k1]);
-    if (which == SEQ_A) {
-        if (w->smax == 0.0) return NEG_INF_LOG2;
-        lb += ilogb(w->smax) + 1;
-    }
-    return lb;
-}
-
-static inline int64_t log2_ceil(double x) { return x > 0.0 ? (int64_t)ilogb(x) + 1 : NEG_INF_LOG2; }
-
-int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *result,
-                  double *adj, double coef_m, int64_t coef_e)
-{
-    const double tol = w->tol;
-    int st;
-    result->m = 0.0;
-    result->e = 0;
-    if (mu == 0.0) {
-        double x = which == SEQ_A ? w->am[0] : w->bm[0];
-        result->m = x;
-        result->e = w->ex[0];
-        if (adj) adj[0] += ldexp(coef_m, (int)(coef_e + w->ex[0]));
-        return PHASE_OK;
-    }
-    if (!(mu < 9.0e15)) return phase_fail(PHASE_ERANGE, "Lambda * t = %g is too large", mu);
-    const int64_t M = (int64_t)floor(mu);
-    if (M + 1 >= w->max_terms)
-        return phase_fail(PHASE_ERANGE,
-                          "Lambda * t = %g needs more than %lld terms; raise memory_limit or "
-                          "rescale time",
-                          mu, (long long)w->max_terms);
-    /* Weights relative to the mode, indexed by k (wm[k] * 2^we[k]). */
-    int64_t R = M, L = M;
-    if ((st = weights_room(w, M + 2))) return st;
-    w->wm[M] = 1.0;
-    w->we[M] = 0;
-    double W = 1.0;
-    /* Core window: Poisson mass outside <= core_tol (relative to W). It is
-     * tighter than tol because W normalises every value: its truncation is a
-     * relative error of the result itself. */
-    const double core_tol = tol * 1e-4;
-    for (;;) {
-        double next = w->wm[R] * mu / (double)(R + 1);
-        double tail = next / (1.0 - mu / (double)(R + 2));
-        if (tail <= core_tol * W) break;
-        if ((st = weights_room(w, R + 2))) return st;
-        R++;
-        w->wm[R] = next;
-        w->we[R] = 0;
-        W += next;
-    }
-    double right_tail = w->wm[R] * mu / (double)(R + 1) / (1.0 - mu / (double)(R + 2));
-    double left_tail = 0.0;
-    while (L > 0) {
-        double prev = w->wm[L] * (double)L / mu;
-        double tail = prev / (1.0 - (double)(L - 1) / mu);
-        if (tail <= core_tol * W) {
-            left_tail = tail;
-            break;
-        }
-        L--;
-        w->wm[L] = prev;
-        w->we[L] = 0;
-        W += prev;
-    }
-    if ((st = sweep_ensure(w, g, R))) return st;
-    const double *x = which == SEQ_A ? w->am : w->bm;
-    const int64_t *pmax = which == SEQ_A ? w->pmax_a : w->pmax_b;
-    scaled acc = {0.0, 0};
-    for (int64_t k = R; k >= L; k--) acc_add(&acc, w->wm[k] * x[k], w->ex[k]);
-
-    /* Extend the window while the data could still matter: terms beyond it
-     * are bounded by (Poisson tail) x (bound on x there). Stop once that is
-     * below tol x the sum, or below what a double can hold. */
-    const int64_t log2_tol = log2_ceil(tol) - 1;
-    const int64_t floor_log2 = UNREPRESENTABLE + log2_ceil(W);
-    for (;;) {
-        double next = w->wm[R] * mu / (double)(R + 1);
-        int64_t ne = w->we[R];
-        double tail = next / (1.0 - mu / (double)(R + 2));
-        if ((st = sweep_ensure(w, g, R + 1))) return st;
-        int64_t bound = log2_ceil(tail) + ne + right_bound_x(w, which, R + 1);
-        int64_t need = acc.m > 0.0 ? log2_bound(acc.m, acc.e) + log2_tol : floor_log2;
-        if (need < floor_log2) need = floor_log2;
-        if (bound <= need) {
-            double rel = acc.m > 0.0 ? ldexp(1.0, (int)(bound - log2_bound(acc.m, acc.e))) : 0.0;
-            if (rel > w->trunc) w->trunc = rel;
-            break;
-        }
-        if ((st = weights_room(w, R + 2))) return st;
-        if (next < ldexp(1.0, -WEIGHT_RESCALE)) {
-            next = ldexp(next, WEIGHT_RESCALE);
-            ne -= WEIGHT_RESCALE;
-        }
-        R++;
-        w->wm[R] = next;
-        w->we[R] = ne;
-        acc_add(&acc, next * x[R], ne + w->ex[R]);
-    }
-    while (L > 0) {
-        double prev = w->wm[L] * (double)L / mu;
-        int64_t pe = w->we[L];
-        double tail = prev / (1.0 - (double)(L - 1) / mu);
-        int64_t bound = log2_ceil(tail) + pe + pmax[L - 1];
-        int64_t need = acc.m > 0.0 ? log2_bound(acc.m, acc.e) + log2_tol : floor_log2;
-        if (need < floor_log2) need = floor_log2;
-        if (bound <= need) break;
-        if (prev < ldexp(1.0, -WEIGHT_RESCALE)) {
-            prev = ldexp(prev, WEIGHT_RESCALE);
-            pe -= WEIGHT_RESCALE;
-        }
-        L--;
-        w->wm[L] = prev;
-        w->we[L] = pe;
-        acc_add(&acc, prev * x[L], pe + w->ex[L]);
-    }
-    double poisson_rel = (right_tail + left_tail) / W;
-    if (poisson_rel > w->trunc) w->trunc = poisson_rel;
-    result->m = acc.m / W;
-    result->e = acc.e;
-    if (adj) {
-        double c = coef_m / W;
-        for (int64_t k = L; k <= R; k++) {
-            int64_t e = w->we[k] + w->ex[k] + coef_e;
-            if (e > -1100) adj[k] += ldexp(c * w->wm[k], (int)(e < 1100 ? e : 1100));
-        }
-    }
-    return PHASE_OK;
+    return w->block + (size_t)(k - first) * n + (seg_len(w, k) ? w->lo[k] : 0);
 }

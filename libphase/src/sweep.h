@@ -1,8 +1,16 @@
-/* The lazy uniformization sweep and Poisson-weighted sums (see sweep.c). */
+/* The lazy uniformization sweep (sweep.c) and Poisson-weighted sums over it
+ * (poisson.c). Internal to libphase. */
 #ifndef PHASE_SWEEP_H
 #define PHASE_SWEEP_H
 
 #include "internal.h"
+
+/* Entries below 2^-1000 are set to zero. The sweep rescales so that sum(v)
+ * >= 2^-400, so this drops only mass below 2^-600 of the total (gradual
+ * underflow would drop it a little later, at a large cost in time:
+ * subnormal arithmetic is about 100x slower). */
+#define FLUSH_BELOW 0x1p-1000
+#define NEG_INF_LOG2 (INT64_MIN / 4)
 
 enum { SEQ_A = 0, SEQ_B = 1 }; /* a_k = v_k . s (density), b_k = v_k . 1 (survival) */
 
@@ -14,7 +22,7 @@ typedef struct {
 
 typedef struct {
     double tol;
-    int store;            /* keep vectors for a reverse sweep */
+    int store;            /* gradient mode: keep vectors and adjoint weights */
     int64_t max_terms;
     /* At the current theta. */
     double Lambda, smax;
@@ -23,21 +31,34 @@ typedef struct {
     double *s;            /* n: exit rates (probabilities if discrete) */
     double *in_p;         /* n_trans, P entries in target order */
     double *out_p;        /* n_trans, P entries in source order */
-    double *v_cur, *v_next;
-    /* Sequences for k = 0..K: a_k = am[k] 2^ex[k], b_k = bm[k] 2^ex[k]. */
+    double *buf[2];       /* v_K and v_{K-1}; zero outside their ranges */
+    int32_t buf_lo[2], buf_hi[2];
+    int cur;              /* buf[cur] holds vt_K */
+    /* Sequences for k = 0..K: a_k = am[k] 2^ex[k], b_k = bm[k] 2^ex[k];
+     * vt_k is zero outside [lo[k], hi[k]] (lo > hi: all zero). */
     int64_t K, seq_cap;
     double *am, *bm;
     int64_t *ex;
     int32_t *shift;       /* vt_k = 2^shift[k] (vt_{k-1} P) */
+    int32_t *lo, *hi;
     int64_t *pmax_a, *pmax_b; /* log2 bounds of max_{j<=k} a_j, b_j */
-    /* Kept vectors: vt_{j*stride} for j < n_stored. */
-    int64_t stride, n_stored, store_cap, store_limit;
-    double *stored;
-    double *block;        /* recomputed block of stride vectors */
-    int64_t block_first, block_cap;
-    /* Poisson weights of the current window, indexed by k. */
+    double *adj_a, *adj_b;    /* gradient mode: d loglik / d a_k, d b_k, scaled by 2^ex[k] */
+    /* Kept vectors vt_{j*stride}, j < n_stored: only their [lo, hi] ranges,
+     * packed in chunks of chunk_len doubles (growing never copies). */
+    int64_t stride, n_stored, seg_cap, store_limit, stored_doubles;
+    double **seg;         /* seg[j]: vt_{j*stride}[lo..hi] */
+    int64_t chunk_len, n_chunks, chunk_cap, fill_chunk, fill_pos;
+    double **chunks;
+    /* With stride > 1, the block of stride full vectors recomputed from a
+     * kept one for the reverse sweep (zero outside their ranges). */
+    double *block;
+    int32_t *block_lo, *block_hi;
+    int64_t block_first, block_len;
+    /* Poisson weights of the last window [win_lo, win_hi], indexed by k:
+     * Pois(k; mu) = wm[k] 2^we[k] / win_norm. */
     double *wm;
-    int64_t *we, wcap;
+    int64_t *we, wcap, win_lo, win_hi;
+    double win_norm;
     double trunc;         /* largest relative truncation bound so far */
 } sweep;
 
@@ -47,14 +68,17 @@ void sweep_free(sweep *w);
 int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta);
 /* Run the recursion until index k exists. */
 int sweep_ensure(sweep *w, const phase_graph *g, int64_t k);
-/* v P into vn; returns sum(vn). */
-double sweep_forward(const phase_graph *g, const sweep *w, const double *v, double *vn);
-void sweep_scale(int32_t n, double *v, int32_t shift);
-/* Kept or recomputed vt_k (store mode only); NULL if memory ran out. */
+/* vt_k on its range: element i - lo[k] is vt_k[i] for lo[k] <= i <= hi[k]
+ * (gradient mode only; valid until the next call); NULL if memory ran out. */
 const double *sweep_vector(sweep *w, const phase_graph *g, int64_t k);
-/* sum_k Pois(k; mu) x_k for x = a or b, as a scaled number. When adj is not
- * NULL also adds coef * Pois(k; mu) * 2^ex[k] to adj[k], coef = coef_m 2^coef_e. */
-int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *result,
-                  double *adj, double coef_m, int64_t coef_e);
+/* log2 bound: m 2^e < 2^result. */
+int64_t sweep_log2_bound(double m, int64_t e);
+
+/* sum_k Pois(k; mu) x_k for x = a or b, as a scaled number; leaves the
+ * window's weights for sweep_adjoint. */
+int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *result);
+/* Add coef * Pois(k; mu) * 2^ex[k] to adj_a or adj_b (which) over the window
+ * of the last sweep_poisson call; coef = coef_m 2^coef_e. */
+void sweep_adjoint(sweep *w, int which, double coef_m, int64_t coef_e);
 
 #endif

@@ -272,28 +272,38 @@ static void test_discrete(void)
     phase_graph_free(g);
 }
 
-static void test_tails(void)
+/* Erlang(k, 1): log f(t) = (k-1) log t - t - lgamma(k), also where f is
+ * far below tol * max f. k = 100 makes the sweep grow its arrays while a
+ * Poisson window is being summed. */
+static void check_erlang_tails(int K, const double *ts, int nt)
 {
-    /* Erlang(20, 1) at small t: f = t^19 e^-t / 19!, far below tol * max. */
-    enum { K = 20 };
-    double alpha[K] = {1}, base[K], coef[K];
-    int32_t src[K], dst[K];
+    double *alpha = calloc((size_t)K, sizeof(double)), *base = calloc((size_t)K, sizeof(double));
+    double *coef = malloc(sizeof(double) * (size_t)K);
+    int32_t *src = malloc(sizeof(int32_t) * (size_t)K), *dst = malloc(sizeof(int32_t) * (size_t)K);
+    alpha[0] = 1.0;
     for (int i = 0; i < K; i++) {
         src[i] = i;
         dst[i] = i + 1 < K ? i + 1 : PHASE_ABSORBING;
-        base[i] = 0;
         coef[i] = 1;
     }
     phase_graph *g = NULL;
     phase_graph_new(&g, K, 1, alpha, K, src, dst, base, coef, 0);
     double theta = 1.0;
-    const double ts[] = {1e-3, 0.05, 1.0, 20.0, 400.0};
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < nt; i++) {
         double t = ts[i];
-        double want = 19 * log(t) - t - lgamma(20.0);
+        double want = (K - 1) * log(t) - t - lgamma((double)K);
         CHECK_REL(eval1(g, &theta, t, PHASE_LOGPDF), want, 1e-11);
     }
     phase_graph_free(g);
+    free(alpha), free(base), free(coef), free(src), free(dst);
+}
+
+static void test_tails(void)
+{
+    const double t20[] = {1e-3, 0.05, 1.0, 20.0, 400.0};
+    check_erlang_tails(20, t20, 5);
+    const double t100[] = {1e-2, 3.0, 100.0, 900.0};
+    check_erlang_tails(100, t100, 4);
 }
 
 static void test_errors(void)

@@ -1,0 +1,218 @@
+/*
+ * Poisson-weighted sums over the sweep's sequences, and their adjoints.
+ *
+ * The weights Pois(k; mu) are computed relative to the mode (Fox-Glynn
+ * style: w_M = 1, w_{k+1} = w_k mu / (k+1), w_{k-1} = w_k k / mu) and
+ * normalised by their sum W over a core window whose outside mass is below
+ * 1e-4 tol. The window is then widened while the data could matter: the
+ * terms beyond it are bounded by (Poisson tail) x (a bound on x there) and
+ * the window stops once that is below tol x the sum, or below anything a
+ * double can hold. Widening matters in the tails: far left of the mode when
+ * a_k decays fast (f(t) far in the right tail), far right when a_k is still
+ * zero at the mode (f(t) near t = 0 for a long chain).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sweep.h"
+
+#define WEIGHT_RESCALE 400      /* keep extended weights in [2^-400, 1] */
+#define UNREPRESENTABLE (-1100) /* log2 below every double */
+/* A window whose sum is still zero widens until the remaining terms are
+ * below 2^-20000 (log f < -13800): far below any double, so log f stays
+ * finite wherever it is of any use, and a sum that is zero for good (no
+ * exit reachable) stops after a few thousand terms. */
+#define FLOOR_LOG2 (-20000)
+
+static inline void acc_add(scaled *acc, double x, int64_t e)
+{
+    if (x == 0.0) return;
+    if (acc->m == 0.0) {
+        acc->m = x;
+        acc->e = e;
+    } else if (e == acc->e) {
+        acc->m += x;
+    } else if (e < acc->e) {
+        int64_t d = e - acc->e;
+        if (d > UNREPRESENTABLE) acc->m += ldexp(x, (int)d);
+    } else {
+        int64_t d = acc->e - e;
+        acc->m = (d > UNREPRESENTABLE ? ldexp(acc->m, (int)d) : 0.0) + x;
+        acc->e = e;
+    }
+}
+
+static void *grow(void *p, int64_t *cap, int64_t need, size_t elem)
+{
+    if (need <= *cap) return p;
+    int64_t c = *cap > 0 ? *cap : 64;
+    while (c < need) c *= 2;
+    void *q = realloc(p, (size_t)c * elem);
+    if (q) *cap = c;
+    return q;
+}
+
+static int weights_room(sweep *w, int64_t need)
+{
+    int64_t cap = w->wcap;
+    double *wm = grow(w->wm, &cap, need, sizeof(double));
+    if (!wm) return phase_fail(PHASE_ENOMEM, "out of memory for Poisson weights");
+    w->wm = wm;
+    cap = w->wcap;
+    int64_t *we = grow(w->we, &cap, need, sizeof(int64_t));
+    if (!we) return phase_fail(PHASE_ENOMEM, "out of memory for Poisson weights");
+    w->we = we;
+    w->wcap = cap;
+    return PHASE_OK;
+}
+
+static inline int64_t log2_ceil(double x) { return x > 0.0 ? (int64_t)ilogb(x) + 1 : NEG_INF_LOG2; }
+
+/* log2 bound of x_j for every j >= k1: b is non-increasing, a_j <= smax b_j. */
+static int64_t right_bound_x(const sweep *w, int which, int64_t k1)
+{
+    int64_t lb = sweep_log2_bound(w->bm[k1], w->ex[k1]);
+    if (which == SEQ_A) {
+        if (w->smax == 0.0) return NEG_INF_LOG2;
+        lb += log2_ceil(w->smax);
+    }
+    return lb;
+}
+
+/* Where the remaining terms may stop: below tol x the sum, or unrepresentable. */
+static int64_t needed_log2(scaled acc, int64_t log2_tol, int64_t floor_log2)
+{
+    int64_t need = acc.m > 0.0 ? sweep_log2_bound(acc.m, acc.e) + log2_tol : floor_log2;
+    return need < floor_log2 ? floor_log2 : need;
+}
+
+int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *result)
+{
+    const double tol = w->tol;
+    int st;
+    result->m = 0.0;
+    result->e = 0;
+    if ((st = weights_room(w, 2))) return st;
+    if (mu == 0.0) {
+        w->wm[0] = 1.0;
+        w->we[0] = 0;
+        w->win_lo = w->win_hi = 0;
+        w->win_norm = 1.0;
+        result->m = which == SEQ_A ? w->am[0] : w->bm[0];
+        result->e = w->ex[0];
+        return PHASE_OK;
+    }
+    if (!(mu < 9.0e15) || (int64_t)mu + 1 >= w->max_terms)
+        return phase_fail(PHASE_ERANGE,
+                          "Lambda * t = %g needs more than %lld terms; raise memory_limit or "
+                          "rescale time",
+                          mu, (long long)w->max_terms);
+    const int64_t M = (int64_t)floor(mu);
+    int64_t R = M, L = M;
+    if ((st = weights_room(w, M + 2))) return st;
+    w->wm[M] = 1.0;
+    w->we[M] = 0;
+    double W = 1.0;
+    /* Core window. Tighter than tol: W normalises every value, so its own
+     * truncation is a relative error of the result. */
+    const double core_tol = tol * 1e-4;
+    for (;;) {
+        double next = w->wm[R] * mu / (double)(R + 1);
+        double tail = next / (1.0 - mu / (double)(R + 2));
+        if (tail <= core_tol * W) break;
+        if ((st = weights_room(w, R + 2))) return st;
+        R++;
+        w->wm[R] = next;
+        w->we[R] = 0;
+        W += next;
+    }
+    const double right_tail = w->wm[R] * mu / (double)(R + 1) / (1.0 - mu / (double)(R + 2));
+    double left_tail = 0.0;
+    while (L > 0) {
+        double prev = w->wm[L] * (double)L / mu;
+        double tail = prev / (1.0 - (double)(L - 1) / mu);
+        if (tail <= core_tol * W) {
+            left_tail = tail;
+            break;
+        }
+        L--;
+        w->wm[L] = prev;
+        w->we[L] = 0;
+        W += prev;
+    }
+    if ((st = sweep_ensure(w, g, R))) return st;
+    /* The sequences move when the sweep grows: always read them through w. */
+#define X_AT(k) ((which == SEQ_A ? w->am : w->bm)[k])
+#define PMAX_AT(k) ((which == SEQ_A ? w->pmax_a : w->pmax_b)[k])
+    scaled acc = {0.0, 0};
+    for (int64_t k = R; k >= L; k--) acc_add(&acc, w->wm[k] * X_AT(k), w->ex[k]);
+
+    const int64_t log2_tol = log2_ceil(tol) - 1;
+    const int64_t floor_log2 = FLOOR_LOG2 + log2_ceil(W);
+    for (;;) { /* widen to the right */
+        double next = w->wm[R] * mu / (double)(R + 1);
+        int64_t ne = w->we[R];
+        double tail = next / (1.0 - mu / (double)(R + 2));
+        if ((st = sweep_ensure(w, g, R + 1))) return st;
+        int64_t bound = log2_ceil(tail) + ne + right_bound_x(w, which, R + 1);
+        if (bound <= needed_log2(acc, log2_tol, floor_log2)) {
+            if (acc.m > 0.0) {
+                double rel = ldexp(1.0, (int)(bound - sweep_log2_bound(acc.m, acc.e)));
+                if (rel > w->trunc) w->trunc = rel;
+            }
+            break;
+        }
+        if ((st = weights_room(w, R + 2))) return st;
+        if (next < ldexp(1.0, -WEIGHT_RESCALE)) {
+            next = ldexp(next, WEIGHT_RESCALE);
+            ne -= WEIGHT_RESCALE;
+        }
+        R++;
+        w->wm[R] = next;
+        w->we[R] = ne;
+        acc_add(&acc, next * X_AT(R), ne + w->ex[R]);
+    }
+    while (L > 0) { /* widen to the left */
+        double prev = w->wm[L] * (double)L / mu;
+        int64_t pe = w->we[L];
+        double tail = prev / (1.0 - (double)(L - 1) / mu);
+        int64_t bound = log2_ceil(tail) + pe + PMAX_AT(L - 1);
+        if (bound <= needed_log2(acc, log2_tol, floor_log2)) break;
+        if (prev < ldexp(1.0, -WEIGHT_RESCALE)) {
+            prev = ldexp(prev, WEIGHT_RESCALE);
+            pe -= WEIGHT_RESCALE;
+        }
+        L--;
+        w->wm[L] = prev;
+        w->we[L] = pe;
+        acc_add(&acc, prev * X_AT(L), pe + w->ex[L]);
+    }
+#undef X_AT
+#undef PMAX_AT
+    const double poisson_rel = (right_tail + left_tail) / W;
+    if (poisson_rel > w->trunc) w->trunc = poisson_rel;
+    w->win_lo = L;
+    w->win_hi = R;
+    w->win_norm = W;
+    result->m = acc.m / W;
+    result->e = acc.e;
+    return PHASE_OK;
+}
+
+void sweep_adjoint(sweep *w, int which, double coef_m, int64_t coef_e)
+{
+    double *adj = which == SEQ_A ? w->adj_a : w->adj_b;
+    const double c = coef_m / w->win_norm;
+    /* The exponent is constant over long runs of k: cache its factor. */
+    int64_t last_e = INT64_MIN;
+    double factor = 0.0;
+    for (int64_t k = w->win_lo; k <= w->win_hi; k++) {
+        int64_t e = w->we[k] + w->ex[k] + coef_e;
+        if (e != last_e) {
+            last_e = e;
+            factor = e <= UNREPRESENTABLE ? 0.0 : ldexp(c, (int)(e < 1100 ? e : 1100));
+        }
+        adj[k] += factor * w->wm[k];
+    }
+}
