@@ -345,15 +345,19 @@ static int reverse_sweep(sweep *w, const phase_graph *g, reverse_ws *r, double *
             const double ui_new = sig * acc + B;
             u[i] = fabs(ui_new) < FLUSH_BELOW ? 0.0 : ui_new; /* as in the forward sweep */
         }
-        /* On supp(v_k): u and the edge accumulators. */
-        for (int32_t i = lo; i <= hi; i++) {
+        /* On supp(v_k): u and the edge accumulators. Descending, so that the
+         * kept vectors are read in one descending stream across steps. */
+        int64_t q_end = hi >= lo ? out_ptr[hi + 1] : 0;
+        for (int32_t i = hi; i >= lo; i--) {
+            const int64_t q_begin = out_ptr[i];
             const double ui = un[i], vi = sig * seg[i - lo];
             double acc = diag[i] * ui;
-            for (int64_t q = out_ptr[i]; q < out_ptr[i + 1]; q++) {
+            for (int64_t q = q_begin; q < q_end; q++) {
                 const double x = un[out_dst[q]];
                 acc += out_p[q] * x;
                 G[q] += vi * (x - ui);
             }
+            q_end = q_begin;
             const double ui_new = sig * acc + B;
             u[i] = fabs(ui_new) < FLUSH_BELOW ? 0.0 : ui_new;
         }

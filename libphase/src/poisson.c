@@ -67,7 +67,7 @@ static int weights_room(sweep *w, int64_t need)
     return PHASE_OK;
 }
 
-static inline int64_t log2_ceil(double x) { return x > 0.0 ? (int64_t)ilogb(x) + 1 : NEG_INF_LOG2; }
+static inline int64_t log2_ceil(double x) { return x > 0.0 ? (int64_t)fast_ilogb(x) + 1 : NEG_INF_LOG2; }
 
 /* log2 bound of x_j for every j >= k1: b is non-increasing, a_j <= smax b_j. */
 static int64_t right_bound_x(const sweep *w, int which, int64_t k1)
@@ -110,34 +110,41 @@ int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *
                           mu, (long long)w->max_terms);
     const int64_t M = (int64_t)floor(mu);
     int64_t R = M, L = M;
-    if ((st = weights_room(w, M + 2))) return st;
+    /* Room for the core window (about +-9 sqrt(mu) at 1e-16): no checks in
+     * the loops below unless it is exceeded. */
+    if ((st = weights_room(w, M + 64 + (int64_t)(20.0 * sqrt(mu + 1.0))))) return st;
     w->wm[M] = 1.0;
     w->we[M] = 0;
     double W = 1.0;
     /* Core window. Tighter than tol: W normalises every value, so its own
-     * truncation is a relative error of the result. */
-    const double core_tol = tol * 1e-4;
+     * truncation is a relative error of the result. The recurrences multiply
+     * by factors computed off the dependency chain (a division per step on
+     * the chain would dominate the cost of small models). */
+    const double core_tol = tol * 1e-4, inv_mu = 1.0 / mu;
+    double wk = 1.0;
     for (;;) {
-        double next = w->wm[R] * mu / (double)(R + 1);
-        double tail = next / (1.0 - mu / (double)(R + 2));
-        if (tail <= core_tol * W) break;
-        if ((st = weights_room(w, R + 2))) return st;
+        const double next = wk * (mu * (1.0 / (double)(R + 1)));
+        if (next <= core_tol * W && next / (1.0 - mu / (double)(R + 2)) <= core_tol * W) break;
+        if (R + 2 > w->wcap && (st = weights_room(w, R + 2))) return st;
         R++;
-        w->wm[R] = next;
+        w->wm[R] = wk = next;
         w->we[R] = 0;
         W += next;
     }
-    const double right_tail = w->wm[R] * mu / (double)(R + 1) / (1.0 - mu / (double)(R + 2));
+    const double right_tail = wk * (mu / (double)(R + 1)) / (1.0 - mu / (double)(R + 2));
     double left_tail = 0.0;
+    wk = 1.0;
     while (L > 0) {
-        double prev = w->wm[L] * (double)L / mu;
-        double tail = prev / (1.0 - (double)(L - 1) / mu);
-        if (tail <= core_tol * W) {
-            left_tail = tail;
-            break;
+        const double prev = wk * ((double)L * inv_mu);
+        if (prev <= core_tol * W) {
+            const double tail = prev / (1.0 - (double)(L - 1) * inv_mu);
+            if (tail <= core_tol * W) {
+                left_tail = tail;
+                break;
+            }
         }
         L--;
-        w->wm[L] = prev;
+        w->wm[L] = wk = prev;
         w->we[L] = 0;
         W += prev;
     }
@@ -146,7 +153,15 @@ int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *
 #define X_AT(k) ((which == SEQ_A ? w->am : w->bm)[k])
 #define PMAX_AT(k) ((which == SEQ_A ? w->pmax_a : w->pmax_b)[k])
     scaled acc = {0.0, 0};
-    for (int64_t k = R; k >= L; k--) acc_add(&acc, w->wm[k] * X_AT(k), w->ex[k]);
+    if (w->ex[L] == w->ex[R]) { /* ex is non-increasing: one scale on [L, R] */
+        const double *x = which == SEQ_A ? w->am : w->bm;
+        double sum = 0.0;
+        for (int64_t k = L; k <= R; k++) sum += w->wm[k] * x[k];
+        acc.m = sum;
+        acc.e = sum != 0.0 ? w->ex[L] : 0;
+    } else {
+        for (int64_t k = R; k >= L; k--) acc_add(&acc, w->wm[k] * X_AT(k), w->ex[k]);
+    }
 
     const int64_t log2_tol = log2_ceil(tol) - 1;
     const int64_t floor_log2 = FLOOR_LOG2 + log2_ceil(W);

@@ -41,7 +41,7 @@ static void *grow(void *p, int64_t *cap, int64_t need, size_t elem)
 int64_t sweep_log2_bound(double m, int64_t e)
 {
     if (m <= 0.0) return NEG_INF_LOG2;
-    return (int64_t)ilogb(m) + 1 + e;
+    return (int64_t)fast_ilogb(m) + 1 + e;
 }
 
 int sweep_init(sweep *w, const phase_graph *g, const phase_options *opts, int store)
@@ -357,8 +357,8 @@ int sweep_ensure(sweep *w, const phase_graph *g, int64_t k)
         double total = forward(g, w, w->buf[c], w->buf_lo[c], w->buf_hi[c], w->buf[d],
                                &w->buf_lo[d], &w->buf_hi[d]);
         int32_t shift = 0;
-        if (total > 0.0 && ilogb(total) < RESCALE_EXP) {
-            shift = -ilogb(total);
+        if (total > 0.0 && fast_ilogb(total) < RESCALE_EXP) {
+            shift = -fast_ilogb(total);
             scale(w->buf[d], w->buf_lo[d], w->buf_hi[d], shift);
             total *= ldexp(1.0, shift);
         }

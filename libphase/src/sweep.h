@@ -3,6 +3,9 @@
 #ifndef PHASE_SWEEP_H
 #define PHASE_SWEEP_H
 
+#include <math.h>
+#include <string.h>
+
 #include "internal.h"
 
 /* Entries below 2^-1000 are set to zero. The sweep rescales so that sum(v)
@@ -11,6 +14,16 @@
  * subnormal arithmetic is about 100x slower). */
 #define FLUSH_BELOW 0x1p-1000
 #define NEG_INF_LOG2 (INT64_MIN / 4)
+
+/* ilogb(x) for finite x > 0, without a libm call on the hot path: the
+ * biased exponent field, or libm for subnormals. */
+static inline int fast_ilogb(double x)
+{
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    int biased = (int)((bits >> 52) & 0x7ff);
+    return biased ? biased - 1023 : ilogb(x);
+}
 
 enum { SEQ_A = 0, SEQ_B = 1 }; /* a_k = v_k . s (density), b_k = v_k . 1 (survival) */
 
