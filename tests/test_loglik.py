@@ -200,3 +200,35 @@ def test_bad_observations_are_clear_errors():
         Observations([1.0], [-1.0])
     with pytest.raises(ValueError, match=r"non-negative integer"):
         Graph.from_matrices([1.0], [[0.5]], discrete=True).loglik([1.5], None)
+
+
+def test_too_many_terms_is_a_range_status_not_a_crash():
+    graph = models.exponential()
+    ll, grad, status = loglik(graph, [1e7], [[1.0]], grad=True, memory_limit=1 << 20)
+    assert status[0] == Status.RANGE and np.isnan(ll[0]) and grad[0, 0] == 0.0
+    with pytest.raises(ValueError, match="memory_limit"):
+        from phasic_mpi._core import evaluate
+
+        evaluate(graph, [1.0], [1e7], "pdf", memory_limit=1 << 20)
+
+
+def test_concurrent_calls_from_threads_give_the_serial_bits():
+    """libphase keeps no global state and cffi releases the GIL."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    graph = random_graph(15, 2, 0.3, seed=51)
+    data = censored_data()
+    thetas = np.random.default_rng(1).uniform(0.5, 2.0, size=(8, 2))
+    serial = [graph.loglik_and_grad(data, t[None, :]) for t in thetas]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda t: graph.loglik_and_grad(data, t[None, :]), thetas))
+    for (ll_s, g_s), (ll_t, g_t) in zip(serial, threaded):
+        assert np.array_equal(ll_s, ll_t) and np.array_equal(g_s, g_t)
+
+
+def test_all_mass_in_the_defect():
+    graph = Graph.from_matrices([0.0, 0.0], [[-1.0, 1.0], [0.0, -2.0]])
+    np.testing.assert_array_equal(graph.pdf([0.0, 1.0]), [0.0, 0.0])
+    np.testing.assert_array_equal(graph.cdf([0.0, 1.0]), [1.0, 1.0])
+    ll, _, status = loglik(graph, [1.0], np.zeros((1, 0)))
+    assert ll[0] == -np.inf and status[0] == Status.ZERO
