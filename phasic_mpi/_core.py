@@ -44,7 +44,14 @@ INFO_FIELDS = (
     "truncation_bound",
     "stored_vectors",
     "checkpoint_stride",
+    "gradient_mode",
 )
+
+GRADIENT_MODES = {
+    "auto": lib.PHASE_GRADIENT_AUTO,
+    "reverse": lib.PHASE_GRADIENT_REVERSE,
+    "forward": lib.PHASE_GRADIENT_FORWARD,
+}
 
 
 class Status:
@@ -101,13 +108,21 @@ def compiled(graph: "Graph") -> Any:
     return handle
 
 
-def _options(tol: float | None, memory_limit: int | None) -> Any:
+def _options(
+    tol: float | None, memory_limit: int | None, gradient_mode: str = "auto"
+) -> Any:
     opts = ffi.new("phase_options *")
     lib.phase_options_default(opts)
     if tol is not None:
         opts.tol = float(tol)
     if memory_limit is not None:
         opts.memory_limit = int(memory_limit)
+    try:
+        opts.gradient_mode = GRADIENT_MODES[gradient_mode]
+    except KeyError:
+        raise ValueError(
+            f"unknown gradient_mode {gradient_mode!r}; one of {sorted(GRADIENT_MODES)}"
+        ) from None
     return opts
 
 
@@ -185,13 +200,18 @@ def loglik(
     *,
     tol: float | None = None,
     memory_limit: int | None = None,
+    gradient_mode: str = "auto",
     info: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Log-likelihood of ``data`` at each θ, optionally with its exact gradient.
 
-    If ``info`` is a dict it receives per-θ diagnostics of the sweep:
-    ``uniformization_rate``, ``n_terms``, ``truncation_bound``,
-    ``stored_vectors`` and ``checkpoint_stride``.
+    ``gradient_mode`` is ``"auto"`` (tangents for one parameter, the adjoint
+    sweep otherwise), ``"forward"`` (tangent sweep: cost grows with d, keeps
+    nothing) or ``"reverse"`` (adjoint sweep: cost independent of d, keeps the
+    state vectors under ``memory_limit``). If ``info`` is a dict it receives
+    per-θ diagnostics: ``uniformization_rate``, ``n_terms``,
+    ``truncation_bound``, ``stored_vectors``, ``checkpoint_stride`` and
+    ``gradient_mode`` (1 reverse, 2 forward, 0 none).
 
     Returns
     -------
@@ -230,7 +250,8 @@ def loglik(
     cdata.interval_weight = field(obs.interval_weights)
     cinfo = ffi.new("phase_info[]", n_theta) if info is not None else ffi.NULL
     rc = lib.phase_loglik(
-        compiled(graph), _options(tol, memory_limit), cdata, n_theta, _ptr(arr), _ptr(out),
+        compiled(graph), _options(tol, memory_limit, gradient_mode), cdata, n_theta, _ptr(arr),
+        _ptr(out),
         _ptr(gout), ffi.cast("int *", status.ctypes.data), cinfo,
     )
     if rc != lib.PHASE_OK:

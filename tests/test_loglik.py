@@ -232,3 +232,32 @@ def test_all_mass_in_the_defect():
     np.testing.assert_array_equal(graph.cdf([0.0, 1.0]), [1.0, 1.0])
     ll, _, status = loglik(graph, [1.0], np.zeros((1, 0)))
     assert ll[0] == -np.inf and status[0] == Status.ZERO
+
+
+@pytest.mark.parametrize("d,seed", [(1, 61), (2, 62), (3, 63)])
+def test_forward_and_reverse_modes_agree_with_frechet(d, seed):
+    graph = random_graph(12, d, 0.3, seed)
+    theta = np.random.default_rng(seed).uniform(0.5, 1.5, size=d)
+    data = censored_data()
+    info_f, info_r = {}, {}
+    ll_f, g_f, _ = loglik(graph, data, theta[None, :], grad=True, gradient_mode="forward", info=info_f)
+    ll_r, g_r, _ = loglik(graph, data, theta[None, :], grad=True, gradient_mode="reverse", info=info_r)
+    assert info_f["gradient_mode"][0] == 2 and info_r["gradient_mode"][0] == 1
+    assert ll_f[0] == ll_r[0]  # same values: only the derivative differs
+    np.testing.assert_allclose(g_f, g_r, rtol=1e-10, atol=1e-12 * np.abs(g_r).max())
+    exact = Observations(data.exact, data.weights)
+    _, g_exact, _ = loglik(graph, exact, theta[None, :], grad=True, gradient_mode="forward")
+    np.testing.assert_allclose(g_exact[0], expm_loglik_grad(graph, theta, np.repeat(data.exact, data.weights.astype(int)))[1], rtol=1e-8)
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_gradient_through_an_edge_whose_rate_is_zero(mode):
+    """At theta_0 = 0 state 1 is unreachable (v = 0 there) yet f depends on
+    theta_0: the derivative must still flow through the zero-rate edge."""
+    graph = Graph.from_edges([1.0, 0.0], [0, 0, 1], [1, -1, -1], [0.0, 1.0, 2.0], [[1.0], [0.0], [0.0]])
+    theta = np.array([0.0])
+    times = np.array([0.3, 1.2])
+    _, grad, status = loglik(graph, times, theta[None, :], grad=True, gradient_mode=mode)
+    assert status[0] == Status.OK
+    assert grad[0, 0] == pytest.approx(expm_loglik_grad(graph, theta, times)[1][0], rel=1e-9)
+    assert grad[0, 0] != 0.0

@@ -51,10 +51,20 @@ typedef enum {
     PHASE_LOGSURVIVAL = 4
 } phase_quantity;
 
+/* How phase_loglik differentiates the recursion. */
+typedef enum {
+    PHASE_GRADIENT_AUTO = 0,    /* forward for d <= PHASE_FORWARD_MAX_PARAMS, else reverse */
+    PHASE_GRADIENT_REVERSE = 1, /* adjoint sweep: cost independent of d, keeps vectors */
+    PHASE_GRADIENT_FORWARD = 2  /* tangent sweep: cost grows with d, keeps nothing */
+} phase_gradient_mode;
+
+#define PHASE_FORWARD_MAX_PARAMS 1
+
 typedef struct {
     double tol;            /* Poisson truncation tolerance (relative), default 1e-12 */
     size_t memory_limit;   /* bytes the gradient sweep may keep per call before it
                               switches to checkpointed recomputation; default 256 MiB */
+    int gradient_mode;     /* a phase_gradient_mode, default PHASE_GRADIENT_AUTO */
 } phase_options;
 
 /* Per-theta diagnostics of one evaluation (optional output). */
@@ -65,6 +75,7 @@ typedef struct {
                                    error left by truncating the Poisson sums      */
     int64_t stored_vectors;     /* state vectors kept for the reverse sweep        */
     int64_t checkpoint_stride;  /* 1 = all kept; s > 1 = recomputed in blocks of s */
+    int gradient_mode;          /* mode used (0 when no gradient was computed)     */
 } phase_info;
 
 /* Observations for a log-likelihood. Any weight pointer may be NULL (= 1).

@@ -89,7 +89,8 @@ static void fill_info(phase_info *info, const sweep *w)
     info->n_terms = w->K + 1;
     info->truncation_bound = w->trunc;
     info->stored_vectors = w->n_stored;
-    info->checkpoint_stride = w->store ? w->stride : 0;
+    info->checkpoint_stride = w->mode == PHASE_GRADIENT_REVERSE ? w->stride : 0;
+    info->gradient_mode = w->mode;
 }
 
 static int check_common(const phase_graph *g, const phase_options *opts, int64_t n_theta,
@@ -223,6 +224,18 @@ static void reverse_free(reverse_ws *r)
     free(r->H);
     free(r->G);
     free(r->gw);
+}
+
+/* Forward mode: the tangents already hold d a_k / d theta and d b_k / d theta. */
+static void tangent_gradient(const sweep *w, const phase_graph *g, double *grad)
+{
+    const int32_t d = g->d;
+    for (int32_t m = 0; m < d; m++) grad[m] = 0.0;
+    for (int64_t k = 0; k <= w->K; k++) {
+        const double A = w->adj_a[k], B = w->adj_b[k];
+        if (A == 0.0 && B == 0.0) continue;
+        for (int32_t m = 0; m < d; m++) grad[m] += A * w->da[k * d + m] + B * w->db[k * d + m];
+    }
 }
 
 static int reverse_init(reverse_ws *r, const phase_graph *g)
@@ -399,10 +412,18 @@ int phase_loglik(const phase_graph *g, const phase_options *opts, const phase_da
     phase_options defaults;
     if (!opts) phase_options_default(&defaults), opts = &defaults;
 
+    if (opts->gradient_mode < PHASE_GRADIENT_AUTO || opts->gradient_mode > PHASE_GRADIENT_FORWARD)
+        return phase_fail(PHASE_EINVAL, "unknown gradient_mode %d", opts->gradient_mode);
+    int mode = 0;
+    if (grad)
+        mode = opts->gradient_mode != PHASE_GRADIENT_AUTO ? opts->gradient_mode
+               : g->d <= PHASE_FORWARD_MAX_PARAMS        ? PHASE_GRADIENT_FORWARD
+                                                         : PHASE_GRADIENT_REVERSE;
     sweep w;
     reverse_ws r;
     memset(&r, 0, sizeof r);
-    if ((st = sweep_init(&w, g, opts, grad != NULL)) || (grad && (st = reverse_init(&r, g)))) {
+    if ((st = sweep_init(&w, g, opts, mode)) ||
+        (mode == PHASE_GRADIENT_REVERSE && (st = reverse_init(&r, g)))) {
         sweep_free(&w);
         reverse_free(&r);
         return st;
@@ -412,7 +433,8 @@ int phase_loglik(const phase_graph *g, const phase_options *opts, const phase_da
         double ll = 0.0;
         st = sweep_set_theta(&w, g, thetas ? thetas + p * g->d : NULL);
         if (st == PHASE_OK) st = observations_pass(&w, g, data, &ll);
-        if (st == PHASE_OK && grad) st = reverse_sweep(&w, g, &r, grow_p);
+        if (st == PHASE_OK && mode == PHASE_GRADIENT_REVERSE) st = reverse_sweep(&w, g, &r, grow_p);
+        if (st == PHASE_OK && mode == PHASE_GRADIENT_FORWARD) tangent_gradient(&w, g, grow_p);
         if (st == PHASE_ENOMEM || st == PHASE_EINVAL) break;
         if (st != PHASE_OK) {
             ll = st == PHASE_ERANGE ? NAN : -INFINITY;

@@ -9,6 +9,7 @@ void phase_options_default(phase_options *opts)
 {
     opts->tol = 1e-12;
     opts->memory_limit = (size_t)256 << 20;
+    opts->gradient_mode = PHASE_GRADIENT_AUTO;
 }
 
 void phase_graph_free(phase_graph *g)

@@ -44,13 +44,14 @@ int64_t sweep_log2_bound(double m, int64_t e)
     return (int64_t)fast_ilogb(m) + 1 + e;
 }
 
-int sweep_init(sweep *w, const phase_graph *g, const phase_options *opts, int store)
+int sweep_init(sweep *w, const phase_graph *g, const phase_options *opts, int mode)
 {
     memset(w, 0, sizeof *w);
     size_t n = (size_t)g->n, ne = (size_t)(g->n_edges > 0 ? g->n_edges : 1);
     size_t nt = (size_t)(g->n_trans > 0 ? g->n_trans : 1);
     w->tol = opts->tol;
-    w->store = store;
+    w->store = mode != 0;
+    w->mode = mode;
     size_t limit = opts->memory_limit;
     w->max_terms = (int64_t)(limit / 64);
     if (w->max_terms < ((int64_t)1 << 20)) w->max_terms = (int64_t)1 << 20;
@@ -69,6 +70,18 @@ int sweep_init(sweep *w, const phase_graph *g, const phase_options *opts, int st
         return phase_fail(PHASE_ENOMEM, "out of memory for the sweep workspace");
     w->buf_lo[0] = w->buf_lo[1] = 0;
     w->buf_hi[0] = w->buf_hi[1] = -1;
+    if (mode == PHASE_GRADIENT_FORWARD && g->d > 0) {
+        const size_t d = (size_t)g->d;
+        w->dbuf[0] = calloc(n * d, sizeof(double));
+        w->dbuf[1] = calloc(n * d, sizeof(double));
+        w->in_c = malloc(sizeof(double) * nt * d);
+        w->diag_c = malloc(sizeof(double) * n * d);
+        w->ds = malloc(sizeof(double) * n * d);
+        w->dtotal = malloc(sizeof(double) * d);
+        if (!w->dbuf[0] || !w->dbuf[1] || !w->in_c || !w->diag_c || !w->ds || !w->dtotal)
+            return phase_fail(PHASE_ENOMEM, "out of memory for the tangent sweep");
+        w->d_tangents = g->d;
+    }
     return PHASE_OK;
 }
 
@@ -81,6 +94,14 @@ void sweep_free(sweep *w)
     free(w->out_p);
     free(w->buf[0]);
     free(w->buf[1]);
+    free(w->dbuf[0]);
+    free(w->dbuf[1]);
+    free(w->in_c);
+    free(w->diag_c);
+    free(w->ds);
+    free(w->dtotal);
+    free(w->da);
+    free(w->db);
     free(w->am);
     free(w->bm);
     free(w->ex);
@@ -154,6 +175,99 @@ static void scale(double *v, int32_t lo, int32_t hi, int32_t shift)
     for (int32_t i = lo; i <= hi; i++) v[i] *= f;
 }
 
+static int tangents_on(const sweep *w) { return w->dbuf[0] != NULL; }
+
+/* Zero the d tangents of states lo..hi. */
+static void clear_tangents(double *dv, int32_t lo, int32_t hi, int32_t d)
+{
+    if (lo <= hi) memset(dv + (size_t)lo * d, 0, sizeof(double) * (size_t)(hi - lo + 1) * d);
+}
+
+/* forward() with tangents: vn = v P and dvn = dv P + v dP (Lambda fixed).
+ * The range covers the states where the value or a tangent is non-zero: a
+ * tangent can be non-zero where the value is zero (an edge whose rate is 0
+ * at theta but whose coefficient is not). */
+static double forward_tangent(const phase_graph *g, const sweep *w, const double *v,
+                              const double *dv, int32_t lo, int32_t hi, double *vn, double *dvn,
+                              int32_t *nlo, int32_t *nhi, double *dtotal)
+{
+    const int32_t d = g->d;
+    const int64_t *ptr = g->in_ptr;
+    const int32_t *from = g->in_src;
+    const double *p = w->in_p, *diag = w->diag, *in_c = w->in_c, *diag_c = w->diag_c;
+    for (int32_t m = 0; m < d; m++) dtotal[m] = 0.0;
+    if (lo > hi) {
+        clear(vn, *nlo, *nhi);
+        clear_tangents(dvn, *nlo, *nhi, d);
+        *nlo = 0;
+        *nhi = -1;
+        return 0.0;
+    }
+    const int32_t a = g->reach_lo[lo], b = g->reach_hi[hi];
+    const int32_t left_end = *nhi < a - 1 ? *nhi : a - 1, right_start = *nlo > b + 1 ? *nlo : b + 1;
+    clear(vn, *nlo, left_end);
+    clear(vn, right_start, *nhi);
+    clear_tangents(dvn, *nlo, left_end, d);
+    clear_tangents(dvn, right_start, *nhi, d);
+    double total = 0.0;
+    int32_t first = b + 1, last = a - 1;
+    if (d == 1) { /* the common case, without the inner loops over parameters */
+        double dsum = 0.0;
+        for (int32_t j = a; j <= b; j++) {
+            const double vj = v[j];
+            double x = diag[j] * vj, dx = diag[j] * dv[j] + diag_c[j] * vj;
+            for (int64_t q = ptr[j]; q < ptr[j + 1]; q++) {
+                const int32_t i = from[q];
+                const double vi = v[i], pq = p[q];
+                x += pq * vi;
+                dx += pq * dv[i] + in_c[q] * vi;
+            }
+            x = x < FLUSH_BELOW ? 0.0 : x; /* see FLUSH_BELOW */
+            dx = fabs(dx) < FLUSH_BELOW ? 0.0 : dx;
+            vn[j] = x;
+            dvn[j] = dx;
+            total += x;
+            dsum += dx;
+            if (x != 0.0 || dx != 0.0) {
+                if (first > b) first = j;
+                last = j;
+            }
+        }
+        dtotal[0] = dsum;
+    } else {
+        for (int32_t j = a; j <= b; j++) {
+            const double vj = v[j];
+            double x = diag[j] * vj;
+            double *dx = dvn + (size_t)j * d;
+            const double *dvj = dv + (size_t)j * d, *cj = diag_c + (size_t)j * d;
+            for (int32_t m = 0; m < d; m++) dx[m] = diag[j] * dvj[m] + cj[m] * vj;
+            for (int64_t q = ptr[j]; q < ptr[j + 1]; q++) {
+                const int32_t i = from[q];
+                const double vi = v[i], pq = p[q];
+                const double *dvi = dv + (size_t)i * d, *cq = in_c + (size_t)q * d;
+                x += pq * vi;
+                for (int32_t m = 0; m < d; m++) dx[m] += pq * dvi[m] + cq[m] * vi;
+            }
+            x = x < FLUSH_BELOW ? 0.0 : x;
+            int nonzero = x != 0.0;
+            for (int32_t m = 0; m < d; m++) {
+                if (fabs(dx[m]) < FLUSH_BELOW) dx[m] = 0.0;
+                nonzero |= dx[m] != 0.0;
+                dtotal[m] += dx[m];
+            }
+            vn[j] = x;
+            total += x;
+            if (nonzero) {
+                if (first > b) first = j;
+                last = j;
+            }
+        }
+    }
+    *nlo = first <= last ? first : 0;
+    *nhi = first <= last ? last : -1;
+    return total;
+}
+
 static int sequences_room(sweep *w, int64_t need)
 {
     if (need <= w->seq_cap) return PHASE_OK;
@@ -178,6 +292,17 @@ static int sequences_room(sweep *w, int64_t need)
         GROW(adj_b, double)
     }
 #undef GROW
+    if (tangents_on(w)) {
+        int64_t tc = w->tangent_cap, tneed = c * w->d_tangents; /* for all seq_cap terms */
+        double *da = grow(w->da, &tc, tneed, sizeof(double));
+        if (!da) return phase_fail(PHASE_ENOMEM, "out of memory for tangents");
+        w->da = da;
+        tc = w->tangent_cap;
+        double *db = grow(w->db, &tc, tneed, sizeof(double));
+        if (!db) return phase_fail(PHASE_ENOMEM, "out of memory for tangents");
+        w->db = db;
+        w->tangent_cap = tc;
+    }
     w->seq_cap = c;
     return PHASE_OK;
 }
@@ -255,7 +380,8 @@ static int keep(sweep *w, int64_t k)
 }
 
 /* buf[cur] has become vt_k: record a_k, b_k, the exponent and prefix maxima. */
-static int record(sweep *w, const phase_graph *g, int64_t k, double total, int32_t shift)
+static int record(sweep *w, const phase_graph *g, int64_t k, double total, int32_t shift,
+                  const double *dtotal)
 {
     int st = sequences_room(w, k + 1);
     if (st) return st;
@@ -277,7 +403,44 @@ static int record(sweep *w, const phase_graph *g, int64_t k, double total, int32
     w->K = k;
     if (!w->store) return PHASE_OK;
     w->adj_a[k] = w->adj_b[k] = 0.0;
-    return keep(w, k);
+    if (tangents_on(w)) {
+        const int32_t d = g->d;
+        const double *dv = w->dbuf[w->cur];
+        double *da = w->da + k * d, *db = w->db + k * d;
+        for (int32_t m = 0; m < d; m++) {
+            da[m] = 0.0;
+            db[m] = dtotal ? dtotal[m] : 0.0; /* alpha does not depend on theta */
+        }
+        for (int32_t q = 0; q < g->n_exit_states; q++) {
+            const int32_t i = g->exit_states[q];
+            for (int32_t m = 0; m < d; m++)
+                da[m] += dv[(size_t)i * d + m] * w->s[i] + v[i] * w->ds[(size_t)i * d + m];
+        }
+    }
+    return w->mode == PHASE_GRADIENT_REVERSE ? keep(w, k) : PHASE_OK;
+}
+
+/* dP/dtheta (Lambda fixed) on the edges in target order and on the
+ * diagonal, and ds/dtheta, from the sparse edge coefficients. */
+static void set_tangent_coefficients(sweep *w, const phase_graph *g, double L)
+{
+    const size_t d = (size_t)g->d;
+    memset(w->in_c, 0, sizeof(double) * (size_t)(g->n_trans > 0 ? g->n_trans : 1) * d);
+    memset(w->diag_c, 0, sizeof(double) * (size_t)g->n * d);
+    memset(w->ds, 0, sizeof(double) * (size_t)g->n * d);
+    for (int64_t q = 0; q < g->n_trans; q++) {
+        const int64_t e = g->in_edge[q];
+        for (int64_t c = g->coef_ptr[e]; c < g->coef_ptr[e + 1]; c++)
+            w->in_c[(size_t)q * d + (size_t)g->coef_idx[c]] = g->coef_val[c] / L;
+    }
+    for (int64_t e = 0; e < g->n_edges; e++) {
+        const size_t i = (size_t)g->src[e];
+        for (int64_t c = g->coef_ptr[e]; c < g->coef_ptr[e + 1]; c++) {
+            const size_t m = (size_t)g->coef_idx[c];
+            w->diag_c[i * d + m] -= g->coef_val[c] / L;
+            if (g->dst[e] == PHASE_ABSORBING) w->ds[i * d + m] += g->coef_val[c];
+        }
+    }
 }
 
 int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
@@ -287,6 +450,8 @@ int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
     const int32_t n = g->n;
     /* Both buffers become all zero (lambda uses buf[1] as scratch first). */
     clear(w->buf[0], w->buf_lo[0], w->buf_hi[0]);
+    if (tangents_on(w))
+        for (int c = 0; c < 2; c++) clear_tangents(w->dbuf[c], w->buf_lo[c], w->buf_hi[c], g->d);
     double *lambda = w->buf[1];
     for (int32_t i = 0; i < n; i++) lambda[i] = 0.0, w->s[i] = 0.0;
     for (int64_t e = 0; e < g->n_edges; e++) {
@@ -321,6 +486,7 @@ int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
         w->in_p[q] = w->rate[g->in_edge[q]] / L;
         w->out_p[q] = w->rate[g->out_edge[q]] / L;
     }
+    if (tangents_on(w)) set_tangent_coefficients(w, g, L);
     /* Start the sweep at v_0 = alpha. */
     w->n_stored = 0;
     w->stored_doubles = 0;
@@ -341,7 +507,7 @@ int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
     }
     w->buf_lo[0] = first <= last ? first : 0;
     w->buf_hi[0] = last;
-    return record(w, g, 0, total, 0);
+    return record(w, g, 0, total, 0, NULL);
 }
 
 int sweep_ensure(sweep *w, const phase_graph *g, int64_t k)
@@ -354,16 +520,26 @@ int sweep_ensure(sweep *w, const phase_graph *g, int64_t k)
                           (long long)w->max_terms, w->Lambda);
     while (w->K < k) {
         const int c = w->cur, d = 1 - c;
-        double total = forward(g, w, w->buf[c], w->buf_lo[c], w->buf_hi[c], w->buf[d],
-                               &w->buf_lo[d], &w->buf_hi[d]);
+        double total, *dtotal = NULL;
+        if (tangents_on(w)) {
+            dtotal = w->dtotal;
+            total = forward_tangent(g, w, w->buf[c], w->dbuf[c], w->buf_lo[c], w->buf_hi[c],
+                                    w->buf[d], w->dbuf[d], &w->buf_lo[d], &w->buf_hi[d], dtotal);
+        } else
+            total = forward(g, w, w->buf[c], w->buf_lo[c], w->buf_hi[c], w->buf[d],
+                            &w->buf_lo[d], &w->buf_hi[d]);
         int32_t shift = 0;
         if (total > 0.0 && fast_ilogb(total) < RESCALE_EXP) {
             shift = -fast_ilogb(total);
             scale(w->buf[d], w->buf_lo[d], w->buf_hi[d], shift);
+            if (tangents_on(w)) {
+                scale(w->dbuf[d], w->buf_lo[d] * g->d, (w->buf_hi[d] + 1) * g->d - 1, shift);
+                scale(dtotal, 0, g->d - 1, shift);
+            }
             total *= ldexp(1.0, shift);
         }
         w->cur = d;
-        int st = record(w, g, w->K + 1, total, shift);
+        int st = record(w, g, w->K + 1, total, shift, dtotal);
         if (st) return st;
     }
     return PHASE_OK;

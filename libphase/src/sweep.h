@@ -35,7 +35,9 @@ typedef struct {
 
 typedef struct {
     double tol;
-    int store;            /* gradient mode: keep vectors and adjoint weights */
+    int store;            /* any gradient: accumulate adjoint weights adj_a, adj_b */
+    int mode;             /* PHASE_GRADIENT_REVERSE (keep vectors) or _FORWARD
+                             (propagate tangents); 0 without gradient */
     int64_t max_terms;
     /* At the current theta. */
     double Lambda, smax;
@@ -56,6 +58,14 @@ typedef struct {
     int32_t *lo, *hi;
     int64_t *pmax_a, *pmax_b; /* log2 bounds of max_{j<=k} a_j, b_j */
     double *adj_a, *adj_b;    /* gradient mode: d loglik / d a_k, d b_k, scaled by 2^ex[k] */
+    /* Forward mode, d tangents per state (layout [i * d + m]):
+     * dbuf[c] = d vt / d theta with the ranges of buf[c]; in_c = d P / d theta
+     * on the edges in target order, diag_c on the diagonal, ds = d s / d theta;
+     * da[k * d + m], db[k * d + m] = d a_k / d theta_m, d b_k / d theta_m
+     * (scaled like a_k, b_k). */
+    double *dbuf[2], *in_c, *diag_c, *ds, *da, *db, *dtotal;
+    int64_t tangent_cap;
+    int32_t d_tangents;
     /* Kept vectors vt_{j*stride}, j < n_stored: only their [lo, hi] ranges,
      * packed in chunks of chunk_len doubles (growing never copies). */
     int64_t stride, n_stored, seg_cap, store_limit, stored_doubles;
@@ -75,7 +85,8 @@ typedef struct {
     double trunc;         /* largest relative truncation bound so far */
 } sweep;
 
-int sweep_init(sweep *w, const phase_graph *g, const phase_options *opts, int store);
+/* mode: 0 (values only), PHASE_GRADIENT_REVERSE or PHASE_GRADIENT_FORWARD. */
+int sweep_init(sweep *w, const phase_graph *g, const phase_options *opts, int mode);
 void sweep_free(sweep *w);
 /* Rates at theta, Lambda, P; restarts the sequences at v_0 = alpha. */
 int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta);

@@ -199,8 +199,10 @@ static void test_rabbits_oracle(void)
 }
 
 /* Gradient of a mixed data set (exact, right- and interval-censored, weights)
- * against central differences of the library's own log-likelihood. */
-static void test_gradient_fd(int store_limit_small)
+ * against central differences of the library's own log-likelihood, in
+ * forward mode, reverse mode with all vectors kept, and reverse mode with
+ * checkpointed recomputation; the two modes must also agree closely. */
+static void test_gradient_fd(int mode, int store_limit_small)
 {
     phase_graph *g = rabbits2();
     double theta[3] = {1.3, 0.7, 2.1};
@@ -211,6 +213,7 @@ static void test_gradient_fd(int store_limit_small)
     phase_data data = {5, ex, exw, 2, rc, NULL, 3, lo, hi, NULL};
     phase_options opts;
     phase_options_default(&opts);
+    opts.gradient_mode = mode;
     if (store_limit_small) opts.memory_limit = 5 * 8 * 3; /* forces checkpoint recomputation */
     double ll, grad[3];
     int status;
@@ -218,6 +221,7 @@ static void test_gradient_fd(int store_limit_small)
     CHECK(phase_loglik(g, &opts, &data, 1, theta, &ll, grad, &status, &info) == PHASE_OK, "%s",
           phase_last_error());
     CHECK(status == PHASE_OK, "status %d", status);
+    CHECK(info.gradient_mode == mode, "mode used %d", info.gradient_mode);
     if (store_limit_small) CHECK(info.checkpoint_stride > 1, "stride %lld", (long long)info.checkpoint_stride);
     for (int m = 0; m < 3; m++) {
         double h = 1e-5 * theta[m], tp[3], tm[3], lp, lm;
@@ -229,6 +233,10 @@ static void test_gradient_fd(int store_limit_small)
         phase_loglik(g, NULL, &data, 1, tm, &lm, NULL, NULL, NULL);
         CHECK_REL(grad[m], (lp - lm) / (2 * h), 1e-6);
     }
+    double other[3];
+    opts.gradient_mode = mode == PHASE_GRADIENT_FORWARD ? PHASE_GRADIENT_REVERSE : PHASE_GRADIENT_FORWARD;
+    phase_loglik(g, &opts, &data, 1, theta, &ll, other, NULL, NULL);
+    for (int m = 0; m < 3; m++) CHECK_REL(grad[m], other[m], 1e-11);
     phase_graph_free(g);
 }
 
@@ -336,8 +344,9 @@ int main(void)
     test_exponential();
     test_kingman_oracle();
     test_rabbits_oracle();
-    test_gradient_fd(0);
-    test_gradient_fd(1);
+    test_gradient_fd(PHASE_GRADIENT_REVERSE, 0);
+    test_gradient_fd(PHASE_GRADIENT_REVERSE, 1);
+    test_gradient_fd(PHASE_GRADIENT_FORWARD, 0);
     test_discrete();
     test_tails();
     test_errors();
