@@ -8,6 +8,8 @@ PIP = $(VPY) -m pip
 #   make test-mpi MPIEXEC=mpiexec
 MPIEXEC ?= $(VENV)/bin/mpiexec
 NP ?= 2
+# output of `make run`
+RUN_OUT ?= runs/rabbits.h5
 # extras for `make install`; on a cluster with a site MPI: EXTRAS=test (see README)
 EXTRAS ?= test,mpi
 # Hydra (MPICH's mpiexec) kills the job after this many seconds.
@@ -113,8 +115,9 @@ test-mpi: install ## pytest --with-mpi -m mpi under mpiexec -n NP (default 2)
 
 # --- run ---------------------------------------------------------------------
 
-run: install ## mpiexec -n NP examples/quickstart.py
-	$(MPIEXEC) -n $(NP) $(VPY) examples/quickstart.py
+run: install ## SVGD on simulated rabbits data (examples/rabbits.toml) on NP ranks, then its summary
+	$(MPIEXEC) -n $(NP) $(VENV)/bin/phasic-mpi run examples/rabbits.toml --out $(RUN_OUT) --force
+	$(VENV)/bin/phasic-mpi summary $(RUN_OUT)
 
 bench: bench-core ## alias of bench-core
 

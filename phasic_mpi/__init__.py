@@ -1,9 +1,14 @@
-"""phasic_mpi: exact phase-type distributions, likelihoods and gradients.
+"""phasic_mpi: exact phase-type distributions, likelihoods and gradients,
+and Bayesian inference for their rates on one core or many MPI ranks.
 
-Importing the package does not import mpi4py; the compiled libphase
-extension is loaded only by the functions that evaluate densities.
+Importing the package does not import mpi4py (the parallel parts import it
+when they run); the compiled libphase extension is loaded only by the
+functions that evaluate densities.
 """
 
+__version__ = "0.1.0"
+
+from phasic_mpi.config import ConfigError, load_config
 from phasic_mpi.data import Observations
 from phasic_mpi.graph import Graph
 from phasic_mpi.models import (
@@ -16,19 +21,41 @@ from phasic_mpi.models import (
     rabbits,
     sfs_rewards,
 )
-
-__version__ = "0.1.0"
+from phasic_mpi.posterior import FunctionDensity, LogDensity, Posterior, PosteriorEval
+from phasic_mpi.priors import Exponential, Gamma, HalfNormal, LogNormal, Normal, Prior, Uniform, make_prior
+from phasic_mpi.svgd import SVGDSettings
+from phasic_mpi.transforms import Identity, Log, Logit, Transform, make_transform
 
 __all__ = [
+    "ConfigError",
+    "Exponential",
+    "FunctionDensity",
+    "Gamma",
     "Graph",
+    "HalfNormal",
+    "Identity",
+    "Log",
+    "LogDensity",
+    "LogNormal",
+    "Logit",
     "MODELS",
+    "Normal",
     "Observations",
+    "Posterior",
+    "PosteriorEval",
+    "Prior",
+    "SVGDSettings",
+    "Transform",
+    "Uniform",
     "__version__",
     "block_counting",
     "erlang",
     "exponential",
     "isolation_migration",
     "kingman",
+    "load_config",
+    "make_prior",
+    "make_transform",
     "rabbits",
     "sfs_rewards",
 ]

@@ -1,0 +1,160 @@
+"""MPI plumbing shared by the algorithms: block layouts, ordered gathers,
+counter-based random streams and launch checks.
+
+Rules that make results independent of the rank count:
+
+- items (particles, replicas) are split into contiguous blocks whose sizes
+  differ by at most one (:func:`block_layout`);
+- every random number comes from a stream keyed by ids that do not depend on
+  the layout (:func:`stream`);
+- values that feed decisions or outputs are gathered in global order and
+  reduced there, never with ``Allreduce`` (whose summation order depends on
+  the layout).
+
+mpi4py is imported lazily: importing :mod:`phasic_mpi` never initialises MPI.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "BlockLayout",
+    "LaunchError",
+    "allgather_rows",
+    "block_layout",
+    "check_launch",
+    "gather_rows",
+    "stream",
+    "world",
+]
+
+
+class LaunchError(RuntimeError):
+    """The job was started in a way that cannot work (e.g. the wrong srun --mpi)."""
+
+
+def world() -> Any:
+    """``MPI.COMM_WORLD`` (imports and initialises mpi4py)."""
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+class BlockLayout(NamedTuple):
+    """Contiguous blocks of ``n`` items over ``size`` ranks."""
+
+    n: int
+    counts: np.ndarray  # items per rank
+    displs: np.ndarray  # first item of each rank
+    rank: int
+
+    @property
+    def start(self) -> int:
+        return int(self.displs[self.rank])
+
+    @property
+    def stop(self) -> int:
+        return int(self.displs[self.rank] + self.counts[self.rank])
+
+    @property
+    def rows(self) -> slice:
+        """This rank's items as a slice of the global arrays."""
+        return slice(self.start, self.stop)
+
+    @property
+    def local_count(self) -> int:
+        return int(self.counts[self.rank])
+
+
+def block_layout(n: int, size: int, rank: int) -> BlockLayout:
+    """Split ``n`` items into ``size`` contiguous blocks, the first ``n % size``
+    one larger (no padding, no divisibility requirement)."""
+    if n < 0 or size < 1 or not 0 <= rank < size:
+        raise ValueError(f"bad layout: n={n}, size={size}, rank={rank}")
+    base, extra = divmod(n, size)
+    counts = np.array([base + (r < extra) for r in range(size)], dtype=np.int64)
+    displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return BlockLayout(n, counts, displs, rank)
+
+
+def _row_size(local: np.ndarray) -> int:
+    return int(np.prod(local.shape[1:], dtype=np.int64))
+
+
+def allgather_rows(comm: Any, layout: BlockLayout, local: np.ndarray) -> np.ndarray:
+    """Every rank's block of rows, concatenated in global order on every rank.
+
+    One buffer-based ``Allgatherv`` of float64 rows (shape ``(count, ...)``).
+    """
+    from mpi4py import MPI
+
+    local = np.ascontiguousarray(local, dtype=np.float64)
+    width = _row_size(local)
+    out = np.empty((layout.n,) + local.shape[1:], dtype=np.float64)
+    comm.Allgatherv(local, [out, layout.counts * width, layout.displs * width, MPI.DOUBLE])
+    return out
+
+
+def gather_rows(comm: Any, layout: BlockLayout, local: np.ndarray, root: int = 0) -> np.ndarray | None:
+    """Like :func:`allgather_rows` but only ``root`` receives (``Gatherv``)."""
+    from mpi4py import MPI
+
+    local = np.ascontiguousarray(local, dtype=np.float64)
+    width = _row_size(local)
+    if comm.rank == root:
+        out = np.empty((layout.n,) + local.shape[1:], dtype=np.float64)
+        comm.Gatherv(local, [out, layout.counts * width, layout.displs * width, MPI.DOUBLE], root=root)
+        return out
+    comm.Gatherv(local, None, root=root)
+    return None
+
+
+def stream(seed: int, *ids: int) -> np.random.Generator:
+    """A Philox generator keyed by ``(seed, *ids)``.
+
+    The key depends only on the ids (e.g. purpose, particle id, iteration),
+    never on which rank draws, so any rank count gives the same numbers and a
+    resumed run needs no saved generator state.
+    """
+    return np.random.Generator(np.random.Philox(np.random.SeedSequence([int(seed), *map(int, ids)])))
+
+
+def slurm_task_count(environ: Any = None) -> int | None:
+    """Number of tasks of the current srun step, or None outside an srun step.
+
+    ``SLURM_NTASKS`` alone describes the allocation, not the step: a batch
+    script may legitimately run a serial command in a many-task allocation.
+    """
+    env = os.environ if environ is None else environ
+    keys = ["SLURM_STEP_NUM_TASKS"]
+    if env.get("SLURM_STEP_ID") or env.get("SLURM_STEPID"):
+        keys.append("SLURM_NTASKS")
+    for key in keys:
+        value = env.get(key)
+        if value:
+            try:
+                return int(value.split("(")[0])
+            except ValueError:
+                continue
+    return None
+
+
+def check_launch(comm: Any = None, environ: Any = None) -> None:
+    """Refuse a launch that cannot be what the user meant.
+
+    Under ``srun`` with several tasks, an MPI library that does not talk to
+    SLURM's PMI starts every task as a singleton of size 1: each would run the
+    whole job alone and they would overwrite each other's output.
+    """
+    comm = world() if comm is None else comm
+    tasks = slurm_task_count(environ)
+    if comm.size == 1 and tasks is not None and tasks > 1:
+        raise LaunchError(
+            f"MPI reports 1 process but SLURM started {tasks} tasks: every task would run "
+            "the whole job alone. Launch with the PMI plugin of your MPI library, e.g. "
+            "`srun --mpi=pmi2 phasic-mpi run ...` (MPICH) or `srun --mpi=pmix ...` (Open MPI)."
+        )
