@@ -103,16 +103,13 @@ class _Progress:
         self.t0 = time.monotonic()
         self.last = -np.inf
 
-    def update(self, iteration: int, diag: Any, force: bool = False) -> None:
+    def update(self, iteration: int, fields: str, force: bool = False) -> None:
         if self.mode == "none":
             return
         now = time.monotonic()
         elapsed = now - self.t0
         done = iteration - self.start
         eta = elapsed / done * (self.total - iteration) if done else np.nan
-        fields = f"step_norm {diag.step_norm:.3g}  h {diag.bandwidth:.3g}"
-        if not np.isnan(diag.ksd):
-            fields += f"  ksd {diag.ksd:.3g}"
         if self.mode == "bar":
             width = 30
             filled = int(width * iteration / max(self.total, 1))
@@ -318,7 +315,8 @@ def _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resumed) -> R
                     buffer.flush_to(writer)
                     _write_checkpoint(ckpt, state.iteration, arrays, writer.rows(), cfg)
                 comm.Barrier()  # the checkpoint exists before anyone reports or exits
-            progress.update(state.iteration, diag, force=stopping)
+            if rank0:
+                progress.update(state.iteration, algorithm.describe(diag), force=stopping)
             if stopping:
                 name = signal.Signals(int(agreed[0])).name
                 if rank0:

@@ -252,6 +252,15 @@ class SVGDAlgorithm:
     def step(self, state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagnostics]:
         return svgd_step(state, ctx)
 
+    def describe(self, diag: SVGDDiagnostics) -> str:
+        """One progress-line summary of an iteration's diagnostics."""
+        text = f"step_norm {diag.step_norm:.3g}  h {diag.bandwidth:.3g}"
+        if not np.isnan(diag.ksd):
+            text += f"  ksd {diag.ksd:.3g}"
+        if diag.n_invalid:
+            text += f"  invalid {diag.n_invalid}"
+        return text
+
     def history_due(self, iteration: int) -> bool:
         every = self.settings.history_every
         return bool(every) and (iteration % every == 0 or iteration == self.n_iterations)
