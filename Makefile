@@ -8,8 +8,9 @@ PIP = $(VPY) -m pip
 #   make test-mpi MPIEXEC=mpiexec
 MPIEXEC ?= $(VENV)/bin/mpiexec
 NP ?= 2
-# output of `make run`
+# outputs of `make run` (SVGD, parallel tempering)
 RUN_OUT ?= runs/rabbits.h5
+RUN_OUT_PT ?= runs/rabbits_pt.h5
 # extras for `make install`; on a cluster with a site MPI: EXTRAS=test (see README)
 EXTRAS ?= test,mpi
 # Hydra (MPICH's mpiexec) kills the job after this many seconds.
@@ -115,9 +116,11 @@ test-mpi: install ## pytest --with-mpi -m mpi under mpiexec -n NP (default 2)
 
 # --- run ---------------------------------------------------------------------
 
-run: install ## SVGD on simulated rabbits data (examples/rabbits.toml) on NP ranks, then its summary
+run: install ## SVGD and PT on simulated rabbits data (examples/rabbits*.toml) on NP ranks, then both summaries
 	$(MPIEXEC) -n $(NP) $(VENV)/bin/phasic-mpi run examples/rabbits.toml --out $(RUN_OUT) --force
 	$(VENV)/bin/phasic-mpi summary $(RUN_OUT)
+	$(MPIEXEC) -n $(NP) $(VENV)/bin/phasic-mpi run examples/rabbits_pt.toml --out $(RUN_OUT_PT) --force
+	$(VENV)/bin/phasic-mpi summary $(RUN_OUT) $(RUN_OUT_PT)
 
 bench: bench-core ## alias of bench-core
 

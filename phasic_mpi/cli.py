@@ -63,6 +63,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             raise ConfigError(f"simulate: give either CONFIG or {', '.join(flags)}; "
                               f"got both CONFIG and {', '.join(given) or '--seed'}")
         cfg = load_config(args.config, require_algorithm=False)
+        if "density" in cfg["model"]:
+            raise ConfigError("model.density: 'phasic-mpi simulate' needs a phase-type "
+                              "model (model.name); a log-density has no data to simulate")
         if "simulate" not in cfg["data"]:
             raise ConfigError("data.simulate: required by 'phasic-mpi simulate CONFIG' "
                               "(the config reads its data from a file)")
@@ -103,7 +106,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_summary(args: argparse.Namespace) -> int:
     summary = importlib.import_module("phasic_mpi.summary")
-    print(summary.format_summary(summary.summarize(args.run)))
+    results = [summary.summarize(path) for path in args.run]
+    print("\n".join(summary.format_summary(s) for s in results))
+    if len(results) > 1:
+        print(summary.format_comparison(results))
     return 0
 
 
@@ -154,9 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="PATH", required=True, help="output file")
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("summary", help="print the posterior summary of a run file",
-                       description="Print the posterior table and diagnostics of RUN.h5.")
-    p.add_argument("run", metavar="RUN.h5")
+    p = sub.add_parser("summary", help="print the posterior summary of run files",
+                       description="Print the posterior table and diagnostics of each "
+                                   "RUN.h5; with several files, also a table of their "
+                                   "posterior means and sds side by side.")
+    p.add_argument("run", metavar="RUN.h5", nargs="+")
     p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser("models", help="list the built-in models",

@@ -9,24 +9,25 @@ model once to check parameter names, the simulation theta and the priors.
 Nothing expensive happens here; every error that can be detected before a
 run starts is detected here.
 
-The validated dict is complete: ``prior`` has an entry for every model
-parameter (plus ``default``) and ``transform`` names the transform of every
-parameter, so consumers never apply defaults themselves, and validating a
-validated dict returns it unchanged. See ``docs/config.md`` for every key.
+The model is either a phase-type graph (``model.name``, with ``[data]``,
+``[prior]`` and ``[transform]``) or a log-density (``model.density``: a
+function returning a :class:`~phasic_mpi.posterior.LogDensity` that brings
+its own data and priors, so those sections are not allowed).
 
-Simple sections are validated from tables of :class:`Key`; an algorithm
-section is one entry of :data:`ALGORITHMS` (``None`` passes the section
-through unchecked, as ``pt`` is until its table is written).
+The validated dict is complete: for a graph model ``prior`` has an entry for
+every model parameter (plus ``default``) and ``transform`` names the
+transform of every parameter, so consumers never apply defaults themselves,
+and validating a validated dict returns it unchanged. See ``docs/config.md``
+for every key; the section tables (:class:`Key`) are in
+:mod:`phasic_mpi.config_schema`.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,163 +36,36 @@ try:
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from phasic_mpi.config_schema import (
+    ALGORITHMS,
+    MODEL,
+    OUTPUT,
+    PT,
+    REQUIRED,
+    SIMULATE,
+    SVGD,
+    ConfigError,
+    Key,
+    boolean,
+    check_section,
+    choice,
+    integer,
+    number,
+    string,
+    table,
+)
+from phasic_mpi.config_schema import fail as _fail
+from phasic_mpi.config_schema import plain as _plain
+
 if TYPE_CHECKING:  # pragma: no cover
     from phasic_mpi.graph import Graph
 
 __all__ = [
-    "ALGORITHMS", "DATA_SUFFIXES", "ConfigError", "Key", "algorithm_name", "dump_config",
-    "load_config", "normalize_theta", "resolve_model_spec", "validate_config",
+    "ALGORITHMS", "DATA_SUFFIXES", "MODEL", "OUTPUT", "PT", "REQUIRED", "SIMULATE", "SVGD",
+    "ConfigError", "Key", "algorithm_name", "boolean", "choice", "dump_config", "integer",
+    "is_density_model", "load_config", "normalize_theta", "number", "resolve_model_spec",
+    "string", "table", "validate_config",
 ]
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message starts with the offending key path."""
-
-
-def _fail(path: str, message: str) -> None:
-    raise ConfigError(f"{path}: {message}")
-
-
-# ----------------------------------------------------------------- checkers
-# A checker takes (value, key path) and returns the normalised value or raises.
-Checker = Callable[[Any, str], Any]
-REQUIRED: Any = object()  # default of a key that must be given
-
-
-@dataclass(frozen=True)
-class Key:
-    """One key of a section: its checker, default and a one-line description."""
-
-    check: Checker
-    default: Any = REQUIRED
-    help: str = ""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def integer(minimum: int = 0) -> Checker:
-    """Checker for an integer ``>= minimum`` (booleans and floats rejected)."""
-    def check(value: Any, path: str) -> int:
-        if not _is_int(value) or value < minimum:
-            _fail(path, f"expected an integer >= {minimum}, got {value!r}")
-        return int(value)
-    return check
-
-
-def number(minimum: float = -math.inf, *, positive: bool = False) -> Checker:
-    """Checker for a finite number (``> 0`` if ``positive``, else ``>= minimum``)."""
-    what = ("a positive number" if positive else
-            "a finite number" if minimum == -math.inf else f"a number >= {minimum}")
-
-    def check(value: Any, path: str) -> float:
-        if (not _is_number(value) or not math.isfinite(value)
-                or (positive and value <= 0) or value < minimum):
-            _fail(path, f"expected {what}, got {value!r}")
-        return float(value)
-    return check
-
-
-def choice(*options: str) -> Checker:
-    """Checker for one of a fixed set of strings."""
-    def check(value: Any, path: str) -> str:
-        if value not in options or not isinstance(value, str):
-            _fail(path, f"expected one of {', '.join(map(repr, options))}, got {value!r}")
-        return value
-    return check
-
-
-def string(value: Any, path: str) -> str:
-    """Checker for a non-empty string."""
-    if not isinstance(value, str) or not value:
-        _fail(path, f"expected a non-empty string, got {value!r}")
-    return value
-
-
-def table(value: Any, path: str) -> dict:
-    """Checker for a table of plain (JSON-serialisable) values, deep-copied."""
-    if not isinstance(value, Mapping):
-        _fail(path, f"expected a table, got {value!r}")
-    return _plain(value, path)
-
-
-def _plain(value: Any, path: str) -> Any:
-    """Deep copy of a TOML value, rejecting what JSON cannot hold (dates, times)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v, f"{path}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    _fail(path, f"unsupported value {value!r} (dates and times are not allowed)")
-
-
-def _bandwidth(value: Any, path: str) -> str | float:
-    if value == "median":
-        return "median"
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        _fail(path, f"expected 'median' or a positive number, got {value!r}")
-    return float(value)
-
-
-def _section(raw: Any, keys: Mapping[str, Key], path: str) -> dict:
-    """Validate a table against ``keys``: unknown keys, missing keys, values."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        _fail(path, f"expected a table, got {raw!r}")
-    for name in raw:
-        if name not in keys:
-            _fail(f"{path}.{name}", f"unknown key (known: {', '.join(keys)})")
-    out = {}
-    for name, key in keys.items():
-        if name in raw:
-            out[name] = key.check(raw[name], f"{path}.{name}")
-        elif key.default is REQUIRED:
-            _fail(f"{path}.{name}", "required key missing")
-        else:
-            out[name] = copy.deepcopy(key.default)
-    return out
-
-
-# ------------------------------------------------------------------- tables
-MODEL: dict[str, Key] = {
-    "name": Key(string, REQUIRED, "built-in name, 'module:function' or 'file.py:function'"),
-    "options": Key(table, {}, "keyword arguments of the model factory"),
-}
-
-SVGD: dict[str, Key] = {
-    "particles": Key(integer(2), 64, "number of particles"),
-    "iterations": Key(integer(1), 1000, "number of SVGD iterations"),
-    "seed": Key(integer(0), 0, "seed of the counter-based random streams"),
-    "optimizer": Key(choice("adagrad", "adam"), "adagrad", "step-size adaptation"),
-    "step_size": Key(number(positive=True), 0.05, "base step size"),
-    "decay": Key(number(0.0), 0.0, "step_size / (1 + decay * iteration)"),
-    "bandwidth": Key(_bandwidth, "median", "'median' heuristic or a fixed h > 0"),
-    "history_every": Key(integer(0), 10, "store every k-th iteration (0: none)"),
-    "ksd_every": Key(integer(0), 50, "kernel Stein discrepancy every k iterations (0: never)"),
-}
-
-# Algorithm sections: exactly one must be present. None = passed through as is.
-ALGORITHMS: dict[str, dict[str, Key] | None] = {"svgd": SVGD, "pt": None}
-
-OUTPUT: dict[str, Key] = {
-    "path": Key(string, None, "run file (HDF5); default <config name>.h5"),
-    "checkpoint_every": Key(integer(0), 100, "iterations between checkpoints (0: end only)"),
-    "progress": Key(choice("auto", "bar", "log", "none"), "auto", "progress display"),
-    "log_every": Key(number(positive=True), 10.0, "seconds between progress log lines"),
-}
-
-SIMULATE: dict[str, Key] = {
-    "theta": Key(lambda v, p: v, REQUIRED, "parameter values (list, or table by name)"),
-    "n": Key(integer(1), REQUIRED, "number of observations"),
-    "seed": Key(integer(0), 0, "seed of the simulation"),
-}
 
 DATA_SUFFIXES = (".csv", ".txt", ".npy", ".h5", ".hdf5")
 _H5_SUFFIXES = (".h5", ".hdf5")
@@ -202,21 +76,27 @@ DEFAULT_PRIOR = {"dist": "lognormal", "mu": 0.0, "sigma": 1.0}
 TRANSFORMS = ("log", "logit", "identity", "default")
 
 SECTIONS = ("model", "data", "prior", "transform", *ALGORITHMS, "output")
+GRAPH_ONLY = ("data", "prior", "transform")  # sections a log-density model brings itself
 
 
 # ------------------------------------------------------------- model specs
 def resolve_model_spec(name: str, base_dir: str | os.PathLike = ".",
-                       path: str = "model.name") -> tuple[str, str, str | None]:
+                       path: str = "model.name", *,
+                       builtins: bool = True) -> tuple[str, str, str | None]:
     """Classify a model spec: ``(kind, target, function)``.
 
     ``kind`` is ``"builtin"`` (target = name), ``"module"`` (target = dotted
     module name) or ``"file"`` (target = absolute path, which must exist).
     A spec ``head:function`` is a file if ``head`` ends in ``.py`` or
-    contains a path separator, else a module.
+    contains a path separator, else a module. With ``builtins=False`` (log
+    densities) a spec without ``:`` is an error.
     """
     from phasic_mpi.models import MODELS
 
     if ":" not in name:
+        if not builtins:
+            _fail(path, f"expected 'module:function' or 'path/file.py:function', "
+                        f"got {name!r}")
         if name not in MODELS:
             _fail(path, f"unknown built-in model {name!r} (built-ins: "
                         f"{', '.join(MODELS)}; or 'module:function' or "
@@ -233,6 +113,25 @@ def resolve_model_spec(name: str, base_dir: str | os.PathLike = ".",
     if not all(part.isidentifier() for part in head.split(".")):
         _fail(path, f"{head!r} in {name!r} is not a module name")
     return "module", head, func
+
+
+def _model(raw: Any, base: str) -> dict:
+    """``{"name": spec, "options"}`` or ``{"density": spec, "options"}``, spec resolved."""
+    model = check_section(raw, MODEL, "model")
+    name, density = model.pop("name"), model.pop("density")
+    if (name is None) == (density is None):
+        _fail("model", "give exactly one of 'name' (a phase-type model) or 'density' "
+                       "(a log-density)")
+    if name is not None:
+        kind, target, func = resolve_model_spec(name, base)
+        return {"name": _model_name(kind, target, func), "options": model["options"]}
+    kind, target, func = resolve_model_spec(density, base, "model.density", builtins=False)
+    return {"density": _model_name(kind, target, func), "options": model["options"]}
+
+
+def is_density_model(cfg: Mapping[str, Any]) -> bool:
+    """Whether a (validated) config's model is a log-density (``model.density``)."""
+    return "density" in (cfg.get("model") or {})
 
 
 def _model_name(kind: str, target: str, func: str | None) -> str:
@@ -282,7 +181,7 @@ def _data(raw: Any, base: str) -> dict:
     if "simulate" in raw:
         if "dataset" in raw:
             _fail("data.dataset", "only allowed with data.file")
-        sim = _section(raw["simulate"], SIMULATE, "data.simulate")
+        sim = check_section(raw["simulate"], SIMULATE, "data.simulate")
         sim["theta"] = _plain(sim["theta"], "data.simulate.theta")
         return {"simulate": sim}
     file = os.path.abspath(os.path.join(base, os.path.expanduser(
@@ -372,6 +271,8 @@ def validate_config(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".", *
     graph : Graph, optional
         The model, if already built; otherwise it is built here with
         :func:`phasic_mpi.loaders.load_model` (to check parameter names).
+        A ``model.density`` is always built, with
+        :func:`phasic_mpi.loaders.load_density` (cached).
     require_algorithm : bool
         If false, a config without an algorithm section is accepted (used by
         ``phasic-mpi simulate``).
@@ -382,7 +283,8 @@ def validate_config(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".", *
     -------
     dict
         Sections ``model``, ``data``, ``prior``, ``transform``, ``output``
-        and the algorithm section (``svgd`` or ``pt``), JSON-serialisable.
+        and the algorithm section (``svgd`` or ``pt``), JSON-serialisable;
+        for a ``model.density`` only ``model``, the algorithm and ``output``.
 
     Raises
     ------
@@ -395,8 +297,15 @@ def validate_config(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".", *
     for name in raw:
         if name not in SECTIONS:
             _fail(name, f"unknown section (known: {', '.join(SECTIONS)})")
-    for name in ("model", "data"):
-        if name not in raw:
+    if "model" not in raw:
+        _fail("model", "required section missing")
+    cfg: dict[str, Any] = {"model": _model(raw["model"], base)}
+    density = is_density_model(cfg)
+    for name in GRAPH_ONLY if density else ("data",):
+        if density and name in raw:
+            _fail(name, "not allowed with model.density (the log-density brings its own "
+                        "data, priors and transforms)")
+        if not density and name not in raw:
             _fail(name, "required section missing")
     algos = [name for name in ALGORITHMS if name in raw]
     if len(algos) > 1 or (require_algorithm and not algos):
@@ -404,18 +313,20 @@ def validate_config(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".", *
                           f"({' or '.join(ALGORITHMS)}), got {', '.join(algos) or 'none'}")
 
     # Everything that does not need the model first.
-    cfg: dict[str, Any] = {"model": _section(raw["model"], MODEL, "model")}
-    kind, target, func = resolve_model_spec(cfg["model"]["name"], base)
-    cfg["model"]["name"] = _model_name(kind, target, func)
-    cfg["data"] = _data(raw["data"], base)
+    if not density:
+        cfg["data"] = _data(raw["data"], base)
     for name in algos:
-        keys = ALGORITHMS[name]
-        cfg[name] = table(raw[name], name) if keys is None else _section(raw[name], keys, name)
-    out = _section(raw.get("output"), OUTPUT, "output")
+        cfg[name] = check_section(raw[name], ALGORITHMS[name], name)
+    out = check_section(raw.get("output"), OUTPUT, "output")
     out["path"] = os.path.abspath(os.path.join(
         base, os.path.expanduser(out["path"] if out["path"] is not None else default_output)))
     cfg["output"] = out
 
+    if density:
+        from phasic_mpi.loaders import load_density
+
+        load_density(cfg["model"], base)  # built once and cached; checks the interface
+        return {name: cfg[name] for name in SECTIONS if name in cfg}
     if graph is None:
         from phasic_mpi.loaders import load_model
 

@@ -50,17 +50,28 @@ def make_algorithm(cfg: dict) -> Any:
         from .svgd import SVGDAlgorithm, SVGDSettings
 
         return SVGDAlgorithm(SVGDSettings.from_config(cfg["svgd"]))
-    raise ValueError("the config has no algorithm section ([svgd])")
+    if "pt" in cfg:
+        from .pt import PTAlgorithm, PTSettings
+
+        return PTAlgorithm(PTSettings.from_config(cfg["pt"]))
+    raise ValueError("the config has no algorithm section ([svgd] or [pt])")
 
 
 def build_density(cfg: dict, base_dir: str | os.PathLike = ".") -> tuple[Any, Any]:
-    """Posterior and observations from a validated config (same on every rank).
+    """The target density and its observations from a validated config.
 
-    The validated config names a prior and a transform for every parameter.
+    Returns ``(density, observations)`` (the same on every rank): for a
+    phase-type model (``model.name``) a :class:`~phasic_mpi.posterior.Posterior`
+    with the config's priors and transforms and the
+    :class:`~phasic_mpi.data.Observations`; for ``model.density`` the
+    :class:`~phasic_mpi.posterior.LogDensity` the function returns and
+    ``None`` (its data are its own business).
     """
-    from .loaders import load_data, load_model
+    from .loaders import load_data, load_density, load_model
     from .posterior import Posterior
 
+    if "density" in cfg["model"]:
+        return load_density(cfg["model"], base_dir), None
     graph = load_model(cfg["model"], base_dir)
     data = load_data(cfg["data"], graph, base_dir)
     priors = {name: cfg["prior"][name] for name in graph.param_names}

@@ -1,8 +1,10 @@
 """Build the model and read or simulate the data named by a config.
 
 :func:`load_model` turns ``[model]`` into a :class:`~phasic_mpi.graph.Graph`,
-:func:`load_data` turns ``[data]`` into :class:`~phasic_mpi.data.Observations`
-and :func:`write_data` writes simulated times. Problems with the user's input
+:func:`load_density` turns a ``[model]`` with ``density`` into a
+:class:`~phasic_mpi.posterior.LogDensity`, :func:`load_data` turns ``[data]``
+into :class:`~phasic_mpi.data.Observations` and :func:`write_data` writes
+simulated times. Problems with the user's input
 raise :class:`~phasic_mpi.config.ConfigError` naming the config key (and the
 file line where there is one). Text data formats are described in
 ``docs/config.md``.
@@ -28,13 +30,18 @@ from phasic_mpi.config import ConfigError, normalize_theta, resolve_model_spec
 from phasic_mpi.data import Observations, as_observations
 from phasic_mpi.graph import Graph
 
-__all__ = ["builtin_models", "load_data", "load_model", "read_data_file", "write_data"]
+__all__ = ["DENSITY_MEMBERS", "builtin_models", "load_data", "load_density", "load_model",
+           "read_data_file", "write_data"]
 
-_cache: dict[str, Any] = {}  # the last model built: {"key": ..., "graph": ...}
+_cache: dict[str, Any] = {}  # the last model built: {"key": ..., "model": ...}
+
+# What the samplers use of a LogDensity (phasic_mpi.posterior.LogDensity).
+DENSITY_MEMBERS = ("param_names", "n_params", "evaluate", "sample_prior_z", "to_theta")
 
 
 # ------------------------------------------------------------------- models
-def _import_function(kind: str, target: str, func: str, base_dir: str) -> Callable:
+def _import_function(kind: str, target: str, func: str, base_dir: str,
+                     where: str = "model.name") -> Callable:
     spec = f"{target}:{func}"
     if kind == "file":
         digest = hashlib.sha1(target.encode()).hexdigest()[:10]
@@ -46,26 +53,26 @@ def _import_function(kind: str, target: str, func: str, base_dir: str) -> Callab
             loader_spec.loader.exec_module(module)
         except (ImportError, SyntaxError) as exc:
             del sys.modules[mod_name]
-            raise ConfigError(f"model.name: cannot load {target}: "
+            raise ConfigError(f"{where}: cannot load {target}: "
                               f"{type(exc).__name__}: {exc}") from exc
     else:
         try:
             module = importlib.import_module(target)
         except ModuleNotFoundError as exc:
             if exc.name != target.split(".")[0]:
-                raise ConfigError(f"model.name: importing {target!r} failed: {exc}") from exc
+                raise ConfigError(f"{where}: importing {target!r} failed: {exc}") from exc
             # Not on sys.path: try the config file's directory.
             sys.path.insert(0, base_dir)
             try:
                 module = importlib.import_module(target)
             except ModuleNotFoundError:
-                raise ConfigError(f"model.name: cannot import module {target!r} (not on "
+                raise ConfigError(f"{where}: cannot import module {target!r} (not on "
                                   f"sys.path nor in {base_dir})") from exc
             finally:
                 sys.path.remove(base_dir)
     function = getattr(module, func, None)
     if not callable(function):
-        raise ConfigError(f"model.name: {spec!r}: module has no function {func!r}")
+        raise ConfigError(f"{where}: {spec!r}: module has no function {func!r}")
     return function
 
 
@@ -94,33 +101,103 @@ def load_model(model_cfg: Mapping[str, Any], base_dir: str | os.PathLike = ".") 
         Unknown model, import failure, options the factory does not accept or
         rejects (``TypeError``/``ValueError``), or a result that is not a Graph.
     """
+    graph, label, key = _build(model_cfg, base_dir, "name")
+    if not isinstance(graph, Graph):
+        raise ConfigError(f"model.name: {label} returned {type(graph).__name__}, "
+                          "expected a phasic_mpi.Graph")
+    _cache.update(key=key, model=graph)
+    return graph
+
+
+def load_density(model_cfg: Mapping[str, Any], base_dir: str | os.PathLike = ".") -> Any:
+    """Build the log-density named by a ``[model]`` table with ``density``.
+
+    Parameters
+    ----------
+    model_cfg : mapping
+        ``{"density": spec, "options": {...}}``; ``spec`` is
+        ``"module:function"`` or ``"path/file.py:function"`` (relative to
+        ``base_dir``), as for :func:`load_model` but without built-ins.
+    base_dir : path-like
+
+    Returns
+    -------
+    LogDensity
+        ``function(**options)``, e.g. a
+        :class:`~phasic_mpi.posterior.FunctionDensity` with its own data and
+        priors. Cached like :func:`load_model`.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`load_model`; also a result lacking one of
+        :data:`DENSITY_MEMBERS` or with bad ``param_names``.
+    """
+    density, label, key = _build(model_cfg, base_dir, "density")
+    members = {m: _member(density, m) for m in DENSITY_MEMBERS}
+    missing = [m for m, v in members.items()
+               if v is None or (m in DENSITY_MEMBERS[2:] and not callable(v))]
+    if missing:
+        raise ConfigError(f"model.density: {label} returned {type(density).__name__}, "
+                          f"which has no {', '.join(missing)} (expected a "
+                          "phasic_mpi.posterior.LogDensity, e.g. a FunctionDensity)")
+    try:
+        names = None if isinstance(density.param_names, str) else tuple(density.param_names)
+    except TypeError:
+        names = None
+    if (not names or len(set(names)) != len(names)  # they name datasets of the run file
+            or not all(isinstance(n, str) and n and "/" not in n for n in names)):
+        raise ConfigError(f"model.density: {label}: param_names must be distinct non-empty "
+                          f"strings without '/', got {density.param_names!r}"[:300])
+    n_params = density.n_params
+    if n_params != len(names):
+        raise ConfigError(f"model.density: {label}: n_params = {n_params!r} but "
+                          f"{len(names)} param_names")
+    _cache.update(key=key, model=density)
+    return density
+
+
+def _member(obj: Any, name: str) -> Any:
+    """``obj.name`` without running a property (it may need param_names), else None."""
+    value = inspect.getattr_static(obj, name, None)
+    if value is None:  # e.g. provided by __getattr__
+        try:
+            value = getattr(obj, name, None)
+        except Exception:  # noqa: BLE001 - reported as missing
+            value = None
+    return value
+
+
+def _build(model_cfg: Mapping[str, Any], base_dir: str | os.PathLike,
+           field: str) -> tuple[Any, str, str]:
+    """``function(**options)`` for ``model_cfg[field]``, its label and cache key.
+
+    The caller checks the result and then caches it (``_cache``).
+    """
     from phasic_mpi.models import MODELS
 
+    where = f"model.{field}"
     base = os.path.abspath(os.fspath(base_dir))
-    name = model_cfg.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"model.name: expected a non-empty string, got {name!r}")
+    spec = model_cfg.get(field)
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"{where}: expected a non-empty string, got {spec!r}")
     options = dict(model_cfg.get("options") or {})
-    kind, target, func = resolve_model_spec(name, base)
-    stamp = os.stat(target).st_mtime_ns if kind == "file" else None
-    key = json.dumps([kind, target, func, stamp, options], sort_keys=True, default=repr)
-    if _cache.get("key") == key:
-        return _cache["graph"]
+    kind, target, func = resolve_model_spec(spec, base, where, builtins=field == "name")
     label = target if kind == "builtin" else f"{target}:{func}"
+    stamp = os.stat(target).st_mtime_ns if kind == "file" else None
+    key = json.dumps([field, kind, target, func, stamp, options], sort_keys=True, default=repr)
+    if _cache.get("key") == key:
+        return _cache["model"], label, key
     function = (MODELS[target][0] if kind == "builtin"
-                else _import_function(kind, target, func, base))
+                else _import_function(kind, target, func, base, where))
     _check_options(function, options, label)
     try:
-        graph = function(**options)
+        model = function(**options)
     except (TypeError, ValueError) as exc:
         args = ", ".join(f"{k}={v!r}" for k, v in options.items())
         raise ConfigError(f"model.options: {label}({args}) failed: "
                           f"{type(exc).__name__}: {exc}") from exc
-    if not isinstance(graph, Graph):
-        raise ConfigError(f"model.name: {label} returned {type(graph).__name__}, "
-                          "expected a phasic_mpi.Graph")
-    _cache.update(key=key, graph=graph)
-    return graph
+    return model, label, key
 
 
 def _check_options(function: Callable, options: dict, label: str) -> None:

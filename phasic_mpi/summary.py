@@ -4,7 +4,8 @@ ESS and R-hat follow Vehtari, Gelman, Simpson, Carpenter & Bürkner (2021),
 "Rank-normalization, folding, and localization: an improved R-hat for
 assessing convergence of MCMC", Bayesian Analysis 16(2); the numbers agree
 with ``arviz.ess``/``arviz.rhat`` (method ``"bulk"``, ``"tail"``, ``"rank"``).
-Only numpy and scipy are needed.
+Only numpy and scipy are needed. :func:`format_comparison` sets several
+runs side by side.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "Summary",
     "ess_bulk",
     "ess_tail",
+    "format_comparison",
     "format_summary",
     "rhat",
     "summarize",
@@ -327,4 +329,58 @@ def format_summary(summary: Summary) -> str:
     block("last recorded values", {k: f"{_num(v)}  (row {i} of {n})" for k, (v, i, n) in
                                    s.last_values.items()})
     block("run", {k: _num(v) for k, v in s.run_info.items()})
+    return "\n".join(lines) + "\n"
+
+
+def _labels(summaries: list[Summary]) -> list[str]:
+    """Column labels: the algorithms if they differ, else the file stems (made unique)."""
+    labels = [s.algorithm or "?" for s in summaries]
+    if len(set(labels)) < len(labels):
+        labels = [os.path.splitext(os.path.basename(s.path))[0] for s in summaries]
+    seen: dict[str, int] = {}
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+    count: dict[str, int] = {}
+    out = []
+    for label in labels:
+        if seen[label] > 1:  # same stem in different directories
+            count[label] = count.get(label, 0) + 1
+            label = f"{label} ({count[label]})"
+        out.append(label)
+    return out
+
+
+def format_comparison(summaries: list[Summary] | tuple[Summary, ...]) -> str:
+    """Posterior ``mean ± sd`` of several runs side by side (ends with a newline).
+
+    One row per parameter (in order of first appearance), a ``true`` column if
+    any run knows the θ that simulated its data (the first run's value is
+    shown), then one column per run, labelled by its algorithm, or by its file
+    stem when the algorithms coincide. A parameter a run lacks shows ``—``.
+    """
+    summaries = list(summaries)
+    labels = _labels(summaries)
+    names: list[str] = []
+    for s in summaries:
+        names += [p.name for p in s.parameters if p.name not in names]
+    truth: dict[str, float] = {}
+    for s in summaries:
+        for name, value in s.true_values.items():
+            truth.setdefault(name, value)
+    by_run = [{p.name: p for p in s.parameters} for s in summaries]
+
+    def cell(p: ParameterSummary | None) -> str:
+        return _DASH if p is None else f"{_num(p.mean)} \u00b1 {_num(p.sd)}"
+
+    head = ["parameter", *(["true"] if truth else []), *labels]
+    rows = [head] + [[name, *([_num(truth[name]) if name in truth else _DASH]
+                              if truth else []),
+                      *(cell(run.get(name)) for run in by_run)] for name in names]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["comparison (posterior mean \u00b1 sd)"]
+    lines += [f"  {label}: {s.path}" for label, s in zip(labels, summaries)]
+    lines.append("")
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        lines.append("  ".join(cells).rstrip())
     return "\n".join(lines) + "\n"

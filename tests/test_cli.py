@@ -177,6 +177,85 @@ def test_summary_uses_summary_module(monkeypatch, capsys):
     assert calls == ["run.h5"] and capsys.readouterr().out == "table 1\n"
 
 
+def test_summary_of_several_files_adds_a_comparison(monkeypatch, capsys):
+    fake = types.ModuleType("phasic_mpi.summary")
+    fake.summarize = lambda path: {"path": path}
+    fake.format_summary = lambda summary: f"table {summary['path']}\n"
+    fake.format_comparison = lambda summaries: "compare " + ",".join(
+        s["path"] for s in summaries) + "\n"
+    monkeypatch.setitem(sys.modules, "phasic_mpi.summary", fake)
+    assert main(["summary", "a.h5", "b.h5"]) == 0
+    assert capsys.readouterr().out == "table a.h5\n\ntable b.h5\n\ncompare a.h5,b.h5\n\n"
+    assert main(["summary"]) == 2  # at least one file
+
+
+def test_summary_of_real_run_files(tmp_path, capsys):
+    import numpy as np
+
+    from phasic_mpi.store import RunWriter
+
+    cfg = load_config(RABBITS)
+    rng = np.random.default_rng(1)
+    for name, algorithm in (("s.h5", "svgd"), ("p.h5", "pt")):
+        draws = {n: rng.normal(loc=m, size=(2, 30)) for n, m in
+                 zip(("jump", "flood_left", "flood_right"), (1.0, 2.0, 4.0))}
+        with RunWriter.create(tmp_path / name, algorithm=algorithm, config=cfg,
+                              param_names=list(draws), observations=[0.5], seed=0) as w:
+            w.write_posterior(draws)
+    assert main(["summary", str(tmp_path / "s.h5"), str(tmp_path / "p.h5")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("s.h5: svgd") == 1 and out.count("p.h5: pt") == 1
+    table = out[out.index("comparison (posterior mean"):].splitlines()
+    assert table[4].split() == ["parameter", "true", "svgd", "pt"]
+    assert table[5].split()[:2] == ["jump", "1"] and "\u00b1" in table[5]
+
+
+def test_simulate_refuses_a_density_model(tmp_path, capsys):
+    (tmp_path / "d.py").write_text(
+        "from phasic_mpi.posterior import FunctionDensity\n"
+        "def make():\n"
+        "    return FunctionDensity(lambda t: (-t[:, 0] ** 2, -2 * t), ['a'],\n"
+        "                           priors=[{'dist': 'normal', 'mu': 0, 'sigma': 1}])\n")
+    (tmp_path / "c.toml").write_text('[model]\ndensity = "d.py:make"\n')
+    assert main(["simulate", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o.csv")]) == 2
+    assert "model.density: 'phasic-mpi simulate' needs a phase-type" in capsys.readouterr().err
+
+
+def test_run_and_summary_of_a_density_model(tmp_path):
+    """model.density end to end (one rank): no observed_data, draws named by the density."""
+    pytest.importorskip("mpi4py")
+    (tmp_path / "d.py").write_text(textwrap.dedent("""
+        import numpy as np
+        from phasic_mpi.posterior import FunctionDensity
+
+        def make(mu=0.0):
+            def loglik(theta):
+                return -0.5 * np.sum((theta - mu) ** 2, axis=1), mu - theta
+            return FunctionDensity(loglik, ["a", "b"],
+                                   priors=[{"dist": "normal", "mu": 0, "sigma": 10}] * 2)
+    """))
+    (tmp_path / "c.toml").write_text(textwrap.dedent("""
+        [model]
+        density = "d.py:make"
+        options = { mu = 1.5 }
+        [svgd]
+        particles = 8
+        iterations = 20
+        [output]
+        path = "out.h5"
+        progress = "none"
+    """))
+    result = cli("run", str(tmp_path / "c.toml"))
+    assert result.returncode == 0, result.stderr
+    import h5py
+
+    with h5py.File(tmp_path / "out.h5", "r") as fh:
+        assert "observed_data" not in fh and set(fh["posterior"]) >= {"a", "b"}
+    result = cli("summary", str(tmp_path / "out.h5"), str(tmp_path / "out.h5"))
+    assert result.returncode == 0, result.stderr
+    assert "comparison (posterior mean" in result.stdout and "observations" not in result.stdout
+
+
 def _fake_run_modules(monkeypatch, launch_error=None):
     calls = []
     parallel = types.ModuleType("phasic_mpi.parallel")

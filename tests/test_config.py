@@ -17,6 +17,7 @@ from phasic_mpi.config import (
     ALGORITHMS,
     MODEL,
     OUTPUT,
+    PT,
     REQUIRED,
     SVGD,
     ConfigError,
@@ -25,11 +26,12 @@ from phasic_mpi.config import (
     load_config,
     validate_config,
 )
-from phasic_mpi.loaders import load_data, load_model, read_data_file, write_data
+from phasic_mpi.loaders import load_data, load_density, load_model, read_data_file, write_data
 from phasic_mpi.models import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
+PT_EXAMPLES = ("rabbits_pt", "bnn")
 
 
 def base_raw() -> dict:
@@ -52,14 +54,32 @@ def test_every_builtin_has_an_example():
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_examples_validate_and_build(path):
     cfg = load_config(path)
-    graph = load_model(cfg["model"])
-    assert isinstance(graph, Graph)
-    assert set(cfg["prior"]) == {"default", *graph.param_names}
-    assert list(cfg["transform"]) == list(graph.param_names)
-    assert algorithm_name(cfg) == "svgd"
+    if "density" in cfg["model"]:
+        density = load_density(cfg["model"])
+        assert list(cfg) == ["model", *ALGORITHMS.keys() & cfg.keys(), "output"]
+        assert density.n_params == len(density.param_names) > 0
+    else:
+        graph = load_model(cfg["model"])
+        assert isinstance(graph, Graph)
+        assert set(cfg["prior"]) == {"default", *graph.param_names}
+        assert list(cfg["transform"]) == list(graph.param_names)
+    assert algorithm_name(cfg) == ("pt" if path.stem in PT_EXAMPLES else "svgd")
     assert Path(cfg["output"]["path"]).is_absolute()
     assert Path(cfg["output"]["path"]).parent.parent == path.parent  # runs/<name>.h5
     assert validate_config(json.loads(dump_config(cfg))) == cfg  # idempotent
+
+
+def test_pt_examples_use_every_pt_key():
+    for name in ("rabbits_pt.toml", "bnn.toml"):
+        text = (ROOT / "examples" / name).read_text()
+        assert all(f"\n{key} = " in text for key in PT), name
+    cfg = load_config(ROOT / "examples" / "rabbits_pt.toml")
+    rabbits = load_config(ROOT / "examples" / "rabbits.toml")
+    for section in ("model", "data", "prior", "transform"):
+        assert cfg[section] == rabbits[section]
+    assert (cfg["pt"]["replicas"], cfg["pt"]["chains"], cfg["pt"]["rounds"],
+            cfg["pt"]["warmup_rounds"], cfg["pt"]["local_move"]) == (8, 2, 9, 5, "mala")
+    assert cfg["output"]["path"].endswith("runs/rabbits_pt.h5")
 
 
 def test_rabbits_example_structure():
@@ -86,7 +106,7 @@ def test_defaults_filled(tmp_path):
 
 
 def test_defaults_come_from_the_tables():
-    for table in (SVGD, OUTPUT, MODEL):
+    for table in (SVGD, PT, OUTPUT, MODEL):
         for key in table.values():
             if key.default is not REQUIRED:
                 json.dumps(key.default)  # every default is JSON-serialisable
@@ -104,13 +124,35 @@ def test_canonical_prior_and_theta_by_name():
     assert cfg["transform"] == {"jump": "log", "flood_left": "logit", "flood_right": "log"}
 
 
-def test_pt_section_passed_through():
+def test_pt_defaults_and_values():
     raw = base_raw()
     del raw["svgd"]
-    raw["pt"] = {"replicas": 8, "anything": {"nested": [1, 2]}}
+    raw["pt"] = {}
     cfg = validate(raw)
-    assert cfg["pt"] == raw["pt"] and cfg["pt"] is not raw["pt"]
-    assert algorithm_name(cfg) == "pt" and ALGORITHMS["pt"] is None
+    assert algorithm_name(cfg) == "pt" and "svgd" not in cfg
+    assert cfg["pt"] == {"replicas": 8, "chains": 1, "rounds": 10, "warmup_rounds": 6,
+                         "local_move": "mala", "local_steps": 1, "step_size": 0.5,
+                         "target_accept": 0.0, "swap": "nonreversible",
+                         "adapt_ladder": True, "seed": 0}
+    assert isinstance(cfg["pt"]["target_accept"], float)
+    raw["pt"] = {"replicas": 2, "rounds": 1, "warmup_rounds": 0, "local_move": "rwm",
+                 "step_size": 1, "target_accept": 0.3, "swap": "reversible",
+                 "adapt_ladder": False, "chains": 4}
+    cfg = validate(raw)
+    assert cfg["pt"]["step_size"] == 1.0 and isinstance(cfg["pt"]["step_size"], float)
+    assert (cfg["pt"]["target_accept"], cfg["pt"]["adapt_ladder"]) == (0.3, False)
+    assert validate_config(json.loads(dump_config(cfg))) == cfg
+    assert list(ALGORITHMS) == ["svgd", "pt"] and ALGORITHMS["pt"] is PT
+
+
+def test_pt_settings_accept_the_validated_section():
+    pt = pytest.importorskip("phasic_mpi.pt")
+    if not hasattr(pt, "PTSettings"):
+        pytest.skip("phasic_mpi.pt has no PTSettings yet")
+    raw = _set(_set(base_raw(), "svgd", _DELETE), "pt", {"chains": 2})
+    section = validate(raw)["pt"]
+    settings = pt.PTSettings.from_config(section)
+    assert {k: getattr(settings, k) for k in section} == section
 
 
 def test_simulate_only_config_needs_no_algorithm(tmp_path):
@@ -186,7 +228,10 @@ ERRORS = [
     ("output.log_every", 0, "output.log_every: expected a positive number, got 0"),
     ("output.checkpoint_every", -1, "output.checkpoint_every: expected an integer >= 0"),
     ("output.path", "", "output.path: expected a non-empty string"),
-    ("model.name", _DELETE, "model.name: required key missing"),
+    ("model.name", _DELETE, ("model: give exactly one of 'name' (a phase-type model) or "
+                             "'density' (a log-density)")),
+    ("model.density", "phasic_mpi.models:rabbits", "model: give exactly one of 'name'"),
+    ("model", _DELETE, "model: required section missing"),
     ("model.name", "rabbit", "model.name: unknown built-in model 'rabbit' (built-ins: "),
     ("model.name", "no/such/file.py:build", "model.name: model file not found: "),
     ("model.name", "mod-x:build", "model.name: 'mod-x' in 'mod-x:build' is not a module"),
@@ -231,11 +276,40 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("dotted, value, message", ERRORS,
-                         ids=[f"{d}={v!r}"[:40] for d, v, _ in ERRORS])
+PT_ERRORS = [
+    ("pt.replicas", 1, "pt.replicas: expected an integer >= 2, got 1"),
+    ("pt.chains", 0, "pt.chains: expected an integer >= 1, got 0"),
+    ("pt.rounds", 0, "pt.rounds: expected an integer >= 1, got 0"),
+    ("pt.rounds", 3.0, "pt.rounds: expected an integer >= 1, got 3.0"),
+    ("pt.warmup_rounds", 12, ("pt.warmup_rounds: expected an integer in [0, rounds), got 12 "
+                              "(rounds = 10)")),
+    ("pt.warmup_rounds", 10, "pt.warmup_rounds: expected an integer in [0, rounds), got 10"),
+    ("pt.warmup_rounds", -1, "pt.warmup_rounds: expected an integer in [0, rounds), got -1"),
+    ("pt.warmup_rounds", "6", "pt.warmup_rounds: expected an integer in [0, rounds), got '6'"),
+    ("pt.local_move", "hmc", "pt.local_move: expected one of 'mala', 'rwm', got 'hmc'"),
+    ("pt.local_steps", 0, "pt.local_steps: expected an integer >= 1, got 0"),
+    ("pt.step_size", 0.0, "pt.step_size: expected a positive number, got 0.0"),
+    ("pt.step_size", float("inf"), "pt.step_size: expected a positive number, got inf"),
+    ("pt.target_accept", 1.0, ("pt.target_accept: expected 0 (the default for local_move) "
+                               "or a number in (0, 1), got 1.0")),
+    ("pt.target_accept", -0.2, "pt.target_accept: expected 0 (the default for local_move)"),
+    ("pt.target_accept", True, "pt.target_accept: expected 0"),
+    ("pt.swap", "random", "pt.swap: expected one of 'nonreversible', 'reversible', got"),
+    ("pt.adapt_ladder", 1, "pt.adapt_ladder: expected true or false, got 1"),
+    ("pt.seed", -3, "pt.seed: expected an integer >= 0, got -3"),
+    ("pt.temps", 3, "pt.temps: unknown key (known: replicas, chains, rounds, warmup_rounds"),
+    ("pt", [1], "pt: expected a table, got [1]"),
+]
+
+
+@pytest.mark.parametrize("dotted, value, message", ERRORS + PT_ERRORS,
+                         ids=[f"{d}={v!r}"[:40] for d, v, _ in ERRORS + PT_ERRORS])
 def test_errors_name_the_key(dotted, value, message):
+    raw = base_raw()
+    if dotted.startswith("pt") and (dotted, value, message) in PT_ERRORS:
+        raw = _set(_set(raw, "svgd", _DELETE), "pt", {})
     with pytest.raises(ConfigError) as info:
-        validate(_set(base_raw(), dotted, value))
+        validate(_set(raw, dotted, value))
     assert str(info.value).startswith(message), str(info.value)
 
 
@@ -304,6 +378,108 @@ def test_parameter_named_default_is_rejected(tmp_path):
            "data": {"simulate": {"theta": [1.0], "n": 3}}, "svgd": {}}
     with pytest.raises(ConfigError, match="model: a parameter named 'default'"):
         validate_config(raw, tmp_path)
+
+
+# ----------------------------------------------------------- density models
+DENSITY_PY = textwrap.dedent("""
+    import numpy as np
+    from phasic_mpi.posterior import FunctionDensity
+
+    def make(mu=0.0):
+        mu = float(mu)
+
+        def loglik(theta):
+            return -0.5 * np.sum((theta - mu) ** 2, axis=1), -(theta - mu)
+        return FunctionDensity(loglik, ["a", "b"], priors=[{"dist": "normal", "mu": 0,
+                                                          "sigma": 2}] * 2)
+
+    class NoEvaluate:
+        param_names = ("a",)
+        n_params = 1
+        def sample_prior_z(self, rng, n):
+            return rng.normal(size=(n, 1))
+
+    def partial():
+        return NoEvaluate()
+
+    def bad_names(names=("a", "a")):
+        d = make()
+        d.param_names = tuple(names) if isinstance(names, list) else names
+        return d
+""")
+
+
+def density_raw(**model) -> dict:
+    return {"model": {"density": "dens.py:make", **model}, "pt": {"rounds": 3,
+                                                                 "warmup_rounds": 1}}
+
+
+def test_density_model(tmp_path):
+    from phasic_mpi.driver import build_density
+    from phasic_mpi.posterior import FunctionDensity, LogDensity
+
+    (tmp_path / "dens.py").write_text(DENSITY_PY)
+    cfg = validate_config(density_raw(options={"mu": 1.5}), tmp_path)
+    assert list(cfg) == ["model", "pt", "output"]
+    assert cfg["model"] == {"density": f"{tmp_path / 'dens.py'}:make",
+                            "options": {"mu": 1.5}}
+    assert validate_config(json.loads(dump_config(cfg))) == cfg  # idempotent
+    density, observations = build_density(cfg, tmp_path)
+    assert observations is None and isinstance(density, (FunctionDensity, LogDensity))
+    assert density is load_density(cfg["model"])  # built once (validation) and cached
+    assert density.param_names == ("a", "b")
+    ev = density.evaluate([[1.5, 1.5]])
+    assert ev.loglik[0] == 0.0 and ev.grad.shape == (1, 2)
+    svgd = validate_config({"model": {"density": "dens.py:make"}, "svgd": {}}, tmp_path)
+    assert algorithm_name(svgd) == "svgd" and svgd["model"]["options"] == {}
+
+
+def test_density_model_from_module_in_config_dir(tmp_path):
+    (tmp_path / "dens_mod_cfg_test.py").write_text(DENSITY_PY)
+    try:
+        cfg = validate_config(density_raw(density="dens_mod_cfg_test:make"), tmp_path)
+    finally:
+        sys.modules.pop("dens_mod_cfg_test", None)
+    assert cfg["model"]["density"] == "dens_mod_cfg_test:make"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data": {"simulate": {"theta": [1.0], "n": 3}}},
+     "data: not allowed with model.density (the log-density brings its own data"),
+    ({"prior": {"a": {"dist": "normal", "mu": 0, "sigma": 1}}},
+     "prior: not allowed with model.density"),
+    ({"transform": {}}, "transform: not allowed with model.density"),
+    ({"model": {"density": "make"}},
+     "model.density: expected 'module:function' or 'path/file.py:function', got 'make'"),
+    ({"model": {"density": "rabbits"}}, "model.density: expected 'module:function'"),
+    ({"model": {"density": "nope.py:make"}}, "model.density: model file not found: "),
+    ({"model": {"density": "dens.py:nope"}},
+     "model.density: '{dir}/dens.py:nope': module has no function 'nope'"),
+    ({"model": {"density": "dens.py:make", "options": {"sigma": 1}}},
+     "model.options.sigma: unknown option of {dir}/dens.py:make (accepted: mu)"),
+    ({"model": {"density": "dens.py:make", "options": {"mu": "x"}}},
+     "model.options: {dir}/dens.py:make(mu='x') failed: ValueError"),
+    ({"model": {"density": "dens.py:partial"}},
+     ("model.density: {dir}/dens.py:partial returned NoEvaluate, which has no evaluate, "
+      "to_theta (expected a phasic_mpi.posterior.LogDensity, e.g. a FunctionDensity)")),
+    ({"model": {"density": "dens.py:bad_names"}},
+     ("model.density: {dir}/dens.py:bad_names: param_names must be distinct non-empty "
+      "strings without '/', got ('a', 'a')")),
+    ({"model": {"density": "dens.py:bad_names", "options": {"names": ["a", "b/c"]}}},
+     "model.density: {dir}/dens.py:bad_names: param_names must be distinct"),
+    ({"model": {"density": "dens.py:bad_names", "options": {"names": 3}}},
+     "model.density: {dir}/dens.py:bad_names: param_names must be distinct"),
+    ({"model": {"density": "dens.py:bad_names", "options": {"names": "ab"}}},
+     "model.density: {dir}/dens.py:bad_names: param_names must be distinct"),
+    ({"model": {"density": "phasic_mpi.models:rabbits", "options": {"n": 2}}},
+     "model.density: phasic_mpi.models:rabbits returned Graph, which has no "),
+])
+def test_density_model_errors(tmp_path, change, message):
+    (tmp_path / "dens.py").write_text(DENSITY_PY)
+    raw = {**density_raw(), **change}
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw, tmp_path)
+    assert str(info.value).startswith(message.format(dir=tmp_path)), str(info.value)
 
 
 # ---------------------------------------------------------------------- data
@@ -431,7 +607,7 @@ def test_discrete_model_needs_integer_times(tmp_path):
 
 def test_docs_mention_every_key():
     text = (ROOT / "docs" / "config.md").read_text()
-    for section, table in (("svgd", SVGD), ("output", OUTPUT), ("model", MODEL)):
+    for section, table in (("svgd", SVGD), ("pt", PT), ("output", OUTPUT), ("model", MODEL)):
         for key in table:
             assert f"`{key}`" in text, f"{section}.{key} undocumented"
     assert os.path.exists(ROOT / "docs" / "config.md")

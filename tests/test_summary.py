@@ -14,6 +14,7 @@ from phasic_mpi.summary import (
     Summary,
     ess_bulk,
     ess_tail,
+    format_comparison,
     format_summary,
     rhat,
     summarize,
@@ -177,3 +178,60 @@ run
   n_ranks  4
   timings  {"total": 1.5}
 """
+
+
+def _summary(path: str, algorithm: str, params: dict[str, tuple[float, float]],
+             truth: dict[str, float] | None = None) -> Summary:
+    return Summary(
+        path=path, algorithm=algorithm, n_chains=1, n_draws=10, draws_are_independent=False,
+        parameters=tuple(ParameterSummary(n, m, sd, (m,) * 5, 10.0, 10.0, 1.0)
+                         for n, (m, sd) in params.items()),
+        true_values=truth or {})
+
+
+def test_comparison_snapshot():
+    truth = {"jump": 1.0, "flood_left": 2.0}
+    a = _summary("/r/rabbits.h5", "svgd", {"jump": (1.0123456, 0.25), "flood_left": (2.5, 0.5)},
+                 truth)
+    b = _summary("/r/rabbits_pt.h5", "pt", {"jump": (0.98, 0.3), "flood_left": (12345.678, 1e-5),
+                                            "extra": (3.0, 1.0)}, truth)
+    assert format_comparison([a, b]) == COMPARISON
+
+
+COMPARISON = """\
+comparison (posterior mean \u00b1 sd)
+  svgd: /r/rabbits.h5
+  pt: /r/rabbits_pt.h5
+
+parameter   true          svgd                 pt
+jump           1  1.012 \u00b1 0.25         0.98 \u00b1 0.3
+flood_left     2     2.5 \u00b1 0.5  1.235e+04 \u00b1 1e-05
+extra          \u2014             \u2014              3 \u00b1 1
+"""
+
+
+def test_comparison_labels_and_no_truth():
+    a = _summary("/x/run.h5", "pt", {"a": (1.0, 0.1)})
+    b = _summary("/y/other.h5", "pt", {"a": (2.0, 0.2)})
+    c = _summary("/z/run.h5", "pt", {"a": (3.0, 0.3)})
+    text = format_comparison([a, b])
+    head = text.splitlines()[4]
+    assert head.split() == ["parameter", "run", "other"]  # same algorithm: file stems
+    assert "true" not in text
+    assert format_comparison([a, b, c]).splitlines()[1:4] == [
+        "  run (1): /x/run.h5", "  other: /y/other.h5", "  run (2): /z/run.h5"]
+
+
+def test_summarize_density_model_run(tmp_path):
+    """A run of a model.density: no observed_data, no true values, no 'true' column."""
+    cfg = {"model": {"density": "bnn.py:make_density", "options": {}}, "pt": {}}
+    rng = np.random.default_rng(0)
+    with RunWriter.create(tmp_path / "d.h5", algorithm="pt", config=cfg, param_names=["a", "b"],
+                          observations=None, seed=0) as w:
+        w.write_posterior({"a": rng.normal(size=(2, 20)), "b": rng.normal(size=(2, 20))})
+    s = summarize(tmp_path / "d.h5")
+    assert s.observations == {} and s.true_values == {} and s.n_chains == 2
+    text = format_summary(s)
+    assert "observations" not in text and "true" not in text.splitlines()[2]
+    both = format_comparison([s, summarize(tmp_path / "d.h5")])
+    assert "d (1)" in both and "d (2)" in both
