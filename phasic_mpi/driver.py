@@ -307,6 +307,7 @@ def _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resumed) -> R
     flag = np.zeros(1, dtype=np.int64)
     agreed = np.zeros(1, dtype=np.int64)
     t_loop = time.time()
+    t_agree = 0.0  # time in the per-iteration stop-flag Allreduce (rank 0)
     with _StopFlag() as stop:
         while state.iteration < algorithm.n_iterations:
             state, diag = algorithm.step(state, ctx)
@@ -317,7 +318,9 @@ def _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resumed) -> R
                 if rank0:
                     buffer.add(rows)
             flag[0] = stop.received or 0
+            t0 = time.perf_counter()
             comm.Allreduce(flag, agreed, op=MPI.MAX)
+            t_agree += time.perf_counter() - t0
             stopping = bool(agreed[0])
             due = every and state.iteration % every == 0 and state.iteration < algorithm.n_iterations
             if stopping or due:
@@ -347,6 +350,7 @@ def _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resumed) -> R
         attrs.update({
             "wall_time_s": time.time() - t_start,
             "loop_time_s": time.time() - t_loop,
+            "stop_check_time_s": t_agree,
             "resumed": bool(resumed),
         })
         writer.set_attrs(attrs)

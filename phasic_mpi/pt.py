@@ -32,6 +32,7 @@ the same bits.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
@@ -182,6 +183,7 @@ class PTContext(NamedTuple):
     settings: PTSettings
     comm: Any
     layout: BlockLayout
+    timers: dict  # seconds spent in communication (measurement only, never in results)
 
 
 class PTDiagnostics(NamedTuple):
@@ -296,8 +298,11 @@ def _swap_phase(slots: _Slots, state: PTState, ctx: PTContext) -> None:
             other = _owner(layout, g + 1 if low_local else g)
             send = slots.pack(i, slots.decisions[i, side:side + 2])
             recv = np.empty_like(send)
+            t0 = time.perf_counter()
             comm.Sendrecv(send, dest=other, sendtag=g % 32768, recvbuf=[recv, MPI.DOUBLE],
                           source=other, recvtag=g % 32768)
+            ctx.timers["comm"] += time.perf_counter() - t0
+            ctx.timers["bytes"] += send.nbytes
             if tuple(recv[4:6]) != tuple(slots.decisions[i, side:side + 2]):
                 raise RuntimeError(
                     f"swap decisions of chain {c}, levels {j}/{j + 1} disagree between ranks "
@@ -407,8 +412,10 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     scans_done = scan + 1
     diag_lambda = diag_log_z = math.nan
     if round_ends_after(scans_done):
+        t0 = time.perf_counter()
         all_stats = allgather_rows(ctx.comm, layout, slots.stats)
         all_loglik = allgather_rows(ctx.comm, layout, round_loglik.T)
+        ctx.timers["comm"] += time.perf_counter() - t0
         done = state._replace(iteration=scans_done)
         betas, report = _round_report(done, all_stats, all_loglik, ctx)
         diag_lambda, diag_log_z = float(report["pt/Lambda"][0, 0]), float(report["pt/log_z"][0, 0, 0])
@@ -462,7 +469,8 @@ class PTAlgorithm:
         if slots < comm.size:
             raise ValueError(f"pt: {slots} replicas in all (chains x replicas) for {comm.size} MPI "
                              "ranks; use at least one replica per rank")
-        return PTContext(density, self.settings, comm, block_layout(slots, comm.size, comm.rank))
+        return PTContext(density, self.settings, comm, block_layout(slots, comm.size, comm.rank),
+                         {"comm": 0.0, "bytes": 0})
 
     def start(self, ctx: PTContext) -> PTState:
         return initial_state(ctx)
@@ -521,6 +529,8 @@ class PTAlgorithm:
     def finish(self, state: PTState, ctx: PTContext) -> dict[str, Any] | None:
         """The b = 1 draws of the sampling rounds, per chain."""
         samples = self._gather_samples(state, ctx)
+        comm_times = ctx.comm.gather(ctx.timers["comm"], root=0)
+        sent = ctx.comm.gather(ctx.timers["bytes"], root=0)
         if samples is None:
             return None
         k, s, width = samples.shape
@@ -530,6 +540,7 @@ class PTAlgorithm:
             "draws": {name: theta[:, :, m] for m, name in enumerate(ctx.density.param_names)},
             "sample_stats": {"log_likelihood": samples[:, :, d], "local_accept": samples[:, :, d + 1]},
             "arrays": {"pt/final_betas": state.betas},
-            "diagnostics": {"chains": k, "draws_per_chain": s, "replicas": self.settings.replicas},
+            "diagnostics": {"chains": k, "draws_per_chain": s, "replicas": self.settings.replicas,
+                            "comm_time_s": comm_times, "swap_bytes_sent": sent},
             "independent": False,
         }

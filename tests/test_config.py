@@ -78,7 +78,7 @@ def test_pt_examples_use_every_pt_key():
     for section in ("model", "data", "prior", "transform"):
         assert cfg[section] == rabbits[section]
     assert (cfg["pt"]["replicas"], cfg["pt"]["chains"], cfg["pt"]["rounds"],
-            cfg["pt"]["warmup_rounds"], cfg["pt"]["local_move"]) == (8, 2, 9, 5, "mala")
+            cfg["pt"]["warmup_rounds"], cfg["pt"]["local_move"]) == (8, 2, 10, 7, "mala")
     assert cfg["output"]["path"].endswith("runs/rabbits_pt.h5")
 
 

@@ -183,3 +183,98 @@ def test_run_file_opens_in_arviz_and_summary_needs_no_mpi(tmp_path):
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "flood_left" in done.stdout
+
+
+PT_CONFIG = """
+[model]
+name = "rabbits"
+options = {{ n = 2 }}
+[data]
+simulate = {{ theta = [1.0, 2.0, 4.0], n = 50, seed = 1 }}
+[prior]
+default = {{ dist = "lognormal", mu = 0.0, sigma = 1.0 }}
+[pt]
+replicas = 5
+chains = 2
+rounds = {rounds}
+warmup_rounds = 3
+local_move = "mala"
+seed = 4
+[output]
+path = "pt.h5"
+checkpoint_every = {checkpoint_every}
+progress = "log"
+log_every = 0.5
+"""
+
+
+def write_pt_config(tmp_path, rounds=6, checkpoint_every=8):
+    path = tmp_path / "pt.toml"
+    path.write_text(PT_CONFIG.format(rounds=rounds, checkpoint_every=checkpoint_every))
+    return path
+
+
+def test_pt_output_is_bitwise_identical_for_1_to_4_ranks(tmp_path):
+    cfg = write_pt_config(tmp_path)  # 10 replicas: 3 and 4 ranks get uneven blocks
+    outputs = []
+    for n_ranks in (1, 2, 3, 4):
+        out = tmp_path / f"pt{n_ranks}.h5"
+        code, _, err = run_ranks(n_ranks, "run", cfg, "--out", out)
+        assert code == 0, err
+        outputs.append(out)
+    for other in outputs[1:]:
+        assert_same_datasets(outputs[0], other)
+    found = datasets(outputs[0])
+    assert found["posterior/jump"].shape == (2, 2**6 - 2**3)
+    assert found["pt/betas"].shape == (6, 2, 5)
+
+
+def test_pt_resume_after_sigterm_equals_an_uninterrupted_run(tmp_path):
+    cfg = write_pt_config(tmp_path, rounds=11, checkpoint_every=16)
+    reference = tmp_path / "reference.h5"
+    code, _, err = run_ranks(2, "run", cfg, "--out", reference, timeout=300)
+    assert code == 0, err
+    out = tmp_path / "stopped.h5"
+    ckpt = Path(str(out) + ".ckpt.npz")
+    proc = launch(3, "run", cfg, "--out", out)
+    deadline = time.monotonic() + 60
+    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert ckpt.exists(), "no checkpoint appeared"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    code, _, err = run_ranks(1, "run", cfg, "--out", out, "--resume", timeout=300)
+    assert code == 0, err
+    assert_same_datasets(reference, out)
+
+
+FAILING_LATER = '''
+import numpy as np
+from mpi4py import MPI
+from phasic_mpi.posterior import FunctionDensity
+from phasic_mpi.priors import Normal
+
+def density():
+    calls = [0]
+
+    def loglik(theta):
+        calls[0] += 1
+        if MPI.COMM_WORLD.rank == 1 and calls[0] > 40:
+            raise FloatingPointError("likelihood blew up on rank 1 mid-run")
+        return -0.5 * (theta ** 2).sum(axis=1), -theta
+
+    return FunctionDensity(loglik, ["a", "b"], priors=[Normal(0, 1), Normal(0, 1)])
+'''
+
+
+def test_pt_exception_on_one_rank_mid_run_ends_the_job(tmp_path):
+    (tmp_path / "later.py").write_text(FAILING_LATER)
+    cfg = tmp_path / "later.toml"
+    cfg.write_text("[model]\ndensity = 'later.py:density'\n[pt]\nreplicas = 4\nrounds = 8\n"
+                   "[output]\npath = 'later.h5'\nprogress = 'none'\n")
+    t0 = time.monotonic()
+    code, _, err = run_ranks(2, "run", cfg, timeout=60)
+    assert code != 0
+    assert time.monotonic() - t0 < 30
+    assert "likelihood blew up on rank 1 mid-run" in err
