@@ -92,6 +92,20 @@ def assert_same_datasets(a, b):
             assert np.array_equal(x, y), name
 
 
+def stop_at_first_checkpoint(n_ranks, cfg, out):
+    """Launch a run, SIGTERM mpiexec once a checkpoint exists; return (code, stderr, seconds to stop)."""
+    ckpt = Path(str(out) + ".ckpt.npz")
+    proc = launch(n_ranks, "run", cfg, "--out", out)
+    deadline = time.monotonic() + 60
+    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert ckpt.exists(), "no checkpoint appeared"
+    proc.send_signal(signal.SIGTERM)  # mpiexec forwards it to every rank
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err, time.monotonic() - t0
+
+
 def test_output_is_bitwise_identical_for_1_to_4_ranks(tmp_path):
     cfg = write_config(tmp_path)
     outputs = []
@@ -117,16 +131,9 @@ def test_sigterm_checkpoint_and_resume_at_another_rank_count(tmp_path):
 
     out = tmp_path / "stopped.h5"
     ckpt = Path(str(out) + ".ckpt.npz")
-    proc = launch(2, "run", cfg, "--out", out)
-    deadline = time.monotonic() + 60
-    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert ckpt.exists(), "no checkpoint appeared"
-    proc.send_signal(signal.SIGTERM)  # mpiexec forwards it to every rank
-    t0 = time.monotonic()
-    _, err = proc.communicate(timeout=60)
-    assert time.monotonic() - t0 < 30
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    code, err, seconds = stop_at_first_checkpoint(2, cfg, out)
+    assert seconds < 30
+    assert code == 128 + signal.SIGTERM, err
     assert "continue with --resume" in err
     with np.load(ckpt) as state:
         assert state["particles"].shape == (13, 3)
@@ -235,15 +242,8 @@ def test_pt_resume_after_sigterm_equals_an_uninterrupted_run(tmp_path):
     code, _, err = run_ranks(2, "run", cfg, "--out", reference, timeout=300)
     assert code == 0, err
     out = tmp_path / "stopped.h5"
-    ckpt = Path(str(out) + ".ckpt.npz")
-    proc = launch(3, "run", cfg, "--out", out)
-    deadline = time.monotonic() + 60
-    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert ckpt.exists(), "no checkpoint appeared"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    code, err, _ = stop_at_first_checkpoint(3, cfg, out)
+    assert code == 128 + signal.SIGTERM, err
     code, _, err = run_ranks(1, "run", cfg, "--out", out, "--resume", timeout=300)
     assert code == 0, err
     assert_same_datasets(reference, out)

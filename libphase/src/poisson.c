@@ -43,24 +43,15 @@ static inline void acc_add(scaled *acc, double x, int64_t e)
     }
 }
 
-static void *grow(void *p, int64_t *cap, int64_t need, size_t elem)
-{
-    if (need <= *cap) return p;
-    int64_t c = *cap > 0 ? *cap : 64;
-    while (c < need) c *= 2;
-    void *q = realloc(p, (size_t)c * elem);
-    if (q) *cap = c;
-    return q;
-}
 
 static int weights_room(sweep *w, int64_t need)
 {
     int64_t cap = w->wcap;
-    double *wm = grow(w->wm, &cap, need, sizeof(double));
+    double *wm = sweep_grow(w->wm, &cap, need, sizeof(double));
     if (!wm) return phase_fail(PHASE_ENOMEM, "out of memory for Poisson weights");
     w->wm = wm;
     cap = w->wcap;
-    int64_t *we = grow(w->we, &cap, need, sizeof(int64_t));
+    int64_t *we = sweep_grow(w->we, &cap, need, sizeof(int64_t));
     if (!we) return phase_fail(PHASE_ENOMEM, "out of memory for Poisson weights");
     w->we = we;
     w->wcap = cap;

@@ -28,7 +28,7 @@
 #define RESCALE_EXP (-400) /* rescale v when sum(v) < 2^-400 */
 #define CHUNK_BYTES ((size_t)4 << 20)
 
-static void *grow(void *p, int64_t *cap, int64_t need, size_t elem)
+void *sweep_grow(void *p, int64_t *cap, int64_t need, size_t elem)
 {
     if (need <= *cap) return p;
     int64_t c = *cap > 0 ? *cap : 64;
@@ -275,7 +275,7 @@ static int sequences_room(sweep *w, int64_t need)
 #define GROW(field, type)                                                                   \
     c = cap;                                                                                \
     {                                                                                       \
-        type *q = grow(w->field, &c, need, sizeof(type));                                   \
+        type *q = sweep_grow(w->field, &c, need, sizeof(type));                                   \
         if (!q) return phase_fail(PHASE_ENOMEM, "out of memory at %lld terms", (long long)need); \
         w->field = q;                                                                       \
     }
@@ -294,11 +294,11 @@ static int sequences_room(sweep *w, int64_t need)
 #undef GROW
     if (tangents_on(w)) {
         int64_t tc = w->tangent_cap, tneed = c * w->d_tangents; /* for all seq_cap terms */
-        double *da = grow(w->da, &tc, tneed, sizeof(double));
+        double *da = sweep_grow(w->da, &tc, tneed, sizeof(double));
         if (!da) return phase_fail(PHASE_ENOMEM, "out of memory for tangents");
         w->da = da;
         tc = w->tangent_cap;
-        double *db = grow(w->db, &tc, tneed, sizeof(double));
+        double *db = sweep_grow(w->db, &tc, tneed, sizeof(double));
         if (!db) return phase_fail(PHASE_ENOMEM, "out of memory for tangents");
         w->db = db;
         w->tangent_cap = tc;
@@ -318,7 +318,7 @@ static double *arena_take(sweep *w, int64_t len)
     }
     while (w->fill_chunk >= w->n_chunks) {
         int64_t cap = w->chunk_cap;
-        double **c = grow(w->chunks, &cap, w->n_chunks + 1, sizeof(double *));
+        double **c = sweep_grow(w->chunks, &cap, w->n_chunks + 1, sizeof(double *));
         if (!c) return NULL;
         w->chunks = c;
         w->chunk_cap = cap;
@@ -364,7 +364,7 @@ static int keep(sweep *w, int64_t k)
         if (k % w->stride) return PHASE_OK;
     }
     int64_t cap = w->seg_cap;
-    double **sg = grow(w->seg, &cap, w->n_stored + 1, sizeof(double *));
+    double **sg = sweep_grow(w->seg, &cap, w->n_stored + 1, sizeof(double *));
     if (!sg) return phase_fail(PHASE_ENOMEM, "out of memory keeping state vectors");
     w->seg = sg;
     w->seg_cap = cap;

@@ -86,6 +86,8 @@ typedef struct {
 } sweep;
 
 /* mode: 0 (values only), PHASE_GRADIENT_REVERSE or PHASE_GRADIENT_FORWARD. */
+/* realloc to at least need elements, doubling; *cap updated on success. */
+void *sweep_grow(void *p, int64_t *cap, int64_t need, size_t elem);
 int sweep_init(sweep *w, const phase_graph *g, const phase_options *opts, int mode);
 void sweep_free(sweep *w);
 /* Rates at theta, Lambda, P; restarts the sequences at v_0 = alpha. */
