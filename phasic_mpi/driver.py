@@ -162,17 +162,21 @@ def _git_revision() -> str | None:
 
 
 def _run_attrs(comm: Any) -> dict[str, Any]:
+    """Run environment for the file's attributes (collective; meaningful on rank 0)."""
     from mpi4py import MPI
 
-    hosts = comm.gather(platform.node(), root=0)
+    from .parallel import launch_info
+
+    launch = launch_info(comm) or {}
     attrs = {
         "phasic_mpi_version": __version__,
         "n_ranks": comm.size,
         "mpi_library": MPI.Get_library_version().strip().splitlines()[0],
         "mpi4py_version": __import__("mpi4py").__version__,
         "python_version": platform.python_version(),
-        "hostnames": sorted(set(hosts)) if hosts else [],
+        "hostnames": launch.get("nodes", []),
         "git_revision": _git_revision(),
+        **{k: v for k, v in launch.items() if k != "nodes"},
     }
     return {k: v for k, v in attrs.items() if v is not None}
 
@@ -243,6 +247,9 @@ def run(cfg: dict, *, out: str | None = None, resume: bool = False, overwrite: b
 
     from .store import RunWriter
 
+    from .parallel import limit_threads
+
+    limit_threads()
     comm = (MPI.COMM_WORLD if comm is None else comm).Dup()
     try:
         return _run(cfg, out, resume, overwrite, comm, base_dir, RunWriter)

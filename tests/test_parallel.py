@@ -33,3 +33,16 @@ def test_launch_check_refuses_a_singleton_inside_a_many_task_srun_step():
     check_launch(single, {"SLURM_NTASKS": "4"})  # batch script, not an srun step: serial is allowed
     assert slurm_task_count({"SLURM_NTASKS": "8(x2)", "SLURM_STEP_ID": "0"}) == 8
     assert slurm_task_count({}) is None
+
+
+def test_thread_limit_follows_cpus_per_task():
+    from phasic_mpi.parallel import cores_per_rank, launcher_name, limit_threads
+
+    env = {"SLURM_CPUS_PER_TASK": "4"}
+    assert cores_per_rank(env) == 4 and cores_per_rank({}) == 1
+    env["OMP_NUM_THREADS"] = "2"  # the user's choice stands
+    assert limit_threads(env, apply=False) == 4
+    assert env["OMP_NUM_THREADS"] == "2" and env["OPENBLAS_NUM_THREADS"] == "4"
+    assert launcher_name({"SLURM_STEP_ID": "0"}) == "srun"
+    assert launcher_name({"PMI_RANK": "0"}) == "mpiexec (Hydra)"
+    assert launcher_name({}) == "singleton"
