@@ -10,8 +10,8 @@ from scipy.special import gammaln
 from scipy.stats import norm
 
 from phasic_mpi import models
-from phasic_mpi.posterior import FunctionDensity, Posterior
-from phasic_mpi.priors import Gamma, Normal
+from phasic_mpi.posterior import Posterior
+from phasic_mpi.priors import Gamma
 from phasic_mpi.pt import (
     PTAlgorithm,
     PTSettings,
