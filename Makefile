@@ -41,7 +41,7 @@ CTEST_BIN := $(patsubst libphase/tests/%.c,$(CTEST_DIR)/bin/%,$(CTEST_SRC))
 
 .DEFAULT_GOAL := help
 .SECONDARY: $(CTEST_OBJ)
-.PHONY: help install build test test-c test-py test-mpi run bench bench-core clean distclean
+.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling clean distclean
 
 help: ## list the targets
 	@echo "usage: make <target> [NP=$(NP)] [PYTHON=$(PYTHON)] [MPIEXEC_TIMEOUT=$(MPIEXEC_TIMEOUT)]"
@@ -122,10 +122,19 @@ run: install ## SVGD and PT on simulated rabbits data (examples/rabbits*.toml) o
 	$(MPIEXEC) -n $(NP) $(VENV)/bin/phasic-mpi run examples/rabbits_pt.toml --out $(RUN_OUT_PT) --force
 	$(VENV)/bin/phasic-mpi summary $(RUN_OUT) $(RUN_OUT_PT)
 
-bench: bench-core ## alias of bench-core
+bench: bench-core bench-svgd bench-pt bench-scaling ## all four benchmarks (results in benchmarks/results/)
 
 bench-core: install ## benchmarks/bench_core.py
 	$(VPY) benchmarks/bench_core.py
+
+bench-svgd: install ## SVGD time per iteration (likelihood/kernel/comm/output) and bytes, 1 and 2 ranks
+	$(VPY) benchmarks/bench_svgd.py
+
+bench-pt: install ## PT time per scan (local/swaps/output) and bytes per swap, 1 and 2 ranks
+	$(VPY) benchmarks/bench_pt.py
+
+bench-scaling: install ## alpha-beta fit of Allgatherv/Sendrecv at 2 ranks, projected efficiency to 512 ranks
+	$(VPY) benchmarks/bench_scaling.py
 
 # --- cleaning ----------------------------------------------------------------
 
@@ -135,3 +144,8 @@ clean: ## remove build/, the compiled extension, *.egg-info, __pycache__
 
 distclean: clean ## clean and remove .venv
 	rm -rf $(VENV)
+
+# --- Slurm integration test (root; installs Debian's slurm + munge) ------------
+.PHONY: test-slurm
+test-slurm: install ## throw-away one-node Slurm: jobs/svgd.sbatch vs mpiexec, SIGTERM/requeue/resume (root)
+	bash tests/slurm/run.sh

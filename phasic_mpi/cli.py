@@ -113,6 +113,14 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_jobscript(args: argparse.Namespace) -> int:
+    jobscript = importlib.import_module("phasic_mpi.jobscript")
+    try:
+        return jobscript.main(args)
+    except jobscript.JobscriptError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from phasic_mpi.loaders import builtin_models
 
@@ -166,6 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
                                    "posterior means and sds side by side.")
     p.add_argument("run", metavar="RUN.h5", nargs="+")
     p.set_defaults(func=_cmd_summary)
+
+    p = sub.add_parser(
+        "jobscript", help="write a SLURM batch script for `run`",
+        description="Write an sbatch script that runs CONFIG under srun, checkpoints "
+                    "before the time limit, requeues itself and resumes "
+                    "(see docs/slurm.md).")
+    p.add_argument("--profile", default="debug",
+                   choices=["debug", "small", "medium", "large", "production"],
+                   help="nodes, tasks per node, time and memory (default debug)")
+    p.add_argument("--cluster", metavar="CLUSTER.toml",
+                   help="partition, account, modules, mpi plugin, ... (override the profile)")
+    p.add_argument("--config", metavar="CONFIG.toml", help="the run config")
+    p.add_argument("--algorithm", default="svgd", choices=["svgd", "pt", "array"],
+                   help="svgd, pt, or array (one seed per array task); default svgd")
+    p.add_argument("--run-out", metavar="PATH", help="the run file the job writes")
+    p.add_argument("--out", metavar="PATH", help="write the script here (default stdout)")
+    p.set_defaults(func=_cmd_jobscript)
 
     p = sub.add_parser("models", help="list the built-in models",
                        description="List the built-in models.")
