@@ -93,7 +93,10 @@ def assert_same_datasets(a, b):
 
 
 def stop_at_first_checkpoint(n_ranks, cfg, out):
-    """Launch a run, SIGTERM mpiexec once a checkpoint exists; return (code, stderr, seconds to stop)."""
+    """Launch a run, SIGTERM mpiexec once a checkpoint exists; return (code, stderr).
+
+    The job must be gone within 30 s of the signal (communicate's timeout
+    fails the test otherwise): stopping never hangs."""
     ckpt = Path(str(out) + ".ckpt.npz")
     proc = launch(n_ranks, "run", cfg, "--out", out)
     deadline = time.monotonic() + 60
@@ -101,9 +104,8 @@ def stop_at_first_checkpoint(n_ranks, cfg, out):
         time.sleep(0.05)
     assert ckpt.exists(), "no checkpoint appeared"
     proc.send_signal(signal.SIGTERM)  # mpiexec forwards it to every rank
-    t0 = time.monotonic()
-    _, err = proc.communicate(timeout=60)
-    return proc.returncode, err, time.monotonic() - t0
+    _, err = proc.communicate(timeout=30)
+    return proc.returncode, err
 
 
 def test_output_is_bitwise_identical_for_1_to_4_ranks(tmp_path):
@@ -131,8 +133,7 @@ def test_sigterm_checkpoint_and_resume_at_another_rank_count(tmp_path):
 
     out = tmp_path / "stopped.h5"
     ckpt = Path(str(out) + ".ckpt.npz")
-    code, err, seconds = stop_at_first_checkpoint(2, cfg, out)
-    assert seconds < 30
+    code, err = stop_at_first_checkpoint(2, cfg, out)
     assert code == 128 + signal.SIGTERM, err
     assert "continue with --resume" in err
     with np.load(ckpt) as state:
@@ -166,10 +167,8 @@ def test_an_exception_on_one_rank_ends_the_job_quickly(tmp_path):
     )
     # Validation builds the model on a single process (rank 0 of its own), so
     # the failure happens inside the run, on rank 1 only.
-    t0 = time.monotonic()
-    code, _, err = run_ranks(2, "run", cfg, timeout=60)
+    code, _, err = run_ranks(2, "run", cfg, timeout=30)  # a hang fails by timeout
     assert code != 0
-    assert time.monotonic() - t0 < 30
     assert "model construction failed on rank 1 only" in err
 
 
@@ -242,7 +241,7 @@ def test_pt_resume_after_sigterm_equals_an_uninterrupted_run(tmp_path):
     code, _, err = run_ranks(2, "run", cfg, "--out", reference, timeout=300)
     assert code == 0, err
     out = tmp_path / "stopped.h5"
-    code, err, _ = stop_at_first_checkpoint(3, cfg, out)
+    code, err = stop_at_first_checkpoint(3, cfg, out)
     assert code == 128 + signal.SIGTERM, err
     code, _, err = run_ranks(1, "run", cfg, "--out", out, "--resume", timeout=300)
     assert code == 0, err
@@ -273,8 +272,6 @@ def test_pt_exception_on_one_rank_mid_run_ends_the_job(tmp_path):
     cfg = tmp_path / "later.toml"
     cfg.write_text("[model]\ndensity = 'later.py:density'\n[pt]\nreplicas = 4\nrounds = 8\n"
                    "[output]\npath = 'later.h5'\nprogress = 'none'\n")
-    t0 = time.monotonic()
-    code, _, err = run_ranks(2, "run", cfg, timeout=60)
+    code, _, err = run_ranks(2, "run", cfg, timeout=30)  # a hang fails by timeout
     assert code != 0
-    assert time.monotonic() - t0 < 30
     assert "likelihood blew up on rank 1 mid-run" in err
