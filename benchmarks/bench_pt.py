@@ -16,7 +16,6 @@ proxy. Phases per scan (medians over scans, max over ranks):
   (mean per scan).
 """
 
-import argparse
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CountingComm, machine_info, run_two_ranks, table, world, write_json  # noqa: E402
+from common import banner, parse_args, serve_worker, CountingComm, machine_info, run_two_ranks, table, world, write_json  # noqa: E402
 
 from phasic_mpi import pt  # noqa: E402
 from phasic_mpi.posterior import Posterior  # noqa: E402
@@ -116,20 +115,11 @@ def worker(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        rows = worker(args)
-        if world().rank == 0:
-            import json
-            args.worker_out.write_text(json.dumps(rows))
+    args = parse_args(__doc__, lambda parser: parser.add_argument("--rounds", type=int, default=7))
+    if serve_worker(args, worker):
         return
     machine = machine_info()
-    print(f"bench_pt: {machine['cpu']}, {machine['cores']} cores; {machine.get('mpi', '')}")
+    print(banner("bench_pt", machine))
     print(f"1 chain, MALA, random graph 4 states, 20 obs, {2**args.rounds - 1} scans; "
           "medians over plain scans, max over ranks\n")
     rows = worker(args)

@@ -25,7 +25,6 @@
      efficiency >= 50 %.
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_info, run_two_ranks, table, world, write_json  # noqa: E402
+from common import banner, parse_args, serve_worker, machine_info, run_two_ranks, table, world, write_json  # noqa: E402
 
 SIZES = [8 * 4**k for k in range(11)]  # 8 B ... 8 MiB (min. 16 B: one double per rank)
 P_GRID = (8, 64, 512)
@@ -145,19 +144,11 @@ def threshold(fn):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        rows = worker(args)
-        if world().rank == 0:
-            import json
-            args.worker_out.write_text(json.dumps(rows))
+    args = parse_args(__doc__)
+    if serve_worker(args, worker):
         return
     machine = machine_info()
-    print(f"bench_scaling: {machine['cpu']}, {machine['cores']} cores; {machine.get('mpi', '')}\n")
+    print(banner("bench_scaling", machine), end="\n\n")
     rows = run_two_ranks(Path(__file__).resolve(), ["--quick"] if args.quick else [])
     ag = fit([r["bytes"] for r in rows], [r["allgatherv_s"] for r in rows])
     sr = fit([r["sendrecv_bytes"] for r in rows], [r["sendrecv_s"] for r in rows])

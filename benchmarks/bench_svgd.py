@@ -18,7 +18,6 @@ counting proxy around the communicator). The 2-rank part re-runs this script
 under ``mpiexec -n 2`` in worker mode. Figures are medians over iterations.
 """
 
-import argparse
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CountingComm, machine_info, run_two_ranks, table, world, write_json  # noqa: E402
+from common import banner, parse_args, serve_worker, CountingComm, machine_info, run_two_ranks, table, world, write_json  # noqa: E402
 
 from phasic_mpi.parallel import allgather_rows, block_layout, gather_rows  # noqa: E402
 from phasic_mpi.posterior import Posterior  # noqa: E402
@@ -122,21 +121,15 @@ def worker(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--iters", type=int, default=10)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--output", type=Path, default=None)
-    args = parser.parse_args()
-    if args.worker:
-        rows = worker(args)
-        if world().rank == 0:
-            import json
-            args.worker_out.write_text(json.dumps(rows))
+    def options(parser):
+        parser.add_argument("--iters", type=int, default=10)
+        parser.add_argument("--output", type=Path, default=None)
+
+    args = parse_args(__doc__, options)
+    if serve_worker(args, worker):
         return
     machine = machine_info()
-    print(f"bench_svgd: {machine['cpu']}, {machine['cores']} cores; {machine.get('mpi', '')}")
+    print(banner("bench_svgd", machine))
     print("random graph, 4 states, 20 observations; medians over iterations; max over ranks\n")
     rows = worker(args)  # 1 rank, in this process (COMM_WORLD of size 1)
     extra = ["--iters", str(args.iters)] + (["--quick"] if args.quick else [])

@@ -134,3 +134,30 @@ def write_json(name, record):
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(record, indent=1, ensure_ascii=False, default=float) + "\n")
     return path
+
+
+def parse_args(doc, add_arguments=None):
+    """The options every benchmark takes (--quick, and the hidden 2-rank worker mode)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
+    if add_arguments is not None:
+        add_arguments(parser)
+    return parser.parse_args()
+
+
+def serve_worker(args, worker):
+    """In worker mode (under mpiexec), run ``worker`` and have rank 0 write its rows; True if so."""
+    if not args.worker:
+        return False
+    rows = worker(args)
+    if world().rank == 0:
+        args.worker_out.write_text(json.dumps(rows))
+    return True
+
+
+def banner(name, machine):
+    return f"{name}: {machine['cpu']}, {machine['cores']} cores; {machine.get('mpi', '')}"
