@@ -1,4 +1,5 @@
-"""The ``phasic-mpi`` command: ``run``, ``simulate``, ``summary``, ``models``.
+"""The ``phasic-mpi`` command: ``run``, ``simulate``, ``summary``, ``study``,
+``study-report``, ``plot``, ``jobscript``, ``models``.
 
 Importing this module does not import mpi4py; only ``run`` does (through the
 driver). :func:`main` is wrapped so that an exception under MPI with more
@@ -121,6 +122,21 @@ def _cmd_jobscript(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
 
 
+def _cmd_plot(args: argparse.Namespace) -> int:
+    plotting = importlib.import_module("phasic_mpi.plotting")
+    return plotting.main(args)
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    study = importlib.import_module("phasic_mpi.study")
+    return study.main(args)
+
+
+def _cmd_study_report(args: argparse.Namespace) -> int:
+    report = importlib.import_module("phasic_mpi.study_report")
+    return report.main(args)
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from phasic_mpi.loaders import builtin_models
 
@@ -191,6 +207,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-out", metavar="PATH", help="the run file the job writes")
     p.add_argument("--out", metavar="PATH", help="write the script here (default stdout)")
     p.set_defaults(func=_cmd_jobscript)
+
+    p = sub.add_parser(
+        "study", help="run a grid of inferences (a study) as one MPI job",
+        description="Run every cell of STUDY.toml (a base config, a grid of config "
+                    "values and replicate seeds) as a task farm over groups of ranks; "
+                    "each finished cell is written to the study file at once, and "
+                    "running the command again skips the finished cells.")
+    p.add_argument("study", metavar="STUDY.toml")
+    p.add_argument("--out", metavar="PATH", help="study file (overrides output.path)")
+    p.add_argument("--force", action="store_true",
+                   help="start again: replace an existing study file")
+    p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser(
+        "study-report", help="tables and figures of a study file",
+        description="Print per-factor tables (bias, RMSE, coverage, time) and the "
+                    "calibration of STUDY.h5; with --out, also write its figures.")
+    p.add_argument("study", metavar="STUDY.h5")
+    p.add_argument("--out", metavar="DIR", help="write the figures (PNG) here")
+    p.set_defaults(func=_cmd_study_report)
+
+    p = sub.add_parser(
+        "plot", help="figures (PNG) of run or study files",
+        description="Write the figures of each RUN.h5 (or STUDY.h5) as PNG files; "
+                    "reads only the file and needs neither MPI nor a display.")
+    p.add_argument("files", metavar="FILE.h5", nargs="+")
+    p.add_argument("--out", metavar="DIR",
+                   help="output directory (default: FILE's name without .h5, + '_plots')")
+    p.add_argument("--dpi", type=int, default=110, help="resolution (default 110)")
+    p.set_defaults(func=_cmd_plot)
 
     p = sub.add_parser("models", help="list the built-in models",
                        description="List the built-in models.")
