@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="PATH", help="study file (overrides output.path)")
     p.add_argument("--force", action="store_true",
                    help="start again: replace an existing study file")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run the cells recorded as failed again")
     p.set_defaults(func=_cmd_study)
 
     p = sub.add_parser(

@@ -342,6 +342,17 @@ def validate_config(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".", *
     return {name: cfg[name] for name in SECTIONS if name in cfg}
 
 
+def read_toml(path: str, what: str) -> dict:
+    """Parse a TOML file; a missing file or bad TOML is a :class:`ConfigError`."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such {what}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
 def load_config(path: str | os.PathLike, *, graph: Graph | None = None,
                 require_algorithm: bool = True) -> dict:
     """Read and validate a TOML config file.
@@ -351,13 +362,7 @@ def load_config(path: str | os.PathLike, *, graph: Graph | None = None,
     :func:`validate_config`.
     """
     path = os.path.abspath(os.fspath(path))
-    try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    raw = read_toml(path, "config file")
     return validate_config(raw, os.path.dirname(path), graph=graph,
                            require_algorithm=require_algorithm,
                            default_output=Path(path).stem + ".h5")
