@@ -2,6 +2,7 @@
 exact conjugate posterior, failure recording, resume after SIGTERM, and the
 same study file at 1 and 3 ranks (real mpiexec)."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -126,17 +127,14 @@ def test_cells_order_and_common_random_numbers(tmp_path):
 
 
 # -------------------------------------------------------------- calibration
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "calibration_study.toml"
+
+
 @pytest.fixture(scope="module")
 def calibration_study(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("calibration")
-    path = write_study(tmp, """
-        [study]
-        type = "calibration"
-        replicates = 100
-        seed = 11
-        path = "cal.h5"
-        """)
-    spec = load_study(path)
+    """The example study, run serially: 50 replicates x n in (10, 40) x SVGD, PT."""
+    spec = dataclasses.replace(load_study(EXAMPLE),
+                               path=str(tmp_path_factory.mktemp("calibration") / "cal.h5"))
     result = run_study(spec)
     assert result.completed and result.n_done == spec.n_cells == 200
     return spec, read_study(spec.path)
@@ -154,7 +152,7 @@ def test_calibration_matches_the_conjugate_posterior(calibration_study):
     exact = np.array([exact_posterior_quantile(spec, c) for c in spec.cells])
     found = sf.cells["truth_quantile"][:, 0]
     for m, method in enumerate(("svgd", "pt")):
-        sel = sf.cells["grid_index"][:, 0] == m
+        sel = sf.cells["grid_index"][:, 1] == m
         # each cell's posterior CDF at the truth, from finite draws, vs the exact one,
         # in units of its Monte Carlo error sqrt(u (1 - u) / ESS)
         diff = found[sel] - exact[sel]
@@ -258,3 +256,29 @@ def test_same_study_file_at_1_and_3_ranks(tmp_path, ranks_per_task):
     sf = read_study(tmp_path / "three.h5")
     assert np.all(sf.status == DONE) and sf.attrs["n_ranks"] == 3
     assert not np.any(sf.status == PENDING)
+
+
+# ---------------------------------------------------------------- figures
+def test_study_report_writes_the_study_figures(calibration_study, tmp_path, capsys):
+    from phasic_mpi.cli import main
+    from test_plotting import assert_png
+
+    spec, _ = calibration_study
+    assert main(["study-report", spec.path, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name in ["study_coverage", "study_sbc", "study_error", "study_time"]:
+        assert f"wrote {tmp_path / name}.png" in out
+        assert_png(tmp_path / f"{name}.png")
+
+
+def test_study_figures_with_fixed_truth(tmp_path):
+    from phasic_mpi.plotting.study import plot_study
+    from test_plotting import assert_png
+
+    spec = load_study(write_study(tmp_path, GRID.replace(", 0]", ", 60]"), base=GRID_BASE))
+    run_study(spec)
+    paths = plot_study(spec.path, tmp_path / "fig")
+    assert [os.path.basename(p) for p in paths] == [
+        "study_coverage.png", "study_sbc.png", "study_error.png", "study_time.png"]
+    for path in paths:
+        assert_png(path)
