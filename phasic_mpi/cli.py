@@ -201,9 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="nodes, tasks per node, time and memory (default debug)")
     p.add_argument("--cluster", metavar="CLUSTER.toml",
                    help="partition, account, modules, mpi plugin, ... (override the profile)")
-    p.add_argument("--config", metavar="CONFIG.toml", help="the run config")
-    p.add_argument("--algorithm", default="svgd", choices=["svgd", "pt", "array"],
-                   help="svgd, pt, or array (one seed per array task); default svgd")
+    p.add_argument("--config", metavar="CONFIG.toml", help="the run (or study) config")
+    p.add_argument("--algorithm", default="svgd", choices=["svgd", "pt", "array", "study"],
+                   help="svgd, pt, array (one seed per array task) or study "
+                        "(CONFIG is a study file); default svgd")
     p.add_argument("--run-out", metavar="PATH", help="the run file the job writes")
     p.add_argument("--out", metavar="PATH", help="write the script here (default stdout)")
     p.set_defaults(func=_cmd_jobscript)

@@ -50,10 +50,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "production": {"nodes": 8, "tasks_per_node": 64, "cpus_per_task": 1,
                    "time": "48:00:00", "mem": "128G"},
 }
-ALGORITHMS = ("svgd", "pt", "array")
+ALGORITHMS = ("svgd", "pt", "array", "study")
 MPI_PLUGINS = ("pmi2", "pmix", "pmi1", "none")
 _DEFAULT_CONFIG = {"svgd": "examples/rabbits.toml", "pt": "examples/rabbits_pt.toml",
-                   "array": "examples/rabbits.toml"}
+                   "array": "examples/rabbits.toml", "study": "examples/compare_study.toml"}
 _TIME_RE = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$|^\d+-\d{1,2}$")
 _MEM_RE = re.compile(r"^\d+[KMGT]?$")
 _KEYS = {"partition": str, "account": str, "modules": list, "nodes": int,
@@ -144,10 +144,11 @@ def render(profile: str = "debug", cluster: dict[str, Any] | None = None,
     config : str, optional
         The run config (default ``examples/rabbits.toml``, or
         ``examples/rabbits_pt.toml`` for ``pt``).
-    algorithm : "svgd", "pt" or "array"
+    algorithm : "svgd", "pt", "array" or "study"
         Only the defaults and the job name differ between ``svgd`` and
         ``pt`` (the algorithm is the config's); ``array`` runs one seed per
-        array task.
+        array task; ``study`` runs ``phasic-mpi study`` on a study file
+        (a requeued job continues it: finished cells are skipped).
     out : str, optional
         The run file (default ``runs/<config name>.h5``; for ``array``
         ``runs/<config name>_seed<N>.h5``).
@@ -237,6 +238,24 @@ def render(profile: str = "debug", cluster: dict[str, Any] | None = None,
             "> \"$RUN_CONFIG\"",
         ]
         run_config = "\"$RUN_CONFIG\""
+    if algorithm == "study":
+        lines += [
+            "",
+            "# after a requeue (time limit, preemption, node failure) the same command",
+            "# continues: finished cells are skipped, checkpointed cells resume",
+            "status=0",
+            "srun --mpi=\"$MPI_PLUGIN\" --cpus-per-task=\"$SRUN_CPUS_PER_TASK\" "
+            "--kill-on-bad-exit=1 \\",
+            "    \"$VENV/bin/phasic-mpi\" study \"$CONFIG\" --out \"$OUT\" || status=$?",
+            "",
+            "if [ \"$status\" -eq 143 ] && [ -e \"$OUT\" ]; then",
+            "    echo \"checkpointed ($status): requeueing $SLURM_JOB_ID\"",
+            "    scontrol requeue \"$SLURM_JOB_ID\"",
+            "    exit 0",
+            "fi",
+            "exit \"$status\"",
+        ]
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         "# resume after a requeue (time limit, preemption, node failure)",

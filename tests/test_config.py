@@ -30,7 +30,8 @@ from phasic_mpi.loaders import load_data, load_density, load_model, read_data_fi
 from phasic_mpi.models import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.toml")
+                  if not p.stem.endswith("_study"))  # study files: tests/test_study.py
 PT_EXAMPLES = ("rabbits_pt", "bnn")
 
 

@@ -10,7 +10,7 @@ from phasic_mpi.cli import main
 
 
 @pytest.mark.parametrize("profile", list(jobscript.PROFILES))
-@pytest.mark.parametrize("algorithm", ["svgd", "pt", "array"])
+@pytest.mark.parametrize("algorithm", jobscript.ALGORITHMS)
 def test_every_profile_renders_and_parses(profile, algorithm, tmp_path):
     text = jobscript.render(profile, algorithm=algorithm)
     p = jobscript.PROFILES[profile]
@@ -20,7 +20,10 @@ def test_every_profile_renders_and_parses(profile, algorithm, tmp_path):
     assert "#SBATCH --requeue" in text and "#SBATCH --signal=TERM@" in text
     assert 'srun --mpi="$MPI_PLUGIN"' in text and "MPI_PLUGIN:-pmi2" in text
     assert "PYTHONUNBUFFERED=1" in text and "OMP_NUM_THREADS" in text
-    assert 'if [ -e "$OUT.ckpt.npz" ]; then MODE=--resume; fi' in text
+    if algorithm == "study":  # a rerun continues a study by itself
+        assert '"$VENV/bin/phasic-mpi" study "$CONFIG" --out "$OUT"' in text
+    else:
+        assert 'if [ -e "$OUT.ckpt.npz" ]; then MODE=--resume; fi' in text
     script = tmp_path / "job.sbatch"
     script.write_text(text)
     subprocess.run(["bash", "-n", str(script)], check=True)
@@ -83,3 +86,4 @@ def test_shipped_scripts_are_current():
     assert (jobs / "pt.sbatch").read_text() == jobscript.render(
         "debug", config="examples/rabbits_pt.toml", algorithm="pt")
     assert (jobs / "array.sbatch").read_text() == jobscript.render("debug", algorithm="array")
+    assert (jobs / "study.sbatch").read_text() == jobscript.render("small", algorithm="study")

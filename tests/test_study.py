@@ -126,6 +126,16 @@ def test_cells_order_and_common_random_numbers(tmp_path):
     assert stats.kstest(truths, stats.gamma(SHAPE, scale=1 / RATE).cdf).pvalue > 0.01
 
 
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "examples")
+                                        .glob("*_study.toml")), ids=lambda p: p.name)
+def test_example_studies_validate_in_every_cell(path, tmp_path):
+    spec = load_study(path)
+    assert Path(spec.path).parent.name == "runs"
+    for cell in spec.cells:
+        cfg = cell_config(spec, cell, str(tmp_path / "x.h5"))
+        assert cfg["output"]["path"] == str(tmp_path / "x.h5")
+
+
 # -------------------------------------------------------------- calibration
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "calibration_study.toml"
 
