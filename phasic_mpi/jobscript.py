@@ -238,36 +238,34 @@ def render(profile: str = "debug", cluster: dict[str, Any] | None = None,
             "> \"$RUN_CONFIG\"",
         ]
         run_config = "\"$RUN_CONFIG\""
+    srun = ("srun --mpi=\"$MPI_PLUGIN\" --cpus-per-task=\"$SRUN_CPUS_PER_TASK\" "
+            "--kill-on-bad-exit=1 \\")
     if algorithm == "study":
+        resumable = "$OUT"
         lines += [
             "",
             "# after a requeue (time limit, preemption, node failure) the same command",
             "# continues: finished cells are skipped, checkpointed cells resume",
             "status=0",
-            "srun --mpi=\"$MPI_PLUGIN\" --cpus-per-task=\"$SRUN_CPUS_PER_TASK\" "
-            "--kill-on-bad-exit=1 \\",
+            srun,
             "    \"$VENV/bin/phasic-mpi\" study \"$CONFIG\" --out \"$OUT\" || status=$?",
-            "",
-            "if [ \"$status\" -eq 143 ] && [ -e \"$OUT\" ]; then",
-            "    echo \"checkpointed ($status): requeueing $SLURM_JOB_ID\"",
-            "    scontrol requeue \"$SLURM_JOB_ID\"",
-            "    exit 0",
-            "fi",
-            "exit \"$status\"",
         ]
-        return "\n".join(lines) + "\n"
+    else:
+        resumable = "$OUT.ckpt.npz"
+        lines += [
+            "",
+            "# resume after a requeue (time limit, preemption, node failure)",
+            "MODE=--force",
+            "status=0",
+            "if [ -e \"$OUT.ckpt.npz\" ]; then MODE=--resume; fi",
+            "",
+            srun,
+            f"    \"$VENV/bin/phasic-mpi\" run {run_config} --out \"$OUT\" \"$MODE\" \\",
+            "    || status=$?",
+        ]
     lines += [
         "",
-        "# resume after a requeue (time limit, preemption, node failure)",
-        "MODE=--force",
-        "status=0",
-        "if [ -e \"$OUT.ckpt.npz\" ]; then MODE=--resume; fi",
-        "",
-        "srun --mpi=\"$MPI_PLUGIN\" --cpus-per-task=\"$SRUN_CPUS_PER_TASK\" --kill-on-bad-exit=1 \\",
-        f"    \"$VENV/bin/phasic-mpi\" run {run_config} --out \"$OUT\" \"$MODE\" \\",
-        "    || status=$?",
-        "",
-        "if [ \"$status\" -eq 143 ] && [ -e \"$OUT.ckpt.npz\" ]; then",
+        f"if [ \"$status\" -eq 143 ] && [ -e \"{resumable}\" ]; then",
         "    echo \"checkpointed ($status): requeueing $SLURM_JOB_ID\"",
         "    scontrol requeue \"$SLURM_JOB_ID\"",
         "    exit 0",
