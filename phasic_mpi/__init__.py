@@ -23,6 +23,9 @@ from phasic_mpi.models import (
 )
 from phasic_mpi.posterior import FunctionDensity, LogDensity, Posterior, PosteriorEval
 from phasic_mpi.priors import Exponential, Gamma, HalfNormal, LogNormal, Normal, Prior, Uniform, make_prior
+from phasic_mpi.study import run_study
+from phasic_mpi.study_config import load_study
+from phasic_mpi.study_file import read_study
 from phasic_mpi.svgd import SVGDSettings
 from phasic_mpi.transforms import Identity, Log, Logit, Transform, make_transform
 
@@ -54,8 +57,11 @@ __all__ = [
     "isolation_migration",
     "kingman",
     "load_config",
+    "load_study",
     "make_prior",
     "make_transform",
     "rabbits",
+    "read_study",
+    "run_study",
     "sfs_rewards",
 ]

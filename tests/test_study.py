@@ -287,8 +287,16 @@ def test_study_figures_with_fixed_truth(tmp_path):
 
     spec = load_study(write_study(tmp_path, GRID.replace(", 0]", ", 60]"), base=GRID_BASE))
     run_study(spec)
+    figures = ["study_coverage", "study_sbc", "study_error", "study_time"]
     paths = plot_study(spec.path, tmp_path / "fig")
-    assert [os.path.basename(p) for p in paths] == [
-        "study_coverage.png", "study_sbc.png", "study_error.png", "study_time.png"]
+    assert [os.path.basename(p) for p in paths] == [f"{name}.png" for name in figures]
     for path in paths:
         assert_png(path)
+    # the plot command dispatches study files to the same figures, without MPI
+    script = ("import sys; from phasic_mpi.cli import main; rc = main(sys.argv[1:]); "
+              "assert 'mpi4py' not in sys.modules; sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", script, "plot", spec.path, "--out",
+                           str(tmp_path / "cmd")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for name in figures:
+        assert_png(tmp_path / "cmd" / f"{name}.png")
