@@ -335,6 +335,8 @@ def _n_groups(size: int, ranks_per_task: int) -> int:
 
 def _work(spec, comm, stop) -> int:
     """Ranks 1..P-1: run cells in groups until rank 0 says stop."""
+    from mpi4py import MPI
+
     n_groups = _n_groups(comm.size, spec.ranks_per_task)
     group = min((comm.rank - 1) // spec.ranks_per_task, n_groups - 1)
     gcomm = comm.Split(group, comm.rank)
@@ -352,6 +354,11 @@ def _work(spec, comm, stop) -> int:
             cid = gcomm.bcast(cid, root=0)
             if cid is None:
                 return stopped or (stop.received or 0)
+            # a signal that came while waiting: do not start the cell (a rerun will)
+            signalled = gcomm.allreduce(stop.received or 0, op=MPI.MAX)
+            if signalled:
+                stopped, message = signalled, (None, _STOPPED)
+                continue
             row = run_cell(spec, cells[cid], gcomm)
             if row == _STOPPED:
                 stopped = stop.received or 15
