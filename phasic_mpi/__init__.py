@@ -23,9 +23,6 @@ from phasic_mpi.models import (
 )
 from phasic_mpi.posterior import FunctionDensity, LogDensity, Posterior, PosteriorEval
 from phasic_mpi.priors import Exponential, Gamma, HalfNormal, LogNormal, Normal, Prior, Uniform, make_prior
-from phasic_mpi.study import run_study
-from phasic_mpi.study_config import load_study
-from phasic_mpi.study_file import read_study
 from phasic_mpi.svgd import SVGDSettings
 from phasic_mpi.transforms import Identity, Log, Logit, Transform, make_transform
 
@@ -65,3 +62,15 @@ __all__ = [
     "run_study",
     "sfs_rewards",
 ]
+
+# Studies are loaded on first use: they pull in the summaries (scipy.stats).
+_LAZY = {"load_study": "phasic_mpi.study_config", "read_study": "phasic_mpi.study_file",
+         "run_study": "phasic_mpi.study"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'phasic_mpi' has no attribute {name!r}")

@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "each finished cell is written to the study file at once, and "
                     "running the command again skips the finished cells.")
     p.add_argument("study", metavar="STUDY.toml")
-    p.add_argument("--out", metavar="PATH", help="study file (overrides output.path)")
+    p.add_argument("--out", metavar="PATH", help="study file (overrides study.path)")
     p.add_argument("--force", action="store_true",
                    help="start again: replace an existing study file")
     p.add_argument("--retry-failed", action="store_true",

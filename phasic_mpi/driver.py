@@ -222,7 +222,8 @@ def _config_differences(a: dict, b: dict, prefix: tuple = ()) -> list[str]:
 
 
 def run(cfg: dict, *, out: str | None = None, resume: bool = False, overwrite: bool = False,
-        comm: Any = None, base_dir: str | os.PathLike = ".") -> RunResult:
+        comm: Any = None, base_dir: str | os.PathLike = ".",
+        stop_hint: str | None = "continue with --resume") -> RunResult:
     """Run the algorithm of a validated config; a collective call.
 
     Parameters
@@ -237,6 +238,9 @@ def run(cfg: dict, *, out: str | None = None, resume: bool = False, overwrite: b
         Replace an existing output file (otherwise refused).
     comm : mpi4py communicator, optional
         Default ``MPI.COMM_WORLD``; the run works on a duplicate.
+    stop_hint : str or None
+        Said after "checkpoint written" when a signal stops the run (``None``:
+        nothing is printed; a caller such as ``study`` says it instead).
 
     Returns
     -------
@@ -252,12 +256,12 @@ def run(cfg: dict, *, out: str | None = None, resume: bool = False, overwrite: b
     limit_threads()
     comm = (MPI.COMM_WORLD if comm is None else comm).Dup()
     try:
-        return _run(cfg, out, resume, overwrite, comm, base_dir, RunWriter)
+        return _run(cfg, out, resume, overwrite, comm, base_dir, RunWriter, stop_hint)
     finally:
         comm.Free()
 
 
-def _run(cfg, out, resume, overwrite, comm, base_dir, RunWriter) -> RunResult:
+def _run(cfg, out, resume, overwrite, comm, base_dir, RunWriter, stop_hint) -> RunResult:
     t_start = time.time()
     path = os.fspath(out or cfg["output"]["path"])
     ckpt = checkpoint_path(path)
@@ -295,13 +299,14 @@ def _run(cfg, out, resume, overwrite, comm, base_dir, RunWriter) -> RunResult:
                 param_names=list(density.param_names), observations=data, overwrite=overwrite,
             )
     try:
-        return _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resume)
+        return _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resume, stop_hint)
     finally:
         if writer is not None:
             writer.close()
 
 
-def _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resumed) -> RunResult:
+def _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resumed,
+          stop_hint="continue with --resume") -> RunResult:
     from mpi4py import MPI
 
     comm = ctx.comm
@@ -340,9 +345,9 @@ def _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resumed) -> R
                 progress.update(state.iteration, algorithm.describe(diag), force=stopping)
             if stopping:
                 name = signal.Signals(int(agreed[0])).name
-                if rank0:
+                if rank0 and stop_hint is not None:
                     print(f"stopped by {name} at iteration {state.iteration}; checkpoint written to "
-                          f"{ckpt}; continue with --resume", file=sys.stderr, flush=True)
+                          f"{ckpt}; {stop_hint}", file=sys.stderr, flush=True)
                 return RunResult(path, False, state.iteration, name)
     final = algorithm.finish(state, ctx)
     if rank0:

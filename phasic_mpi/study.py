@@ -149,7 +149,7 @@ def run_cell(spec: StudySpec, cell: Cell, comm: Any) -> dict[str, Any] | str:
     resume = comm.bcast(os.path.exists(path + ".ckpt.npz") if comm.rank == 0 else None, root=0)
     try:
         outcome = driver.run(cfg, out=path, resume=resume, overwrite=True, comm=comm,
-                             base_dir=spec.base_dir)
+                             base_dir=spec.base_dir, stop_hint=None)
     except Exception as exc:  # noqa: BLE001
         if comm.size > 1:  # partners may be blocked in a collective: abort (see docstring)
             raise RuntimeError(f"study cell {cell.id} failed inside its run on "

@@ -9,8 +9,9 @@ results, so a row counts only once its status says so.
 
 Layout::
 
-    /                      attributes: file_kind = "study", identity, study, param_names,
-                           factors, levels, quantile_probs, n_cells, ...
+    /                      attributes: file_kind = "study", identity, study_type,
+                           param_names, factors, levels, quantile_probs, n_cells,
+                           base_config, methods, n_ranks, ...
     cells/                 one row per cell (datasets below)
     timing/wall_time_s     seconds per cell (differs between runs: kept apart)
 
