@@ -256,12 +256,15 @@ def run(cfg: dict, *, out: str | None = None, resume: bool = False, overwrite: b
     limit_threads()
     comm = (MPI.COMM_WORLD if comm is None else comm).Dup()
     try:
-        return _run(cfg, out, resume, overwrite, comm, base_dir, RunWriter, stop_hint)
+        # Installed for the whole run, set-up and final writes included: a signal
+        # is acted on at an iteration boundary and never kills a rank mid-write.
+        with _StopFlag() as stop:
+            return _run(cfg, out, resume, overwrite, comm, base_dir, RunWriter, stop_hint, stop)
     finally:
         comm.Free()
 
 
-def _run(cfg, out, resume, overwrite, comm, base_dir, RunWriter, stop_hint) -> RunResult:
+def _run(cfg, out, resume, overwrite, comm, base_dir, RunWriter, stop_hint, stop) -> RunResult:
     t_start = time.time()
     path = os.fspath(out or cfg["output"]["path"])
     ckpt = checkpoint_path(path)
@@ -299,14 +302,15 @@ def _run(cfg, out, resume, overwrite, comm, base_dir, RunWriter, stop_hint) -> R
                 param_names=list(density.param_names), observations=data, overwrite=overwrite,
             )
     try:
-        return _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resume, stop_hint)
+        return _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resume, stop_hint,
+                     stop)
     finally:
         if writer is not None:
             writer.close()
 
 
-def _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resumed,
-          stop_hint="continue with --resume") -> RunResult:
+def _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resumed, stop_hint,
+          stop) -> RunResult:
     from mpi4py import MPI
 
     comm = ctx.comm
@@ -320,35 +324,34 @@ def _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resumed,
     agreed = np.zeros(1, dtype=np.int64)
     t_loop = time.time()
     t_agree = 0.0  # time in the per-iteration stop-flag Allreduce (rank 0)
-    with _StopFlag() as stop:
-        while state.iteration < algorithm.n_iterations:
-            state, diag = algorithm.step(state, ctx)
+    while state.iteration < algorithm.n_iterations:
+        state, diag = algorithm.step(state, ctx)
+        if rank0:
+            buffer.add(_diagnostic_rows(algorithm.name, diag))
+        if algorithm.history_due(state.iteration):
+            rows = algorithm.history(state, ctx)
             if rank0:
-                buffer.add(_diagnostic_rows(algorithm.name, diag))
-            if algorithm.history_due(state.iteration):
-                rows = algorithm.history(state, ctx)
-                if rank0:
-                    buffer.add(rows)
-            flag[0] = stop.received or 0
-            t0 = time.perf_counter()
-            comm.Allreduce(flag, agreed, op=MPI.MAX)
-            t_agree += time.perf_counter() - t0
-            stopping = bool(agreed[0])
-            due = every and state.iteration % every == 0 and state.iteration < algorithm.n_iterations
-            if stopping or due:
-                arrays = algorithm.checkpoint(state, ctx)
-                if rank0:
-                    buffer.flush_to(writer)
-                    _write_checkpoint(ckpt, state.iteration, arrays, writer.rows(), cfg)
-                comm.Barrier()  # the checkpoint exists before anyone reports or exits
+                buffer.add(rows)
+        flag[0] = stop.received or 0
+        t0 = time.perf_counter()
+        comm.Allreduce(flag, agreed, op=MPI.MAX)
+        t_agree += time.perf_counter() - t0
+        stopping = bool(agreed[0])
+        due = every and state.iteration % every == 0 and state.iteration < algorithm.n_iterations
+        if stopping or due:
+            arrays = algorithm.checkpoint(state, ctx)
             if rank0:
-                progress.update(state.iteration, algorithm.describe(diag), force=stopping)
-            if stopping:
-                name = signal.Signals(int(agreed[0])).name
-                if rank0 and stop_hint is not None:
-                    print(f"stopped by {name} at iteration {state.iteration}; checkpoint written to "
-                          f"{ckpt}; {stop_hint}", file=sys.stderr, flush=True)
-                return RunResult(path, False, state.iteration, name)
+                buffer.flush_to(writer)
+                _write_checkpoint(ckpt, state.iteration, arrays, writer.rows(), cfg)
+            comm.Barrier()  # the checkpoint exists before anyone reports or exits
+        if rank0:
+            progress.update(state.iteration, algorithm.describe(diag), force=stopping)
+        if stopping:
+            name = signal.Signals(int(agreed[0])).name
+            if rank0 and stop_hint is not None:
+                print(f"stopped by {name} at iteration {state.iteration}; checkpoint written to "
+                      f"{ckpt}; {stop_hint}", file=sys.stderr, flush=True)
+            return RunResult(path, False, state.iteration, name)
     final = algorithm.finish(state, ctx)
     if rank0:
         buffer.flush_to(writer)
