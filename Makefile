@@ -147,5 +147,5 @@ distclean: clean ## clean and remove .venv
 
 # --- Slurm integration test (root; installs Debian's slurm + munge) ------------
 .PHONY: test-slurm
-test-slurm: install ## throw-away one-node Slurm: jobs/svgd.sbatch vs mpiexec, SIGTERM/requeue/resume (root)
+test-slurm: install ## throw-away one-node Slurm (root): jobs/{svgd,pt,array}.sbatch vs mpiexec, time limit -> requeue -> resume
 	bash tests/slurm/run.sh
