@@ -104,19 +104,25 @@ run_pids() {
         case "$skip" in *" $pid "*) ;; *) echo "$pid" ;; esac
     done
 }
+# Whether PID is a live process (a zombie is dead, only not yet reaped).
+alive() {
+    local state
+    state=$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}
 # TERM, then KILL after up to $2 s, the given PIDs.
 stop_pids() {
-    local pids=$1 grace=$2 pid alive
+    local pids=$1 grace=$2 pid left
     [ -n "$pids" ] || return 0
     kill -TERM $pids 2>/dev/null || true
     for _ in $(seq $((grace * 5))); do
-        alive=""
-        for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive="$alive $pid"; done
-        [ -z "$alive" ] && return 0
+        left=""
+        for pid in $pids; do alive "$pid" && left="$left $pid"; done
+        [ -z "$left" ] && return 0
         sleep 0.2
     done
-    log "still alive after ${grace}s, killing:$alive"
-    kill -KILL $alive 2>/dev/null || true
+    log "still alive after ${grace}s, killing:$left"
+    kill -KILL $left 2>/dev/null || true
 }
 # MPICH's shared-memory segments that no live process has mapped or open, and
 # older than a minute (a segment being created now is mapped within
@@ -140,7 +146,7 @@ stale=$(run_pids /tmp/phasic-slurm.)
 if [ ! -e /etc/slurm/slurm.conf ] && [ ! -e /etc/slurm-llnl/slurm.conf ]; then
     for name in slurmstepd slurmd slurmctld; do stale="$stale $(pgrep -x "$name" || true)"; done
 fi
-stale=$(echo $stale | tr ' ' '\n' | sort -un | tr '\n' ' ')
+stale=$(for pid in $stale; do alive "$pid" && echo "$pid"; done | sort -un | tr '\n' ' ')
 if [ -n "${stale// /}" ]; then
     log "stopping leftovers of an earlier run: $(ps -o pid=,args= -p "$(echo $stale | tr ' ' ,)" | cut -c1-100 | tr '\n' ';')"
     stop_pids "$stale" 5
@@ -306,16 +312,21 @@ job_field() {
     timeout 10 scontrol -o show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1
 }
 # A requeued job is held for two minutes (its BeginTime) before it may start
-# again; the test releases it sooner (StartTime=now), but only once the
-# slurmstepd of its previous run have exited: the new run's steps have the
-# same ids, and an old slurmstepd still tearing down breaks the new step
-# (srun's PMI2 exchange fails and MPI_Finalize hangs).
+# again. The test releases it sooner (StartTime=now), but only once its
+# previous run is over: its slurmstepd have exited (the new run's steps have
+# the same ids, and an old slurmstepd still tearing down breaks the new step:
+# srun's PMI2 exchange fails and MPI_Finalize hangs), and 5 s have passed
+# since the requeue (its SubmitTime): slurmd revokes the job's credential at
+# the requeue, with a resolution of one second, and refuses a run whose
+# credential is not newer ("Job credential revoked": the job FAILS).
 release_requeued() {
-    local j
-    for j in $(timeout 10 squeue -h -t PENDING -o '%A %r' 2>/dev/null | awk '$2 == "BeginTime" {print $1}'); do
+    local j reason submitted
+    while read -r j reason submitted; do
+        [ "$reason" = BeginTime ] || continue
+        [ "$(date +%s)" -ge $(($(date -d "$submitted" +%s) + 5)) ] || continue
         pgrep -f "^slurmstepd: \[$j\." >/dev/null && continue
         timeout 10 scontrol update JobId="$j" StartTime=now 2>/dev/null || true
-    done
+    done < <(timeout 10 squeue -h -t PENDING -o '%A %r %V' 2>/dev/null || true)
 }
 # wait_job JOB LIMIT_S NAME: until the job has completed with exit code 0
 wait_job() {
