@@ -31,6 +31,8 @@ export PHASIC_SLURM_T0=${PHASIC_SLURM_T0:-$(date +%s)}  # one clock across the r
 T0=$PHASIC_SLURM_T0
 log() { echo "[test-slurm $(($(date +%s) - T0))s] $*"; }
 fail() { log "FAIL: $*" >&2; exit 1; }
+# where `set -e` stops the script (a failure without a message of its own)
+trap 'log "stopped: status $? at line $LINENO: $BASH_COMMAND" >&2' ERR
 PATH=$PATH:/usr/sbin:/sbin  # the daemons, for a caller whose PATH lacks them
 
 [ "$(id -u)" -eq 0 ] \
@@ -146,7 +148,7 @@ stale=$(run_pids /tmp/phasic-slurm.)
 if [ ! -e /etc/slurm/slurm.conf ] && [ ! -e /etc/slurm-llnl/slurm.conf ]; then
     for name in slurmstepd slurmd slurmctld; do stale="$stale $(pgrep -x "$name" || true)"; done
 fi
-stale=$(for pid in $stale; do alive "$pid" && echo "$pid"; done | sort -un | tr '\n' ' ')
+stale=$(for pid in $stale; do if alive "$pid"; then echo "$pid"; fi; done | sort -un | tr '\n' ' ')
 if [ -n "${stale// /}" ]; then
     log "stopping leftovers of an earlier run: $(ps -o pid=,args= -p "$(echo $stale | tr ' ' ,)" | cut -c1-100 | tr '\n' ';')"
     stop_pids "$stale" 5
