@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from phasic_mpi.config import ConfigError
-from phasic_mpi.study_config import Cell, StudySpec, cell_config, load_study
+from phasic_mpi.study_config import Cell, StudySpec, cell_config, config_param_names, load_study
 from phasic_mpi.study_file import DONE, FAILED, PENDING, StudyWriter
 
 __all__ = ["StudyResult", "cell_summary", "main", "run_study"]
@@ -57,14 +57,6 @@ class StudyResult(NamedTuple):
 
 def cell_run_path(spec: StudySpec, cell: Cell) -> str:
     return os.path.join(spec.path + ".cells", f"cell-{cell.id:06d}.h5")
-
-
-def _param_names(cfg: dict) -> list[str]:
-    from phasic_mpi.loaders import load_density, load_model
-
-    if "density" in cfg["model"]:
-        return list(load_density(cfg["model"]).param_names)
-    return list(load_model(cfg["model"]).param_names)
 
 
 def cell_summary(run_path: str, cfg: dict, spec: StudySpec) -> dict[str, Any]:
@@ -140,9 +132,10 @@ def run_cell(spec: StudySpec, cell: Cell, comm: Any) -> dict[str, Any] | str:
         cfg = cell_config(spec, cell, path)
         base["data_seed"] = int(((cfg.get("data") or {}).get("simulate") or {}).get("seed", -1))
         base["algorithm_seed"] = int(next(cfg[a]["seed"] for a in ("svgd", "pt") if a in cfg))
-        if _param_names(cfg) != list(spec_param_names(spec)):
-            raise ConfigError(f"model: this cell's parameters {_param_names(cfg)} differ from "
-                              f"the study's {list(spec_param_names(spec))}")
+        names = config_param_names(cfg)
+        if names != spec.param_names:
+            raise ConfigError(f"model: this cell's parameters {list(names)} differ from "
+                              f"the study's {list(spec.param_names)}")
     except Exception as exc:  # noqa: BLE001 - recorded as the cell's failure
         return {**base, "status": FAILED, "error": _error_text(exc),
                 "wall_time_s": time.perf_counter() - t0} if comm.rank == 0 else {}
@@ -165,16 +158,6 @@ def run_cell(spec: StudySpec, cell: Cell, comm: Any) -> dict[str, Any] | str:
     if not spec.keep_runs:
         _remove_run(path)
     return {**base, **row, "status": DONE, "error": "", "wall_time_s": time.perf_counter() - t0}
-
-
-def spec_param_names(spec: StudySpec) -> tuple[str, ...]:
-    """Parameter names of the study (those of its first cell)."""
-    cached = spec.__dict__.get("_param_names")
-    if cached is None:
-        cfg = cell_config(spec, spec.cells[0], os.path.join(spec.path + ".cells", "check.h5"))
-        cached = tuple(_param_names(cfg))
-        object.__setattr__(spec, "_param_names", cached)
-    return cached
 
 
 def _describe(spec: StudySpec, cell: Cell) -> str:
@@ -201,10 +184,10 @@ def _open_writer(spec: StudySpec, force: bool, n_ranks: int) -> StudyWriter:
     fresh = force or not os.path.exists(spec.path)
     writer = StudyWriter.open(
         spec.path, identity=spec.identity(), n_cells=spec.n_cells,
-        n_params=len(spec_param_names(spec)), n_factors=len(spec.factors),
+        n_params=len(spec.param_names), n_factors=len(spec.factors),
         n_levels=len(spec.levels), cells=cells, force=force,
         attrs={"phasic_mpi_version": __version__, "study_type": spec.kind,
-               "param_names": list(spec_param_names(spec)),
+               "param_names": list(spec.param_names),
                "factors": [[f.name, list(f.values)] for f in spec.factors],
                "levels": list(spec.levels), "replicates": spec.replicates, "seed": spec.seed,
                "sbc_draws": spec.sbc_draws, "base_config": spec.base,

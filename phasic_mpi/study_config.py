@@ -32,6 +32,7 @@ Nothing here uses MPI; :mod:`phasic_mpi.study` runs the cells.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import os
@@ -45,7 +46,8 @@ import numpy as np
 from phasic_mpi.config import ALGORITHMS, ConfigError, read_toml, validate_config
 from phasic_mpi.config_schema import Key, boolean, check_section, choice, integer, string
 
-__all__ = ["Cell", "Factor", "StudySpec", "cell_config", "load_study", "parse_study"]
+__all__ = ["Cell", "Factor", "StudySpec", "cell_config", "config_param_names", "load_study",
+           "parse_study"]
 
 # Factors under these sections change the data (or the truth) of a cell.
 DATA_SECTIONS = ("model", "data", "prior")
@@ -125,6 +127,7 @@ class StudySpec:
     sbc_draws: int
     keep_runs: bool
     path: str  # the study file
+    param_names: tuple[str, ...] = ()  # those of the first cell's model
 
     @property
     def cells(self) -> list[Cell]:
@@ -212,8 +215,8 @@ def parse_study(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".",
         raise ConfigError("study: no cells")
     # The base with each factor's first value must be a valid run config: a
     # typo fails here, at once, rather than in every cell.
-    cell_config(spec, spec.cells[0], os.path.join(spec.path + ".cells", "check.h5"))
-    return spec
+    first = cell_config(spec, spec.cells[0], os.path.join(spec.path + ".cells", "check.h5"))
+    return dataclasses.replace(spec, param_names=config_param_names(first))
 
 
 def load_study(path: str | os.PathLike) -> StudySpec:
@@ -221,6 +224,15 @@ def load_study(path: str | os.PathLike) -> StudySpec:
     path = os.path.abspath(os.fspath(path))
     raw = read_toml(path, "study file")
     return parse_study(raw, os.path.dirname(path), default_path=Path(path).stem + ".h5")
+
+
+def config_param_names(cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """Parameter names of a validated run config's model (or log-density)."""
+    from phasic_mpi.loaders import load_density, load_model
+
+    if "density" in cfg["model"]:
+        return tuple(load_density(cfg["model"]).param_names)
+    return tuple(load_model(cfg["model"]).param_names)
 
 
 def derived_seed(seed: int, *ids: int) -> int:
