@@ -300,3 +300,36 @@ def test_study_figures_with_fixed_truth(tmp_path):
     assert done.returncode == 0, done.stderr
     for name in figures:
         assert_png(tmp_path / "cmd" / f"{name}.png")
+
+
+DENSITY = '''
+import numpy as np
+from phasic_mpi.posterior import FunctionDensity
+
+def make(fail=False):
+    def loglik(theta):
+        if fail:
+            raise FloatingPointError("the model blew up")
+        return -0.5 * np.sum(theta ** 2, axis=1), -theta
+    return FunctionDensity(loglik, ["x"], priors={"x": {"dist": "normal", "mu": 0, "sigma": 1}})
+'''
+
+
+def test_cell_failing_inside_its_run_is_recorded(tmp_path):
+    (tmp_path / "dens.py").write_text(DENSITY)
+    spec = load_study(write_study(tmp_path, """
+        [study]
+        replicates = 2
+        grid = { "model.options.fail" = [false, true] }
+        """, methods="", base='[model]\ndensity = "dens.py:make"\n'
+                            "[svgd]\nparticles = 8\niterations = 10\n"))
+    result = run_study(spec)
+    assert (result.n_done, result.n_failed) == (2, 2)
+    sf = read_study(spec.path)
+    assert list(sf.status) == [DONE, DONE, FAILED, FAILED]
+    assert all(text.startswith("FloatingPointError: the model blew up")
+               for text in sf.errors().values())
+    assert np.all(np.isnan(sf.cells["truth"]))  # a log-density has no true θ
+    report = format_report(sf)
+    assert "calibration (" not in report  # nothing to calibrate against
+    assert "cell 2: FloatingPointError: the model blew up" in report
