@@ -116,11 +116,12 @@ test-mpi: install ## pytest --with-mpi -m mpi under mpiexec -n NP (default 2)
 
 # --- run ---------------------------------------------------------------------
 
-run: install ## SVGD and PT on simulated rabbits data (examples/rabbits*.toml) on NP ranks, then both summaries
+run: install ## SVGD and PT on simulated rabbits data (examples/rabbits*.toml) on NP ranks, then summaries and figures
 	$(MPIEXEC) -n $(NP) $(VENV)/bin/phasic-mpi run examples/rabbits.toml --out $(RUN_OUT) --force
 	$(VENV)/bin/phasic-mpi summary $(RUN_OUT)
 	$(MPIEXEC) -n $(NP) $(VENV)/bin/phasic-mpi run examples/rabbits_pt.toml --out $(RUN_OUT_PT) --force
 	$(VENV)/bin/phasic-mpi summary $(RUN_OUT) $(RUN_OUT_PT)
+	$(VENV)/bin/phasic-mpi plot $(RUN_OUT) $(RUN_OUT_PT) --out $(basename $(RUN_OUT))_plots
 
 bench: bench-core bench-svgd bench-pt bench-scaling ## all four benchmarks (results in benchmarks/results/)
 
