@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser(
-        "jobscript", help="write a SLURM batch script for `run`",
+        "jobscript", help="write a SLURM batch script for `run` or `study`",
         description="Write an sbatch script that runs CONFIG under srun, checkpoints "
                     "before the time limit, requeues itself and resumes "
                     "(see docs/slurm.md).")
