@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.spatial.distance import pdist
 
 from .parallel import BlockLayout, allgather_rows, gather_rows, stream
 
@@ -38,6 +37,9 @@ __all__ = [
     "initial_state",
     "kernelized_stein_discrepancy",
     "median_bandwidth",
+    "off_diagonal",
+    "pair_sq_distances",
+    "select_pair",
     "stein_direction",
     "svgd_step",
 ]
@@ -111,26 +113,217 @@ def initial_state(density: Any, settings: SVGDSettings, layout: BlockLayout) -> 
     return SVGDState(0, particles, zeros, zeros.copy())
 
 
-def median_bandwidth(z: np.ndarray) -> float:
-    """h = median_{i<j} |z_i - z_j|^2 / log(n + 1); 1 if the particles coincide."""
+def pair_sq_distances(z: np.ndarray, rows: range) -> np.ndarray:
+    """|z_i - z_j|^2 for the particles ``rows`` against all n particles.
+
+    Parameters
+    ----------
+    z : (n, d) array
+        The global particles.
+    rows : range
+        Global indices i of the rows to compute (this rank's block).
+
+    Returns
+    -------
+    (len(rows), n) array
+        Row k holds the squared distances of particle ``rows[k]`` to every
+        particle (0 on the diagonal). Each row is computed on its own from
+        arrays of the global shape, exactly as :func:`stein_direction` does,
+        so its bits do not depend on the block and ``stein_direction`` can
+        reuse it bit for bit. Since fl(a - b) = -fl(b - a), entry (i, j)
+        equals entry (j, i) to the bit.
+    """
+    out = np.empty((len(rows), z.shape[0]))
+    for out_row, i in enumerate(rows):
+        diff = z[i] - z
+        out[out_row] = (diff * diff).sum(axis=1)
+    return out
+
+
+def off_diagonal(sq: np.ndarray, rows: range) -> np.ndarray:
+    """The entries j != i of :func:`pair_sq_distances` rows, flattened (one copy).
+
+    Row k's diagonal entry (column ``rows[k]``) sits at flat index
+    start + k (n + 1): between two of them lie exactly n off-diagonal entries.
+    """
+    m, n = sq.shape
+    out = np.empty(m * (n - 1))
+    if m == 0:
+        return out
+    flat, first = sq.ravel(), rows.start
+    last = first + (m - 1) * (n + 1)
+    out[:first] = flat[:first]
+    # rows of n + 1 entries from just after one diagonal to the next; drop the next
+    out[first:first + (m - 1) * n].reshape(m - 1, n)[:] = flat[first + 1:last + 1].reshape(m - 1, n + 1)[:, :n]
+    out[first + (m - 1) * n:] = flat[last + 1:]
+    return out
+
+
+def _allreduce(comm: Any, values: list, op: str) -> np.ndarray:
+    """Element-wise SUM (int64), MIN or MAX (float64) of ``values`` over ``comm``.
+
+    Sums of integers and minima/maxima are exact, so the result does not
+    depend on the reduction order (unlike a floating-point sum).
+    """
+    from mpi4py import MPI
+
+    dtype = np.int64 if op == "sum" else np.float64
+    local = np.asarray(values, dtype=dtype)
+    out = np.empty_like(local)
+    comm.Allreduce(local, out, op={"sum": MPI.SUM, "min": MPI.MIN, "max": MPI.MAX}[op])
+    return out
+
+
+def _allgather_values(comm: Any, local: np.ndarray) -> np.ndarray:
+    """Every rank's 1-D float64 ``local``, concatenated in rank order."""
+    from mpi4py import MPI
+
+    local = np.ascontiguousarray(local, dtype=np.float64)
+    counts = np.array(comm.allgather(local.size), dtype=np.int64)
+    out = np.empty(int(counts.sum()))
+    displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    comm.Allgatherv(local, [out, counts, displs, MPI.DOUBLE])
+    return out
+
+
+SELECT_SAMPLE = 1 << 14  # global pivot sample per selection round
+SELECT_GATHER = 1 << 14  # candidates gathered and sorted once at most this many
+
+
+def _pivots(comm: Any, values: np.ndarray, total: int, k: int, narrow: bool) -> tuple[float, float]:
+    """Two candidate values a <= b bracketing global sorted position k, from a sample.
+
+    A strided sample of about ``SELECT_SAMPLE`` values is gathered; a and b are
+    the sample's order statistics 2 sqrt(S) (about 4 standard deviations)
+    below and above k's share of it, or both that order statistic when
+    ``narrow`` (a single pivot, which always shrinks the candidates). The
+    pivots only steer the search: any a <= b taken from the candidates gives
+    the same exact result, so their dependence on the rank count is harmless.
+    """
+    stride = max(1, total // SELECT_SAMPLE)
+    sample = np.sort(_allgather_values(comm, values[::stride]))
+    at = min(len(sample) - 1, (k * len(sample)) // total)
+    margin = 0 if narrow else int(2 * np.sqrt(len(sample))) + 1
+    return float(sample[max(0, at - margin)]), float(sample[min(len(sample) - 1, at + margin)])
+
+
+def _bin_of(k: int, n_below: int, n_upto: int) -> int:
+    """0, 1 or 2: position k is among the values < a, in [a, b], or > b."""
+    return 0 if k < n_below else 1 if k < n_upto else 2
+
+
+def _bin_mask(less: np.ndarray, upto: np.ndarray, which: int) -> np.ndarray:
+    """Mask of the values < a (0), in [a, b] (1) or > b (2), from v < a and v <= b."""
+    return less if which == 0 else upto ^ less if which == 1 else ~upto  # less implies upto
+
+
+def select_pair(comm: Any, values: np.ndarray, k: int) -> tuple[float, float]:
+    """Exact values at global sorted positions k and k + 1 of all ranks' ``values``.
+
+    A collective call on ``comm``; ``values`` is this rank's 1-D float64 part
+    (possibly empty) of the global multiset, which must hold no NaN and at
+    least k + 2 values. Distributed selection: per round, pivots a <= b from a
+    gathered sample (:func:`_pivots`), exact global counts of the values < a
+    and <= b (integer Allreduce), then the candidates keep only the bin that
+    holds both positions; once at most ``SELECT_GATHER`` remain they are
+    gathered and sorted. Values are only ever compared, never combined, so the
+    answer is the exact order statistics of the multiset, whatever the
+    number of ranks or how the values are spread over them.
+
+    If the two positions fall in different bins, k is the last value of its
+    bin and k + 1 the first of the next non-empty one: they are the bins'
+    maximum and minimum (Allreduce MAX / MIN). Ties need no care beyond that:
+    a bin [a, a] holding k and k + 1 holds only copies of a. Each round
+    shrinks the candidates (a narrow round whenever a round did not), so the
+    loop ends.
+    """
+    below = 0  # global count of values ordered before the candidates
+    total = int(_allreduce(comm, [values.size], "sum")[0])
+    narrow = False
+    while total > SELECT_GATHER:
+        a, b = _pivots(comm, values, total, k - below, narrow)
+        less, upto = values < a, values <= b  # comparisons only: exact bins
+        n_below, n_upto = (int(c) for c in _allreduce(
+            comm, [np.count_nonzero(less), np.count_nonzero(upto)], "sum"))
+        lo, hi = _bin_of(k - below, n_below, n_upto), _bin_of(k + 1 - below, n_below, n_upto)
+        if lo != hi:
+            top = values[_bin_mask(less, upto, lo)].max(initial=-np.inf)
+            bottom = values[_bin_mask(less, upto, hi)].min(initial=np.inf)
+            first, second = _allreduce(comm, [top], "max")[0], _allreduce(comm, [bottom], "min")[0]
+            return float(first), float(second)
+        if lo == 1 and a == b:
+            return a, a
+        values = values[_bin_mask(less, upto, lo)]
+        size = [n_below, n_upto - n_below, total - n_upto][lo]
+        narrow = size == total
+        below += [0, n_below, n_upto][lo]
+        total = size
+    candidates = np.sort(_allgather_values(comm, values))
+    return float(candidates[k - below]), float(candidates[k + 1 - below])
+
+
+def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None,
+                     sq: np.ndarray | None = None) -> float:
+    """h = median_{i<j} |z_i - z_j|^2 / log(n + 1); 1 if not positive and finite.
+
+    Parameters
+    ----------
+    z : (n, d) array
+        The global particles (every rank holds them).
+    comm : MPI communicator, optional
+        A collective call on ``comm``; ``MPI.COMM_SELF`` (and all rows) if None.
+    rows : range, optional
+        This rank's particles; all n if None.
+    sq : (len(rows), n) array, optional
+        :func:`pair_sq_distances` of ``rows`` if already computed.
+
+    Each rank takes the squared distances of its rows to all other particles,
+    so the global multiset holds every unordered pair exactly twice (the two
+    copies are equal to the bit, see :func:`pair_sq_distances`), and
+    :func:`select_pair` finds its middle values exactly: h has the same bits
+    for any number of ranks. The median of the doubled multiset is the
+    median of the pairs: with M pairs sorted a_0 <= ... <= a_{M-1}, the 2M
+    doubled values sorted are b_{2k} = b_{2k+1} = a_k, and their median is
+    (b_{M-1} + b_M) / 2. For M = 2m + 1 odd, b_{M-1} = b_{2m} = a_m and
+    b_M = b_{2m+1} = a_m: the pairs' median a_m (returned as is, as numpy
+    does for an odd count). For M = 2m even, b_{M-1} = b_{2m-1} = a_{m-1} and
+    b_M = b_{2m} = a_m: (a_{m-1} + a_m) / 2, numpy's median of an even count.
+    A NaN distance gives h = 1, as numpy's NaN median did.
+    """
     n = z.shape[0]
     if n < 2:
         return 1.0
-    h = float(np.median(pdist(z, "sqeuclidean"))) / np.log(n + 1.0)
+    if comm is None:
+        from mpi4py import MPI
+
+        comm = MPI.COMM_SELF
+    rows = range(n) if rows is None else rows
+    sq = pair_sq_distances(z, rows) if sq is None else sq
+    values = off_diagonal(sq, rows)
+    if _allreduce(comm, [np.isnan(values.max(initial=-np.inf))], "sum")[0]:  # max propagates NaN
+        return 1.0
+    pairs = n * (n - 1) // 2
+    first, second = select_pair(comm, values, pairs - 1)
+    med = first if pairs % 2 else (first + second) / 2.0
+    h = med / np.log(n + 1.0)
     return h if h > 0 and np.isfinite(h) else 1.0
 
 
-def stein_direction(z: np.ndarray, scores: np.ndarray, rows: range, h: float) -> np.ndarray:
+def stein_direction(z: np.ndarray, scores: np.ndarray, rows: range, h: float,
+                    sq: np.ndarray | None = None) -> np.ndarray:
     """phi(z_i) for the particles ``rows`` of the global arrays, one row at a time.
 
     Each row is computed from arrays of the global shape only, so its bits do
-    not depend on which other rows a rank handles.
+    not depend on which other rows a rank handles. ``sq``, the
+    :func:`pair_sq_distances` of ``rows`` if already computed, is reused (the
+    same bits as computing them here).
     """
     n = z.shape[0]
     out = np.empty((len(rows), z.shape[1]))
     for out_row, i in enumerate(rows):
         diff = z[i] - z  # (n, d): x_i - x_j
-        k = np.exp(-(diff * diff).sum(axis=1) / h)
+        r2 = (diff * diff).sum(axis=1) if sq is None else sq[out_row]
+        k = np.exp(-r2 / h)
         out[out_row] = (k @ scores + (2.0 / h) * (k @ diff)) / n
     return out
 
@@ -186,8 +379,10 @@ def svgd_step(state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagno
     d = z.shape[1]
     scores, logp, invalid = gathered[:, :d], gathered[:, d], gathered[:, d + 1] > 0
 
-    h = median_bandwidth(z) if settings.bandwidth == "median" else float(settings.bandwidth)
-    phi = stein_direction(z, scores, range(layout.start, layout.stop), h)
+    rows = range(layout.start, layout.stop)
+    sq = pair_sq_distances(z, rows)  # shared by the bandwidth and the Stein direction
+    h = median_bandwidth(z, comm, rows, sq) if settings.bandwidth == "median" else float(settings.bandwidth)
+    phi = stein_direction(z, scores, rows, h, sq)
     norms = allgather_rows(comm, layout, (phi * phi).sum(axis=1)[:, None])[:, 0]
     ksd = np.nan
     last = state.iteration + 1 == settings.iterations

@@ -13,9 +13,12 @@ from phasic_mpi.svgd import (
     initial_state,
     kernelized_stein_discrepancy,
     median_bandwidth,
+    off_diagonal,
+    pair_sq_distances,
     stein_direction,
     svgd_step,
 )
+from phasic_mpi import svgd as svgd_module
 
 
 class GaussianDensity:
@@ -101,6 +104,48 @@ def test_median_bandwidth():
     d2 = [25.0, 1.0, 18.0]
     assert median_bandwidth(z) == pytest.approx(np.median(d2) / np.log(4.0))
     assert median_bandwidth(np.zeros((5, 2))) == 1.0
+
+
+def pairs_median_bandwidth(z):
+    """Reference: numpy's median of the n (n - 1) / 2 pairs, rows computed as in stein_direction."""
+    n = len(z)
+    rows = [((z[i] - z) * (z[i] - z)).sum(axis=1)[i + 1:] for i in range(n)]
+    h = np.median(np.concatenate(rows)) / np.log(n + 1.0)
+    return h if h > 0 and np.isfinite(h) else 1.0
+
+
+def particle_sets():
+    rng = np.random.default_rng(7)
+    for n in (2, 3, 4, 5, 20, 21, 131, 200):
+        yield rng.normal(size=(n, 2))
+        yield np.round(rng.normal(size=(n, 2)))  # many tied distances
+        yield rng.integers(0, 3, size=(n, 1)).astype(float)  # few distinct distances
+    yield np.array([[0.0], [1.0], [np.nan]])  # a NaN distance: h = 1
+
+
+@pytest.mark.parametrize("sample, gather", [(1 << 14, 1 << 14), (4, 4), (16, 8)])
+def test_median_bandwidth_is_numpys_median_of_the_pairs(monkeypatch, sample, gather):
+    """Exact (==), also through many selection rounds (small sample/gather limits)."""
+    monkeypatch.setattr(svgd_module, "SELECT_SAMPLE", sample)
+    monkeypatch.setattr(svgd_module, "SELECT_GATHER", gather)
+    for z in particle_sets():
+        assert median_bandwidth(z) == pairs_median_bandwidth(z), z.shape
+
+
+def test_off_diagonal_of_a_block():
+    z = np.random.default_rng(8).normal(size=(6, 2))
+    for rows in (range(0, 6), range(0, 2), range(2, 5), range(5, 6), range(3, 3)):
+        sq = pair_sq_distances(z, rows)
+        want = [sq[k, j] for k, i in enumerate(rows) for j in range(6) if j != i]
+        assert np.array_equal(off_diagonal(sq, rows), np.array(want))
+
+
+def test_stein_direction_reuses_the_distances_bit_for_bit():
+    rng = np.random.default_rng(9)
+    z, s = rng.normal(size=(11, 3)), rng.normal(size=(11, 3))
+    rows = range(3, 8)
+    assert np.array_equal(stein_direction(z, s, rows, 0.7, pair_sq_distances(z, rows)),
+                          stein_direction(z, s, rows, 0.7))
 
 
 def test_kernelized_stein_discrepancy_against_a_direct_double_sum():
