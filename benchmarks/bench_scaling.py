@@ -8,21 +8,24 @@
 2. At 1 rank: per-particle cost of ``density.evaluate`` (batched, SVGD) and
    per-replica cost of one MALA step (one point, PT), for a cheap model
    (rabbits n=2, 3 parameters) and an expensive one (block_counting n=20,
-   626 states, 1 parameter), 100 observations; SVGD Stein-kernel cost per
-   (local row, particle) pair.
+   626 states, 1 parameter), 100 observations; SVGD kernel cost per
+   (local row, particle) pair: squared distances, median bandwidth (its
+   selection over the local rows) and Stein direction.
 3. Projection to P = 8, 64, 512 ranks, m particles/replicas per rank
    (weak scaling, N = m P):
 
    * Allgatherv on P ranks, ring model: ``(P-1) (alpha + beta B/P)``;
    * SVGD per iteration: compute ``m c_lik + m N c_pair``, comm = 3
-     Allgatherv of N d, N (d+2), N doubles;
+     Allgatherv of N d, N (d+2), N doubles + the median bandwidth's
+     selection: ``SELECT_ROUNDS`` rounds of one Allgatherv of the pivot
+     sample (``SELECT_SAMPLE`` doubles) and 3 small Allreduce/allgather
+     (``2 log2(P) alpha`` each, recursive doubling);
    * PT per scan: compute ``m c_move``, comm = 1 Sendrecv of 8 (6 + 3d) bytes
      (nearest neighbour, independent of P) + the round-end Allgatherv of
      N (6 + 2^k) doubles amortised over the 2^k scans of round k = 10;
    * efficiency = compute / (compute + comm) (compute assumed perfectly
-     parallel; the replicated median-bandwidth work is NOT included — see
-     bench_svgd's "bw" column); m* = smallest m (power of 2) with
-     efficiency >= 50 %.
+     parallel: the median bandwidth is distributed, see bench_svgd's "bw"
+     column); m* = smallest m (power of 2) with efficiency >= 50 %.
 """
 
 import sys
@@ -38,6 +41,7 @@ SIZES = [8 * 4**k for k in range(11)]  # 8 B ... 8 MiB (min. 16 B: one double pe
 P_GRID = (8, 64, 512)
 M_GRID = (1, 4, 16, 64)
 ROUND_K = 10
+SELECT_ROUNDS = 3  # typical rounds of the median bandwidth's selection at N = 10^3..10^5
 
 
 def _repeats(nbytes):
@@ -98,7 +102,8 @@ def compute_costs():
     from phasic_mpi import models, pt
     from phasic_mpi.posterior import Posterior
     from phasic_mpi.priors import LogNormal
-    from phasic_mpi.svgd import stein_direction
+    from mpi4py import MPI
+    from phasic_mpi.svgd import median_bandwidth, pair_sq_distances, stein_direction
     out = {}
     rng = np.random.default_rng(5)
     for name, graph in (("cheap: rabbits(2)", models.rabbits(2)), ("expensive: block_counting(20)",
@@ -113,7 +118,13 @@ def compute_costs():
         out[name] = {"d": d, "c_lik_s": c_lik, "c_move_s": c_move}
     for d in (1, 3):
         zz = rng.standard_normal((1024, d))
-        c_pair = median_time(lambda: stein_direction(zz, zz, range(0, 256), 1.0), 5) / (256 * 1024)
+        rows = range(1024)  # all rows: the median needs the whole pair multiset
+
+        def kernel():
+            sq = pair_sq_distances(zz, rows)
+            stein_direction(zz, zz, rows, median_bandwidth(zz, MPI.COMM_SELF, rows, sq), sq)
+
+        c_pair = median_time(kernel, 5) / (1024 * 1024)
         out[f"c_pair_d{d}_s"] = c_pair
     return out
 
@@ -122,10 +133,17 @@ def ring(P, alpha, beta, B):
     return (P - 1) * (alpha + beta * B / P)
 
 
+def median_comm(P, N, ag):
+    """Collectives of the median bandwidth's selection (see the module docstring)."""
+    from phasic_mpi.svgd import SELECT_SAMPLE
+    sample = 8 * min(SELECT_SAMPLE, N * (N - 1))
+    return SELECT_ROUNDS * (ring(P, *ag, sample) + 3 * 2 * np.log2(P) * ag[0])
+
+
 def svgd_eff(P, m, d, cost, c_pair, ag):
     N = m * P
     compute = m * cost["c_lik_s"] + m * N * c_pair
-    comm = sum(ring(P, *ag, 8 * N * w) for w in (d, d + 2, 1))
+    comm = sum(ring(P, *ag, 8 * N * w) for w in (d, d + 2, 1)) + median_comm(P, N, ag)
     return compute / (compute + comm), compute, comm
 
 
@@ -164,7 +182,7 @@ def main():
     print(table(["model", "d", "evaluate us/particle", "MALA step us/replica"],
                 [[k, str(v["d"]), 1e6 * v["c_lik_s"], 1e6 * v["c_move_s"]] for k, v in costs.items()
                  if isinstance(v, dict)]))
-    print(f"Stein kernel: {1e9 * costs['c_pair_d1_s']:.3g} ns/pair (d=1), {1e9 * costs['c_pair_d3_s']:.3g} ns/pair (d=3)\n")
+    print(f"SVGD kernel (distances, median, Stein): {1e9 * costs['c_pair_d1_s']:.3g} ns/pair (d=1), {1e9 * costs['c_pair_d3_s']:.3g} ns/pair (d=3)\n")
 
     proj, thr = [], []
     for name, cost in ((k, v) for k, v in costs.items() if isinstance(v, dict)):
