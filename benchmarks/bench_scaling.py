@@ -9,8 +9,8 @@
    per-replica cost of one MALA step (one point, PT), for a cheap model
    (rabbits n=2, 3 parameters) and an expensive one (block_counting n=20,
    626 states, 1 parameter), 100 observations; SVGD kernel cost per
-   (local row, particle) pair: squared distances, median bandwidth (its
-   selection over the local rows) and Stein direction.
+   (local row, particle) pair: median bandwidth (the pairs its rows own and
+   their selection) and Stein direction.
 3. Projection to P = 8, 64, 512 ranks, m particles/replicas per rank
    (weak scaling, N = m P):
 
@@ -19,7 +19,8 @@
      Allgatherv of N d, N (d+2), N doubles + the median bandwidth's
      selection: ``SELECT_ROUNDS`` rounds of one Allgatherv of the pivot
      sample (``SELECT_SAMPLE`` doubles) and 3 small Allreduce/allgather
-     (``2 log2(P) alpha`` each, recursive doubling);
+     (``2 log2(P) alpha`` each, recursive doubling), then one Allgatherv of
+     at most ``SELECT_GATHER`` candidates;
    * PT per scan: compute ``m c_move``, comm = 1 Sendrecv of 8 (6 + 3d) bytes
      (nearest neighbour, independent of P) + the round-end Allgatherv of
      N (6 + 2^k) doubles amortised over the 2^k scans of round k = 10;
@@ -103,7 +104,7 @@ def compute_costs():
     from phasic_mpi.posterior import Posterior
     from phasic_mpi.priors import LogNormal
     from mpi4py import MPI
-    from phasic_mpi.svgd import median_bandwidth, pair_sq_distances, stein_direction
+    from phasic_mpi.svgd import median_bandwidth, stein_direction
     out = {}
     rng = np.random.default_rng(5)
     for name, graph in (("cheap: rabbits(2)", models.rabbits(2)), ("expensive: block_counting(20)",
@@ -121,8 +122,7 @@ def compute_costs():
         rows = range(1024)  # all rows: the median needs the whole pair multiset
 
         def kernel():
-            sq = pair_sq_distances(zz, rows)
-            stein_direction(zz, zz, rows, median_bandwidth(zz, MPI.COMM_SELF, rows, sq), sq)
+            stein_direction(zz, zz, rows, median_bandwidth(zz, MPI.COMM_SELF, rows))
 
         c_pair = median_time(kernel, 5) / (1024 * 1024)
         out[f"c_pair_d{d}_s"] = c_pair
@@ -135,9 +135,10 @@ def ring(P, alpha, beta, B):
 
 def median_comm(P, N, ag):
     """Collectives of the median bandwidth's selection (see the module docstring)."""
-    from phasic_mpi.svgd import SELECT_SAMPLE
-    sample = 8 * min(SELECT_SAMPLE, N * (N - 1))
-    return SELECT_ROUNDS * (ring(P, *ag, sample) + 3 * 2 * np.log2(P) * ag[0])
+    from phasic_mpi.svgd import SELECT_GATHER, SELECT_SAMPLE
+    pairs = N * (N - 1) // 2
+    sample, final = 8 * min(SELECT_SAMPLE, pairs), 8 * min(SELECT_GATHER, pairs)
+    return SELECT_ROUNDS * (ring(P, *ag, sample) + 3 * 2 * np.log2(P) * ag[0]) + ring(P, *ag, final)
 
 
 def svgd_eff(P, m, d, cost, c_pair, ag):

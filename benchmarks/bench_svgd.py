@@ -2,14 +2,15 @@
 
 ``make bench-svgd`` (or ``python benchmarks/bench_svgd.py [--quick]``). The
 phases of :func:`phasic_mpi.svgd.svgd_step` are re-run here with the same
-public functions (allgather_rows, density.evaluate, pair_sq_distances,
-median_bandwidth, stein_direction, _optimizer_update), each timed on its own:
+public functions (allgather_rows, density.evaluate, median_bandwidth,
+stein_direction, _optimizer_update), each timed on its own:
 
 * likelihood: ``density.evaluate`` of this rank's block (random graph, 4
   states, d parameters, lognormal priors, 20 observations);
-* kernel: squared distances of the local rows, median bandwidth (distributed
-  selection, with its small Allreduce/Allgatherv), Stein direction of the
-  local rows, optimizer;
+* kernel: median bandwidth (the squared distances of the pairs the local rows
+  own, about n/2 per row, and their exact selection: an in-place partition on
+  one rank, with small Allreduce/Allgatherv on several), Stein direction of
+  the local rows, optimizer;
 * comm: the three Allgatherv (particles, scores+logp+invalid, phi norms);
 * wait: a Barrier before the 2nd and 3rd Allgatherv (load imbalance, which
   svgd_step itself spends inside those Allgatherv);
@@ -34,7 +35,7 @@ from phasic_mpi.parallel import allgather_rows, block_layout, gather_rows  # noq
 from phasic_mpi.posterior import Posterior  # noqa: E402
 from phasic_mpi.priors import LogNormal  # noqa: E402
 from phasic_mpi.svgd import (SVGDSettings, _optimizer_update, initial_state,  # noqa: E402
-                             median_bandwidth, pair_sq_distances, stein_direction)
+                             median_bandwidth, stein_direction)
 
 N_GRID, D_GRID = (64, 256, 1024, 4096), (1, 4, 16)
 PHASES = ("likelihood", "kernel", "comm", "wait", "output")
@@ -70,11 +71,10 @@ def run_case(comm, n, d, iters, writer):
         t3 = time.perf_counter()
         scores = gathered[:, :d]
         rows = range(layout.start, layout.stop)
-        sq = pair_sq_distances(z, rows)
         ta = time.perf_counter()
-        h = median_bandwidth(z, comm, rows, sq)
+        h = median_bandwidth(z, comm, rows)
         tb = time.perf_counter()
-        phi = stein_direction(z, scores, rows, h, sq)
+        phi = stein_direction(z, scores, rows, h)
         t4 = time.perf_counter()
         comm.Barrier()
         w2 = time.perf_counter()
@@ -148,8 +148,8 @@ def main():
                    + [1e3 * r[f"{p}_s"] for p in PHASES] + [1e3 * r["bandwidth_s"]] + [1e3 * r["total_s"], str(r["bytes_per_rank"]), speedup])
     print(table(["n", "d", "P", "lik ms", "kernel ms", "comm ms", "wait ms", "output ms", "(bw ms)", "total ms",
                  "bytes/rank", "speedup"], out))
-    print("\n(bw ms): part of kernel spent in median_bandwidth (distributed exact selection over the local rows'")
-    print("        distances, which pair_sq_distances computes once for it and stein_direction)")
+    print("\n(bw ms): part of kernel spent in median_bandwidth (the distances of the pairs the local rows own,")
+    print("        each pair once, and their exact selection, distributed over the ranks)")
     print("wait ms: Barrier before the 2nd and 3rd Allgatherv (load imbalance; inside Allgatherv in svgd_step)")
     print("bytes/rank: sent + received by one rank per iteration in the 3 Allgatherv and the median's")
     print("            Allreduce/Allgatherv (output excluded)")

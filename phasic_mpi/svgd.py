@@ -37,7 +37,7 @@ __all__ = [
     "initial_state",
     "kernelized_stein_discrepancy",
     "median_bandwidth",
-    "off_diagonal",
+    "pair_count",
     "pair_sq_distances",
     "select_pair",
     "stein_direction",
@@ -113,8 +113,16 @@ def initial_state(density: Any, settings: SVGDSettings, layout: BlockLayout) -> 
     return SVGDState(0, particles, zeros, zeros.copy())
 
 
+def pair_count(n: int, rows: range) -> int:
+    """How many pairs :func:`pair_sq_distances` gives for ``rows`` of n particles."""
+    count = len(rows) * ((n - 1) // 2)
+    if n % 2 == 0 and len(rows):  # rows i < n/2 also take partner i + n/2
+        count += max(0, min(rows.stop, n // 2) - rows.start)
+    return count
+
+
 def pair_sq_distances(z: np.ndarray, rows: range) -> np.ndarray:
-    """|z_i - z_j|^2 for the particles ``rows`` against all n particles.
+    """|z_i - z_j|^2 of the pairs that the particles ``rows`` own, flat, each pair once.
 
     Parameters
     ----------
@@ -125,37 +133,47 @@ def pair_sq_distances(z: np.ndarray, rows: range) -> np.ndarray:
 
     Returns
     -------
-    (len(rows), n) array
-        Row k holds the squared distances of particle ``rows[k]`` to every
-        particle (0 on the diagonal). Each row is computed on its own from
-        arrays of the global shape, exactly as :func:`stein_direction` does,
-        so its bits do not depend on the block and ``stein_direction`` can
-        reuse it bit for bit. Since fl(a - b) = -fl(b - a), entry (i, j)
-        equals entry (j, i) to the bit.
+    (pair_count(n, rows),) array
+        Row i's values in order of i, then of j = i + 1, ..., i + c_i (mod n),
+        with h = floor((n - 1) / 2) and c_i = h + 1 if n is even and i < n/2,
+        else c_i = h: about n/2 values per row, so blocks of rows are
+        balanced.
+
+    Every unordered pair {i, j} is owned exactly once. Let t = (j - i) mod n
+    in 1..n-1; the pair lies in row i at offset t, or in row j at offset
+    n - t, and nowhere else. If t <= h and n - t <= h, then n <= 2h <= n - 1,
+    impossible: at most one of the two offsets is <= h. If t > h and n - t > h,
+    then n >= 2h + 2, which for odd n (2h + 2 = n + 1) is impossible, and for
+    even n (2h + 2 = n) forces t = n - t = n/2: that pair is taken only by
+    the one of i, j below n/2 (exactly one is, as they differ by n/2).
+    Otherwise exactly one offset is <= h. So the n rows hold
+    n h + [n even] n/2 = n (n - 1) / 2 values, each pair once.
+
+    Row i's partners are two contiguous slices of z, z[i+1 : min(n, i+1+c_i)]
+    and the wrap-around z[0 : i+1+c_i-n] (empty unless i + c_i >= n; rows
+    i < n/2 of even n never wrap), and each slice's values are computed as
+    the sum over axis 1 of (z_i - z_j)^2 with the same numpy expression: a
+    value's bits depend on (i, j) and z only, never on the rank computing
+    it, and they equal those of the row (z[i] - z) ** 2 summed over axis 1
+    that :func:`stein_direction` forms. The values are written straight into
+    one preallocated buffer (a scratch of ceil((n-1)/2) x d for the
+    differences), with no second copy.
     """
-    out = np.empty((len(rows), z.shape[0]))
-    for out_row, i in enumerate(rows):
-        diff = z[i] - z
-        out[out_row] = (diff * diff).sum(axis=1)
-    return out
-
-
-def off_diagonal(sq: np.ndarray, rows: range) -> np.ndarray:
-    """The entries j != i of :func:`pair_sq_distances` rows, flattened (one copy).
-
-    Row k's diagonal entry (column ``rows[k]``) sits at flat index
-    start + k (n + 1): between two of them lie exactly n off-diagonal entries.
-    """
-    m, n = sq.shape
-    out = np.empty(m * (n - 1))
-    if m == 0:
-        return out
-    flat, first = sq.ravel(), rows.start
-    last = first + (m - 1) * (n + 1)
-    out[:first] = flat[:first]
-    # rows of n + 1 entries from just after one diagonal to the next; drop the next
-    out[first:first + (m - 1) * n].reshape(m - 1, n)[:] = flat[first + 1:last + 1].reshape(m - 1, n + 1)[:, :n]
-    out[first + (m - 1) * n:] = flat[last + 1:]
+    n, d = z.shape
+    half = (n - 1) // 2
+    out = np.empty(pair_count(n, rows))
+    scratch = np.empty((half + 1, d))
+    pos = 0
+    for i in rows:
+        c = half + 1 if n % 2 == 0 and i < n // 2 else half
+        head = min(c, n - 1 - i)
+        for lo, cnt in ((i + 1, head), (0, c - head)):
+            if cnt == 0:
+                continue
+            diff = np.subtract(z[i], z[lo:lo + cnt], out=scratch[:cnt])
+            np.multiply(diff, diff, out=diff)
+            np.sum(diff, axis=1, out=out[pos:pos + cnt])
+            pos += cnt
     return out
 
 
@@ -186,8 +204,8 @@ def _allgather_values(comm: Any, local: np.ndarray) -> np.ndarray:
     return out
 
 
-SELECT_SAMPLE = 1 << 14  # global pivot sample per selection round
-SELECT_GATHER = 1 << 14  # candidates gathered and sorted once at most this many
+SELECT_SAMPLE = 1 << 10  # global pivot sample per selection round
+SELECT_GATHER = 1 << 11  # candidates gathered and sorted once at most this many
 
 
 def _pivots(comm: Any, values: np.ndarray, total: int, k: int, narrow: bool) -> tuple[float, float]:
@@ -262,8 +280,7 @@ def select_pair(comm: Any, values: np.ndarray, k: int) -> tuple[float, float]:
     return float(candidates[k - below]), float(candidates[k + 1 - below])
 
 
-def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None,
-                     sq: np.ndarray | None = None) -> float:
+def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None) -> float:
     """h = median_{i<j} |z_i - z_j|^2 / log(n + 1); 1 if not positive and finite.
 
     Parameters
@@ -274,21 +291,17 @@ def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None,
         A collective call on ``comm``; ``MPI.COMM_SELF`` (and all rows) if None.
     rows : range, optional
         This rank's particles; all n if None.
-    sq : (len(rows), n) array, optional
-        :func:`pair_sq_distances` of ``rows`` if already computed.
 
-    Each rank takes the squared distances of its rows to all other particles,
-    so the global multiset holds every unordered pair exactly twice (the two
-    copies are equal to the bit, see :func:`pair_sq_distances`), and
-    :func:`select_pair` finds its middle values exactly: h has the same bits
-    for any number of ranks. The median of the doubled multiset is the
-    median of the pairs: with M pairs sorted a_0 <= ... <= a_{M-1}, the 2M
-    doubled values sorted are b_{2k} = b_{2k+1} = a_k, and their median is
-    (b_{M-1} + b_M) / 2. For M = 2m + 1 odd, b_{M-1} = b_{2m} = a_m and
-    b_M = b_{2m+1} = a_m: the pairs' median a_m (returned as is, as numpy
-    does for an odd count). For M = 2m even, b_{M-1} = b_{2m-1} = a_{m-1} and
-    b_M = b_{2m} = a_m: (a_{m-1} + a_m) / 2, numpy's median of an even count.
-    A NaN distance gives h = 1, as numpy's NaN median did.
+    Each rank computes the :func:`pair_sq_distances` its rows own (each of
+    the M = n (n - 1) / 2 pairs is owned by exactly one row, each value has
+    the same bits whichever rank computes it), and the median is taken of
+    that multiset as numpy does: the value at sorted position (M - 1) / 2 for
+    odd M, (a + b) / 2 of the values a, b at positions M/2 - 1 and M/2 for
+    even M (np.median's mean of the two middle values is their sum divided
+    by 2). The order statistics are exact, on one rank by an in-place
+    partition of the buffer, on several by :func:`select_pair` (comparisons
+    only), so h has the same bits for any number of ranks. A NaN distance
+    gives h = 1, as numpy's NaN median does.
     """
     n = z.shape[0]
     if n < 2:
@@ -298,32 +311,39 @@ def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None,
 
         comm = MPI.COMM_SELF
     rows = range(n) if rows is None else rows
-    sq = pair_sq_distances(z, rows) if sq is None else sq
-    values = off_diagonal(sq, rows)
-    if _allreduce(comm, [np.isnan(values.max(initial=-np.inf))], "sum")[0]:  # max propagates NaN
-        return 1.0
+    values = pair_sq_distances(z, rows)
     pairs = n * (n - 1) // 2
-    first, second = select_pair(comm, values, pairs - 1)
-    med = first if pairs % 2 else (first + second) / 2.0
+    lo, hi = (pairs - 1) // 2, pairs // 2
+    if comm.size == 1:
+        # as np.median: partition at the middle position(s) and at the end,
+        # where a NaN sorts; the buffer is ours, so in place (no copy)
+        values.partition([lo, hi, pairs - 1] if hi < pairs - 1 else [lo, hi])
+        if np.isnan(values[-1]):
+            return 1.0
+        first, second = float(values[lo]), float(values[hi])  # hi = lo or lo + 1
+    else:
+        if _allreduce(comm, [np.isnan(values.max(initial=-np.inf))], "sum")[0]:  # max propagates NaN
+            return 1.0
+        if pairs == 1:
+            first = second = float(_allgather_values(comm, values)[0])
+        else:
+            first, second = select_pair(comm, values, lo)
+    med = first if lo == hi else (first + second) / 2.0
     h = med / np.log(n + 1.0)
     return h if h > 0 and np.isfinite(h) else 1.0
 
 
-def stein_direction(z: np.ndarray, scores: np.ndarray, rows: range, h: float,
-                    sq: np.ndarray | None = None) -> np.ndarray:
+def stein_direction(z: np.ndarray, scores: np.ndarray, rows: range, h: float) -> np.ndarray:
     """phi(z_i) for the particles ``rows`` of the global arrays, one row at a time.
 
     Each row is computed from arrays of the global shape only, so its bits do
-    not depend on which other rows a rank handles. ``sq``, the
-    :func:`pair_sq_distances` of ``rows`` if already computed, is reused (the
-    same bits as computing them here).
+    not depend on which other rows a rank handles.
     """
     n = z.shape[0]
     out = np.empty((len(rows), z.shape[1]))
     for out_row, i in enumerate(rows):
         diff = z[i] - z  # (n, d): x_i - x_j
-        r2 = (diff * diff).sum(axis=1) if sq is None else sq[out_row]
-        k = np.exp(-r2 / h)
+        k = np.exp(-(diff * diff).sum(axis=1) / h)
         out[out_row] = (k @ scores + (2.0 / h) * (k @ diff)) / n
     return out
 
@@ -380,9 +400,8 @@ def svgd_step(state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagno
     scores, logp, invalid = gathered[:, :d], gathered[:, d], gathered[:, d + 1] > 0
 
     rows = range(layout.start, layout.stop)
-    sq = pair_sq_distances(z, rows)  # shared by the bandwidth and the Stein direction
-    h = median_bandwidth(z, comm, rows, sq) if settings.bandwidth == "median" else float(settings.bandwidth)
-    phi = stein_direction(z, scores, rows, h, sq)
+    h = median_bandwidth(z, comm, rows) if settings.bandwidth == "median" else float(settings.bandwidth)
+    phi = stein_direction(z, scores, rows, h)
     norms = allgather_rows(comm, layout, (phi * phi).sum(axis=1)[:, None])[:, 0]
     ksd = np.nan
     last = state.iteration + 1 == settings.iterations

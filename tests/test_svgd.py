@@ -13,12 +13,13 @@ from phasic_mpi.svgd import (
     initial_state,
     kernelized_stein_discrepancy,
     median_bandwidth,
-    off_diagonal,
+    pair_count,
     pair_sq_distances,
     stein_direction,
     svgd_step,
 )
 from phasic_mpi import svgd as svgd_module
+from pairs_reference import pairs_median_bandwidth
 
 
 class GaussianDensity:
@@ -106,46 +107,61 @@ def test_median_bandwidth():
     assert median_bandwidth(np.zeros((5, 2))) == 1.0
 
 
-def pairs_median_bandwidth(z):
-    """Reference: numpy's median of the n (n - 1) / 2 pairs, rows computed as in stein_direction."""
-    n = len(z)
-    rows = [((z[i] - z) * (z[i] - z)).sum(axis=1)[i + 1:] for i in range(n)]
-    h = np.median(np.concatenate(rows)) / np.log(n + 1.0)
-    return h if h > 0 and np.isfinite(h) else 1.0
-
-
 def particle_sets():
     rng = np.random.default_rng(7)
     for n in (2, 3, 4, 5, 20, 21, 131, 200):
         yield rng.normal(size=(n, 2))
         yield np.round(rng.normal(size=(n, 2)))  # many tied distances
         yield rng.integers(0, 3, size=(n, 1)).astype(float)  # few distinct distances
+        yield rng.normal(size=(n, 17))  # numpy's pairwise sum over d
     yield np.array([[0.0], [1.0], [np.nan]])  # a NaN distance: h = 1
+    yield np.array([[0.0, 1.0], [np.nan, 0.0], [1.0, 2.0], [3.0, 0.0]])
 
 
-@pytest.mark.parametrize("sample, gather", [(1 << 14, 1 << 14), (4, 4), (16, 8)])
-def test_median_bandwidth_is_numpys_median_of_the_pairs(monkeypatch, sample, gather):
-    """Exact (==), also through many selection rounds (small sample/gather limits)."""
-    monkeypatch.setattr(svgd_module, "SELECT_SAMPLE", sample)
-    monkeypatch.setattr(svgd_module, "SELECT_GATHER", gather)
+def test_median_bandwidth_is_numpys_median_of_the_pairs():
+    """Exact (==) against numpy's median of the pairs, computed row by row in a plain loop."""
     for z in particle_sets():
         assert median_bandwidth(z) == pairs_median_bandwidth(z), z.shape
 
 
-def test_off_diagonal_of_a_block():
-    z = np.random.default_rng(8).normal(size=(6, 2))
-    for rows in (range(0, 6), range(0, 2), range(2, 5), range(5, 6), range(3, 3)):
-        sq = pair_sq_distances(z, rows)
-        want = [sq[k, j] for k, i in enumerate(rows) for j in range(6) if j != i]
-        assert np.array_equal(off_diagonal(sq, rows), np.array(want))
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7, 20, 21])
+def test_pair_sq_distances_has_each_pair_once_with_the_rows_bits(n):
+    """Blocks of rows together give every pair i < j exactly once, bit-equal to the
+    full row (z_i - z)^2 summed over axis 1, and about n/2 values per row."""
+    z = np.random.default_rng(n).normal(size=(n, 9))
+    full = [((z[i] - z) * (z[i] - z)).sum(axis=1) for i in range(n)]
+    for cuts in ([0, n], [0, n // 2, n], [0, 1, n - 1, n], [0, n // 3, 2 * n // 3, n]):
+        got = {}
+        for start, stop in zip(cuts[:-1], cuts[1:]):
+            rows = range(start, stop)
+            values = pair_sq_distances(z, rows)
+            assert values.shape == (pair_count(n, rows),)
+            pos = 0
+            for i in rows:
+                count = (n - 1) // 2 + (n % 2 == 0 and i < n // 2)
+                for j in ((i + t) % n for t in range(1, count + 1)):
+                    pair = (min(i, j), max(i, j))
+                    assert pair not in got
+                    got[pair] = values[pos]
+                    assert values[pos] == full[i][j]
+                    pos += 1
+            assert pos == values.size
+        assert sorted(got) == [(i, j) for i in range(n) for j in range(i + 1, n)]
 
 
-def test_stein_direction_reuses_the_distances_bit_for_bit():
-    rng = np.random.default_rng(9)
-    z, s = rng.normal(size=(11, 3)), rng.normal(size=(11, 3))
-    rows = range(3, 8)
-    assert np.array_equal(stein_direction(z, s, rows, 0.7, pair_sq_distances(z, rows)),
-                          stein_direction(z, s, rows, 0.7))
+@pytest.mark.parametrize("sample, gather", [(1 << 10, 1 << 11), (4, 4), (16, 8)])
+def test_select_pair_gives_exact_order_statistics(monkeypatch, sample, gather):
+    """On one rank too, through many selection rounds (small sample/gather limits)."""
+    from mpi4py import MPI
+
+    monkeypatch.setattr(svgd_module, "SELECT_SAMPLE", sample)
+    monkeypatch.setattr(svgd_module, "SELECT_GATHER", gather)
+    rng = np.random.default_rng(3)
+    for values in (rng.normal(size=5000), np.round(rng.normal(size=3001)), rng.integers(0, 3, 400) * 1.0,
+                   np.full(50, 2.5), np.array([1.0, 0.0])):
+        ordered = np.sort(values)
+        for k in {0, (values.size - 1) // 2, values.size // 2 - 1, values.size - 2}:
+            assert svgd_module.select_pair(MPI.COMM_SELF, values.copy(), k) == (ordered[k], ordered[k + 1])
 
 
 def test_kernelized_stein_discrepancy_against_a_direct_double_sum():
