@@ -121,6 +121,9 @@ def pair_count(n: int, rows: range) -> int:
     return count
 
 
+PAIR_BLOCK = 64  # rows per cdist call in pair_sq_distances (scratch ~ PAIR_BLOCK x n/2 doubles)
+
+
 def pair_sq_distances(z: np.ndarray, rows: range) -> np.ndarray:
     """|z_i - z_j|^2 of the pairs that the particles ``rows`` own, flat, each pair once.
 
@@ -149,31 +152,43 @@ def pair_sq_distances(z: np.ndarray, rows: range) -> np.ndarray:
     Otherwise exactly one offset is <= h. So the n rows hold
     n h + [n even] n/2 = n (n - 1) / 2 values, each pair once.
 
-    Row i's partners are two contiguous slices of z, z[i+1 : min(n, i+1+c_i)]
-    and the wrap-around z[0 : i+1+c_i-n] (empty unless i + c_i >= n; rows
-    i < n/2 of even n never wrap), and each slice's values are computed as
-    the sum over axis 1 of (z_i - z_j)^2 with the same numpy expression: a
-    value's bits depend on (i, j) and z only, never on the rank computing
-    it, and they equal those of the row (z[i] - z) ** 2 summed over axis 1
-    that :func:`stein_direction` forms. The values are written straight into
-    one preallocated buffer (a scratch of ceil((n-1)/2) x d for the
-    differences), with no second copy.
+    Each value is scipy's ``sqeuclidean`` of (z_i, z_j), s = 0; s += (z_ic -
+    z_jc)^2 for c = 0..d-1 in order, computed per pair on its own (the same
+    function as main's pdist, so the same bits): they do not depend on the
+    rank or block computing them. Row i's partners are contiguous in the
+    doubled array [z; z[:c]] (the wrap-around, no fancy indexing), so up to
+    ``PAIR_BLOCK`` consecutive rows with the same c_i take one ``cdist`` of
+    the block against the rows spanning all their partners, into a scratch
+    of PAIR_BLOCK x (PAIR_BLOCK - 1 + c) doubles, whose band (row r's
+    columns r .. r + c - 1) is copied into the one preallocated output
+    buffer: no second copy of the pairs.
     """
-    n, d = z.shape
+    from numpy.lib.stride_tricks import sliding_window_view
+    from scipy.spatial.distance import cdist
+
+    n, _ = z.shape
     half = (n - 1) // 2
     out = np.empty(pair_count(n, rows))
-    scratch = np.empty((half + 1, d))
-    pos = 0
-    for i in rows:
-        c = half + 1 if n % 2 == 0 and i < n // 2 else half
-        head = min(c, n - 1 - i)
-        for lo, cnt in ((i + 1, head), (0, c - head)):
-            if cnt == 0:
-                continue
-            diff = np.subtract(z[i], z[lo:lo + cnt], out=scratch[:cnt])
-            np.multiply(diff, diff, out=diff)
-            np.sum(diff, axis=1, out=out[pos:pos + cnt])
-            pos += cnt
+    if out.size == 0:
+        return out
+    width = half + (n % 2 == 0)  # the largest c_i
+    zz = np.concatenate([z, z[:width]])  # partners of every row are contiguous in zz
+    block = max(1, min(PAIR_BLOCK, len(rows)))
+    scratch = np.empty(block * (block - 1 + width))
+    pos, i0 = 0, rows.start
+    while i0 < rows.stop:
+        c = half + 1 if n % 2 == 0 and i0 < n // 2 else half
+        # a block of rows with the same c (even n: split at n/2)
+        i1 = min(rows.stop, i0 + block, n // 2 if n % 2 == 0 and i0 < n // 2 else n)
+        b, cols = i1 - i0, i1 - i0 - 1 + c
+        if c:
+            tmp = scratch[:b * cols].reshape(b, cols)
+            cdist(z[i0:i1], zz[i0 + 1:i1 + c], "sqeuclidean", out=tmp)
+            # row r's partners i0+r+1 .. i0+r+c are tmp[r, r:r+c]: flat offset r (cols + 1)
+            band = sliding_window_view(scratch[:b * cols], c)[::cols + 1]
+            out[pos:pos + b * c].reshape(b, c)[:] = band
+            pos += b * c
+        i0 = i1
     return out
 
 
@@ -299,7 +314,7 @@ def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None)
     odd M, (a + b) / 2 of the values a, b at positions M/2 - 1 and M/2 for
     even M (np.median's mean of the two middle values is their sum divided
     by 2). The order statistics are exact, on one rank by an in-place
-    partition of the buffer, on several by :func:`select_pair` (comparisons
+    partition of the buffer and a minimum, on several by :func:`select_pair` (comparisons
     only), so h has the same bits for any number of ranks. A NaN distance
     gives h = 1, as numpy's NaN median does.
     """
@@ -315,12 +330,16 @@ def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None)
     pairs = n * (n - 1) // 2
     lo, hi = (pairs - 1) // 2, pairs // 2
     if comm.size == 1:
-        # as np.median: partition at the middle position(s) and at the end,
-        # where a NaN sorts; the buffer is ours, so in place (no copy)
-        values.partition([lo, hi, pairs - 1] if hi < pairs - 1 else [lo, hi])
-        if np.isnan(values[-1]):
+        # the buffer is ours: partition it in place (no copy) at lo; position
+        # lo + 1 is then the minimum of the values after lo (one cheap pass,
+        # not a second selection). NaN sorts last, so a NaN ends up at lo or
+        # after it, where min propagates it.
+        values.partition(lo)
+        first = float(values[lo])
+        rest = float(values[lo + 1:].min()) if lo + 1 < pairs else first
+        if np.isnan(first) or np.isnan(rest):
             return 1.0
-        first, second = float(values[lo]), float(values[hi])  # hi = lo or lo + 1
+        second = rest if hi > lo else first
     else:
         if _allreduce(comm, [np.isnan(values.max(initial=-np.inf))], "sum")[0]:  # max propagates NaN
             return 1.0

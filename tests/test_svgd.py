@@ -19,7 +19,7 @@ from phasic_mpi.svgd import (
     svgd_step,
 )
 from phasic_mpi import svgd as svgd_module
-from pairs_reference import pairs_median_bandwidth
+from pairs_reference import pair_value, pairs_median_bandwidth
 
 
 class GaussianDensity:
@@ -124,29 +124,40 @@ def test_median_bandwidth_is_numpys_median_of_the_pairs():
         assert median_bandwidth(z) == pairs_median_bandwidth(z), z.shape
 
 
-@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7, 20, 21])
-def test_pair_sq_distances_has_each_pair_once_with_the_rows_bits(n):
-    """Blocks of rows together give every pair i < j exactly once, bit-equal to the
-    full row (z_i - z)^2 summed over axis 1, and about n/2 values per row."""
+def test_median_bandwidth_is_mains_pdist_median_bit_for_bit():
+    """Each pair's value is scipy's sqeuclidean, so h has main's bits (np.median of pdist)."""
+    from scipy.spatial.distance import pdist
+
+    rng = np.random.default_rng(4)
+    for n, d in ((2, 1), (7, 3), (64, 1), (65, 4), (300, 16), (301, 9)):
+        z = rng.normal(size=(n, d))
+        assert median_bandwidth(z) == float(np.median(pdist(z, "sqeuclidean"))) / np.log(n + 1.0)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7, 20, 21, 150, 151])
+def test_pair_sq_distances_has_each_pair_once(monkeypatch, n):
+    """Blocks of rows together give every pair i < j exactly once, with the plain
+    loop's bits, about n/2 values per row; also with blocks of 1 and 3 rows per cdist."""
     z = np.random.default_rng(n).normal(size=(n, 9))
-    full = [((z[i] - z) * (z[i] - z)).sum(axis=1) for i in range(n)]
-    for cuts in ([0, n], [0, n // 2, n], [0, 1, n - 1, n], [0, n // 3, 2 * n // 3, n]):
-        got = {}
-        for start, stop in zip(cuts[:-1], cuts[1:]):
-            rows = range(start, stop)
-            values = pair_sq_distances(z, rows)
-            assert values.shape == (pair_count(n, rows),)
-            pos = 0
-            for i in rows:
-                count = (n - 1) // 2 + (n % 2 == 0 and i < n // 2)
-                for j in ((i + t) % n for t in range(1, count + 1)):
-                    pair = (min(i, j), max(i, j))
-                    assert pair not in got
-                    got[pair] = values[pos]
-                    assert values[pos] == full[i][j]
-                    pos += 1
-            assert pos == values.size
-        assert sorted(got) == [(i, j) for i in range(n) for j in range(i + 1, n)]
+    for block in (64, 3, 1):
+        monkeypatch.setattr(svgd_module, "PAIR_BLOCK", block)
+        for cuts in ([0, n], [0, n // 2, n], [0, 1, n - 1, n], [0, n // 3, 2 * n // 3, n]):
+            got = set()
+            for start, stop in zip(cuts[:-1], cuts[1:]):
+                rows = range(start, stop)
+                values = pair_sq_distances(z, rows)
+                assert values.shape == (pair_count(n, rows),)
+                pos = 0
+                for i in rows:
+                    count = (n - 1) // 2 + (n % 2 == 0 and i < n // 2)
+                    for j in ((i + t) % n for t in range(1, count + 1)):
+                        pair = (min(i, j), max(i, j))
+                        assert pair not in got
+                        got.add(pair)
+                        assert values[pos] == pair_value(z, i, j)
+                        pos += 1
+                assert pos == values.size
+            assert sorted(got) == [(i, j) for i in range(n) for j in range(i + 1, n)]
 
 
 @pytest.mark.parametrize("sample, gather", [(1 << 10, 1 << 11), (4, 4), (16, 8)])
