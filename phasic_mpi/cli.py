@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -270,6 +271,9 @@ def _report(exc: BaseException) -> int:
         sys.stderr.write("".join(f"[rank {rank}] {line}\n"
                                  for line in text.rstrip("\n").split("\n")))
         sys.stderr.flush()
+        # Abort tears the launcher's I/O forwarding down with the job: give it a
+        # moment to pass the message on (once lost on a loaded machine).
+        time.sleep(0.3)
         comm.Abort(1)
         return EXIT_ERROR  # pragma: no cover (Abort does not return)
     if isinstance(exc, ConfigError):
