@@ -135,7 +135,7 @@ def ring(P, alpha, beta, B):
 
 def median_comm(P, N, ag):
     """Collectives of the median bandwidth's selection (see the module docstring)."""
-    from phasic_mpi.svgd import SELECT_GATHER, SELECT_SAMPLE
+    from phasic_mpi.selection import SELECT_GATHER, SELECT_SAMPLE
     pairs = N * (N - 1) // 2
     sample, final = 8 * min(SELECT_SAMPLE, pairs), 8 * min(SELECT_GATHER, pairs)
     return SELECT_ROUNDS * (ring(P, *ag, sample) + 3 * 2 * np.log2(P) * ag[0]) + ring(P, *ag, final)

@@ -18,6 +18,7 @@ from phasic_mpi.svgd import (
     stein_direction,
     svgd_step,
 )
+from phasic_mpi import selection
 from phasic_mpi import svgd as svgd_module
 from pairs_reference import pair_value, pairs_median_bandwidth
 
@@ -165,14 +166,14 @@ def test_select_pair_gives_exact_order_statistics(monkeypatch, sample, gather):
     """On one rank too, through many selection rounds (small sample/gather limits)."""
     from mpi4py import MPI
 
-    monkeypatch.setattr(svgd_module, "SELECT_SAMPLE", sample)
-    monkeypatch.setattr(svgd_module, "SELECT_GATHER", gather)
+    monkeypatch.setattr(selection, "SELECT_SAMPLE", sample)
+    monkeypatch.setattr(selection, "SELECT_GATHER", gather)
     rng = np.random.default_rng(3)
     for values in (rng.normal(size=5000), np.round(rng.normal(size=3001)), rng.integers(0, 3, 400) * 1.0,
                    np.full(50, 2.5), np.array([1.0, 0.0])):
         ordered = np.sort(values)
         for k in {0, (values.size - 1) // 2, values.size // 2 - 1, values.size - 2}:
-            assert svgd_module.select_pair(MPI.COMM_SELF, values.copy(), k) == (ordered[k], ordered[k + 1])
+            assert selection.select_pair(MPI.COMM_SELF, values.copy(), k) == (ordered[k], ordered[k + 1])
 
 
 def test_kernelized_stein_discrepancy_against_a_direct_double_sum():

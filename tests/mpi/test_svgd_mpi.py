@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from phasic_mpi.parallel import allgather_rows, block_layout
-from phasic_mpi import svgd as svgd_module
+from phasic_mpi import selection
 from pairs_reference import pairs_median_bandwidth
 from phasic_mpi.svgd import SVGDContext, SVGDSettings, initial_state, median_bandwidth, svgd_step
 
@@ -62,8 +62,8 @@ def test_distributed_median_is_numpys_median_of_the_pairs(monkeypatch, sample, g
     particles than ranks: empty blocks), and through many selection rounds."""
     from mpi4py import MPI
 
-    monkeypatch.setattr(svgd_module, "SELECT_SAMPLE", sample)
-    monkeypatch.setattr(svgd_module, "SELECT_GATHER", gather)
+    monkeypatch.setattr(selection, "SELECT_SAMPLE", sample)
+    monkeypatch.setattr(selection, "SELECT_GATHER", gather)
     comm = MPI.COMM_WORLD.Dup()
     try:
         rng = np.random.default_rng(12)
