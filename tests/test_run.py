@@ -22,7 +22,8 @@ CLI = [sys.executable, "-m", "phasic_mpi.cli"]
 
 pytestmark = pytest.mark.skipif(not MPIEXEC.exists(), reason="needs the mpich wheel's mpiexec")
 
-CONFIG = """
+# model, data and prior shared by the SVGD and PT configs (str.format templates)
+RABBITS = """
 [model]
 name = "rabbits"
 options = {{ n = 2 }}
@@ -30,7 +31,9 @@ options = {{ n = 2 }}
 simulate = {{ theta = [1.0, 2.0, 4.0], n = 50, seed = 1 }}
 [prior]
 default = {{ dist = "lognormal", mu = 0.0, sigma = 1.0 }}
-[svgd]
+"""
+
+CONFIG = RABBITS + """[svgd]
 particles = 13
 iterations = {iterations}
 seed = 5
@@ -191,15 +194,7 @@ def test_run_file_opens_in_arviz_and_summary_needs_no_mpi(tmp_path):
     assert "flood_left" in done.stdout
 
 
-PT_CONFIG = """
-[model]
-name = "rabbits"
-options = {{ n = 2 }}
-[data]
-simulate = {{ theta = [1.0, 2.0, 4.0], n = 50, seed = 1 }}
-[prior]
-default = {{ dist = "lognormal", mu = 0.0, sigma = 1.0 }}
-[pt]
+PT_CONFIG = RABBITS + """[pt]
 replicas = 5
 chains = 2
 rounds = {rounds}
