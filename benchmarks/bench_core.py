@@ -33,7 +33,8 @@ import scipy.sparse as sp
 from scipy.linalg import expm
 from scipy.sparse.linalg import expm_multiply
 
-from phasic_mpi import _core, models
+from phasic_mpi.model import models
+from phasic_mpi.model import native as _core
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))

@@ -4,7 +4,7 @@
 of R replicas (random graph, 4 states, d parameters, 20 observations, MALA)
 runs ``pt_step`` for 2^rounds - 1 scans at 1 rank and at 2 ranks (under
 ``mpiexec -n 2``, the replicas split in two blocks so one swap pair crosses
-ranks). ``phasic_mpi.pt._swap_phase`` is wrapped by a timer (benchmark-only
+ranks). ``phasic_mpi.inference.pt._swap_phase`` is wrapped by a timer (benchmark-only
 monkeypatch, pt.py is untouched) and the communicator by a byte-counting
 proxy. Phases per scan (medians over scans, max over ranks):
 
@@ -26,9 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import banner, parse_args, serve_worker, CountingComm, machine_info, run_two_ranks, table, world, write_json  # noqa: E402
 
-from phasic_mpi import pt  # noqa: E402
-from phasic_mpi.posterior import Posterior  # noqa: E402
-from phasic_mpi.priors import LogNormal  # noqa: E402
+from phasic_mpi.inference import pt  # noqa: E402
+from phasic_mpi.inference.posterior import Posterior  # noqa: E402
+from phasic_mpi.inference.priors import LogNormal  # noqa: E402
 
 TIMES = {"swap": 0.0}
 _orig_swap = pt._swap_phase
@@ -102,7 +102,7 @@ def cases(args):
 
 def worker(args):
     import h5py
-    from phasic_mpi.store import RunWriter
+    from phasic_mpi.io.store import RunWriter
     comm = world()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

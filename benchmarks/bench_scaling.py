@@ -101,10 +101,10 @@ def median_time(fn, repeats=7):
 
 def compute_costs():
     from phasic_mpi import models, pt
-    from phasic_mpi.posterior import Posterior
-    from phasic_mpi.priors import LogNormal
+    from phasic_mpi.inference.posterior import Posterior
+    from phasic_mpi.inference.priors import LogNormal
     from mpi4py import MPI
-    from phasic_mpi.svgd import median_bandwidth, stein_direction
+    from phasic_mpi.inference.svgd import median_bandwidth, stein_direction
     out = {}
     rng = np.random.default_rng(5)
     for name, graph in (("cheap: rabbits(2)", models.rabbits(2)), ("expensive: block_counting(20)",
@@ -135,7 +135,7 @@ def ring(P, alpha, beta, B):
 
 def median_comm(P, N, ag):
     """Collectives of the median bandwidth's selection (see the module docstring)."""
-    from phasic_mpi.selection import SELECT_GATHER, SELECT_SAMPLE
+    from phasic_mpi.inference.selection import SELECT_GATHER, SELECT_SAMPLE
     pairs = N * (N - 1) // 2
     sample, final = 8 * min(SELECT_SAMPLE, pairs), 8 * min(SELECT_GATHER, pairs)
     return SELECT_ROUNDS * (ring(P, *ag, sample) + 3 * 2 * np.log2(P) * ag[0]) + ring(P, *ag, final)

@@ -1,7 +1,7 @@
 """SVGD benchmark: time per iteration split into likelihood, kernel, communication, output.
 
 ``make bench-svgd`` (or ``python benchmarks/bench_svgd.py [--quick]``). The
-phases of :func:`phasic_mpi.svgd.svgd_step` are re-run here with the same
+phases of :func:`phasic_mpi.inference.svgd.svgd_step` are re-run here with the same
 public functions (allgather_rows, density.evaluate, median_bandwidth,
 stein_direction, _optimizer_update), each timed on its own:
 
@@ -31,10 +31,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import banner, parse_args, serve_worker, CountingComm, machine_info, run_two_ranks, table, world, write_json  # noqa: E402
 
-from phasic_mpi.parallel import allgather_rows, block_layout, gather_rows  # noqa: E402
-from phasic_mpi.posterior import Posterior  # noqa: E402
-from phasic_mpi.priors import LogNormal  # noqa: E402
-from phasic_mpi.svgd import (SVGDSettings, _optimizer_update, initial_state,  # noqa: E402
+from phasic_mpi.inference.parallel import allgather_rows, block_layout, gather_rows  # noqa: E402
+from phasic_mpi.inference.posterior import Posterior  # noqa: E402
+from phasic_mpi.inference.priors import LogNormal  # noqa: E402
+from phasic_mpi.inference.svgd import (SVGDSettings, _optimizer_update, initial_state,  # noqa: E402
                              median_bandwidth, stein_direction)
 
 N_GRID, D_GRID = (64, 256, 1024, 4096), (1, 4, 16)
@@ -113,7 +113,7 @@ def grid(args):
 def worker(args):
     comm = CountingComm(world())
     import h5py
-    from phasic_mpi.store import RunWriter
+    from phasic_mpi.io.store import RunWriter
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         writer = RunWriter(h5py.File(Path(tmp) / f"svgd{comm.rank}.h5", "w")) if comm.rank == 0 else None

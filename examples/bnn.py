@@ -2,7 +2,7 @@
 
 A model given as a log-density (``[model] density = "bnn.py:make_density"``,
 see ``examples/bnn.toml``): :func:`make_density` returns a
-:class:`~phasic_mpi.posterior.FunctionDensity` whose log-likelihood and exact
+:class:`~phasic_mpi.inference.posterior.FunctionDensity` whose log-likelihood and exact
 gradient are computed here by backpropagation in numpy, for a batch of
 parameter vectors at once.
 
@@ -21,7 +21,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from phasic_mpi.posterior import FunctionDensity
+from phasic_mpi.inference.posterior import FunctionDensity
 
 SIZES = (10, 50, 50, 1)  # input, hidden, hidden, output
 

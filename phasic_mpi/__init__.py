@@ -6,12 +6,14 @@ when they run); the compiled libphase extension is loaded only by the
 functions that evaluate densities.
 """
 
-__version__ = "0.1.0"
+from phasic_mpi.version import __version__
 
-from phasic_mpi.config import ConfigError, load_config
-from phasic_mpi.data import Observations
-from phasic_mpi.graph import Graph
-from phasic_mpi.models import (
+from phasic_mpi.config import load_config
+from phasic_mpi.errors import ConfigError
+from phasic_mpi.model.data import Observations
+from phasic_mpi.model.graph import Graph
+from phasic_mpi.model import models
+from phasic_mpi.model.models import (
     MODELS,
     block_counting,
     erlang,
@@ -21,10 +23,10 @@ from phasic_mpi.models import (
     rabbits,
     sfs_rewards,
 )
-from phasic_mpi.posterior import FunctionDensity, LogDensity, Posterior, PosteriorEval
-from phasic_mpi.priors import Exponential, Gamma, HalfNormal, LogNormal, Normal, Prior, Uniform, make_prior
-from phasic_mpi.svgd import SVGDSettings
-from phasic_mpi.transforms import Identity, Log, Logit, Transform, make_transform
+from phasic_mpi.inference.posterior import FunctionDensity, LogDensity, Posterior, PosteriorEval
+from phasic_mpi.inference.priors import Exponential, Gamma, HalfNormal, LogNormal, Normal, Prior, Uniform, make_prior
+from phasic_mpi.inference.svgd import SVGDSettings
+from phasic_mpi.inference.transforms import Identity, Log, Logit, Transform, make_transform
 
 __all__ = [
     "ConfigError",
@@ -57,6 +59,7 @@ __all__ = [
     "load_study",
     "make_prior",
     "make_transform",
+    "models",
     "rabbits",
     "read_study",
     "run_study",
@@ -64,8 +67,8 @@ __all__ = [
 ]
 
 # Studies are loaded on first use: they pull in the summaries (scipy.stats).
-_LAZY = {"load_study": "phasic_mpi.study_config", "read_study": "phasic_mpi.study_file",
-         "run_study": "phasic_mpi.study"}
+_LAZY = {"load_study": "phasic_mpi.study.spec", "read_study": "phasic_mpi.io.studyfile",
+         "run_study": "phasic_mpi.study.runner"}
 
 
 def __getattr__(name: str):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from phasic_mpi.graph import ABSORBING, Graph
+from phasic_mpi.model.graph import ABSORBING, Graph
 
 
 def random_graph(n: int, d: int, density: float, seed: int, discrete: bool = False,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from phasic_mpi.config import algorithm_name, load_config
-from phasic_mpi.posterior import FunctionDensity, LogDensity
+from phasic_mpi.inference.posterior import FunctionDensity, LogDensity
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def test_density(bnn, data):
 
 
 def test_example_config_validates():
-    from phasic_mpi.driver import build_density
+    from phasic_mpi.config.loaders import build_density
 
     cfg = load_config(ROOT / "examples" / "bnn.toml")
     assert algorithm_name(cfg) == "pt" and list(cfg) == ["model", "pt", "output"]

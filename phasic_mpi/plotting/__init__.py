@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 
 import h5py
 
-from phasic_mpi.config import ConfigError
+from phasic_mpi.errors import ConfigError
 from phasic_mpi.plotting._style import DEFAULT_DPI, note
-from phasic_mpi.runfile import read_run
+from phasic_mpi.io.runfile import read_run
 
 __all__ = ["default_out_dir", "file_kind", "main", "plot_file", "plot_run"]
 

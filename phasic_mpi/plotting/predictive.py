@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from phasic_mpi.data import Observations
-from phasic_mpi.graph import Graph
+from phasic_mpi.model.data import Observations
+from phasic_mpi.model.graph import Graph
 from phasic_mpi.plotting._style import DATA_COLOR, note, save, styled, subplots
 from phasic_mpi.plotting.run import RunView
 
@@ -36,7 +36,7 @@ def draw_subsample(draws: np.ndarray, n: int = MAX_DRAWS, seed: int = 0) -> np.n
 
 def _evaluate(graph: Graph, thetas: np.ndarray, points: np.ndarray, quantity: str) -> np.ndarray:
     """``quantity`` at ``points`` for each θ row, (P, m); rows libphase rejects are dropped."""
-    from phasic_mpi import _core
+    from phasic_mpi.model import native as _core
 
     try:
         return _core.evaluate(graph, thetas, points, quantity)
@@ -115,8 +115,8 @@ def _skip(view: RunView, why: str) -> None:
 
 def _graph(view: RunView) -> Graph | None:
     """The run's phase-type model, or ``None`` (with a message) if there is none."""
-    from phasic_mpi.config import ConfigError
-    from phasic_mpi.loaders import load_model
+    from phasic_mpi.errors import ConfigError
+    from phasic_mpi.config.loaders import load_model
 
     model = view.run.config.get("model") or {}
     if "density" in model:

@@ -19,7 +19,7 @@ from phasic_mpi.plotting._style import (
     subplots,
 )
 from phasic_mpi.plotting.run import RunView
-from phasic_mpi.summary import ess_bulk, rhat
+from phasic_mpi.analysis.summary import ess_bulk, rhat
 
 __all__ = ["plot_ladder", "plot_swaps", "plot_trace"]
 

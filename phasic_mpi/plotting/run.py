@@ -18,7 +18,7 @@ from phasic_mpi.plotting._style import (
     styled,
     subplots,
 )
-from phasic_mpi.runfile import RunFile
+from phasic_mpi.io.runfile import RunFile
 
 __all__ = ["MAX_PAIR_PARAMS", "RunView", "load_view", "pair_title", "plot_marginals",
            "plot_pairs", "true_values"]

@@ -22,8 +22,8 @@ from phasic_mpi.plotting._style import (
     styled,
     subplots,
 )
-from phasic_mpi.study_file import DONE, StudyFile, read_study
-from phasic_mpi.study_report import calibration, sbc_histogram
+from phasic_mpi.io.studyfile import DONE, StudyFile, read_study
+from phasic_mpi.analysis.studyreport import calibration, sbc_histogram
 
 __all__ = ["plot_coverage", "plot_error_vs_size", "plot_sbc", "plot_study", "plot_time"]
 

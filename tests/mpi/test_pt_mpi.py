@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from phasic_mpi.pt import PTAlgorithm, PTSettings
+from phasic_mpi.inference.pt import PTAlgorithm, PTSettings
 
 
 class Bimodal:
@@ -16,7 +16,7 @@ class Bimodal:
     param_names = ("a", "b")
 
     def evaluate(self, z, rows=None):
-        from phasic_mpi.posterior import PosteriorEval
+        from phasic_mpi.inference.posterior import PosteriorEval
 
         z = np.asarray(z, float)
         r2 = (z * z).sum(axis=1)

@@ -5,10 +5,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from phasic_mpi.parallel import allgather_rows, block_layout
-from phasic_mpi import selection
+from phasic_mpi.inference.parallel import allgather_rows, block_layout
+from phasic_mpi.inference import selection
 from pairs_reference import pairs_median_bandwidth
-from phasic_mpi.svgd import SVGDContext, SVGDSettings, initial_state, median_bandwidth, svgd_step
+from phasic_mpi.inference.svgd import SVGDContext, SVGDSettings, initial_state, median_bandwidth, svgd_step
 
 
 class Banana:

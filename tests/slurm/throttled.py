@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from phasic_mpi.config import load_config
-from phasic_mpi.driver import build_density
+from phasic_mpi.config.loaders import build_density
 
 
 class Throttled:

@@ -1,0 +1,1 @@
+"""Post-analysis of run files: posterior tables and diagnostics."""

@@ -1,0 +1,102 @@
+"""MPI plumbing shared by the algorithms: block layouts, ordered gathers and
+counter-based random streams.
+
+Rules that make results independent of the rank count:
+
+- items (particles, replicas) are split into contiguous blocks whose sizes
+  differ by at most one (:func:`block_layout`);
+- every random number comes from a stream keyed by ids that do not depend on
+  the layout (:func:`stream`);
+- values that feed decisions or outputs are gathered in global order and
+  reduced there, never with ``Allreduce`` (whose summation order depends on
+  the layout).
+
+mpi4py is imported lazily: importing :mod:`phasic_mpi` never initialises MPI.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["BlockLayout", "allgather_rows", "block_layout", "gather_rows", "stream"]
+
+
+class BlockLayout(NamedTuple):
+    """Contiguous blocks of ``n`` items over ``size`` ranks."""
+
+    n: int
+    counts: np.ndarray  # items per rank
+    displs: np.ndarray  # first item of each rank
+    rank: int
+
+    @property
+    def start(self) -> int:
+        return int(self.displs[self.rank])
+
+    @property
+    def stop(self) -> int:
+        return int(self.displs[self.rank] + self.counts[self.rank])
+
+    @property
+    def rows(self) -> slice:
+        """This rank's items as a slice of the global arrays."""
+        return slice(self.start, self.stop)
+
+    @property
+    def local_count(self) -> int:
+        return int(self.counts[self.rank])
+
+
+def block_layout(n: int, size: int, rank: int) -> BlockLayout:
+    """Split ``n`` items into ``size`` contiguous blocks, the first ``n % size``
+    one larger (no padding, no divisibility requirement)."""
+    if n < 0 or size < 1 or not 0 <= rank < size:
+        raise ValueError(f"bad layout: n={n}, size={size}, rank={rank}")
+    base, extra = divmod(n, size)
+    counts = np.array([base + (r < extra) for r in range(size)], dtype=np.int64)
+    displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return BlockLayout(n, counts, displs, rank)
+
+
+def _row_size(local: np.ndarray) -> int:
+    return int(np.prod(local.shape[1:], dtype=np.int64))
+
+
+def allgather_rows(comm: Any, layout: BlockLayout, local: np.ndarray) -> np.ndarray:
+    """Every rank's block of rows, concatenated in global order on every rank.
+
+    One buffer-based ``Allgatherv`` of float64 rows (shape ``(count, ...)``).
+    """
+    from mpi4py import MPI
+
+    local = np.ascontiguousarray(local, dtype=np.float64)
+    width = _row_size(local)
+    out = np.empty((layout.n,) + local.shape[1:], dtype=np.float64)
+    comm.Allgatherv(local, [out, layout.counts * width, layout.displs * width, MPI.DOUBLE])
+    return out
+
+
+def gather_rows(comm: Any, layout: BlockLayout, local: np.ndarray, root: int = 0) -> np.ndarray | None:
+    """Like :func:`allgather_rows` but only ``root`` receives (``Gatherv``)."""
+    from mpi4py import MPI
+
+    local = np.ascontiguousarray(local, dtype=np.float64)
+    width = _row_size(local)
+    if comm.rank == root:
+        out = np.empty((layout.n,) + local.shape[1:], dtype=np.float64)
+        comm.Gatherv(local, [out, layout.counts * width, layout.displs * width, MPI.DOUBLE], root=root)
+        return out
+    comm.Gatherv(local, None, root=root)
+    return None
+
+
+def stream(seed: int, *ids: int) -> np.random.Generator:
+    """A Philox generator keyed by ``(seed, *ids)``.
+
+    The key depends only on the ids (e.g. purpose, particle id, iteration),
+    never on which rank draws, so any rank count gives the same numbers and a
+    resumed run needs no saved generator state.
+    """
+    return np.random.Generator(np.random.Philox(np.random.SeedSequence([int(seed), *map(int, ids)])))

@@ -1,0 +1,546 @@
+"""Parallel tempering over MPI ranks: non-reversible swaps, adaptive ladder,
+stepping-stone evidence.
+
+Targets are power posteriors pi_b(z) ∝ prior(z) L(z)^b on a ladder
+1 = b_0 > b_1 > ... > b_{N-1} = 0 (b = 0 samples the prior). ``chains``
+independent ensembles of N levels each make K*N *slots*; slot g = c*N + j
+holds the state at level j of chain c. Slots are split over the ranks in
+contiguous blocks (:func:`phasic_mpi.inference.parallel.block_layout`); a slot's level,
+and so its temperature and step size, never moves: swaps exchange states.
+
+One scan = ``local_steps`` MALA or random-walk moves per slot, then one swap
+phase: pairs (j, j+1) with j even on even scans and odd on odd scans
+(non-reversible, Okabe et al. 2001; Syed et al. 2022), or a random phase per
+scan (reversible). A pair on two ranks exchanges its two states with one
+``Sendrecv`` of O(d) numbers; both sides draw the same uniform from a stream
+keyed by (seed, chain, scan, pair), compute the same acceptance from the
+same two log-likelihoods, and so decide alike; each message also carries the
+sender's previous decision on that pair, which the receiver checks.
+
+Scans are grouped in rounds of 2^r scans. After each warm-up round the
+ladder (one for all chains) is re-spaced so that adjacent pairs have equal
+rejection rates, from the chains' pooled swap statistics, and
+the step sizes are adapted per level during warm-up. Every round reports the
+ladder, swap rejection per pair, the barrier Lambda = sum of rejections,
+round trips, local acceptance and log Z by stepping stone in both directions.
+
+Randomness is keyed by (seed, purpose, chain, level, scan, step), never by
+rank, and every density evaluation has shape (1, d): any rank count gives
+the same bits.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, stream
+
+__all__ = ["PTAlgorithm", "PTSettings", "PTState", "stepping_stone", "respace_ladder", "swap_log_accept"]
+
+STREAM_INIT, STREAM_LOCAL, STREAM_SWAP, STREAM_PHASE = 11, 12, 13, 14
+DEFAULT_TARGET = {"mala": 0.574, "rwm": 0.234}
+MIN_REJECTION = 1e-6  # keeps the cumulative barrier strictly increasing
+
+
+@dataclass(frozen=True)
+class PTSettings:
+    """The validated ``[pt]`` config section."""
+
+    replicas: int = 8
+    chains: int = 1
+    rounds: int = 10
+    warmup_rounds: int = 6
+    local_move: str = "mala"
+    local_steps: int = 1
+    step_size: float = 0.5
+    target_accept: float = 0.0
+    swap: str = "nonreversible"
+    adapt_ladder: bool = True
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, section: dict) -> "PTSettings":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in section.items() if k in names})
+
+    @property
+    def n_scans(self) -> int:
+        return 2**self.rounds - 1
+
+    @property
+    def target(self) -> float:
+        return self.target_accept or DEFAULT_TARGET[self.local_move]
+
+
+def round_of(scan: int) -> int:
+    """Round of scan index ``scan`` (round r holds scans 2^r - 1 .. 2^(r+1) - 2)."""
+    return (scan + 1).bit_length() - 1
+
+
+def round_ends_after(scans_done: int) -> bool:
+    return scans_done > 0 and (scans_done + 1) & scans_done == 0
+
+
+def initial_ladder(n: int) -> np.ndarray:
+    """b_j = (1 - j/(N-1))^3: dense near 0, where power posteriors change fastest."""
+    return (1.0 - np.arange(n) / (n - 1)) ** 3
+
+
+def swap_log_accept(beta_low: float, beta_high: float, loglik_low: float, loglik_high: float) -> float:
+    """log of the swap acceptance between levels j (beta_low index, larger b) and j+1.
+
+    alpha = min(1, exp((b_j - b_{j+1}) (L_{j+1} - L_j))) where L_j is the
+    log-likelihood of the state at level j; -inf log-likelihoods are handled
+    without NaN (a state outside the support never moves up to b > 0).
+    """
+    diff = loglik_high - loglik_low
+    if math.isnan(diff):  # both -inf
+        return -math.inf
+    return min(0.0, (beta_low - beta_high) * diff)
+
+
+def respace_ladder(betas: np.ndarray, rejection: np.ndarray) -> np.ndarray:
+    """New ladder with equal rejection between neighbours (Syed et al. 2022).
+
+    The cumulative rejection along the current ladder estimates the
+    communication barrier Lambda(b); the new levels are where it reaches
+    k Lambda / (N - 1). Returns the old ladder if the rates are unusable.
+    """
+    rej = np.asarray(rejection, dtype=float)
+    if rej.size != betas.size - 1 or not np.all(np.isfinite(rej)):
+        return betas.copy()
+    ascending_b = betas[::-1]
+    barrier = np.concatenate([[0.0], np.cumsum(np.maximum(rej[::-1], MIN_REJECTION))])
+    targets = np.linspace(0.0, barrier[-1], betas.size)
+    new = np.interp(targets, barrier, ascending_b)[::-1].copy()
+    new[0], new[-1] = 1.0, 0.0
+    if not np.all(np.diff(new) < 0):
+        return betas.copy()
+    return new
+
+
+def _log_mean_exp(a: np.ndarray) -> float:
+    m = np.max(a)
+    if not np.isfinite(m):
+        return float(m)
+    return float(m + np.log(np.mean(np.exp(a - m))))
+
+
+def stepping_stone(betas: np.ndarray, loglik: np.ndarray, batches: int = 10) -> tuple[float, float, float, float]:
+    """log Z from samples at every level, in both directions, with standard errors.
+
+    ``loglik`` has shape (scans, N): the log-likelihood of the state at each
+    level after each scan. Forward: log Z = sum_j log E_{j+1}[exp((b_j - b_{j+1}) L)];
+    reverse: log Z = -sum_j log E_j[exp((b_{j+1} - b_j) L)]. Standard errors
+    from batch means over the scans (NaN with fewer than 2 batches).
+    """
+
+    def forward(block: np.ndarray) -> float:
+        return sum(_log_mean_exp((betas[j] - betas[j + 1]) * block[:, j + 1]) for j in range(betas.size - 1))
+
+    def reverse(block: np.ndarray) -> float:
+        return -sum(_log_mean_exp((betas[j + 1] - betas[j]) * block[:, j]) for j in range(betas.size - 1))
+
+    fwd, rev = forward(loglik), reverse(loglik)
+    n_batches = min(batches, loglik.shape[0])
+    if n_batches < 2:
+        return fwd, rev, math.nan, math.nan
+    parts = np.array_split(loglik, n_batches)
+    se = [float(np.std([f(p) for p in parts], ddof=1) / math.sqrt(n_batches)) for f in (forward, reverse)]
+    return fwd, rev, se[0], se[1]
+
+
+class PTState(NamedTuple):
+    """This rank's slots (m of them) and the ensemble-wide ladder."""
+
+    iteration: int  # scans done
+    betas: np.ndarray  # (K, N), identical on every rank
+    x: np.ndarray  # (m, d) states in z
+    loglik: np.ndarray  # (m,)
+    logprior: np.ndarray  # (m,)
+    grad_ll: np.ndarray  # (m, d)
+    grad_lp: np.ndarray  # (m, d)
+    label: np.ndarray  # (m,) replica identity (travels with the state)
+    last_end: np.ndarray  # (m,) -1 none yet, 0 bottom (b = 1) last, 1 top (b = 0) last
+    step: np.ndarray  # (m,) local step size of the slot's level
+    stats: np.ndarray  # (m, 6) round sums: local accept, local moves, swap rejection, swap accepted, swap attempts, round trips
+    decisions: np.ndarray  # (m, 4) last swap on the left pair (scan, accepted), then on the right pair
+    round_loglik: np.ndarray  # (k, m) log-likelihood after each scan since the ladder last changed
+    samples: np.ndarray  # (m0, S, d + 2) b = 1 draws of the local level-0 slots: z, loglik, local accept
+    report: dict  # the last round's report (identical on every rank)
+
+
+STAT_LOCAL_ACC, STAT_LOCAL_N, STAT_REJ, STAT_SWAP_ACC, STAT_SWAP_N, STAT_TRIPS = range(6)
+
+
+class PTContext(NamedTuple):
+    density: Any
+    settings: PTSettings
+    comm: Any
+    layout: BlockLayout
+    timers: dict  # seconds spent in communication (measurement only, never in results)
+
+
+class PTDiagnostics(NamedTuple):
+    """Per-scan diagnostics (round-end fields are NaN between round ends)."""
+
+    round: int
+    cold_loglik: float  # log-likelihood of chain 0's b = 1 state
+    Lambda: float  # chain 0's barrier estimate at a round end
+    log_z: float  # chain 0's forward stepping-stone estimate at a round end
+
+
+# ---------------------------------------------------------------- one scan
+def _tempered(beta: float, loglik: float) -> float:
+    return 0.0 if beta == 0.0 else beta * loglik  # b = 0 is the prior even where L = -inf
+
+
+def _evaluate(density: Any, z: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+    ev = density.evaluate(z[None, :])  # always shape (1, d): bits independent of the layout
+    return float(ev.loglik[0]), float(ev.logprior[0]), ev.loglik_grad[0], ev.logprior_grad[0]
+
+
+def _local_move(z, ll, lp, gll, glp, beta, step, rng, move, density):
+    """One MALA or random-walk Metropolis move at inverse temperature ``beta``.
+
+    Returns the (possibly unchanged) state and the acceptance probability.
+    """
+    logpi = _tempered(beta, ll) + lp
+    noise = rng.standard_normal(z.size)
+    if move == "mala":
+        drift = 0.5 * step * step * (beta * gll + glp)
+        proposal = z + drift + step * noise
+    else:
+        proposal = z + step * noise
+    ll2, lp2, gll2, glp2 = _evaluate(density, proposal)
+    logpi2 = _tempered(beta, ll2) + lp2
+    log_alpha = logpi2 - logpi
+    if move == "mala" and np.isfinite(log_alpha):
+        back = proposal + 0.5 * step * step * (beta * gll2 + glp2)
+        log_alpha += (np.sum((proposal - z - drift) ** 2) - np.sum((z - back) ** 2)) / (2 * step * step)
+    accept_prob = math.exp(min(0.0, log_alpha)) if not math.isnan(log_alpha) else 0.0
+    if rng.random() < accept_prob:
+        return (proposal, ll2, lp2, gll2, glp2), accept_prob
+    return (z, ll, lp, gll, glp), accept_prob
+
+
+def _owner(layout: BlockLayout, slot: int) -> int:
+    return int(np.searchsorted(layout.displs, slot, side="right") - 1)
+
+
+class _Slots:
+    """Mutable working copy of a PTState's per-slot arrays during one scan."""
+
+    def __init__(self, state: PTState) -> None:
+        self.x = state.x.copy()
+        self.loglik = state.loglik.copy()
+        self.logprior = state.logprior.copy()
+        self.grad_ll = state.grad_ll.copy()
+        self.grad_lp = state.grad_lp.copy()
+        self.label = state.label.copy()
+        self.last_end = state.last_end.copy()
+        self.step = state.step.copy()
+        self.stats = state.stats.copy()
+        self.decisions = state.decisions.copy()
+
+    def pack(self, i: int, decision: np.ndarray) -> np.ndarray:
+        head = [self.loglik[i], self.logprior[i], self.label[i], self.last_end[i], *decision]
+        return np.concatenate([head, self.x[i], self.grad_ll[i], self.grad_lp[i]])
+
+    def unpack(self, i: int, buf: np.ndarray) -> None:
+        d = self.x.shape[1]
+        self.loglik[i], self.logprior[i] = buf[0], buf[1]
+        self.label[i], self.last_end[i] = int(buf[2]), int(buf[3])
+        self.x[i], self.grad_ll[i], self.grad_lp[i] = buf[6:6 + d], buf[6 + d:6 + 2 * d], buf[6 + 2 * d:]
+
+    def exchange(self, i: int, k: int) -> None:
+        for name in ("x", "loglik", "logprior", "grad_ll", "grad_lp", "label", "last_end"):
+            arr = getattr(self, name)
+            arr[[i, k]] = arr[[k, i]]
+
+
+
+def _swap_phase(slots: _Slots, state: PTState, ctx: PTContext) -> None:
+    """One swap phase: local pairs in place, cross-rank pairs by Sendrecv.
+
+    Pairs are visited in increasing order of their lower slot, so a rank talks
+    to its left neighbour before its right one: no cycle, no deadlock.
+    """
+    from mpi4py import MPI
+
+    settings, layout, comm = ctx.settings, ctx.layout, ctx.comm
+    n_levels, scan = settings.replicas, state.iteration
+    n_slots = settings.chains * n_levels
+    parity = {}
+    for g in range(max(layout.start - 1, 0), min(layout.stop, n_slots - 1)):
+        c, j = divmod(g, n_levels)
+        if j == n_levels - 1:
+            continue  # g + 1 is the next chain's bottom
+        if c not in parity:
+            parity[c] = scan % 2 if settings.swap == "nonreversible" else int(
+                stream(settings.seed, STREAM_PHASE, c, scan).integers(2))
+        if j % 2 != parity[c]:
+            continue
+        beta_low, beta_high = state.betas[c, j], state.betas[c, j + 1]
+        u = stream(settings.seed, STREAM_SWAP, c, scan, j).random()
+        low_local, high_local = layout.start <= g < layout.stop, layout.start <= g + 1 < layout.stop
+        if low_local and high_local:
+            i = g - layout.start
+            ll_low, ll_high = slots.loglik[i], slots.loglik[i + 1]
+        else:  # one Sendrecv of the state at our end of the pair
+            i = (g if low_local else g + 1) - layout.start
+            side = 2 if low_local else 0  # our record of this pair: right pair of g, left pair of g+1
+            other = _owner(layout, g + 1 if low_local else g)
+            send = slots.pack(i, slots.decisions[i, side:side + 2])
+            recv = np.empty_like(send)
+            t0 = time.perf_counter()
+            comm.Sendrecv(send, dest=other, sendtag=g % 32768, recvbuf=[recv, MPI.DOUBLE],
+                          source=other, recvtag=g % 32768)
+            ctx.timers["comm"] += time.perf_counter() - t0
+            ctx.timers["bytes"] += send.nbytes
+            if tuple(recv[4:6]) != tuple(slots.decisions[i, side:side + 2]):
+                raise RuntimeError(
+                    f"swap decisions of chain {c}, levels {j}/{j + 1} disagree between ranks "
+                    f"{comm.rank} and {other}: {tuple(slots.decisions[i, side:side + 2])} vs "
+                    f"{tuple(recv[4:6])}")
+            ll_low, ll_high = (slots.loglik[i], recv[0]) if low_local else (recv[0], slots.loglik[i])
+        log_alpha = swap_log_accept(beta_low, beta_high, ll_low, ll_high)
+        alpha = math.exp(log_alpha)
+        accepted = u < alpha
+        if low_local and high_local:
+            if accepted:
+                slots.exchange(i, i + 1)
+            slots.decisions[i, 2:4] = slots.decisions[i + 1, 0:2] = (scan, accepted)
+        else:
+            if accepted:
+                slots.unpack(i, recv)
+            slots.decisions[i, side:side + 2] = (scan, accepted)
+        if low_local:  # the pair's statistics live with its lower slot
+            i_low = g - layout.start
+            slots.stats[i_low, STAT_REJ] += 1.0 - alpha
+            slots.stats[i_low, STAT_SWAP_ACC] += accepted
+            slots.stats[i_low, STAT_SWAP_N] += 1
+
+
+def _round_trips(slots: _Slots, layout: BlockLayout, n_levels: int) -> None:
+    """A round trip: a replica back at b = 1 after visiting b = 0 (credited to level 0)."""
+    for i, g in enumerate(range(layout.start, layout.stop)):
+        j = g % n_levels
+        if j == 0:
+            if slots.last_end[i] == 1:
+                slots.stats[i, STAT_TRIPS] += 1
+            slots.last_end[i] = 0
+        elif j == n_levels - 1 and slots.last_end[i] == 0:
+            slots.last_end[i] = 1
+
+
+def _round_report(state: PTState, stats: np.ndarray, round_loglik: np.ndarray, ctx: PTContext) -> tuple[np.ndarray, dict]:
+    """Statistics of the round that just ended, and the next ladder (every rank alike)."""
+    settings = ctx.settings
+    n, k = settings.replicas, settings.chains
+    r = round_of(state.iteration - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = stats.reshape(k, n, 6)
+        rejection = per[:, :-1, STAT_REJ] / per[:, :-1, STAT_SWAP_N]
+        swap_accept = per[:, :-1, STAT_SWAP_ACC] / per[:, :-1, STAT_SWAP_N]
+        local_accept = per[:, :, STAT_LOCAL_ACC] / per[:, :, STAT_LOCAL_N]
+    barrier = rejection.sum(axis=1)
+    log_z = np.empty((k, 2))
+    log_z_se = np.empty((k, 2))
+    for c in range(k):
+        fwd, rev, se_f, se_r = stepping_stone(state.betas[c], round_loglik[c * n:(c + 1) * n].T)
+        log_z[c], log_z_se[c] = (fwd, rev), (se_f, se_r)
+    betas = state.betas.copy()
+    if settings.adapt_ladder and r < settings.warmup_rounds:
+        # One ladder for all chains, from their pooled swap statistics: K times
+        # the data of a single chain, and the chains stay independent given it.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pooled = per[:, :-1, STAT_REJ].sum(axis=0) / per[:, :-1, STAT_SWAP_N].sum(axis=0)
+        betas = np.tile(respace_ladder(state.betas[0], pooled), (k, 1))
+    report = {
+        "pt/round": np.array([r]),
+        "pt/round_scans": np.array([2**r]),
+        "pt/betas": state.betas[None],
+        "pt/rejection": rejection[None],
+        "pt/swap_accept": swap_accept[None],
+        "pt/Lambda": barrier[None],
+        "pt/round_trips": per[:, 0, STAT_TRIPS][None],
+        "pt/local_accept": local_accept[None],
+        "pt/log_z": log_z[None],
+        "pt/log_z_se": log_z_se[None],
+        "pt/recommended_replicas": np.ceil(2 * barrier + 1)[None],
+    }
+    return betas, report
+
+
+def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
+    """One scan (local moves, then a swap phase); a collective call."""
+    settings, layout, density = ctx.settings, ctx.layout, ctx.density
+    n = settings.replicas
+    scan = state.iteration
+    warmup = round_of(scan) < settings.warmup_rounds
+    slots = _Slots(state)
+    scan_accept = np.zeros(layout.local_count)
+    for i, g in enumerate(range(layout.start, layout.stop)):
+        c, j = divmod(g, n)
+        beta = state.betas[c, j]
+        cur = (slots.x[i], slots.loglik[i], slots.logprior[i], slots.grad_ll[i], slots.grad_lp[i])
+        rng = stream(settings.seed, STREAM_LOCAL, c, j, scan)  # one stream per slot and scan
+        for _ in range(settings.local_steps):
+            cur, accept = _local_move(*cur, beta, slots.step[i], rng, settings.local_move, density)
+            scan_accept[i] += accept / settings.local_steps
+            if warmup:  # Robbins-Monro on log step towards the target acceptance
+                slots.step[i] *= math.exp((accept - settings.target) / (scan + 1) ** 0.6)
+        slots.x[i], slots.loglik[i], slots.logprior[i], slots.grad_ll[i], slots.grad_lp[i] = cur
+        slots.stats[i, STAT_LOCAL_ACC] += scan_accept[i]
+        slots.stats[i, STAT_LOCAL_N] += 1
+    _swap_phase(slots, state, ctx)
+    _round_trips(slots, layout, n)
+
+    round_loglik = np.vstack([state.round_loglik, slots.loglik[None]])
+    samples = state.samples
+    level0 = [i for i, g in enumerate(range(layout.start, layout.stop)) if g % n == 0]
+    if not warmup and level0:
+        rows = np.column_stack([slots.x[level0], slots.loglik[level0], scan_accept[level0]])
+        samples = np.concatenate([samples, rows[:, None, :]], axis=1)
+    betas, report, stats = state.betas, state.report, slots.stats
+    scans_done = scan + 1
+    diag_lambda = diag_log_z = math.nan
+    if round_ends_after(scans_done):
+        t0 = time.perf_counter()
+        all_stats = allgather_rows(ctx.comm, layout, slots.stats)
+        all_loglik = allgather_rows(ctx.comm, layout, round_loglik.T)
+        ctx.timers["comm"] += time.perf_counter() - t0
+        done = state._replace(iteration=scans_done)
+        betas, report = _round_report(done, all_stats, all_loglik, ctx)
+        diag_lambda, diag_log_z = float(report["pt/Lambda"][0, 0]), float(report["pt/log_z"][0, 0, 0])
+        stats = np.zeros_like(stats)
+        if round_of(scan) < settings.warmup_rounds:  # the ladder may change: start a new pool
+            round_loglik = round_loglik[:0]
+    new = PTState(scans_done, betas, slots.x, slots.loglik, slots.logprior, slots.grad_ll, slots.grad_lp,
+                  slots.label, slots.last_end, slots.step, stats, slots.decisions, round_loglik, samples,
+                  report)
+    cold = float(slots.loglik[0]) if layout.start == 0 else math.nan
+    return new, PTDiagnostics(round_of(scan), cold, diag_lambda, diag_log_z)
+
+
+# ------------------------------------------------------------ driver plug-in
+def initial_state(ctx: PTContext) -> PTState:
+    """Every slot starts from a prior draw keyed by (seed, chain, level)."""
+    settings, layout, density = ctx.settings, ctx.layout, ctx.density
+    n, d = settings.replicas, density.n_params
+    m = layout.local_count
+    x = np.empty((m, d))
+    loglik, logprior = np.empty(m), np.empty(m)
+    grad_ll, grad_lp = np.empty((m, d)), np.empty((m, d))
+    labels = np.empty(m, dtype=np.int64)
+    for i, g in enumerate(range(layout.start, layout.stop)):
+        c, j = divmod(g, n)
+        x[i] = density.sample_prior_z(stream(settings.seed, STREAM_INIT, c, j), 1)[0]
+        loglik[i], logprior[i], grad_ll[i], grad_lp[i] = _evaluate(density, x[i])
+        labels[i] = j
+    betas = np.tile(initial_ladder(n), (settings.chains, 1))
+    n_level0 = sum(1 for g in range(layout.start, layout.stop) if g % n == 0)
+    decisions = np.tile([-1.0, 0.0, -1.0, 0.0], (m, 1))
+    return PTState(0, betas, x, loglik, logprior, grad_ll, grad_lp, labels, np.full(m, -1, np.int64),
+                   np.full(m, float(settings.step_size)), np.zeros((m, 6)), decisions,
+                   np.zeros((0, m)), np.zeros((n_level0, 0, d + 2)), {})
+
+
+PER_SLOT = ("x", "loglik", "logprior", "grad_ll", "grad_lp", "label", "last_end", "step", "stats", "decisions")
+
+
+class PTAlgorithm:
+    """Parallel tempering as a plug-in of the run driver (:mod:`phasic_mpi.run.driver`)."""
+
+    name = "pt"
+
+    def __init__(self, settings: PTSettings) -> None:
+        self.settings = settings
+        self.n_iterations = settings.n_scans
+
+    def context(self, density: Any, comm: Any) -> PTContext:
+        slots = self.settings.chains * self.settings.replicas
+        if slots < comm.size:
+            raise ValueError(f"pt: {slots} replicas in all (chains x replicas) for {comm.size} MPI "
+                             "ranks; use at least one replica per rank")
+        return PTContext(density, self.settings, comm, block_layout(slots, comm.size, comm.rank),
+                         {"comm": 0.0, "bytes": 0})
+
+    def start(self, ctx: PTContext) -> PTState:
+        return initial_state(ctx)
+
+    def step(self, state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
+        return pt_step(state, ctx)
+
+    def describe(self, diag: PTDiagnostics) -> str:
+        text = f"round {diag.round}  cold loglik {diag.cold_loglik:.4g}"
+        if not math.isnan(diag.Lambda):
+            text += f"  Lambda {diag.Lambda:.3g}  log Z {diag.log_z:.4g}"
+        return text
+
+    def history_due(self, iteration: int) -> bool:
+        return round_ends_after(iteration)
+
+    def history(self, state: PTState, ctx: PTContext) -> dict[str, np.ndarray] | None:
+        """The report of the round that just ended (computed alike on every rank)."""
+        return dict(state.report) if ctx.comm.rank == 0 else None
+
+    def _gather_samples(self, state: PTState, ctx: PTContext) -> np.ndarray | None:
+        n = self.settings.replicas
+        mine = {g // n: state.samples[k] for k, g in
+                enumerate(g for g in range(ctx.layout.start, ctx.layout.stop) if g % n == 0)}
+        parts = ctx.comm.gather(mine, root=0)
+        if parts is None:
+            return None
+        merged = {c: s for part in parts for c, s in part.items()}
+        return np.stack([merged[c] for c in range(self.settings.chains)])
+
+    def checkpoint(self, state: PTState, ctx: PTContext) -> dict[str, np.ndarray] | None:
+        from phasic_mpi.inference.parallel import gather_rows
+
+        arrays = {name: gather_rows(ctx.comm, ctx.layout, np.asarray(getattr(state, name), float))
+                  for name in PER_SLOT}
+        arrays["round_loglik"] = gather_rows(ctx.comm, ctx.layout, state.round_loglik.T)
+        samples = self._gather_samples(state, ctx)
+        if ctx.comm.rank != 0:
+            return None
+        arrays["samples"] = samples
+        arrays["betas"] = state.betas
+        return arrays
+
+    def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: PTContext) -> PTState:
+        rows, n = ctx.layout.rows, self.settings.replicas
+        local = {name: np.array(arrays[name][rows]) for name in PER_SLOT}
+        for name in ("label", "last_end"):
+            local[name] = local[name].astype(np.int64)
+        level0 = [g // n for g in range(ctx.layout.start, ctx.layout.stop) if g % n == 0]
+        samples = np.array(arrays["samples"][level0])
+        return PTState(iteration, np.array(arrays["betas"]), local["x"], local["loglik"], local["logprior"],
+                       local["grad_ll"], local["grad_lp"], local["label"], local["last_end"], local["step"],
+                       local["stats"], local["decisions"], np.array(arrays["round_loglik"][rows]).T,
+                       samples, {})
+
+    def finish(self, state: PTState, ctx: PTContext) -> dict[str, Any] | None:
+        """The b = 1 draws of the sampling rounds, per chain."""
+        samples = self._gather_samples(state, ctx)
+        comm_times = ctx.comm.gather(ctx.timers["comm"], root=0)
+        sent = ctx.comm.gather(ctx.timers["bytes"], root=0)
+        if samples is None:
+            return None
+        k, s, width = samples.shape
+        d = width - 2
+        theta = ctx.density.to_theta(samples[:, :, :d].reshape(k * s, d)).reshape(k, s, d)
+        return {
+            "draws": {name: theta[:, :, m] for m, name in enumerate(ctx.density.param_names)},
+            "sample_stats": {"log_likelihood": samples[:, :, d], "local_accept": samples[:, :, d + 1]},
+            "arrays": {"pt/final_betas": state.betas},
+            "diagnostics": {"chains": k, "draws_per_chain": s, "replicas": self.settings.replicas,
+                            "comm_time_s": comm_times, "swap_bytes_sent": sent},
+            "independent": False,
+        }

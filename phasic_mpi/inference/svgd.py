@@ -1,0 +1,426 @@
+"""Stein variational gradient descent, distributed over MPI ranks.
+
+The update of particle i is (Liu & Wang 2016)
+
+    phi(x_i) = 1/n sum_j [ k(x_j, x_i) grad log p(x_j) + grad_{x_j} k(x_j, x_i) ],
+
+with the RBF kernel k(x, y) = exp(-|x - y|^2 / h). The second term is the
+*repulsive* one: grad_{x_j} k(x_j, x_i) = (2/h) k(x_j, x_i) (x_i - x_j) pushes
+x_i away from its neighbours; with the wrong sign the particles collapse onto
+the mode. The bandwidth is the median heuristic h = med_{i<j} |x_i - x_j|^2 /
+log(n + 1) (Liu & Wang's convention), or fixed.
+
+Distribution: each rank owns a contiguous block of particles. Per iteration,
+one ``Allgatherv`` of the particles, the local scores (one batched
+likelihood call for the block), one ``Allgatherv`` of the scores, and each
+rank updates its own block from the global arrays. Functions such as exp and
+log are only ever applied to arrays of the global shape, and per-particle
+rows are computed one row at a time, so every bit of the result is the same
+for any number of ranks. Initial particles come from streams keyed by
+(seed, particle id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, gather_rows, stream
+from phasic_mpi.inference.selection import allgather_values, allreduce_exact, select_pair
+
+__all__ = [
+    "SVGDContext",
+    "SVGDDiagnostics",
+    "SVGDSettings",
+    "SVGDState",
+    "initial_state",
+    "kernelized_stein_discrepancy",
+    "median_bandwidth",
+    "pair_count",
+    "pair_sq_distances",
+    "stein_direction",
+    "svgd_step",
+]
+
+STREAM_INIT = 1  # purpose id of the initial-particle streams
+ADAGRAD_MOMENTUM, ADAGRAD_FUDGE = 0.9, 1e-6  # as in the reference SVGD code
+ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
+
+
+@dataclass(frozen=True)
+class SVGDSettings:
+    """Settings of an SVGD run (the validated ``[svgd]`` config section)."""
+
+    particles: int
+    iterations: int
+    seed: int
+    optimizer: str = "adagrad"
+    step_size: float = 0.05
+    decay: float = 0.0
+    bandwidth: str | float = "median"
+    history_every: int = 10
+    ksd_every: int = 50
+
+    @classmethod
+    def from_config(cls, section: dict) -> "SVGDSettings":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in section.items() if k in names})
+
+    def step_size_at(self, iteration: int) -> float:
+        return self.step_size / (1.0 + self.decay * iteration)
+
+
+class SVGDState(NamedTuple):
+    """This rank's block of the SVGD state."""
+
+    iteration: int  # updates done so far
+    particles: np.ndarray  # (n_local, d), unconstrained coordinates z
+    moment1: np.ndarray  # (n_local, d), Adam's first moment (unused by AdaGrad)
+    moment2: np.ndarray  # (n_local, d), squared-gradient history
+
+
+class SVGDDiagnostics(NamedTuple):
+    """Per-iteration diagnostics, identical on every rank (KSD: rank 0 only)."""
+
+    step_norm: float  # sqrt(mean_i |phi(x_i)|^2)
+    bandwidth: float
+    step_size: float
+    ksd: float  # NaN unless computed this iteration
+    n_invalid: int  # particles with log p = -inf
+    mean_logp: float  # over the valid particles
+
+
+class SVGDContext(NamedTuple):
+    """What a step needs besides the state."""
+
+    density: Any  # a LogDensity: evaluate(z_global, rows=slice) -> PosteriorEval
+    settings: SVGDSettings
+    comm: Any
+    layout: BlockLayout
+
+
+def initial_state(density: Any, settings: SVGDSettings, layout: BlockLayout) -> SVGDState:
+    """Particles drawn from the prior (mapped to z), one stream per particle id."""
+    rows = [
+        density.sample_prior_z(stream(settings.seed, STREAM_INIT, i), 1)[0]
+        for i in range(layout.start, layout.stop)
+    ]
+    d = density.n_params
+    particles = np.array(rows, dtype=np.float64).reshape(layout.local_count, d)
+    zeros = np.zeros_like(particles)
+    return SVGDState(0, particles, zeros, zeros.copy())
+
+
+def pair_count(n: int, rows: range) -> int:
+    """How many pairs :func:`pair_sq_distances` gives for ``rows`` of n particles."""
+    count = len(rows) * ((n - 1) // 2)
+    if n % 2 == 0 and len(rows):  # rows i < n/2 also take partner i + n/2
+        count += max(0, min(rows.stop, n // 2) - rows.start)
+    return count
+
+
+PAIR_BLOCK = 64  # rows per cdist call in pair_sq_distances (scratch ~ PAIR_BLOCK x n/2 doubles)
+
+
+def pair_sq_distances(z: np.ndarray, rows: range) -> np.ndarray:
+    """|z_i - z_j|^2 of the pairs that the particles ``rows`` own, flat, each pair once.
+
+    Parameters
+    ----------
+    z : (n, d) array
+        The global particles.
+    rows : range
+        Global indices i of the rows to compute (this rank's block).
+
+    Returns
+    -------
+    (pair_count(n, rows),) array
+        Row i's values in order of i, then of j = i + 1, ..., i + c_i (mod n),
+        with h = floor((n - 1) / 2) and c_i = h + 1 if n is even and i < n/2,
+        else c_i = h: about n/2 values per row, so blocks of rows are
+        balanced.
+
+    Every unordered pair {i, j} is owned exactly once. Let t = (j - i) mod n
+    in 1..n-1; the pair lies in row i at offset t, or in row j at offset
+    n - t, and nowhere else. If t <= h and n - t <= h, then n <= 2h <= n - 1,
+    impossible: at most one of the two offsets is <= h. If t > h and n - t > h,
+    then n >= 2h + 2, which for odd n (2h + 2 = n + 1) is impossible, and for
+    even n (2h + 2 = n) forces t = n - t = n/2: that pair is taken only by
+    the one of i, j below n/2 (exactly one is, as they differ by n/2).
+    Otherwise exactly one offset is <= h. So the n rows hold
+    n h + [n even] n/2 = n (n - 1) / 2 values, each pair once.
+
+    Each value is scipy's ``sqeuclidean`` of (z_i, z_j), s = 0; s += (z_ic -
+    z_jc)^2 for c = 0..d-1 in order, computed per pair on its own (the same
+    function as main's pdist, so the same bits): they do not depend on the
+    rank or block computing them. Row i's partners are contiguous in the
+    doubled array [z; z[:c]] (the wrap-around, no fancy indexing), so up to
+    ``PAIR_BLOCK`` consecutive rows with the same c_i take one ``cdist`` of
+    the block against the rows spanning all their partners, into a scratch
+    of PAIR_BLOCK x (PAIR_BLOCK - 1 + c) doubles, whose band (row r's
+    columns r .. r + c - 1) is copied into the one preallocated output
+    buffer: no second copy of the pairs.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+    from scipy.spatial.distance import cdist
+
+    n, _ = z.shape
+    half = (n - 1) // 2
+    out = np.empty(pair_count(n, rows))
+    if out.size == 0:
+        return out
+    width = half + (n % 2 == 0)  # the largest c_i
+    zz = np.concatenate([z, z[:width]])  # partners of every row are contiguous in zz
+    block = max(1, min(PAIR_BLOCK, len(rows)))
+    scratch = np.empty(block * (block - 1 + width))
+    pos, i0 = 0, rows.start
+    while i0 < rows.stop:
+        c = half + 1 if n % 2 == 0 and i0 < n // 2 else half
+        # a block of rows with the same c (even n: split at n/2)
+        i1 = min(rows.stop, i0 + block, n // 2 if n % 2 == 0 and i0 < n // 2 else n)
+        b, cols = i1 - i0, i1 - i0 - 1 + c
+        if c:
+            tmp = scratch[:b * cols].reshape(b, cols)
+            cdist(z[i0:i1], zz[i0 + 1:i1 + c], "sqeuclidean", out=tmp)
+            # row r's partners i0+r+1 .. i0+r+c are tmp[r, r:r+c]: flat offset r (cols + 1)
+            band = sliding_window_view(scratch[:b * cols], c)[::cols + 1]
+            out[pos:pos + b * c].reshape(b, c)[:] = band
+            pos += b * c
+        i0 = i1
+    return out
+
+
+def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None) -> float:
+    """h = median_{i<j} |z_i - z_j|^2 / log(n + 1); 1 if not positive and finite.
+
+    Parameters
+    ----------
+    z : (n, d) array
+        The global particles (every rank holds them).
+    comm : MPI communicator, optional
+        A collective call on ``comm``; ``MPI.COMM_SELF`` (and all rows) if None.
+    rows : range, optional
+        This rank's particles; all n if None.
+
+    Each rank computes the :func:`pair_sq_distances` its rows own (each of
+    the M = n (n - 1) / 2 pairs is owned by exactly one row, each value has
+    the same bits whichever rank computes it), and the median is taken of
+    that multiset as numpy does: the value at sorted position (M - 1) / 2 for
+    odd M, (a + b) / 2 of the values a, b at positions M/2 - 1 and M/2 for
+    even M (np.median's mean of the two middle values is their sum divided
+    by 2). The order statistics are exact, on one rank by an in-place
+    partition of the buffer and a minimum, on several by :func:`select_pair` (comparisons
+    only), so h has the same bits for any number of ranks. A NaN distance
+    gives h = 1, as numpy's NaN median does.
+    """
+    n = z.shape[0]
+    if n < 2:
+        return 1.0
+    if comm is None:
+        from mpi4py import MPI
+
+        comm = MPI.COMM_SELF
+    rows = range(n) if rows is None else rows
+    values = pair_sq_distances(z, rows)
+    pairs = n * (n - 1) // 2
+    lo, hi = (pairs - 1) // 2, pairs // 2
+    if comm.size == 1:
+        # the buffer is ours: partition it in place (no copy) at lo; position
+        # lo + 1 is then the minimum of the values after lo (one cheap pass,
+        # not a second selection). NaN sorts last, so a NaN ends up at lo or
+        # after it, where min propagates it.
+        values.partition(lo)
+        first = float(values[lo])
+        rest = float(values[lo + 1:].min()) if lo + 1 < pairs else first
+        if np.isnan(first) or np.isnan(rest):
+            return 1.0
+        second = rest if hi > lo else first
+    else:
+        if allreduce_exact(comm, [np.isnan(values.max(initial=-np.inf))], "sum")[0]:  # max propagates NaN
+            return 1.0
+        if pairs == 1:
+            first = second = float(allgather_values(comm, values)[0])
+        else:
+            first, second = select_pair(comm, values, lo)
+    med = first if lo == hi else (first + second) / 2.0
+    h = med / np.log(n + 1.0)
+    return h if h > 0 and np.isfinite(h) else 1.0
+
+
+def stein_direction(z: np.ndarray, scores: np.ndarray, rows: range, h: float) -> np.ndarray:
+    """phi(z_i) for the particles ``rows`` of the global arrays, one row at a time.
+
+    Each row is computed from arrays of the global shape only, so its bits do
+    not depend on which other rows a rank handles.
+    """
+    n = z.shape[0]
+    out = np.empty((len(rows), z.shape[1]))
+    for out_row, i in enumerate(rows):
+        diff = z[i] - z  # (n, d): x_i - x_j
+        k = np.exp(-(diff * diff).sum(axis=1) / h)
+        out[out_row] = (k @ scores + (2.0 / h) * (k @ diff)) / n
+    return out
+
+
+def kernelized_stein_discrepancy(z: np.ndarray, scores: np.ndarray, h: float) -> float:
+    """KSD (V-statistic) of the particles with the same RBF kernel.
+
+    u(x, y) = k [s_x.s_y + (2/h) s_x.(x-y) - (2/h) s_y.(x-y) + 2d/h - 4|x-y|^2/h^2];
+    KSD = sqrt(mean_ij u(x_i, x_j)). Zero for a sample that matches p.
+    """
+    n, d = z.shape
+    total = 0.0
+    for i in range(n):
+        diff = z[i] - z
+        r2 = (diff * diff).sum(axis=1)
+        k = np.exp(-r2 / h)
+        term = (
+            scores @ scores[i]
+            + (2.0 / h) * (diff @ scores[i])
+            - (2.0 / h) * (scores * diff).sum(axis=1)
+            + 2.0 * d / h
+            - 4.0 * r2 / h**2
+        )
+        total += float(k @ term)
+    return float(np.sqrt(max(total / n**2, 0.0)))
+
+
+def _optimizer_update(state: SVGDState, phi: np.ndarray, settings: SVGDSettings) -> SVGDState:
+    t = state.iteration
+    lr = settings.step_size_at(t)
+    if settings.optimizer == "adam":
+        m1 = ADAM_BETA1 * state.moment1 + (1 - ADAM_BETA1) * phi
+        m2 = ADAM_BETA2 * state.moment2 + (1 - ADAM_BETA2) * phi * phi
+        m1_hat = m1 / (1 - ADAM_BETA1 ** (t + 1))
+        m2_hat = m2 / (1 - ADAM_BETA2 ** (t + 1))
+        step = lr * m1_hat / (np.sqrt(m2_hat) + ADAM_EPS)
+    elif settings.optimizer == "adagrad":
+        m1 = state.moment1
+        m2 = phi * phi if t == 0 else ADAGRAD_MOMENTUM * state.moment2 + (1 - ADAGRAD_MOMENTUM) * phi * phi
+        step = lr * phi / (ADAGRAD_FUDGE + np.sqrt(m2))
+    else:
+        raise ValueError(f"unknown optimizer {settings.optimizer!r} (adagrad, adam)")
+    return SVGDState(t + 1, state.particles + step, m1, m2)
+
+
+def svgd_step(state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagnostics]:
+    """One SVGD iteration; a collective call on ``ctx.comm``."""
+    settings, layout, comm = ctx.settings, ctx.layout, ctx.comm
+    z = allgather_rows(comm, layout, state.particles)
+    ev = ctx.density.evaluate(z, rows=layout.rows)
+    local = np.column_stack([ev.grad, ev.logp, ev.invalid.astype(np.float64)])
+    gathered = allgather_rows(comm, layout, local)
+    d = z.shape[1]
+    scores, logp, invalid = gathered[:, :d], gathered[:, d], gathered[:, d + 1] > 0
+
+    rows = range(layout.start, layout.stop)
+    h = median_bandwidth(z, comm, rows) if settings.bandwidth == "median" else float(settings.bandwidth)
+    phi = stein_direction(z, scores, rows, h)
+    norms = allgather_rows(comm, layout, (phi * phi).sum(axis=1)[:, None])[:, 0]
+    ksd = np.nan
+    last = state.iteration + 1 == settings.iterations
+    if comm.rank == 0 and settings.ksd_every and (state.iteration % settings.ksd_every == 0 or last):
+        ksd = kernelized_stein_discrepancy(z, scores, h)
+    valid = logp[~invalid]
+    diag = SVGDDiagnostics(
+        step_norm=float(np.sqrt(norms.sum() / layout.n)),
+        bandwidth=h,
+        step_size=settings.step_size_at(state.iteration),
+        ksd=ksd,
+        n_invalid=int(invalid.sum()),
+        mean_logp=float(valid.mean()) if valid.size else -np.inf,
+    )
+    return _optimizer_update(state, phi, settings), diag
+
+
+def gather_state(state: SVGDState, ctx: SVGDContext) -> dict[str, np.ndarray] | None:
+    """The global state on rank 0 (None elsewhere), for checkpoints."""
+    parts = {
+        name: gather_rows(ctx.comm, ctx.layout, getattr(state, name))
+        for name in ("particles", "moment1", "moment2")
+    }
+    return parts if ctx.comm.rank == 0 else None
+
+
+def scatter_state(arrays: dict[str, np.ndarray], iteration: int, ctx: SVGDContext) -> SVGDState:
+    """This rank's block of a global state (every rank holds ``arrays``)."""
+    rows = ctx.layout.rows
+    return SVGDState(
+        iteration,
+        *(np.ascontiguousarray(arrays[name][rows]) for name in ("particles", "moment1", "moment2")),
+    )
+
+
+class SVGDAlgorithm:
+    """SVGD as a plug-in of the run driver (:mod:`phasic_mpi.run.driver`).
+
+    The driver owns the loop, files, checkpoints and progress; this class only
+    maps the driver's calls to the pure functions above and returns arrays.
+    """
+
+    name = "svgd"
+
+    def __init__(self, settings: SVGDSettings) -> None:
+        self.settings = settings
+        self.n_iterations = settings.iterations
+
+    def context(self, density: Any, comm: Any) -> SVGDContext:
+        if self.settings.particles < comm.size:
+            raise ValueError(
+                f"svgd.particles = {self.settings.particles} is smaller than the number of MPI "
+                f"ranks ({comm.size}); use at least one particle per rank"
+            )
+        from phasic_mpi.inference.parallel import block_layout
+
+        return SVGDContext(density, self.settings, comm, block_layout(self.settings.particles, comm.size, comm.rank))
+
+    def start(self, ctx: SVGDContext) -> SVGDState:
+        return initial_state(ctx.density, self.settings, ctx.layout)
+
+    def step(self, state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagnostics]:
+        return svgd_step(state, ctx)
+
+    def describe(self, diag: SVGDDiagnostics) -> str:
+        """One progress-line summary of an iteration's diagnostics."""
+        text = f"step_norm {diag.step_norm:.3g}  h {diag.bandwidth:.3g}"
+        if not np.isnan(diag.ksd):
+            text += f"  ksd {diag.ksd:.3g}"
+        if diag.n_invalid:
+            text += f"  invalid {diag.n_invalid}"
+        return text
+
+    def history_due(self, iteration: int) -> bool:
+        every = self.settings.history_every
+        return bool(every) and (iteration % every == 0 or iteration == self.n_iterations)
+
+    def history(self, state: SVGDState, ctx: SVGDContext) -> dict[str, np.ndarray] | None:
+        """Particles in parameter space after ``state.iteration`` updates (rank 0)."""
+        z = gather_rows(ctx.comm, ctx.layout, state.particles)
+        if z is None:
+            return None
+        return {"svgd/particles": ctx.density.to_theta(z)[None], "svgd/particle_iteration": np.array([state.iteration])}
+
+    def checkpoint(self, state: SVGDState, ctx: SVGDContext) -> dict[str, np.ndarray] | None:
+        return gather_state(state, ctx)
+
+    def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: SVGDContext) -> SVGDState:
+        return scatter_state(arrays, iteration, ctx)
+
+    def finish(self, state: SVGDState, ctx: SVGDContext) -> dict[str, Any] | None:
+        """Final particles as draws (chain 1, draw = particle) and their log density."""
+        z = allgather_rows(ctx.comm, ctx.layout, state.particles)
+        ev = ctx.density.evaluate(z, rows=ctx.layout.rows)
+        local = np.column_stack([ev.logp, ev.loglik, ev.invalid.astype(np.float64)])
+        stats = gather_rows(ctx.comm, ctx.layout, local)
+        if stats is None:
+            return None
+        theta = ctx.density.to_theta(z)
+        return {
+            "draws": {name: theta[None, :, m] for m, name in enumerate(ctx.density.param_names)},
+            "sample_stats": {"lp": stats[None, :, 0], "log_likelihood": stats[None, :, 1]},
+            "arrays": {"svgd/final_z": z},
+            "diagnostics": {"n_invalid_final": int((stats[:, 2] > 0).sum())},
+            "independent": True,  # particles, not Markov draws: no R-hat, ESS = n
+        }

@@ -1,0 +1,117 @@
+"""Reading run files (no MPI needed): :func:`read_run` and :class:`RunFile`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import h5py
+import numpy as np
+
+from phasic_mpi.io.h5 import ROWS_ATTR, _decode_attrs, _is_history, _is_scale, _open
+from phasic_mpi.model.data import Observations
+
+__all__ = ["RunFile", "read_run"]
+
+
+class RunFile:
+    """Read-only view of a run file; every accessor opens the file briefly.
+
+    Attributes
+    ----------
+    path : str
+    attrs : dict
+        Decoded root attributes (``config`` is a dict).
+    algorithm : str
+    param_names : tuple of str
+    groups : tuple of str
+        Paths of all groups, e.g. ``("observed_data", "posterior", "svgd", "svgd/final")``.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        groups: list[str] = []
+        with _open(self.path, "r") as f:
+            if "phasic_mpi_version" not in f.attrs:
+                raise ValueError(f"{self.path!r} is not a phasic_mpi run file")
+            self.attrs = _decode_attrs(f)
+            f.visititems(lambda n, o: groups.append(n) if isinstance(o, h5py.Group) else None)
+        self.groups = tuple(groups)
+        self.algorithm: str = self.attrs.get("algorithm", "")
+        self.param_names: tuple[str, ...] = tuple(self.attrs.get("param_names", ()))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run configuration."""
+        return self.attrs.get("config", {})
+
+    def read_group(self, group: str) -> dict[str, np.ndarray]:
+        """Data variables directly in ``group`` (history datasets: valid rows only)."""
+        with _open(self.path, "r") as f:
+            g = f.get(group)
+            if not isinstance(g, h5py.Group):
+                return {}
+            return {k: _read(v) for k, v in g.items()
+                    if isinstance(v, h5py.Dataset) and not _is_scale(v)}
+
+    def group_attrs(self, group: str) -> dict[str, Any]:
+        """Decoded attributes of ``group`` (empty if it does not exist)."""
+        with _open(self.path, "r") as f:
+            return _decode_attrs(f[group]) if group in f else {}
+
+    def posterior(self) -> dict[str, np.ndarray]:
+        """Posterior draws: name -> array (chain, draw, ...); empty until written."""
+        return self.read_group("posterior")
+
+    def sample_stats(self) -> dict[str, np.ndarray]:
+        """Sample statistics: name -> array (chain, draw, ...)."""
+        return self.read_group("sample_stats")
+
+    def rows(self) -> dict[str, int]:
+        """Valid rows of every history dataset."""
+        out: dict[str, int] = {}
+        with _open(self.path, "r") as f:
+            f.visititems(lambda n, o: out.update({n: int(o.attrs[ROWS_ATTR])})
+                         if _is_history(o) else None)
+        return dict(sorted(out.items()))
+
+    def history(self, name: str) -> np.ndarray:
+        """The valid rows of history dataset ``name``, e.g. ``"svgd/particles"``."""
+        with _open(self.path, "r") as f:
+            ds = f.get(name)
+            if not _is_history(ds):
+                raise KeyError(f"{self.path!r} has no history dataset {name!r}")
+            return _read(ds)
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Run diagnostics: the attributes of group ``<algorithm>/diagnostics``."""
+        return self.group_attrs(f"{self.algorithm}/diagnostics") if self.algorithm else {}
+
+    def observations(self) -> Observations | None:
+        """The data as :class:`~phasic_mpi.Observations` (None if not stored)."""
+        v = self.read_group("observed_data")
+        if not v:
+            return None
+        lo, hi = v.get("interval_lo", np.zeros(0)), v.get("interval_hi", np.zeros(0))
+        return Observations(
+            v.get("exact", ()), v.get("weights"),
+            right_censored=v.get("right_censored", ()), right_weights=v.get("right_weights"),
+            interval=np.column_stack([lo, hi]) if lo.size else None,
+            interval_weights=v.get("interval_weights"),
+        )
+
+    def __repr__(self) -> str:
+        return f"RunFile({self.path!r}, algorithm={self.algorithm!r})"
+
+
+def _read(ds: h5py.Dataset) -> np.ndarray:
+    if _is_history(ds):
+        return ds[: int(ds.attrs[ROWS_ATTR])]
+    if h5py.check_string_dtype(ds.dtype) is not None:
+        return np.asarray(ds.asstr()[()], dtype=str)
+    return np.asarray(ds[()])
+
+
+def read_run(path: str | os.PathLike) -> RunFile:
+    """Open a run file for reading (no MPI needed)."""
+    return RunFile(path)

@@ -1,0 +1,262 @@
+"""Thin cffi layer over libphase: compile a Graph once, evaluate it in batches.
+
+Everything numerical happens in C (``libphase``); this module converts
+arrays, keeps one compiled handle per :class:`~phasic_mpi.model.graph.Graph` and
+turns status codes into Python exceptions or per-θ flags. cffi releases the
+GIL for the duration of each call.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from phasic_mpi._libphase import ffi, lib
+from phasic_mpi.model.data import Observations, as_observations
+
+if TYPE_CHECKING:  # pragma: no cover
+    from phasic_mpi.model.graph import Graph
+
+__all__ = [
+    "DEFAULT_TOL",
+    "Status",
+    "compiled",
+    "evaluate",
+    "loglik",
+]
+
+DEFAULT_TOL = 1e-12
+
+QUANTITIES = {
+    "pdf": lib.PHASE_PDF,
+    "logpdf": lib.PHASE_LOGPDF,
+    "cdf": lib.PHASE_CDF,
+    "survival": lib.PHASE_SURVIVAL,
+    "logsurvival": lib.PHASE_LOGSURVIVAL,
+}
+
+
+INFO_FIELDS = (
+    "uniformization_rate",
+    "n_terms",
+    "truncation_bound",
+    "stored_vectors",
+    "checkpoint_stride",
+    "gradient_mode",
+)
+
+GRADIENT_MODES = {
+    "auto": lib.PHASE_GRADIENT_AUTO,
+    "reverse": lib.PHASE_GRADIENT_REVERSE,
+    "forward": lib.PHASE_GRADIENT_FORWARD,
+}
+
+
+class Status:
+    """Per-θ status codes returned by :func:`loglik` (mirrors ``phase_status``)."""
+
+    OK = lib.PHASE_OK
+    DOMAIN = lib.PHASE_EDOMAIN  # a negative rate (or probabilities > 1) at θ
+    ZERO = lib.PHASE_EZERO  # an observation has probability zero at θ
+    RANGE = lib.PHASE_ERANGE  # more terms than the memory limit allows
+
+
+_handles: "weakref.WeakKeyDictionary[Graph, Any]" = weakref.WeakKeyDictionary()
+
+
+def _last_error() -> str:
+    return ffi.string(lib.phase_last_error()).decode()
+
+
+def _raise(status: int, context: str) -> None:
+    message = f"{context}: {_last_error()}"
+    if status == lib.PHASE_ENOMEM:
+        raise MemoryError(message)
+    raise ValueError(message)
+
+
+def _f64(arr: Any) -> np.ndarray:
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def _ptr(arr: np.ndarray | None, ctype: str = "double *") -> Any:
+    return ffi.NULL if arr is None else ffi.cast(ctype, arr.ctypes.data)
+
+
+def compiled(graph: "Graph") -> Any:
+    """The libphase handle of ``graph`` (built on first use, freed with it)."""
+    handle = _handles.get(graph)
+    if handle is not None:
+        return handle
+    n, d, n_edges = graph.n_states, graph.n_params, graph.n_edges
+    alpha = _f64(graph.alpha)
+    src = np.ascontiguousarray(graph.edge_src, dtype=np.int32)
+    dst = np.ascontiguousarray(graph.edge_dst, dtype=np.int32)
+    base = _f64(graph.edge_base)
+    coef = _f64(graph.edge_coef).reshape(n_edges, d)
+    out = ffi.new("phase_graph **")
+    status = lib.phase_graph_new(
+        out, n, d, _ptr(alpha), n_edges, _ptr(src, "int32_t *"), _ptr(dst, "int32_t *"),
+        _ptr(base), _ptr(coef) if d else ffi.NULL, int(graph.discrete),
+    )
+    if status != lib.PHASE_OK:
+        _raise(status, "building the graph")
+    handle = ffi.gc(out[0], lib.phase_graph_free)
+    _handles[graph] = handle
+    return handle
+
+
+def _options(
+    tol: float | None, memory_limit: int | None, gradient_mode: str = "auto"
+) -> Any:
+    opts = ffi.new("phase_options *")
+    lib.phase_options_default(opts)
+    if tol is not None:
+        opts.tol = float(tol)
+    if memory_limit is not None:
+        opts.memory_limit = int(memory_limit)
+    try:
+        opts.gradient_mode = GRADIENT_MODES[gradient_mode]
+    except KeyError:
+        raise ValueError(
+            f"unknown gradient_mode {gradient_mode!r}; one of {sorted(GRADIENT_MODES)}"
+        ) from None
+    return opts
+
+
+def _thetas(graph: "Graph", theta: Any) -> tuple[np.ndarray, bool]:
+    """θ as a C-contiguous (P, d) array and whether a single θ was given."""
+    d = graph.n_params
+    if theta is None:
+        if d:
+            raise ValueError(f"theta is required: the graph has {d} parameters")
+        return np.zeros((1, 0)), True
+    arr = _f64(theta)
+    single = arr.ndim <= 1
+    arr = arr.reshape(1, -1) if single else arr
+    if arr.ndim != 2 or arr.shape[1] != d:
+        raise ValueError(
+            f"theta must have shape ({d},) or (P, {d}); got {np.shape(theta)}"
+        )
+    return arr, single
+
+
+def evaluate(
+    graph: "Graph",
+    theta: Any,
+    points: Any,
+    quantity: str,
+    *,
+    tol: float | None = None,
+    memory_limit: int | None = None,
+) -> np.ndarray:
+    """Evaluate ``quantity`` at ``points`` for one θ (shape (m,)) or many (P, m).
+
+    ``quantity`` is one of ``pdf`` (the pmf for discrete graphs), ``logpdf``,
+    ``cdf``, ``survival``, ``logsurvival``. Raises ``ValueError`` if a rate is
+    negative at some θ, naming the θ and the edge.
+    """
+    try:
+        code = QUANTITIES[quantity]
+    except KeyError:
+        raise ValueError(f"unknown quantity {quantity!r}; one of {sorted(QUANTITIES)}") from None
+    thetas, single = _thetas(graph, theta)
+    pts = _f64(points)
+    shape = pts.shape
+    pts = pts.reshape(-1)
+    n_theta = thetas.shape[0]
+    out = np.empty((n_theta, pts.size))
+    status = np.zeros(n_theta, dtype=np.intc)
+    rc = lib.phase_eval(
+        compiled(graph), _options(tol, memory_limit), n_theta, _ptr(thetas), pts.size,
+        _ptr(pts), code, _ptr(out), ffi.cast("int *", status.ctypes.data), ffi.NULL,
+    )
+    if rc != lib.PHASE_OK:
+        _raise(rc, f"evaluating {quantity}")
+    bad = np.flatnonzero(status)
+    if bad.size:
+        p = int(bad[0])
+        reason = _domain_reason(graph, thetas[p]) if status[p] == Status.DOMAIN else (
+            "the recursion needs more terms than memory_limit allows"
+        )
+        raise ValueError(f"cannot evaluate {quantity} at theta[{p}] = {thetas[p].tolist()}: {reason}")
+    return out.reshape(shape) if single else out.reshape((n_theta,) + shape)
+
+
+def _domain_reason(graph: "Graph", theta: np.ndarray) -> str:
+    rates = np.empty(graph.n_edges)
+    lib.phase_graph_rates(compiled(graph), _ptr(_f64(theta)), _ptr(rates))
+    message = _last_error()
+    return message or "out-probabilities of a state sum to more than 1"
+
+
+def loglik(
+    graph: "Graph",
+    data: Observations | Any,
+    thetas: Any,
+    grad: bool = False,
+    *,
+    tol: float | None = None,
+    memory_limit: int | None = None,
+    gradient_mode: str = "auto",
+    info: dict[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Log-likelihood of ``data`` at each θ, optionally with its exact gradient.
+
+    ``gradient_mode`` is ``"auto"`` (tangents for one parameter, the adjoint
+    sweep otherwise), ``"forward"`` (tangent sweep: cost grows with d, keeps
+    nothing) or ``"reverse"`` (adjoint sweep: cost independent of d, keeps the
+    state vectors under ``memory_limit``). If ``info`` is a dict it receives
+    per-θ diagnostics: ``uniformization_rate``, ``n_terms``,
+    ``truncation_bound``, ``stored_vectors``, ``checkpoint_stride`` and
+    ``gradient_mode`` (1 reverse, 2 forward, 0 none).
+
+    Returns
+    -------
+    loglik : ndarray, shape (P,)
+        ``-inf`` where θ is outside the domain or an observation is impossible.
+    grad : ndarray, shape (P, d) or None
+        Exact gradient (reverse sweep); zero rows where ``loglik`` is not finite.
+    status : ndarray of int, shape (P,)
+        :class:`Status` code per θ.
+    """
+    obs = as_observations(data)
+    arr, _ = _thetas(graph, thetas)
+    n_theta, d = arr.shape
+    out = np.empty(n_theta)
+    gout = np.empty((n_theta, d)) if grad else None
+    status = np.zeros(n_theta, dtype=np.intc)
+    keep = []  # arrays referenced by the C struct must outlive the call
+
+    def field(values: np.ndarray | None) -> Any:
+        if values is None:
+            return ffi.NULL
+        arr_ = _f64(values)
+        keep.append(arr_)
+        return _ptr(arr_)
+
+    cdata = ffi.new("phase_data *")
+    cdata.n_exact = obs.exact.size
+    cdata.exact = field(obs.exact)
+    cdata.exact_weight = field(obs.weights)
+    cdata.n_right = obs.right_censored.size
+    cdata.right = field(obs.right_censored)
+    cdata.right_weight = field(obs.right_weights)
+    cdata.n_interval = obs.interval_lo.size
+    cdata.interval_lo = field(obs.interval_lo)
+    cdata.interval_hi = field(obs.interval_hi)
+    cdata.interval_weight = field(obs.interval_weights)
+    cinfo = ffi.new("phase_info[]", n_theta) if info is not None else ffi.NULL
+    rc = lib.phase_loglik(
+        compiled(graph), _options(tol, memory_limit, gradient_mode), cdata, n_theta, _ptr(arr),
+        _ptr(out),
+        _ptr(gout), ffi.cast("int *", status.ctypes.data), cinfo,
+    )
+    if rc != lib.PHASE_OK:
+        _raise(rc, "log-likelihood")
+    if info is not None:
+        for name in INFO_FIELDS:
+            info[name] = np.array([getattr(cinfo[p], name) for p in range(n_theta)])
+    return out, gout, status

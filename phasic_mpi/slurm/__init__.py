@@ -1,0 +1,1 @@
+"""SLURM batch scripts for runs and studies."""

@@ -1,0 +1,1 @@
+"""Studies: grids of inferences (e.g. calibration checks) run as one MPI job."""

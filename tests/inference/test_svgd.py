@@ -1,0 +1,266 @@
+"""SVGD: the update against an independent implementation, and accuracy on
+targets with known moments (run serially, on MPI.COMM_SELF)."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from phasic_mpi.inference.parallel import block_layout
+from phasic_mpi.inference.svgd import (
+    SVGDContext,
+    SVGDSettings,
+    initial_state,
+    kernelized_stein_discrepancy,
+    median_bandwidth,
+    pair_count,
+    pair_sq_distances,
+    stein_direction,
+    svgd_step,
+)
+from phasic_mpi.inference import selection
+from phasic_mpi.inference import svgd as svgd_module
+from pairs_reference import pair_value, pairs_median_bandwidth
+
+
+class GaussianDensity:
+    """A multivariate normal target in z = theta (for tests of SVGD only)."""
+
+    def __init__(self, mean, cov, init_scale=1.0):
+        self.mean = np.asarray(mean, float)
+        self.prec = np.linalg.inv(cov)
+        self.n_params = len(self.mean)
+        self.param_names = tuple(f"x{i}" for i in range(self.n_params))
+        self.init_scale = init_scale
+
+    def evaluate(self, z, rows=slice(None)):
+        dz = z[rows] - self.mean
+        logp = -0.5 * np.einsum("ij,jk,ik->i", dz, self.prec, dz)
+        grad = -dz @ self.prec
+        zeros = np.zeros(len(dz))
+        return SimpleNamespace(logp=logp, grad=grad, loglik=logp, invalid=zeros.astype(bool),
+                               logprior=zeros)
+
+    def sample_prior_z(self, rng, n):
+        return rng.normal(0.0, self.init_scale, size=(n, self.n_params))
+
+    def to_theta(self, z):
+        return z
+
+
+def comm_self():
+    from mpi4py import MPI
+
+    return MPI.COMM_SELF
+
+
+def run_svgd(density, settings):
+    comm = comm_self()
+    layout = block_layout(settings.particles, 1, 0)
+    ctx = SVGDContext(density, settings, comm, layout)
+    state = initial_state(density, settings, layout)
+    diags = []
+    for _ in range(settings.iterations):
+        state, diag = svgd_step(state, ctx)
+        diags.append(diag)
+    run_svgd.first = diags[0]
+    return state, diag
+
+
+def test_stein_direction_against_finite_difference_kernel_gradient():
+    """phi = 1/n sum_j [k(x_j, x_i) s_j + d/dx_j k(x_j, x_i)], with the kernel
+    gradient taken numerically: checks the repulsive term's sign and size."""
+    rng = np.random.default_rng(0)
+    z, s = rng.normal(size=(7, 3)), rng.normal(size=(7, 3))
+    h = 0.8
+
+    def kernel(a, b):
+        return np.exp(-np.sum((a - b) ** 2) / h)
+
+    want = np.zeros_like(z)
+    eps = 1e-6
+    for i in range(7):
+        for j in range(7):
+            grad_j = np.array([
+                (kernel(z[j] + eps * e, z[i]) - kernel(z[j] - eps * e, z[i])) / (2 * eps) for e in np.eye(3)
+            ])
+            want[i] += kernel(z[j], z[i]) * s[j] + grad_j
+    want /= 7
+    np.testing.assert_allclose(stein_direction(z, s, range(7), h), want, rtol=1e-7, atol=1e-9)
+    # repulsion alone (zero scores) pushes two particles apart
+    pair = np.array([[0.0], [1.0]])
+    phi = stein_direction(pair, np.zeros_like(pair), range(2), 1.0)
+    assert phi[0, 0] < 0 < phi[1, 0]
+
+
+def test_rows_do_not_depend_on_the_block():
+    rng = np.random.default_rng(1)
+    z, s = rng.normal(size=(11, 2)), rng.normal(size=(11, 2))
+    whole = stein_direction(z, s, range(11), 0.7)
+    parts = np.vstack([stein_direction(z, s, range(0, 4), 0.7), stein_direction(z, s, range(4, 11), 0.7)])
+    assert np.array_equal(whole, parts)
+
+
+def test_median_bandwidth():
+    z = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
+    d2 = [25.0, 1.0, 18.0]
+    assert median_bandwidth(z) == pytest.approx(np.median(d2) / np.log(4.0))
+    assert median_bandwidth(np.zeros((5, 2))) == 1.0
+
+
+def particle_sets():
+    rng = np.random.default_rng(7)
+    for n in (2, 3, 4, 5, 20, 21, 131, 200):
+        yield rng.normal(size=(n, 2))
+        yield np.round(rng.normal(size=(n, 2)))  # many tied distances
+        yield rng.integers(0, 3, size=(n, 1)).astype(float)  # few distinct distances
+        yield rng.normal(size=(n, 17))  # numpy's pairwise sum over d
+    yield np.array([[0.0], [1.0], [np.nan]])  # a NaN distance: h = 1
+    yield np.array([[0.0, 1.0], [np.nan, 0.0], [1.0, 2.0], [3.0, 0.0]])
+
+
+def test_median_bandwidth_is_numpys_median_of_the_pairs():
+    """Exact (==) against numpy's median of the pairs, computed row by row in a plain loop."""
+    for z in particle_sets():
+        assert median_bandwidth(z) == pairs_median_bandwidth(z), z.shape
+
+
+def test_median_bandwidth_is_mains_pdist_median_bit_for_bit():
+    """Each pair's value is scipy's sqeuclidean, so h has main's bits (np.median of pdist)."""
+    from scipy.spatial.distance import pdist
+
+    rng = np.random.default_rng(4)
+    for n, d in ((2, 1), (7, 3), (64, 1), (65, 4), (300, 16), (301, 9)):
+        z = rng.normal(size=(n, d))
+        assert median_bandwidth(z) == float(np.median(pdist(z, "sqeuclidean"))) / np.log(n + 1.0)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7, 20, 21, 150, 151])
+def test_pair_sq_distances_has_each_pair_once(monkeypatch, n):
+    """Blocks of rows together give every pair i < j exactly once, with the plain
+    loop's bits, about n/2 values per row; also with blocks of 1 and 3 rows per cdist."""
+    z = np.random.default_rng(n).normal(size=(n, 9))
+    for block in (64, 3, 1):
+        monkeypatch.setattr(svgd_module, "PAIR_BLOCK", block)
+        for cuts in ([0, n], [0, n // 2, n], [0, 1, n - 1, n], [0, n // 3, 2 * n // 3, n]):
+            got = set()
+            for start, stop in zip(cuts[:-1], cuts[1:]):
+                rows = range(start, stop)
+                values = pair_sq_distances(z, rows)
+                assert values.shape == (pair_count(n, rows),)
+                pos = 0
+                for i in rows:
+                    count = (n - 1) // 2 + (n % 2 == 0 and i < n // 2)
+                    for j in ((i + t) % n for t in range(1, count + 1)):
+                        pair = (min(i, j), max(i, j))
+                        assert pair not in got
+                        got.add(pair)
+                        assert values[pos] == pair_value(z, i, j)
+                        pos += 1
+                assert pos == values.size
+            assert sorted(got) == [(i, j) for i in range(n) for j in range(i + 1, n)]
+
+
+@pytest.mark.parametrize("sample, gather", [(1 << 10, 1 << 11), (4, 4), (16, 8)])
+def test_select_pair_gives_exact_order_statistics(monkeypatch, sample, gather):
+    """On one rank too, through many selection rounds (small sample/gather limits)."""
+    from mpi4py import MPI
+
+    monkeypatch.setattr(selection, "SELECT_SAMPLE", sample)
+    monkeypatch.setattr(selection, "SELECT_GATHER", gather)
+    rng = np.random.default_rng(3)
+    for values in (rng.normal(size=5000), np.round(rng.normal(size=3001)), rng.integers(0, 3, 400) * 1.0,
+                   np.full(50, 2.5), np.array([1.0, 0.0])):
+        ordered = np.sort(values)
+        for k in {0, (values.size - 1) // 2, values.size // 2 - 1, values.size - 2}:
+            assert selection.select_pair(MPI.COMM_SELF, values.copy(), k) == (ordered[k], ordered[k + 1])
+
+
+def test_kernelized_stein_discrepancy_against_a_direct_double_sum():
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(9, 2))
+    s = -z  # score of N(0, I)
+    h = 1.3
+
+    def k(a, b):
+        return np.exp(-np.sum((a - b) ** 2) / h)
+
+    eps = 1e-5
+    total = 0.0
+    for i in range(9):
+        for j in range(9):
+            x, y = z[i], z[j]
+            gx = np.array([(k(x + eps * e, y) - k(x - eps * e, y)) / (2 * eps) for e in np.eye(2)])
+            gy = np.array([(k(x, y + eps * e) - k(x, y - eps * e)) / (2 * eps) for e in np.eye(2)])
+            trace = sum(
+                (k(x + eps * e, y + eps * e) - k(x + eps * e, y - eps * e)
+                 - k(x - eps * e, y + eps * e) + k(x - eps * e, y - eps * e)) / (4 * eps**2)
+                for e in np.eye(2)
+            )
+            total += s[i] @ s[j] * k(x, y) + s[i] @ gy + s[j] @ gx + trace
+    assert kernelized_stein_discrepancy(z, s, h) == pytest.approx(np.sqrt(total / 81), rel=1e-6)
+
+
+def test_correlated_gaussian_moments():
+    mean = np.array([1.0, -2.0])
+    cov = np.array([[1.0, 0.8], [0.8, 2.0]])
+    settings = SVGDSettings(particles=200, iterations=1000, seed=3, step_size=0.05, ksd_every=0)
+    state, diag = run_svgd(GaussianDensity(mean, cov), settings)
+    z = state.particles
+    sd = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(z.mean(axis=0) - mean) < 0.05 * sd)
+    assert np.linalg.norm(np.cov(z.T) - cov) < 0.10 * np.linalg.norm(cov)
+    assert diag.step_norm < 0.05 * run_svgd.first.step_norm
+
+
+def test_adam_optimizer_reaches_the_same_target():
+    mean = np.array([0.5])
+    settings = SVGDSettings(particles=60, iterations=800, seed=4, optimizer="adam", step_size=0.05,
+                            decay=1e-3, ksd_every=0)
+    state, _ = run_svgd(GaussianDensity(mean, [[0.25]]), settings)
+    assert abs(state.particles.mean() - 0.5) < 0.05 * 0.5
+    assert abs(state.particles.std(ddof=1) - 0.5) < 0.1 * 0.5
+
+
+def test_ksd_falls_as_particles_converge():
+    settings = SVGDSettings(particles=50, iterations=1, seed=5, ksd_every=1)
+    density = GaussianDensity([0.0, 0.0], np.eye(2), init_scale=4.0)
+    _, first = run_svgd(density, settings)
+    _, later = run_svgd(density, SVGDSettings(particles=50, iterations=400, seed=5, ksd_every=1))
+    assert later.ksd < 0.2 * first.ksd
+
+
+def test_exponential_model_with_gamma_prior_matches_the_conjugate_posterior():
+    from phasic_mpi import models
+    from phasic_mpi.inference.posterior import Posterior
+    from phasic_mpi.inference.priors import Gamma
+
+    graph = models.exponential()
+    times = graph.sample(40, [2.0], seed=8)
+    a, b = 3.0, 1.0
+    density = Posterior(graph, times, [Gamma(a, b)])
+    settings = SVGDSettings(particles=100, iterations=600, seed=9, step_size=0.05, ksd_every=0)
+    state, _ = run_svgd(density, settings)
+    theta = density.to_theta(state.particles)[:, 0]
+    shape, rate = a + times.size, b + times.sum()
+    assert abs(theta.mean() - shape / rate) < 0.02 * shape / rate
+    assert abs(theta.std(ddof=1) - np.sqrt(shape) / rate) < 0.10 * np.sqrt(shape) / rate
+
+
+def test_lognormal_through_the_log_transform():
+    """A flat likelihood leaves the prior: theta ~ LogNormal(0.3, 0.4), particles in z = log theta."""
+    from phasic_mpi.inference.posterior import FunctionDensity
+    from phasic_mpi.inference.priors import LogNormal
+
+    def flat(theta):
+        return np.zeros(len(theta)), np.zeros_like(theta)
+
+    mu, sigma = 0.3, 0.4
+    density = FunctionDensity(flat, ["rate"], priors=[LogNormal(mu, sigma)])
+    settings = SVGDSettings(particles=200, iterations=800, seed=10, step_size=0.05, ksd_every=0)
+    state, _ = run_svgd(density, settings)
+    theta = density.to_theta(state.particles)[:, 0]
+    mean = np.exp(mu + sigma**2 / 2)
+    var = (np.exp(sigma**2) - 1) * np.exp(2 * mu + sigma**2)
+    assert abs(theta.mean() - mean) < 0.01 * mean
+    assert abs(theta.var(ddof=1) - var) < 0.05 * var

@@ -1,0 +1,89 @@
+"""phasic-mpi jobscript: profiles, cluster files, errors, bash -n."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from phasic_mpi.slurm import jobscript
+from phasic_mpi.cli import main
+
+
+@pytest.mark.parametrize("profile", list(jobscript.PROFILES))
+@pytest.mark.parametrize("algorithm", jobscript.ALGORITHMS)
+def test_every_profile_renders_and_parses(profile, algorithm, tmp_path):
+    text = jobscript.render(profile, algorithm=algorithm)
+    p = jobscript.PROFILES[profile]
+    assert f"#SBATCH --nodes={p['nodes']}\n" in text
+    assert f"#SBATCH --ntasks-per-node={p['tasks_per_node']}\n" in text
+    assert f"#SBATCH --time={p['time']}\n" in text
+    assert "#SBATCH --requeue" in text and "#SBATCH --signal=TERM@" in text
+    assert 'srun --mpi="$MPI_PLUGIN"' in text and "MPI_PLUGIN:-pmi2" in text
+    assert "PYTHONUNBUFFERED=1" in text and "OMP_NUM_THREADS" in text
+    if algorithm == "study":  # a rerun continues a study by itself
+        assert '"$VENV/bin/phasic-mpi" study "$CONFIG" --out "$OUT"' in text
+    else:
+        assert 'if [ -e "$OUT.ckpt.npz" ]; then MODE=--resume; fi' in text
+    script = tmp_path / "job.sbatch"
+    script.write_text(text)
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    if shutil.which("shellcheck"):
+        subprocess.run(["shellcheck", str(script)], check=True)
+
+
+def test_cluster_overrides(tmp_path):
+    cfile = tmp_path / "cluster.toml"
+    cfile.write_text('partition = "compute"\naccount = "proj1"\n'
+                     'modules = ["openmpi/4.1", "python/3.11"]\nnodes = 3\n'
+                     'tasks_per_node = 4\ncpus_per_task = 2\ntime = "1-00:00:00"\n'
+                     'mem = "8G"\nmpi = "pmix"\nextra = ["--qos=long"]\n'
+                     'venv = "/opt/venv"\n')
+    text = jobscript.render("large", jobscript.load_cluster(str(cfile)),
+                            config="my.toml", out="res/x.h5")
+    for line in ["#SBATCH --partition=compute", "#SBATCH --account=proj1",
+                 "module load openmpi/4.1", "module load python/3.11",
+                 "#SBATCH --nodes=3", "#SBATCH --ntasks-per-node=4",
+                 "#SBATCH --cpus-per-task=2", "#SBATCH --time=1-00:00:00",
+                 "#SBATCH --mem=8G", "MPI_PLUGIN=${MPI_PLUGIN:-pmix}", "#SBATCH --qos=long",
+                 "VENV=${VENV:-/opt/venv}", "CONFIG=${CONFIG:-my.toml}",
+                 "OUT=${OUT:-res/x.h5}", "#SBATCH --job-name=phasic-my"]:
+        assert line in text, line
+
+
+@pytest.mark.parametrize("content, key", [
+    ("nodes = 0", "nodes"), ('nodes = "2"', "nodes"), ("tasks_per_node = true", "tasks_per_node"),
+    ('mpi = "openmpi"', "mpi"), ('time = "tomorrow"', "time"), ('mem = "lots"', "mem"),
+    ('modules = "gcc"', "modules"), ("extra = [1]", "extra"), ("partitoin = 'x'", "partitoin"),
+    ('account = ""', "account"), ('venv = "a\\nb"', "venv"),
+])
+def test_cluster_errors_name_the_key(content, key, tmp_path):
+    cfile = tmp_path / "c.toml"
+    cfile.write_text(content + "\n")
+    with pytest.raises(jobscript.JobscriptError, match=f"^{key}: "):
+        jobscript.load_cluster(str(cfile))
+
+
+def test_cli(tmp_path, capsys):
+    assert main(["jobscript", "--profile", "small"]) == 0
+    assert "#SBATCH --ntasks-per-node=8" in capsys.readouterr().out
+    out = tmp_path / "pt.sbatch"
+    assert main(["jobscript", "--algorithm", "pt", "--out", str(out)]) == 0
+    assert "examples/rabbits_pt.toml" in out.read_text()
+    bad = tmp_path / "c.toml"
+    bad.write_text("nodes = -1\n")
+    assert main(["jobscript", "--cluster", str(bad)]) == 2
+    assert "error: nodes: expected an integer >= 1" in capsys.readouterr().err
+    assert main(["jobscript", "--cluster", str(tmp_path / "missing.toml")]) == 2
+    assert main(["jobscript", "--profile", "huge"]) == 2
+
+
+def test_shipped_scripts_are_current():
+    """jobs/*.sbatch are what `phasic-mpi jobscript` writes."""
+    import pathlib
+    jobs = pathlib.Path(__file__).resolve().parents[2] / "jobs"
+    assert (jobs / "svgd.sbatch").read_text() == jobscript.render(
+        "debug", config="examples/rabbits.toml")
+    assert (jobs / "pt.sbatch").read_text() == jobscript.render(
+        "debug", config="examples/rabbits_pt.toml", algorithm="pt")
+    assert (jobs / "array.sbatch").read_text() == jobscript.render("debug", algorithm="array")
+    assert (jobs / "study.sbatch").read_text() == jobscript.render("small", algorithm="study")
