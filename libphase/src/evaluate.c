@@ -31,11 +31,15 @@ static double scaled_value(scaled x)
     return ldexp(x.m, (int)x.e);
 }
 
+/* P(T = 0) = 1 - sum(alpha); below DEFECT_TOL it is round-off of a
+ * normalised alpha, not an atom (the same slack phase_graph_new allows above 1). */
+#define DEFECT_TOL 1e-12
+
 static double defect(const phase_graph *g)
 {
     double mass = 0.0;
     for (int32_t i = 0; i < g->n; i++) mass += g->alpha[i];
-    return mass < 1.0 ? 1.0 - mass : 0.0;
+    return mass < 1.0 - DEFECT_TOL ? 1.0 - mass : 0.0;
 }
 
 static int check_point(const phase_graph *g, double x, int allow_inf, const char *what, int64_t i)
@@ -49,7 +53,8 @@ static int check_point(const phase_graph *g, double x, int allow_inf, const char
     return PHASE_OK;
 }
 
-/* f(x) (which = SEQ_A; discrete: pmf for x >= 1) or P(T > x) (SEQ_B). */
+/* f(x) (which = SEQ_A; discrete: pmf for x >= 1), P(T > x) (SEQ_B) or
+ * P(0 < T <= x) (SEQ_C: the CDF without the defect). */
 static int point_value(sweep *w, const phase_graph *g, double x, int which, scaled *out)
 {
     if (isinf(x)) { /* only survival at +inf reaches here */
@@ -61,8 +66,8 @@ static int point_value(sweep *w, const phase_graph *g, double x, int which, scal
     int64_t k = (int64_t)x - (which == SEQ_A ? 1 : 0);
     int st = sweep_ensure(w, g, k);
     if (st) return st;
-    out->m = which == SEQ_A ? w->am[k] : w->bm[k];
-    out->e = w->ex[k];
+    out->m = which == SEQ_A ? w->am[k] : which == SEQ_B ? w->bm[k] : w->cm[k];
+    out->e = which == SEQ_C ? 0 : w->ex[k];
     return PHASE_OK;
 }
 
@@ -77,8 +82,8 @@ static void point_adjoint(sweep *w, const phase_graph *g, double x, int which, d
         return;
     }
     int64_t k = (int64_t)x - (which == SEQ_A ? 1 : 0);
-    int64_t e = coef_e + w->ex[k];
-    double *adj = which == SEQ_A ? w->adj_a : w->adj_b;
+    int64_t e = coef_e + (which == SEQ_C ? 0 : w->ex[k]);
+    double *adj = which == SEQ_A ? w->adj_a : which == SEQ_B ? w->adj_b : w->adj_c;
     if (e > -1100) adj[k] += ldexp(coef_m, (int)(e < 1100 ? e : 1100));
 }
 
@@ -125,15 +130,15 @@ int phase_eval(const phase_graph *g, const phase_options *opts, int64_t n_theta,
         sweep_free(&w);
         return st;
     }
-    const int which = quantity <= PHASE_LOGPDF ? SEQ_A : SEQ_B;
+    const int which = quantity <= PHASE_LOGPDF ? SEQ_A : quantity == PHASE_CDF ? SEQ_C : SEQ_B;
     const double atom = defect(g);
     for (int64_t p = 0; p < n_theta; p++) {
         double *row = out + p * n_points;
         st = sweep_set_theta(&w, g, thetas ? thetas + p * g->d : NULL);
         for (int64_t i = 0; st == PHASE_OK && i < n_points; i++) {
             scaled x;
-            if (g->discrete && which == SEQ_A && points[i] == 0.0) {
-                x.m = atom;
+            if (which == SEQ_A && points[i] == 0.0 && (g->discrete || atom > 0.0)) {
+                x.m = atom; /* the atom's mass: see "The atom at zero" in docs/likelihood.md */
                 x.e = 0;
             } else if ((st = point_value(&w, g, points[i], which, &x))) {
                 break;
@@ -143,7 +148,7 @@ int phase_eval(const phase_graph *g, const phase_options *opts, int64_t n_theta,
             case PHASE_SURVIVAL: row[i] = scaled_value(x); break;
             case PHASE_LOGPDF:
             case PHASE_LOGSURVIVAL: row[i] = scaled_log(x); break;
-            case PHASE_CDF: row[i] = 1.0 - scaled_value(x); break;
+            case PHASE_CDF: row[i] = fmin(1.0, atom + scaled_value(x)); break;
             }
         }
         if (st == PHASE_ENOMEM || st == PHASE_EINVAL) break;
@@ -188,7 +193,12 @@ static int check_data(const phase_graph *g, const phase_data *data)
     for (int64_t i = 0; i < data->n_right; i++)
         if ((st = check_point(g, data->right[i], 0, "right", i))) return st;
     for (int64_t i = 0; i < data->n_interval; i++) {
-        if ((st = check_point(g, data->interval_lo[i], 0, "interval_lo", i))) return st;
+        /* lo < 0 (-inf included) means "T <= hi", the atom at 0 included. */
+        const double lo = data->interval_lo[i];
+        if (isnan(lo) || lo == INFINITY)
+            return phase_fail(PHASE_EINVAL, "interval_lo[%lld] = %g must be a number < hi",
+                              (long long)i, lo);
+        if (lo >= 0.0 && (st = check_point(g, lo, 0, "interval_lo", i))) return st;
         if ((st = check_point(g, data->interval_hi[i], 1, "interval_hi", i))) return st;
         if (!(data->interval_lo[i] < data->interval_hi[i]))
             return phase_fail(PHASE_EINVAL, "interval %lld: lo = %g must be < hi = %g",
@@ -253,21 +263,79 @@ static int reverse_init(reverse_ws *r, const phase_graph *g)
     return PHASE_OK;
 }
 
+/* log P(lo < T <= hi) of one interval, and in gradient mode its adjoint
+ * (times wt). The mass is taken where it does not cancel: lo < 0 gives
+ * F(hi) = defect + c(hi) (no difference at all); otherwise
+ * c(hi) - c(lo) when c(hi) <= S(lo) (the lower tail is the small one) and
+ * S(lo) - S(hi) when it is not, so the rounding error is at most about
+ * eps * min(c(hi), S(lo)) / mass. */
+static int interval_term(sweep *w, const phase_graph *g, double a, double b, double wt,
+                         double atom, double *term)
+{
+    const int grad = w->store;
+    scaled lo, hi, diff;
+    int st;
+    if (a < 0.0) {
+        if (isinf(b)) { /* P(T > lo) = 1 */
+            *term = 0.0;
+            return PHASE_OK;
+        }
+        if ((st = point_value(w, g, b, SEQ_C, &hi))) return st;
+        const double mass = atom + scaled_value(hi);
+        if (atom > 0.0 || hi.m == 0.0) { /* plain double: the atom keeps it >= defect */
+            if (!(mass > 0.0)) return PHASE_EZERO;
+            *term = wt * log(mass);
+            if (grad && hi.m != 0.0) point_adjoint(w, g, b, SEQ_C, wt / mass, 0);
+            return PHASE_OK;
+        }
+        *term = wt * scaled_log(hi); /* no atom: c(hi) itself, possibly below doubles */
+        if (grad) point_adjoint(w, g, b, SEQ_C, wt / hi.m, -hi.e);
+        return PHASE_OK;
+    }
+    if ((st = point_value(w, g, a, SEQ_B, &lo))) return st;
+    int which = SEQ_B;
+    if (!isinf(b)) {
+        if ((st = point_value(w, g, b, SEQ_C, &hi))) return st;
+        if (scaled_value(hi) <= scaled_value(lo)) which = SEQ_C;
+    }
+    if (which == SEQ_C) {
+        if ((st = point_value(w, g, a, SEQ_C, &lo))) return st;
+        diff = scaled_diff(hi, lo);
+    } else {
+        if ((st = point_value(w, g, b, SEQ_B, &hi))) return st;
+        diff = scaled_diff(lo, hi);
+    }
+    if (!(diff.m > 0.0)) return PHASE_EZERO;
+    *term = wt * scaled_log(diff);
+    if (!grad) return PHASE_OK;
+    /* d log(x_hi - x_lo) (C) or d log(x_lo - x_hi) (B): the subtracted
+     * point was evaluated last, so its window is current; the other one's
+     * window is recomputed. */
+    const double sub = which == SEQ_C ? a : b, add = which == SEQ_C ? b : a;
+    scaled again;
+    point_adjoint(w, g, sub, which, -wt / diff.m, -diff.e);
+    if ((st = point_value(w, g, add, which, &again))) return st;
+    point_adjoint(w, g, add, which, wt / diff.m, -diff.e);
+    return PHASE_OK;
+}
+
 /* The log-likelihood at the current theta; in gradient mode also the
- * adjoint weights d loglik / d a_k and d b_k (scaled by 2^ex[k]). */
+ * adjoint weights d loglik / d a_k and d b_k (scaled by 2^ex[k]).
+ * An exact 0 scores the atom's mass log(defect) when there is an atom
+ * (discrete graphs always: pmf(0) = defect), else the density f(0). */
 static int observations_pass(sweep *w, const phase_graph *g, const phase_data *data, double *ll)
 {
     int st;
     const int grad = w->store;
     const double atom = defect(g);
     double total = 0.0;
-    scaled x, lo, hi;
+    scaled x;
     for (int64_t i = 0; i < data->n_exact; i++) {
         const double wt = weight_of(data->exact_weight, i), t = data->exact[i];
         if (wt == 0.0) continue;
-        if (g->discrete && t == 0.0) {
+        if (t == 0.0 && (g->discrete || atom > 0.0)) {
             if (atom <= 0.0) return PHASE_EZERO;
-            total += wt * log(atom);
+            total += wt * log(atom); /* alpha is fixed: no gradient */
             continue;
         }
         if ((st = point_value(w, g, t, SEQ_A, &x))) return st;
@@ -285,19 +353,13 @@ static int observations_pass(sweep *w, const phase_graph *g, const phase_data *d
     }
     for (int64_t i = 0; i < data->n_interval; i++) {
         const double wt = weight_of(data->interval_weight, i);
-        const double a = data->interval_lo[i], b = data->interval_hi[i];
+        double term;
         if (wt == 0.0) continue;
-        if ((st = point_value(w, g, a, SEQ_B, &lo))) return st;
-        if ((st = point_value(w, g, b, SEQ_B, &hi))) return st;
-        scaled diff = scaled_diff(lo, hi);
-        if (!(diff.m > 0.0)) return PHASE_EZERO;
-        total += wt * scaled_log(diff);
-        if (grad) { /* hi's window is current; lo's is recomputed */
-            point_adjoint(w, g, b, SEQ_B, -wt / diff.m, -diff.e);
-            if ((st = point_value(w, g, a, SEQ_B, &lo))) return st;
-            point_adjoint(w, g, a, SEQ_B, wt / diff.m, -diff.e);
-        }
+        st = interval_term(w, g, data->interval_lo[i], data->interval_hi[i], wt, atom, &term);
+        if (st) return st;
+        total += term;
     }
+    if (grad) sweep_fold_c(w);
     *ll = total;
     return PHASE_OK;
 }
