@@ -109,6 +109,9 @@ static int check_common(const phase_graph *g, const phase_options *opts, int64_t
     return PHASE_OK;
 }
 
+static int censored_term(sweep *w, const phase_graph *g, double a, double b, double wt,
+                         double atom, double *term);
+
 int phase_eval(const phase_graph *g, const phase_options *opts, int64_t n_theta,
                const double *thetas, int64_t n_points, const double *points,
                phase_quantity quantity, double *out, int *theta_status, phase_info *info)
@@ -137,6 +140,12 @@ int phase_eval(const phase_graph *g, const phase_options *opts, int64_t n_theta,
         st = sweep_set_theta(&w, g, thetas ? thetas + p * g->d : NULL);
         for (int64_t i = 0; st == PHASE_OK && i < n_points; i++) {
             scaled x;
+            if (quantity == PHASE_LOGSURVIVAL) { /* as a right-censored term: log1p near 1 */
+                st = censored_term(&w, g, points[i], INFINITY, 1.0, atom, &row[i]);
+                if (st == PHASE_EZERO) row[i] = -INFINITY, st = PHASE_OK;
+                if (st) break;
+                continue;
+            }
             if (which == SEQ_A && points[i] == 0.0 && (g->discrete || atom > 0.0)) {
                 x.m = atom; /* the atom's mass: see "The atom at zero" in docs/likelihood.md */
                 x.e = 0;
@@ -263,59 +272,64 @@ static int reverse_init(reverse_ws *r, const phase_graph *g)
     return PHASE_OK;
 }
 
-/* log P(lo < T <= hi) of one interval, and in gradient mode its adjoint
- * (times wt). The mass is taken where it does not cancel: lo < 0 gives
- * F(hi) = defect + c(hi) (no difference at all); otherwise
- * c(hi) - c(lo) when c(hi) <= S(lo) (the lower tail is the small one) and
- * S(lo) - S(hi) when it is not, so the rounding error is at most about
- * eps * min(c(hi), S(lo)) / mass. */
-static int interval_term(sweep *w, const phase_graph *g, double a, double b, double wt,
+/* log P(lo < T <= hi) (wt times it in *term) for lo < hi, lo < 0 meaning
+ * "T <= hi" (atom included) and hi = inf "T > lo"; in gradient mode also
+ * its adjoint. Every probability is taken from sums of non-negative terms:
+ * with q = F(lo) + S(hi) (F(lo) = 1 - b_0 + c(lo), the atom included; each
+ * part 0 when its bound is infinite or negative):
+ *   q < 1/2: log1p(-q), so a mass near 1 keeps its digits (log S(c) of a
+ *            small c is -F(c), not 0);
+ *   else the mass is at most 1/2 and comes from the smaller tail: F(hi) =
+ *   atom + c(hi) for lo < 0, S(lo) for hi = inf, otherwise c(hi) - c(lo)
+ *   when c(lo) <= S(hi) and S(lo) - S(hi) when not, so the rounding error
+ *   is at most about eps * min(c(hi), S(lo)) / mass. */
+static int censored_term(sweep *w, const phase_graph *g, double a, double b, double wt,
                          double atom, double *term)
 {
-    const int grad = w->store;
-    scaled lo, hi, diff;
+    const int grad = w->store, lo_in = a >= 0.0, hi_in = !isinf(b);
+    scaled ca = {0.0, 0}, sb = {0.0, 0}, x, diff;
     int st;
-    if (a < 0.0) {
-        if (isinf(b)) { /* P(T > lo) = 1 */
-            *term = 0.0;
-            return PHASE_OK;
-        }
-        if ((st = point_value(w, g, b, SEQ_C, &hi))) return st;
-        const double mass = atom + scaled_value(hi);
-        if (atom > 0.0 || hi.m == 0.0) { /* plain double: the atom keeps it >= defect */
-            if (!(mass > 0.0)) return PHASE_EZERO;
-            *term = wt * log(mass);
-            if (grad && hi.m != 0.0) point_adjoint(w, g, b, SEQ_C, wt / mass, 0);
-            return PHASE_OK;
-        }
-        *term = wt * scaled_log(hi); /* no atom: c(hi) itself, possibly below doubles */
-        if (grad) point_adjoint(w, g, b, SEQ_C, wt / hi.m, -hi.e);
+    *term = 0.0;
+    if (!lo_in && !hi_in) return PHASE_OK; /* certain */
+    if (lo_in && (st = point_value(w, g, a, SEQ_C, &ca))) return st;
+    if (hi_in && (st = point_value(w, g, b, SEQ_B, &sb))) return st;
+    const double q = (lo_in ? (1.0 - w->bm[0]) + scaled_value(ca) : 0.0) + scaled_value(sb);
+    if (q < 0.5) {
+        const double mass = 1.0 - q;
+        *term = wt * log1p(-q);
+        if (!grad) return PHASE_OK;
+        /* The last point evaluated has the current Poisson window. */
+        if (hi_in) point_adjoint(w, g, b, SEQ_B, -wt / mass, 0);
+        if (lo_in && hi_in && (st = point_value(w, g, a, SEQ_C, &ca))) return st;
+        if (lo_in) point_adjoint(w, g, a, SEQ_C, -wt / mass, 0);
         return PHASE_OK;
     }
-    if ((st = point_value(w, g, a, SEQ_B, &lo))) return st;
-    int which = SEQ_B;
-    if (!isinf(b)) {
-        if ((st = point_value(w, g, b, SEQ_C, &hi))) return st;
-        if (scaled_value(hi) <= scaled_value(lo)) which = SEQ_C;
+    if (!lo_in || !hi_in) { /* F(hi) = atom + c(hi), or S(lo) */
+        const int which = lo_in ? SEQ_B : SEQ_C;
+        const double at = lo_in ? a : b;
+        if ((st = point_value(w, g, at, which, &x))) return st;
+        if (!lo_in && atom > 0.0) { /* a plain double: the atom keeps it >= defect */
+            const double mass = atom + scaled_value(x);
+            *term = wt * log(mass);
+            if (grad) point_adjoint(w, g, at, which, wt / mass, 0);
+            return PHASE_OK;
+        }
+        if (!(x.m > 0.0)) return PHASE_EZERO;
+        *term = wt * scaled_log(x);
+        if (grad) point_adjoint(w, g, at, which, wt / x.m, -x.e);
+        return PHASE_OK;
     }
-    if (which == SEQ_C) {
-        if ((st = point_value(w, g, a, SEQ_C, &lo))) return st;
-        diff = scaled_diff(hi, lo);
-    } else {
-        if ((st = point_value(w, g, b, SEQ_B, &hi))) return st;
-        diff = scaled_diff(lo, hi);
-    }
+    /* c(hi) = c(lo) + mass and S(lo) = S(hi) + mass: subtract the smaller pair. */
+    const int which = scaled_log(ca) <= scaled_log(sb) ? SEQ_C : SEQ_B;
+    const double near = which == SEQ_C ? b : a, far = which == SEQ_C ? a : b;
+    if ((st = point_value(w, g, near, which, &x))) return st; /* c(hi) or S(lo) */
+    diff = scaled_diff(x, which == SEQ_C ? ca : sb);
     if (!(diff.m > 0.0)) return PHASE_EZERO;
     *term = wt * scaled_log(diff);
     if (!grad) return PHASE_OK;
-    /* d log(x_hi - x_lo) (C) or d log(x_lo - x_hi) (B): the subtracted
-     * point was evaluated last, so its window is current; the other one's
-     * window is recomputed. */
-    const double sub = which == SEQ_C ? a : b, add = which == SEQ_C ? b : a;
-    scaled again;
-    point_adjoint(w, g, sub, which, -wt / diff.m, -diff.e);
-    if ((st = point_value(w, g, add, which, &again))) return st;
-    point_adjoint(w, g, add, which, wt / diff.m, -diff.e);
+    point_adjoint(w, g, near, which, wt / diff.m, -diff.e);
+    if ((st = point_value(w, g, far, which, &x))) return st;
+    point_adjoint(w, g, far, which, -wt / diff.m, -diff.e);
     return PHASE_OK;
 }
 
@@ -343,19 +357,17 @@ static int observations_pass(sweep *w, const phase_graph *g, const phase_data *d
         total += wt * scaled_log(x);
         if (grad) point_adjoint(w, g, t, SEQ_A, wt / x.m, -x.e);
     }
-    for (int64_t i = 0; i < data->n_right; i++) {
-        const double wt = weight_of(data->right_weight, i), c = data->right[i];
+    double term;
+    for (int64_t i = 0; i < data->n_right; i++) { /* (c, inf] */
+        const double wt = weight_of(data->right_weight, i);
         if (wt == 0.0) continue;
-        if ((st = point_value(w, g, c, SEQ_B, &x))) return st;
-        if (!(x.m > 0.0)) return PHASE_EZERO;
-        total += wt * scaled_log(x);
-        if (grad) point_adjoint(w, g, c, SEQ_B, wt / x.m, -x.e);
+        if ((st = censored_term(w, g, data->right[i], INFINITY, wt, atom, &term))) return st;
+        total += term;
     }
     for (int64_t i = 0; i < data->n_interval; i++) {
         const double wt = weight_of(data->interval_weight, i);
-        double term;
         if (wt == 0.0) continue;
-        st = interval_term(w, g, data->interval_lo[i], data->interval_hi[i], wt, atom, &term);
+        st = censored_term(w, g, data->interval_lo[i], data->interval_hi[i], wt, atom, &term);
         if (st) return st;
         total += term;
     }
@@ -373,8 +385,29 @@ static int observations_pass(sweep *w, const phase_graph *g, const phase_data *d
  * u_{k+1} was computed on exactly that range (one step of reach from
  * [lo[k], hi[k]]). Entries outside the computed range are stale but finite
  * and are only ever multiplied by zero entries of v. */
+/* Scale adj_a and adj_b by 2^shift so that the largest is in [1, 2); returns
+ * shift. The gradient is linear in them: scaling by an exact power of two
+ * keeps the reverse sweep's values clear of FLUSH_BELOW when the loglik's
+ * sensitivity is tiny (log S(c) ~ -1e-300 at a tiny c). */
+static int adjoint_shift(sweep *w)
+{
+    double big = 0.0;
+    for (int64_t k = 0; k <= w->K; k++) {
+        if (fabs(w->adj_a[k]) > big) big = fabs(w->adj_a[k]);
+        if (fabs(w->adj_b[k]) > big) big = fabs(w->adj_b[k]);
+    }
+    if (!(big > 0.0) || !isfinite(big)) return 0;
+    const int shift = -fast_ilogb(big);
+    for (int64_t k = 0; k <= w->K; k++) {
+        w->adj_a[k] = ldexp(w->adj_a[k], shift);
+        w->adj_b[k] = ldexp(w->adj_b[k], shift);
+    }
+    return shift;
+}
+
 static int reverse_sweep(sweep *w, const phase_graph *g, reverse_ws *r, double *grad)
 {
+    const int shift = adjoint_shift(w);
     const int32_t n = g->n, n_exit = g->n_exit_states;
     const int32_t *exits = g->exit_states;
     const int64_t K = w->K;
@@ -459,6 +492,7 @@ static int reverse_sweep(sweep *w, const phase_graph *g, reverse_ws *r, double *
     for (int64_t e = 0; e < g->n_edges; e++)
         for (int64_t q = g->coef_ptr[e]; q < g->coef_ptr[e + 1]; q++)
             grad[g->coef_idx[q]] += r->gw[e] * g->coef_val[q];
+    for (int32_t m = 0; shift && m < g->d; m++) grad[m] = ldexp(grad[m], -shift);
     return PHASE_OK;
 }
 

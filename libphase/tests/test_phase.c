@@ -429,6 +429,7 @@ static void test_small_probabilities(void)
     for (int i = 0; i < 6; i++) {
         CHECK_REL(eval1(g, &th, ts[i], PHASE_CDF), -expm1(-th * ts[i]), 1e-13);
         CHECK_REL(eval1(g, &th, ts[i], PHASE_SURVIVAL), exp(-th * ts[i]), 1e-13);
+        CHECK_REL(eval1(g, &th, ts[i], PHASE_LOGSURVIVAL), -th * ts[i], 1e-13);
     }
     for (int mode = PHASE_GRADIENT_REVERSE; mode <= PHASE_GRADIENT_FORWARD; mode++) {
         double lo = 0.0, hi = 1e-12, ll, grad;
@@ -441,6 +442,14 @@ static void test_small_probabilities(void)
         const double mass = -expm1(-th * hi);
         CHECK_REL(ll, log(mass), 1e-13);
         CHECK_REL(grad, hi * exp(-th * hi) / mass, 1e-11);
+        /* Right-censored at a tiny c: log S = -theta c, gradient -c (not 0). */
+        phase_data right = {0};
+        double c = 1e-200;
+        right.n_right = 1;
+        right.right = &c;
+        loglik1(g, &right, th, mode, &ll, &grad, &status);
+        CHECK_REL(ll, -th * c, 1e-13);
+        CHECK_REL(grad, -c, 1e-11);
         /* A narrow interval far out: (20, 20.5], mass e^-20 (1 - e^-0.5). */
         lo = 20.0, hi = 20.5;
         loglik1(g, &iv, th, mode, &ll, &grad, &status);
