@@ -9,7 +9,11 @@
  *
  * An edge with dst == PHASE_ABSORBING leads to absorption (an exit rate).
  * Continuous graphs: S is the sub-intensity matrix built from the rates,
- * f(t) = alpha exp(S t) s, F(t) = 1 - alpha exp(S t) 1.
+ * f(t) = alpha exp(S t) s, F(t) = 1 - alpha exp(S t) 1. With a defect
+ * (1 - sum(alpha) > 1e-12; less is taken as round-off) T has an atom at 0:
+ * F(0) = defect, P(T > 0) = sum(alpha), and the "density" at 0 is the atom's
+ * mass (density with respect to Lebesgue measure plus a unit mass at 0);
+ * without a defect the density at 0 is alpha . s.
  * Discrete graphs: the edge "rates" are one-step probabilities; the
  * probability of staying is 1 - sum(out-probabilities), so
  * pmf(0) = defect, pmf(k) = alpha T^(k-1) t.
@@ -46,7 +50,7 @@ typedef enum {
 typedef enum {
     PHASE_PDF = 0,      /* density (continuous) or pmf (discrete)      */
     PHASE_LOGPDF = 1,   /* log of the above, underflow-safe            */
-    PHASE_CDF = 2,      /* P(T <= t)                                   */
+    PHASE_CDF = 2,      /* P(T <= t), summed directly: accurate where small */
     PHASE_SURVIVAL = 3, /* P(T > t), accurate where CDF rounds to 1    */
     PHASE_LOGSURVIVAL = 4
 } phase_quantity;
@@ -79,9 +83,12 @@ typedef struct {
 } phase_info;
 
 /* Observations for a log-likelihood. Any weight pointer may be NULL (= 1).
- * Exact: log f(t). Right-censored at c: log P(T > c).
- * Interval-censored (lo, hi]: log(F(hi) - F(lo)). For discrete graphs all
- * points must be non-negative integers. */
+ * Exact: log f(t); an exact 0 scores log(defect) when there is an atom at 0.
+ * Right-censored at c >= 0: log P(T > c) (never includes the atom).
+ * Interval-censored (lo, hi]: log P(lo < T <= hi) = log(F(hi) - F(lo)),
+ * computed without cancellation; lo may be negative (-inf included), which
+ * means T <= hi with the atom included, while (0, hi] excludes it. For
+ * discrete graphs all points >= 0 must be integers. */
 typedef struct {
     int64_t n_exact;
     const double *exact;

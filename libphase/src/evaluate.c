@@ -31,11 +31,15 @@ static double scaled_value(scaled x)
     return ldexp(x.m, (int)x.e);
 }
 
+/* P(T = 0) = 1 - sum(alpha); below DEFECT_TOL it is round-off of a
+ * normalised alpha, not an atom (the same slack phase_graph_new allows above 1). */
+#define DEFECT_TOL 1e-12
+
 static double defect(const phase_graph *g)
 {
     double mass = 0.0;
     for (int32_t i = 0; i < g->n; i++) mass += g->alpha[i];
-    return mass < 1.0 ? 1.0 - mass : 0.0;
+    return mass < 1.0 - DEFECT_TOL ? 1.0 - mass : 0.0;
 }
 
 static int check_point(const phase_graph *g, double x, int allow_inf, const char *what, int64_t i)
@@ -49,7 +53,8 @@ static int check_point(const phase_graph *g, double x, int allow_inf, const char
     return PHASE_OK;
 }
 
-/* f(x) (which = SEQ_A; discrete: pmf for x >= 1) or P(T > x) (SEQ_B). */
+/* f(x) (which = SEQ_A; discrete: pmf for x >= 1), P(T > x) (SEQ_B) or
+ * P(0 < T <= x) (SEQ_C: the CDF without the defect). */
 static int point_value(sweep *w, const phase_graph *g, double x, int which, scaled *out)
 {
     if (isinf(x)) { /* only survival at +inf reaches here */
@@ -61,8 +66,8 @@ static int point_value(sweep *w, const phase_graph *g, double x, int which, scal
     int64_t k = (int64_t)x - (which == SEQ_A ? 1 : 0);
     int st = sweep_ensure(w, g, k);
     if (st) return st;
-    out->m = which == SEQ_A ? w->am[k] : w->bm[k];
-    out->e = w->ex[k];
+    out->m = which == SEQ_A ? w->am[k] : which == SEQ_B ? w->bm[k] : w->cm[k];
+    out->e = which == SEQ_C ? 0 : w->ex[k];
     return PHASE_OK;
 }
 
@@ -77,8 +82,8 @@ static void point_adjoint(sweep *w, const phase_graph *g, double x, int which, d
         return;
     }
     int64_t k = (int64_t)x - (which == SEQ_A ? 1 : 0);
-    int64_t e = coef_e + w->ex[k];
-    double *adj = which == SEQ_A ? w->adj_a : w->adj_b;
+    int64_t e = coef_e + (which == SEQ_C ? 0 : w->ex[k]);
+    double *adj = which == SEQ_A ? w->adj_a : which == SEQ_B ? w->adj_b : w->adj_c;
     if (e > -1100) adj[k] += ldexp(coef_m, (int)(e < 1100 ? e : 1100));
 }
 
@@ -104,6 +109,9 @@ static int check_common(const phase_graph *g, const phase_options *opts, int64_t
     return PHASE_OK;
 }
 
+static int censored_term(sweep *w, const phase_graph *g, double a, double b, double wt,
+                         double atom, double *term);
+
 int phase_eval(const phase_graph *g, const phase_options *opts, int64_t n_theta,
                const double *thetas, int64_t n_points, const double *points,
                phase_quantity quantity, double *out, int *theta_status, phase_info *info)
@@ -125,15 +133,21 @@ int phase_eval(const phase_graph *g, const phase_options *opts, int64_t n_theta,
         sweep_free(&w);
         return st;
     }
-    const int which = quantity <= PHASE_LOGPDF ? SEQ_A : SEQ_B;
+    const int which = quantity <= PHASE_LOGPDF ? SEQ_A : quantity == PHASE_CDF ? SEQ_C : SEQ_B;
     const double atom = defect(g);
     for (int64_t p = 0; p < n_theta; p++) {
         double *row = out + p * n_points;
         st = sweep_set_theta(&w, g, thetas ? thetas + p * g->d : NULL);
         for (int64_t i = 0; st == PHASE_OK && i < n_points; i++) {
             scaled x;
-            if (g->discrete && which == SEQ_A && points[i] == 0.0) {
-                x.m = atom;
+            if (quantity == PHASE_LOGSURVIVAL) { /* as a right-censored term: log1p near 1 */
+                st = censored_term(&w, g, points[i], INFINITY, 1.0, atom, &row[i]);
+                if (st == PHASE_EZERO) row[i] = -INFINITY, st = PHASE_OK;
+                if (st) break;
+                continue;
+            }
+            if (which == SEQ_A && points[i] == 0.0 && (g->discrete || atom > 0.0)) {
+                x.m = atom; /* the atom's mass: see "The atom at zero" in docs/likelihood.md */
                 x.e = 0;
             } else if ((st = point_value(&w, g, points[i], which, &x))) {
                 break;
@@ -143,7 +157,7 @@ int phase_eval(const phase_graph *g, const phase_options *opts, int64_t n_theta,
             case PHASE_SURVIVAL: row[i] = scaled_value(x); break;
             case PHASE_LOGPDF:
             case PHASE_LOGSURVIVAL: row[i] = scaled_log(x); break;
-            case PHASE_CDF: row[i] = 1.0 - scaled_value(x); break;
+            case PHASE_CDF: row[i] = fmin(1.0, atom + scaled_value(x)); break;
             }
         }
         if (st == PHASE_ENOMEM || st == PHASE_EINVAL) break;
@@ -188,7 +202,12 @@ static int check_data(const phase_graph *g, const phase_data *data)
     for (int64_t i = 0; i < data->n_right; i++)
         if ((st = check_point(g, data->right[i], 0, "right", i))) return st;
     for (int64_t i = 0; i < data->n_interval; i++) {
-        if ((st = check_point(g, data->interval_lo[i], 0, "interval_lo", i))) return st;
+        /* lo < 0 (-inf included) means "T <= hi", the atom at 0 included. */
+        const double lo = data->interval_lo[i];
+        if (isnan(lo) || lo == INFINITY)
+            return phase_fail(PHASE_EINVAL, "interval_lo[%lld] = %g must be a number < hi",
+                              (long long)i, lo);
+        if (lo >= 0.0 && (st = check_point(g, lo, 0, "interval_lo", i))) return st;
         if ((st = check_point(g, data->interval_hi[i], 1, "interval_hi", i))) return st;
         if (!(data->interval_lo[i] < data->interval_hi[i]))
             return phase_fail(PHASE_EINVAL, "interval %lld: lo = %g must be < hi = %g",
@@ -253,21 +272,84 @@ static int reverse_init(reverse_ws *r, const phase_graph *g)
     return PHASE_OK;
 }
 
+/* log P(lo < T <= hi) (wt times it in *term) for lo < hi, lo < 0 meaning
+ * "T <= hi" (atom included) and hi = inf "T > lo"; in gradient mode also
+ * its adjoint. Every probability is taken from sums of non-negative terms:
+ * with q = F(lo) + S(hi) (F(lo) = 1 - b_0 + c(lo), the atom included; each
+ * part 0 when its bound is infinite or negative):
+ *   q < 1/2: log1p(-q), so a mass near 1 keeps its digits (log S(c) of a
+ *            small c is -F(c), not 0);
+ *   else the mass is at most 1/2 and comes from the smaller tail: F(hi) =
+ *   atom + c(hi) for lo < 0, S(lo) for hi = inf, otherwise c(hi) - c(lo)
+ *   when c(lo) <= S(hi) and S(lo) - S(hi) when not, so the rounding error
+ *   is at most about eps * min(c(hi), S(lo)) / mass. */
+static int censored_term(sweep *w, const phase_graph *g, double a, double b, double wt,
+                         double atom, double *term)
+{
+    const int grad = w->store, lo_in = a >= 0.0, hi_in = !isinf(b);
+    scaled ca = {0.0, 0}, sb = {0.0, 0}, x, diff;
+    int st;
+    *term = 0.0;
+    if (!lo_in && !hi_in) return PHASE_OK; /* certain */
+    if (lo_in && (st = point_value(w, g, a, SEQ_C, &ca))) return st;
+    if (hi_in && (st = point_value(w, g, b, SEQ_B, &sb))) return st;
+    const double q = (lo_in ? (1.0 - w->bm[0]) + scaled_value(ca) : 0.0) + scaled_value(sb);
+    if (q < 0.5) {
+        const double mass = 1.0 - q;
+        *term = wt * log1p(-q);
+        if (!grad) return PHASE_OK;
+        /* The last point evaluated has the current Poisson window. */
+        if (hi_in) point_adjoint(w, g, b, SEQ_B, -wt / mass, 0);
+        if (lo_in && hi_in && (st = point_value(w, g, a, SEQ_C, &ca))) return st;
+        if (lo_in) point_adjoint(w, g, a, SEQ_C, -wt / mass, 0);
+        return PHASE_OK;
+    }
+    if (!lo_in || !hi_in) { /* F(hi) = atom + c(hi), or S(lo) */
+        const int which = lo_in ? SEQ_B : SEQ_C;
+        const double at = lo_in ? a : b;
+        if ((st = point_value(w, g, at, which, &x))) return st;
+        if (!lo_in && atom > 0.0) { /* a plain double: the atom keeps it >= defect */
+            const double mass = atom + scaled_value(x);
+            *term = wt * log(mass);
+            if (grad) point_adjoint(w, g, at, which, wt / mass, 0);
+            return PHASE_OK;
+        }
+        if (!(x.m > 0.0)) return PHASE_EZERO;
+        *term = wt * scaled_log(x);
+        if (grad) point_adjoint(w, g, at, which, wt / x.m, -x.e);
+        return PHASE_OK;
+    }
+    /* c(hi) = c(lo) + mass and S(lo) = S(hi) + mass: subtract the smaller pair. */
+    const int which = scaled_log(ca) <= scaled_log(sb) ? SEQ_C : SEQ_B;
+    const double near = which == SEQ_C ? b : a, far = which == SEQ_C ? a : b;
+    if ((st = point_value(w, g, near, which, &x))) return st; /* c(hi) or S(lo) */
+    diff = scaled_diff(x, which == SEQ_C ? ca : sb);
+    if (!(diff.m > 0.0)) return PHASE_EZERO;
+    *term = wt * scaled_log(diff);
+    if (!grad) return PHASE_OK;
+    point_adjoint(w, g, near, which, wt / diff.m, -diff.e);
+    if ((st = point_value(w, g, far, which, &x))) return st;
+    point_adjoint(w, g, far, which, -wt / diff.m, -diff.e);
+    return PHASE_OK;
+}
+
 /* The log-likelihood at the current theta; in gradient mode also the
- * adjoint weights d loglik / d a_k and d b_k (scaled by 2^ex[k]). */
+ * adjoint weights d loglik / d a_k and d b_k (scaled by 2^ex[k]).
+ * An exact 0 scores the atom's mass log(defect) when there is an atom
+ * (discrete graphs always: pmf(0) = defect), else the density f(0). */
 static int observations_pass(sweep *w, const phase_graph *g, const phase_data *data, double *ll)
 {
     int st;
     const int grad = w->store;
     const double atom = defect(g);
     double total = 0.0;
-    scaled x, lo, hi;
+    scaled x;
     for (int64_t i = 0; i < data->n_exact; i++) {
         const double wt = weight_of(data->exact_weight, i), t = data->exact[i];
         if (wt == 0.0) continue;
-        if (g->discrete && t == 0.0) {
+        if (t == 0.0 && (g->discrete || atom > 0.0)) {
             if (atom <= 0.0) return PHASE_EZERO;
-            total += wt * log(atom);
+            total += wt * log(atom); /* alpha is fixed: no gradient */
             continue;
         }
         if ((st = point_value(w, g, t, SEQ_A, &x))) return st;
@@ -275,29 +357,21 @@ static int observations_pass(sweep *w, const phase_graph *g, const phase_data *d
         total += wt * scaled_log(x);
         if (grad) point_adjoint(w, g, t, SEQ_A, wt / x.m, -x.e);
     }
-    for (int64_t i = 0; i < data->n_right; i++) {
-        const double wt = weight_of(data->right_weight, i), c = data->right[i];
+    double term;
+    for (int64_t i = 0; i < data->n_right; i++) { /* (c, inf] */
+        const double wt = weight_of(data->right_weight, i);
         if (wt == 0.0) continue;
-        if ((st = point_value(w, g, c, SEQ_B, &x))) return st;
-        if (!(x.m > 0.0)) return PHASE_EZERO;
-        total += wt * scaled_log(x);
-        if (grad) point_adjoint(w, g, c, SEQ_B, wt / x.m, -x.e);
+        if ((st = censored_term(w, g, data->right[i], INFINITY, wt, atom, &term))) return st;
+        total += term;
     }
     for (int64_t i = 0; i < data->n_interval; i++) {
         const double wt = weight_of(data->interval_weight, i);
-        const double a = data->interval_lo[i], b = data->interval_hi[i];
         if (wt == 0.0) continue;
-        if ((st = point_value(w, g, a, SEQ_B, &lo))) return st;
-        if ((st = point_value(w, g, b, SEQ_B, &hi))) return st;
-        scaled diff = scaled_diff(lo, hi);
-        if (!(diff.m > 0.0)) return PHASE_EZERO;
-        total += wt * scaled_log(diff);
-        if (grad) { /* hi's window is current; lo's is recomputed */
-            point_adjoint(w, g, b, SEQ_B, -wt / diff.m, -diff.e);
-            if ((st = point_value(w, g, a, SEQ_B, &lo))) return st;
-            point_adjoint(w, g, a, SEQ_B, wt / diff.m, -diff.e);
-        }
+        st = censored_term(w, g, data->interval_lo[i], data->interval_hi[i], wt, atom, &term);
+        if (st) return st;
+        total += term;
     }
+    if (grad) sweep_fold_c(w);
     *ll = total;
     return PHASE_OK;
 }
@@ -311,8 +385,29 @@ static int observations_pass(sweep *w, const phase_graph *g, const phase_data *d
  * u_{k+1} was computed on exactly that range (one step of reach from
  * [lo[k], hi[k]]). Entries outside the computed range are stale but finite
  * and are only ever multiplied by zero entries of v. */
+/* Scale adj_a and adj_b by 2^shift so that the largest is in [1, 2); returns
+ * shift. The gradient is linear in them: scaling by an exact power of two
+ * keeps the reverse sweep's values clear of FLUSH_BELOW when the loglik's
+ * sensitivity is tiny (log S(c) ~ -1e-300 at a tiny c). */
+static int adjoint_shift(sweep *w)
+{
+    double big = 0.0;
+    for (int64_t k = 0; k <= w->K; k++) {
+        if (fabs(w->adj_a[k]) > big) big = fabs(w->adj_a[k]);
+        if (fabs(w->adj_b[k]) > big) big = fabs(w->adj_b[k]);
+    }
+    if (!(big > 0.0) || !isfinite(big)) return 0;
+    const int shift = -fast_ilogb(big);
+    for (int64_t k = 0; k <= w->K; k++) {
+        w->adj_a[k] = ldexp(w->adj_a[k], shift);
+        w->adj_b[k] = ldexp(w->adj_b[k], shift);
+    }
+    return shift;
+}
+
 static int reverse_sweep(sweep *w, const phase_graph *g, reverse_ws *r, double *grad)
 {
+    const int shift = adjoint_shift(w);
     const int32_t n = g->n, n_exit = g->n_exit_states;
     const int32_t *exits = g->exit_states;
     const int64_t K = w->K;
@@ -397,6 +492,7 @@ static int reverse_sweep(sweep *w, const phase_graph *g, reverse_ws *r, double *
     for (int64_t e = 0; e < g->n_edges; e++)
         for (int64_t q = g->coef_ptr[e]; q < g->coef_ptr[e + 1]; q++)
             grad[g->coef_idx[q]] += r->gw[e] * g->coef_val[q];
+    for (int32_t m = 0; shift && m < g->d; m++) grad[m] = ldexp(grad[m], -shift);
     return PHASE_OK;
 }
 

@@ -60,9 +60,11 @@ static int weights_room(sweep *w, int64_t need)
 
 static inline int64_t log2_ceil(double x) { return x > 0.0 ? (int64_t)fast_ilogb(x) + 1 : NEG_INF_LOG2; }
 
-/* log2 bound of x_j for every j >= k1: b is non-increasing, a_j <= smax b_j. */
+/* log2 bound of x_j for every j >= k1: b is non-increasing, a_j <= smax b_j,
+ * c_j <= b_0 = sum(alpha) <= 1. */
 static int64_t right_bound_x(const sweep *w, int which, int64_t k1)
 {
+    if (which == SEQ_C) return sweep_log2_bound(w->bm[0], 0);
     int64_t lb = sweep_log2_bound(w->bm[k1], w->ex[k1]);
     if (which == SEQ_A) {
         if (w->smax == 0.0) return NEG_INF_LOG2;
@@ -90,8 +92,8 @@ int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *
         w->we[0] = 0;
         w->win_lo = w->win_hi = 0;
         w->win_norm = 1.0;
-        result->m = which == SEQ_A ? w->am[0] : w->bm[0];
-        result->e = w->ex[0];
+        result->m = which == SEQ_A ? w->am[0] : which == SEQ_B ? w->bm[0] : w->cm[0];
+        result->e = 0; /* ex[0] = 0 */
         return PHASE_OK;
     }
     if (!(mu < 9.0e15) || (int64_t)mu + 1 >= w->max_terms)
@@ -141,17 +143,23 @@ int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *
     }
     if ((st = sweep_ensure(w, g, R))) return st;
     /* The sequences move when the sweep grows: always read them through w. */
-#define X_AT(k) ((which == SEQ_A ? w->am : w->bm)[k])
-#define PMAX_AT(k) ((which == SEQ_A ? w->pmax_a : w->pmax_b)[k])
+    /* c is unscaled (exponent 0) and non-decreasing (its prefix maximum is
+     * itself); a and b carry the exponents ex[k]. */
+    const int is_c = which == SEQ_C;
+#define X_AT(k) ((which == SEQ_A ? w->am : which == SEQ_B ? w->bm : w->cm)[k])
+#define EX_AT(k) (is_c ? 0 : w->ex[k])
+#define PMAX_AT(k)                                                                   \
+    (which == SEQ_A ? w->pmax_a[k] : which == SEQ_B ? w->pmax_b[k] \
+                                                    : sweep_log2_bound(w->cm[k], 0))
     scaled acc = {0.0, 0};
-    if (w->ex[L] == w->ex[R]) { /* ex is non-increasing: one scale on [L, R] */
-        const double *x = which == SEQ_A ? w->am : w->bm;
+    if (EX_AT(L) == EX_AT(R)) { /* ex is non-increasing: one scale on [L, R] */
+        const double *x = which == SEQ_A ? w->am : which == SEQ_B ? w->bm : w->cm;
         double sum = 0.0;
         for (int64_t k = L; k <= R; k++) sum += w->wm[k] * x[k];
         acc.m = sum;
-        acc.e = sum != 0.0 ? w->ex[L] : 0;
+        acc.e = sum != 0.0 ? EX_AT(L) : 0;
     } else {
-        for (int64_t k = R; k >= L; k--) acc_add(&acc, w->wm[k] * X_AT(k), w->ex[k]);
+        for (int64_t k = R; k >= L; k--) acc_add(&acc, w->wm[k] * X_AT(k), EX_AT(k));
     }
 
     const int64_t log2_tol = log2_ceil(tol) - 1;
@@ -177,7 +185,7 @@ int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *
         R++;
         w->wm[R] = next;
         w->we[R] = ne;
-        acc_add(&acc, next * X_AT(R), ne + w->ex[R]);
+        acc_add(&acc, next * X_AT(R), ne + EX_AT(R));
     }
     while (L > 0) { /* widen to the left */
         double prev = w->wm[L] * (double)L / mu;
@@ -192,9 +200,10 @@ int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *
         L--;
         w->wm[L] = prev;
         w->we[L] = pe;
-        acc_add(&acc, prev * X_AT(L), pe + w->ex[L]);
+        acc_add(&acc, prev * X_AT(L), pe + EX_AT(L));
     }
 #undef X_AT
+#undef EX_AT
 #undef PMAX_AT
     const double poisson_rel = (right_tail + left_tail) / W;
     if (poisson_rel > w->trunc) w->trunc = poisson_rel;
@@ -208,17 +217,32 @@ int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *
 
 void sweep_adjoint(sweep *w, int which, double coef_m, int64_t coef_e)
 {
-    double *adj = which == SEQ_A ? w->adj_a : w->adj_b;
+    double *adj = which == SEQ_A ? w->adj_a : which == SEQ_B ? w->adj_b : w->adj_c;
+    const int is_c = which == SEQ_C;
     const double c = coef_m / w->win_norm;
     /* The exponent is constant over long runs of k: cache its factor. */
     int64_t last_e = INT64_MIN;
     double factor = 0.0;
     for (int64_t k = w->win_lo; k <= w->win_hi; k++) {
-        int64_t e = w->we[k] + w->ex[k] + coef_e;
+        int64_t e = w->we[k] + (is_c ? 0 : w->ex[k]) + coef_e;
         if (e != last_e) {
             last_e = e;
             factor = e <= UNREPRESENTABLE ? 0.0 : ldexp(c, (int)(e < 1100 ? e : 1100));
         }
         adj[k] += factor * w->wm[k];
+    }
+}
+
+void sweep_fold_c(sweep *w)
+{
+    /* d c_k / d a_j = 1 / Lambda for j < k: adj_a[j] gains the suffix sum of
+     * adj_c beyond j, scaled like a_j (adj_a holds d loglik / d am[j]). */
+    double suffix = 0.0;
+    const double inv = 1.0 / w->Lambda;
+    for (int64_t k = w->K; k >= 0; k--) {
+        if (suffix != 0.0 && w->ex[k] > -1100)
+            w->adj_a[k] += ldexp(suffix * inv, (int)w->ex[k]);
+        suffix += w->adj_c[k];
+        w->adj_c[k] = 0.0;
     }
 }

@@ -104,6 +104,7 @@ void sweep_free(sweep *w)
     free(w->db);
     free(w->am);
     free(w->bm);
+    free(w->cm);
     free(w->ex);
     free(w->shift);
     free(w->lo);
@@ -112,6 +113,7 @@ void sweep_free(sweep *w)
     free(w->pmax_b);
     free(w->adj_a);
     free(w->adj_b);
+    free(w->adj_c);
     free(w->seg);
     for (int64_t c = 0; c < w->n_chunks; c++) free(w->chunks[c]);
     free(w->chunks);
@@ -281,6 +283,7 @@ static int sequences_room(sweep *w, int64_t need)
     }
     GROW(am, double)
     GROW(bm, double)
+    GROW(cm, double)
     GROW(ex, int64_t)
     GROW(shift, int32_t)
     GROW(lo, int32_t)
@@ -290,6 +293,7 @@ static int sequences_room(sweep *w, int64_t need)
     if (w->store) {
         GROW(adj_a, double)
         GROW(adj_b, double)
+        GROW(adj_c, double)
     }
 #undef GROW
     if (tangents_on(w)) {
@@ -393,6 +397,16 @@ static int record(sweep *w, const phase_graph *g, int64_t k, double total, int32
     }
     w->am[k] = a;
     w->bm[k] = total;
+    if (k == 0) {
+        w->c_sum = w->c_comp = 0.0;
+    } else { /* c_k = c_{k-1} + a_{k-1} / Lambda, compensated (Neumaier) */
+        const int64_t e = w->ex[k - 1];
+        const double x = (e > -1100 ? ldexp(w->am[k - 1], (int)e) : 0.0) / w->Lambda;
+        const double t = w->c_sum + x;
+        w->c_comp += w->c_sum >= x ? (w->c_sum - t) + x : (x - t) + w->c_sum;
+        w->c_sum = t;
+    }
+    w->cm[k] = w->c_sum + w->c_comp;
     w->shift[k] = shift;
     w->lo[k] = w->buf_lo[w->cur];
     w->hi[k] = w->buf_hi[w->cur];
@@ -402,7 +416,7 @@ static int record(sweep *w, const phase_graph *g, int64_t k, double total, int32
     w->pmax_b[k] = k == 0 || lb > w->pmax_b[k - 1] ? lb : w->pmax_b[k - 1];
     w->K = k;
     if (!w->store) return PHASE_OK;
-    w->adj_a[k] = w->adj_b[k] = 0.0;
+    w->adj_a[k] = w->adj_b[k] = w->adj_c[k] = 0.0;
     if (tangents_on(w)) {
         const int32_t d = g->d;
         const double *dv = w->dbuf[w->cur];

@@ -25,7 +25,10 @@ static inline int fast_ilogb(double x)
     return biased ? biased - 1023 : ilogb(x);
 }
 
-enum { SEQ_A = 0, SEQ_B = 1 }; /* a_k = v_k . s (density), b_k = v_k . 1 (survival) */
+/* a_k = v_k . s (density), b_k = v_k . 1 (survival), c_k = sum_{j<k} a_j / Lambda
+ * (mass absorbed by step k, excluding the defect: c_k = b_0 - b_k, summed
+ * directly so that small CDFs keep their digits). */
+enum { SEQ_A = 0, SEQ_B = 1, SEQ_C = 2 };
 
 /* A non-negative number m * 2^e kept apart so that far tails stay representable. */
 typedef struct {
@@ -54,10 +57,16 @@ typedef struct {
     int64_t K, seq_cap;
     double *am, *bm;
     int64_t *ex;
+    /* c_k = cm[k], unscaled: ex[k] < 0 only once b_k has fallen below
+     * 2^-400, when c_k is within 2^-400 of its limit, so terms too small for
+     * a double do not matter. Summed with Neumaier's compensation. */
+    double *cm, c_sum, c_comp;
     int32_t *shift;       /* vt_k = 2^shift[k] (vt_{k-1} P) */
     int32_t *lo, *hi;
     int64_t *pmax_a, *pmax_b; /* log2 bounds of max_{j<=k} a_j, b_j */
     double *adj_a, *adj_b;    /* gradient mode: d loglik / d a_k, d b_k, scaled by 2^ex[k] */
+    double *adj_c;            /* gradient mode: d loglik / d c_k (unscaled); folded into
+                                 adj_a by sweep_fold_c before any gradient sweep */
     /* Forward mode, d tangents per state (layout [i * d + m]):
      * dbuf[c] = d vt / d theta with the ranges of buf[c]; in_c = d P / d theta
      * on the edges in target order, diag_c on the diagonal, ds = d s / d theta;
@@ -100,10 +109,13 @@ const double *sweep_vector(sweep *w, const phase_graph *g, int64_t k);
 /* log2 bound: m 2^e < 2^result. */
 int64_t sweep_log2_bound(double m, int64_t e);
 
-/* sum_k Pois(k; mu) x_k for x = a or b, as a scaled number; leaves the
+/* Fold adj_c into adj_a (c_k = sum_{j<k} a_j / Lambda) and clear adj_c. */
+void sweep_fold_c(sweep *w);
+
+/* sum_k Pois(k; mu) x_k for x = a, b or c, as a scaled number; leaves the
  * window's weights for sweep_adjoint. */
 int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *result);
-/* Add coef * Pois(k; mu) * 2^ex[k] to adj_a or adj_b (which) over the window
+/* Add coef * Pois(k; mu) * 2^ex[k] to adj_a, adj_b or adj_c (which; no 2^ex for c) over the window
  * of the last sweep_poisson call; coef = coef_m 2^coef_e. */
 void sweep_adjoint(sweep *w, int which, double coef_m, int64_t coef_e);
 

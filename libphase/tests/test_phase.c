@@ -77,6 +77,17 @@ static phase_graph *rabbits2(void)
     return g;
 }
 
+/* One state exiting at rate (discrete: probability) theta: Exponential or Geometric. */
+static phase_graph *one_state(int discrete)
+{
+    double alpha = 1.0, base = 0.0, coef = 1.0;
+    int32_t src = 0, dst = PHASE_ABSORBING;
+    phase_graph *g = NULL;
+    if (phase_graph_new(&g, 1, 1, &alpha, 1, &src, &dst, &base, &coef, discrete))
+        printf("one_state: %s\n", phase_last_error());
+    return g;
+}
+
 static double eval1(const phase_graph *g, const double *theta, double t, phase_quantity q)
 {
     double out = NAN;
@@ -243,10 +254,8 @@ static void test_gradient_fd(int mode, int store_limit_small)
 static void test_discrete(void)
 {
     /* Geometric(0.5): one state, exit probability theta. */
-    double alpha = 1.0, base = 0.0, coef = 1.0;
-    int32_t src = 0, dst = PHASE_ABSORBING;
-    phase_graph *g = NULL;
-    CHECK(phase_graph_new(&g, 1, 1, &alpha, 1, &src, &dst, &base, &coef, 1) == PHASE_OK, "geom");
+    phase_graph *g = one_state(1);
+    CHECK(g != NULL, "geom");
     double p = 0.5, ks[] = {0, 1, 2, 3, 4}, out[5];
     const double want[] = {0, 0.5, 0.25, 0.125, 0.0625};
     phase_eval(g, NULL, 1, &p, 5, ks, PHASE_PDF, out, NULL, NULL);
@@ -314,6 +323,142 @@ static void test_tails(void)
     check_erlang_tails(100, t100, 4);
 }
 
+/* ---- the atom at zero and small probabilities ------------------------- */
+
+/* log-likelihood and d/dtheta of one data set at one theta, in one mode. */
+static void loglik1(const phase_graph *g, const phase_data *data, double theta, int mode,
+                    double *ll, double *grad, int *status)
+{
+    phase_options opts;
+    phase_options_default(&opts);
+    opts.gradient_mode = mode;
+    int st = phase_loglik(g, &opts, data, 1, &theta, ll, grad, status, NULL);
+    if (st) printf("loglik failed: %d %s\n", st, phase_last_error());
+}
+
+/* The issue-11 chain: alpha = (0.7, 0), 0 -> 1 -> out at rate theta each:
+ * an atom of 0.3 at 0 and 0.7 Erlang(2, theta). */
+static void test_atom_at_zero(void)
+{
+    double alpha[2] = {0.7, 0.0}, base[2] = {0, 0}, coef[2] = {1, 1};
+    int32_t src[2] = {0, 1}, dst[2] = {1, PHASE_ABSORBING};
+    phase_graph *g = NULL;
+    CHECK(phase_graph_new(&g, 2, 1, alpha, 2, src, dst, base, coef, 0) == PHASE_OK, "chain");
+    const double th = 1.5, t = 1.2;
+    const double erl_F = 1.0 - exp(-th * t) * (1.0 + th * t);
+    CHECK_REL(eval1(g, &th, 0.0, PHASE_PDF), 0.3, 1e-15);
+    CHECK_REL(eval1(g, &th, 0.0, PHASE_LOGPDF), log(0.3), 1e-15);
+    CHECK_REL(eval1(g, &th, 0.0, PHASE_CDF), 0.3, 1e-15);
+    CHECK_REL(eval1(g, &th, 0.0, PHASE_SURVIVAL), 0.7, 1e-15);
+    CHECK_REL(eval1(g, &th, t, PHASE_PDF), 0.7 * th * th * t * exp(-th * t), 1e-12);
+    CHECK_REL(eval1(g, &th, t, PHASE_CDF), 0.3 + 0.7 * erl_F, 1e-12);
+    for (int mode = PHASE_GRADIENT_REVERSE; mode <= PHASE_GRADIENT_FORWARD; mode++) {
+        /* Exact: two zeros (log 0.3 each, no gradient) and t. */
+        double exact[3] = {0.0, t, 0.0}, ll, grad;
+        int status;
+        phase_data data = {0};
+        data.n_exact = 3;
+        data.exact = exact;
+        loglik1(g, &data, th, mode, &ll, &grad, &status);
+        CHECK(status == PHASE_OK, "status %d", status);
+        CHECK_REL(ll, 2 * log(0.3) + log(0.7 * th * th * t) - th * t, 1e-12);
+        CHECK_REL(grad, 2.0 / th - t, 1e-10);
+        /* Right-censored at 0: P(T > 0) = 0.7, gradient 0. */
+        double zero = 0.0;
+        phase_data right = {0};
+        right.n_right = 1;
+        right.right = &zero;
+        loglik1(g, &right, th, mode, &ll, &grad, &status);
+        CHECK_REL(ll, log(0.7), 1e-15);
+        CHECK(fabs(grad) < 1e-15, "grad %g", grad);
+        /* Intervals: (-1, t] and (-inf, t] include the atom, (0, t] does not,
+         * (-inf, inf] is certain. dF_erlang/dtheta = theta t^2 e^{-theta t}. */
+        double lo[4] = {-1.0, -INFINITY, 0.0, -INFINITY}, hi[4] = {t, t, t, INFINITY};
+        const double dF = th * t * t * exp(-th * t);
+        const double want[4] = {log(0.3 + 0.7 * erl_F), log(0.3 + 0.7 * erl_F), log(0.7 * erl_F), 0};
+        const double dwant[4] = {0.7 * dF / (0.3 + 0.7 * erl_F), 0.7 * dF / (0.3 + 0.7 * erl_F),
+                                 dF / erl_F, 0};
+        for (int i = 0; i < 4; i++) {
+            phase_data iv = {0};
+            iv.n_interval = 1;
+            iv.interval_lo = lo + i;
+            iv.interval_hi = hi + i;
+            loglik1(g, &iv, th, mode, &ll, &grad, &status);
+            CHECK(status == PHASE_OK && fabs(ll - want[i]) <= 1e-12 * fabs(want[i]) + 1e-15,
+                  "interval %d (mode %d): %.17g vs %.17g", i, mode, ll, want[i]);
+            CHECK(fabs(grad - dwant[i]) <= 1e-10 * fabs(dwant[i]) + 1e-15,
+                  "interval %d gradient (mode %d): %.17g vs %.17g", i, mode, grad, dwant[i]);
+        }
+    }
+    /* A NaN or +inf lower bound is an argument error. */
+    double bad_lo = NAN, one = 1.0, ll;
+    phase_data iv = {0};
+    iv.n_interval = 1;
+    iv.interval_lo = &bad_lo;
+    iv.interval_hi = &one;
+    CHECK(phase_loglik(g, NULL, &iv, 1, &th, &ll, NULL, NULL, NULL) == PHASE_EINVAL,
+          "NaN lower bound rejected");
+    phase_graph_free(g);
+
+    /* No defect: an exact 0 is the density alpha . s (exponential: theta). */
+    g = one_state(0);
+    CHECK_REL(eval1(g, &th, 0.0, PHASE_PDF), th, 1e-15);
+    CHECK(eval1(g, &th, 0.0, PHASE_CDF) == 0.0, "cdf(0) = 0 without a defect");
+    phase_graph_free(g);
+
+    /* Discrete, oracles.md defective example: (-1, 2] includes pmf(0). */
+    double alpha2[2] = {0.75, 0.0}, base2[2] = {0.8, 0.7};
+    int32_t src2[2] = {0, 1}, dst2[2] = {1, PHASE_ABSORBING};
+    CHECK(phase_graph_new(&g, 2, 0, alpha2, 2, src2, dst2, base2, NULL, 1) == PHASE_OK, "dph");
+    double lo2[2] = {-1.0, 0.0}, hi2[2] = {2.0, 2.0};
+    iv.interval_lo = lo2;
+    iv.interval_hi = hi2;
+    iv.n_interval = 2;
+    CHECK(phase_loglik(g, NULL, &iv, 1, NULL, &ll, NULL, NULL, NULL) == PHASE_OK, "dph iv");
+    CHECK_REL(ll, log(0.67) + log(0.42), 1e-14);
+    phase_graph_free(g);
+}
+
+/* Exponential(theta): P(T <= t) = -expm1(-theta t) keeps its digits at any
+ * size, and so does the detection-limit interval (0, t]. */
+static void test_small_probabilities(void)
+{
+    phase_graph *g = one_state(0);
+    CHECK(g != NULL, "exp");
+    const double th = 1.0, ts[] = {1e-300, 1e-20, 1e-9, 1e-3, 0.5, 30.0};
+    for (int i = 0; i < 6; i++) {
+        CHECK_REL(eval1(g, &th, ts[i], PHASE_CDF), -expm1(-th * ts[i]), 1e-13);
+        CHECK_REL(eval1(g, &th, ts[i], PHASE_SURVIVAL), exp(-th * ts[i]), 1e-13);
+        CHECK_REL(eval1(g, &th, ts[i], PHASE_LOGSURVIVAL), -th * ts[i], 1e-13);
+    }
+    for (int mode = PHASE_GRADIENT_REVERSE; mode <= PHASE_GRADIENT_FORWARD; mode++) {
+        double lo = 0.0, hi = 1e-12, ll, grad;
+        int status;
+        phase_data iv = {0};
+        iv.n_interval = 1;
+        iv.interval_lo = &lo;
+        iv.interval_hi = &hi;
+        loglik1(g, &iv, th, mode, &ll, &grad, &status);
+        const double mass = -expm1(-th * hi);
+        CHECK_REL(ll, log(mass), 1e-13);
+        CHECK_REL(grad, hi * exp(-th * hi) / mass, 1e-11);
+        /* Right-censored at a tiny c: log S = -theta c, gradient -c (not 0). */
+        phase_data right = {0};
+        double c = 1e-200;
+        right.n_right = 1;
+        right.right = &c;
+        loglik1(g, &right, th, mode, &ll, &grad, &status);
+        CHECK_REL(ll, -th * c, 1e-13);
+        CHECK_REL(grad, -c, 1e-11);
+        /* A narrow interval far out: (20, 20.5], mass e^-20 (1 - e^-0.5). */
+        lo = 20.0, hi = 20.5;
+        loglik1(g, &iv, th, mode, &ll, &grad, &status);
+        CHECK_REL(ll, -20.0 + log(-expm1(-0.5)), 1e-13);
+        CHECK_REL(grad, (20.5 * exp(-20.5) - 20.0 * exp(-20.0)) / (exp(-20.0) - exp(-20.5)), 1e-10);
+    }
+    phase_graph_free(g);
+}
+
 static void test_errors(void)
 {
     phase_graph *g = NULL;
@@ -349,6 +494,8 @@ int main(void)
     test_gradient_fd(PHASE_GRADIENT_FORWARD, 0);
     test_discrete();
     test_tails();
+    test_atom_at_zero();
+    test_small_probabilities();
     test_errors();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -77,7 +77,8 @@ def normalize_theta(value: Any, graph: Graph, path: str = "data.simulate.theta")
         rates = graph.checked_rates(theta)
     except ValueError as exc:
         _fail(path, str(exc))
-    stuck = graph.unabsorbable_at(rates)
+    stuck = graph.stuck_reachable_at(rates)
     if stuck.size:
-        _fail(path, f"{graph.label(stuck[0])} cannot reach absorption at theta={theta}")
+        _fail(path, f"{graph.label(stuck[0])} is reachable from the start but cannot "
+                    f"reach absorption at theta={theta}")
     return theta

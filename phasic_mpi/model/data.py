@@ -19,6 +19,17 @@ def _times(values: Any, name: str, *, allow_inf: bool = False) -> np.ndarray:
     return arr
 
 
+def _lower_bounds(values: Any) -> np.ndarray:
+    """Interval lower bounds: any number below +inf; negative means "T <= hi"."""
+    arr = np.ascontiguousarray(np.asarray(values, dtype=np.float64).reshape(-1))
+    bad = np.isnan(arr) | (arr == np.inf)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"interval lower bound[{i}] = {float(arr[i])}: must be a number "
+                         "below +inf (negative, e.g. -inf, for T <= hi)")
+    return arr
+
+
 def _weights(values: Any, n: int, name: str) -> np.ndarray | None:
     if values is None:
         return None
@@ -41,17 +52,21 @@ class Observations:
     exact : array_like, optional
         Observed absorption times; each contributes ``log f(t)`` (for a
         discrete graph, ``log P(T = k)`` and the times must be integers).
+        An exact 0 of a graph with a defect contributes the atom's mass
+        ``log(1 - sum(alpha))`` (see docs/likelihood.md, "The atom at zero").
     weights : array_like, optional
         Multiplicity of each exact time (non-negative; integers in the usual
         case of repeated values).
     right_censored : array_like, optional
-        Times ``c`` at which the process had not yet been absorbed; each
-        contributes ``log P(T > c)``.
+        Times ``c >= 0`` at which the process had not yet been absorbed; each
+        contributes ``log P(T > c)`` (which never includes the atom at 0).
     right_weights : array_like, optional
         Multiplicities of the right-censored times.
     interval : array_like of shape (m, 2), optional
         Rows ``(lo, hi)`` with absorption known to lie in ``(lo, hi]``; each
-        contributes ``log(F(hi) - F(lo))``. ``hi`` may be ``inf``.
+        contributes ``log(F(hi) - F(lo))``. ``hi`` may be ``inf``. A negative
+        ``lo`` (``-inf`` included) means ``T <= hi`` and includes the atom at
+        0; ``(0, hi]`` excludes it.
     interval_weights : array_like, optional
         Multiplicities of the intervals.
 
@@ -88,7 +103,7 @@ class Observations:
             iv = np.asarray(interval, dtype=np.float64)
             if iv.ndim != 2 or iv.shape[1] != 2:
                 raise ValueError(f"interval must have shape (m, 2), got {iv.shape}")
-            lo = _times(iv[:, 0], "interval lower bound")
+            lo = _lower_bounds(iv[:, 0])
             hi = _times(iv[:, 1], "interval upper bound", allow_inf=True)
             bad = ~(lo < hi)
             if bad.any():

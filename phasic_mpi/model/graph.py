@@ -211,8 +211,14 @@ class Graph:
 
     @property
     def defect(self) -> float:
-        """Probability mass at time 0, ``1 - sum(alpha)``."""
-        return max(0.0, 1.0 - float(self.alpha.sum()))
+        """Probability mass at time 0, ``1 - sum(alpha)``.
+
+        Below ``MASS_TOL`` (1e-12) it is round-off of a normalised ``alpha``
+        and counts as 0, as in libphase: then there is no atom and an exact
+        0 is scored by the density ``alpha . s``.
+        """
+        mass = 1.0 - float(self.alpha.sum())
+        return mass if mass > MASS_TOL else 0.0
 
     def label(self, index: int) -> str:
         """Human-readable name of transient state ``index`` for messages."""
@@ -329,6 +335,31 @@ class Graph:
         return unabsorbable_states(self.n_states, self.edge_src, self.edge_dst,
                                    rates > 0)
 
+    def reachable(self, present: np.ndarray) -> np.ndarray:
+        """Sorted indices of the states reachable from the start along ``present`` edges.
+
+        The start states are those with ``alpha > 0``; a breadth-first search
+        from a virtual source (index ``n_states``) linked to them.
+        """
+        n = self.n_states
+        inner = present & (self.edge_dst != ABSORBING)
+        starts = np.flatnonzero(self.alpha > 0)
+        rows = np.concatenate([self.edge_src[inner], np.full(starts.size, n)])
+        cols = np.concatenate([self.edge_dst[inner], starts])
+        adjacency = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n + 1, n + 1))
+        reached = breadth_first_order(adjacency, n, directed=True,
+                                      return_predecessors=False)
+        return np.sort(reached[reached < n])
+
+    def stuck_reachable_at(self, rates: np.ndarray) -> np.ndarray:
+        """States reachable from the start along positive rates that cannot be absorbed.
+
+        Only these make the absorption time infinite with positive probability;
+        a stuck state that the process cannot enter at these rates is harmless.
+        """
+        stuck = self.unabsorbable_at(rates)
+        return stuck[np.isin(stuck, self.reachable(rates > 0))]
+
     # ------------------------------------------- densities (libphase, lazily)
     def _evaluate(self, points: Any, theta: Any, quantity: str) -> np.ndarray:
         from phasic_mpi.model import native as _core  # the compiled extension is optional here
@@ -344,7 +375,12 @@ class Graph:
                              f"use {other}()")
 
     def pdf(self, times: Any, theta: Any = None) -> np.ndarray:
-        """Density at ``times``; theta (d,) gives (m,), theta (P, d) gives (P, m)."""
+        """Density at ``times``; theta (d,) gives (m,), theta (P, d) gives (P, m).
+
+        With a defect, ``pdf(0)`` is the atom's mass ``1 - sum(alpha)`` (the
+        density with respect to Lebesgue measure plus a unit mass at 0, the
+        measure the likelihood uses); without one it is ``alpha . s``.
+        """
         self._require(False, "pdf", "pmf")
         return self._evaluate(times, theta, "pdf")
 

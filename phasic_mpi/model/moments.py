@@ -40,32 +40,53 @@ if TYPE_CHECKING:
 
 
 class _Solver:
-    """One LU factorisation of ``A = -S`` (continuous) or ``I - T`` (discrete) at theta."""
+    """One LU factorisation of ``A = -S`` (continuous) or ``I - T`` (discrete) at theta.
 
-    def __init__(self, graph: Graph, theta: Any) -> None:
+    Only the states reachable from the start are factorised: a state the
+    process cannot enter does not change any moment, and one with zero
+    out-rates would make ``A`` singular. ``differentiable`` widens the set
+    to edges whose rate is 0 at theta but depends on the parameters, which
+    the derivative follows. Vectors keep their full length ``n``, zero
+    outside the set.
+    """
+
+    def __init__(self, graph: Graph, theta: Any, *, differentiable: bool = False) -> None:
         rates = graph.checked_rates(theta)
+        present = rates > 0
+        if differentiable:
+            present = present | np.any(graph.edge_coef != 0, axis=1)
+        self.keep = graph.reachable(present)
         stuck = graph.unabsorbable_at(rates)
+        stuck = stuck[np.isin(stuck, self.keep)]
         if stuck.size:
+            how = ("through an edge whose rate depends on the parameters, so the "
+                   "moments are not differentiable here" if differentiable and
+                   not graph.stuck_reachable_at(rates).size else "so the moments are infinite")
             raise ValueError(
-                f"{graph.label(stuck[0])} cannot reach absorption at this theta "
-                f"(its outgoing rates are zero), so the moments are infinite "
-                f"({stuck.size} such states)")
+                f"{graph.label(stuck[0])} is reachable from the start but cannot reach "
+                f"absorption at this theta (its outgoing rates are zero), {how} "
+                f"({stuck.size} such reachable states)")
         S, _ = graph.to_sparse(theta)
         n = graph.n_states
-        self.A = (sp.identity(n, format="csc") - S).tocsc() if graph.discrete \
-            else (-S).tocsc()
+        A = (sp.identity(n, format="csc") - S) if graph.discrete else -S
         self.T = S if graph.discrete else None
-        self.rates = rates
-        self.graph = graph
-        self.lu = splu(self.A)
+        self.n = n
+        self.lu = splu(A.tocsr()[self.keep][:, self.keep].tocsc())
+
+    def _embed(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros((self.n,) + x.shape[1:])
+        out[self.keep] = x
+        return out
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         """``A^{-1} b`` (b may have a trailing column axis)."""
-        return self.lu.solve(np.ascontiguousarray(b, dtype=np.float64))
+        b = np.ascontiguousarray(np.asarray(b, dtype=np.float64)[self.keep])
+        return self._embed(self.lu.solve(b))
 
     def solve_left(self, a: np.ndarray) -> np.ndarray:
         """``a A^{-1}`` as a vector, via the transposed solve."""
-        return self.lu.solve(np.ascontiguousarray(a, dtype=np.float64), trans="T")
+        a = np.ascontiguousarray(np.asarray(a, dtype=np.float64)[self.keep])
+        return self._embed(self.lu.solve(a, trans="T"))
 
 
 def _rewards(graph: Graph, rewards: Any) -> tuple[np.ndarray, bool]:
@@ -216,7 +237,7 @@ def expectation_grad(graph: Graph, theta: Any = None, rewards: Any = None) -> np
     discrete graphs with ``N = (I - T)^{-1}`` in place of ``U``.
     """
     r, single = _rewards(graph, rewards)
-    solver = _Solver(graph, theta)
+    solver = _Solver(graph, theta, differentiable=True)
     left = solver.solve_left(graph.alpha)  # alpha U, shape (n,)
     right = solver.solve(r)  # U r, shape (n, m)
     src, dst = graph.edge_src, graph.edge_dst

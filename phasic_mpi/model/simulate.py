@@ -60,10 +60,10 @@ def sample(graph: Graph, n: int, theta: Any = None, seed: int | None = 0, *,
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     rates = graph.checked_rates(theta)
-    stuck = graph.unabsorbable_at(rates)
+    stuck = graph.stuck_reachable_at(rates)
     if stuck.size:
-        raise ValueError(f"{graph.label(stuck[0])} cannot reach absorption at this "
-                         "theta; simulated walkers would never stop")
+        raise ValueError(f"{graph.label(stuck[0])} is reachable from the start but cannot "
+                         "reach absorption at this theta; simulated walkers would never stop")
     reward = _reward_vector(graph, rewards)
     rng = np.random.Generator(np.random.Philox(seed))
 
@@ -71,6 +71,8 @@ def sample(graph: Graph, n: int, theta: Any = None, seed: int | None = 0, *,
     src, dst, w = graph.edge_src[order], graph.edge_dst[order], rates[order]
     states = np.arange(graph.n_states)
     total = np.bincount(src, w, minlength=graph.n_states)
+    # A stuck state (total 0) is unreachable here; 1 keeps its keys finite.
+    total = np.where(total > 0, total, 1.0)
     row_start = np.searchsorted(src, states, side="left")
     row_end = np.searchsorted(src, states, side="right")
     cumulative = np.cumsum(w / total[src])
@@ -78,7 +80,12 @@ def sample(graph: Graph, n: int, theta: Any = None, seed: int | None = 0, *,
     keys = src + (cumulative - before_row[src])
     keys[row_end - 1] = states + 1.0  # rows end exactly at the next integer
 
-    start = np.searchsorted(np.cumsum(graph.alpha), rng.random(n), side="right")
+    # With no defect (graph.defect == 0) alpha may still sum to 1 -+ round-off:
+    # scale u so that no walker starts in a defect the likelihood says is not there.
+    cumulative_alpha = np.cumsum(graph.alpha)
+    mass = float(cumulative_alpha[-1])
+    u = rng.random(n) if graph.defect > 0 or mass == 1.0 else rng.random(n) * mass
+    start = np.searchsorted(cumulative_alpha, u, side="right")
     result = np.zeros(n)
     walkers = np.flatnonzero(start < graph.n_states)  # the rest start in the defect
     current = start[walkers]

@@ -227,11 +227,14 @@ def test_concurrent_calls_from_threads_give_the_serial_bits():
 
 
 def test_all_mass_in_the_defect():
+    # T = 0 surely: the density at 0 w.r.t. Lebesgue + unit mass at 0 is the atom, 1.
     graph = Graph.from_matrices([0.0, 0.0], [[-1.0, 1.0], [0.0, -2.0]])
-    np.testing.assert_array_equal(graph.pdf([0.0, 1.0]), [0.0, 0.0])
+    np.testing.assert_array_equal(graph.pdf([0.0, 1.0]), [1.0, 0.0])
     np.testing.assert_array_equal(graph.cdf([0.0, 1.0]), [1.0, 1.0])
     ll, _, status = loglik(graph, [1.0], np.zeros((1, 0)))
     assert ll[0] == -np.inf and status[0] == Status.ZERO
+    ll, _, status = loglik(graph, [0.0, 0.0], np.zeros((1, 0)))
+    assert ll[0] == 0.0 and status[0] == Status.OK
 
 
 @pytest.mark.parametrize("d,seed", [(1, 61), (2, 62), (3, 63)])

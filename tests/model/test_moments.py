@@ -183,10 +183,10 @@ def test_moment_errors():
 def test_state_that_cannot_be_left_at_theta_is_named():
     g = models.isolation_migration(1, 1)
     assert g.expectation([1.0, 1.0, 0.3, 0.3]) == pytest.approx(2 + 1 / 0.6, rel=1e-13)
-    with pytest.raises(ValueError, match=r"state \(1, 1\) cannot reach absorption at this theta"):
+    with pytest.raises(ValueError, match=r"state \(1, 1\) is reachable from the start but cannot reach absorption at this theta"):
         g.expectation([1.0, 1.0, 0.0, 0.0])
     rabbits = models.rabbits(1)
-    with pytest.raises(ValueError, match=r"state \(1, 0\) cannot reach absorption"):
+    with pytest.raises(ValueError, match=r"state \(1, 0\) is reachable from the start but cannot reach absorption"):
         rabbits.moments([1.0, 0.0, 0.0], 2)
 
 

@@ -97,7 +97,7 @@ def test_simulation_errors():
     slow = Graph([1.0, 0.0], [0, 1, 1], [1, 0, -1], [1.0, 1.0, 1e-9])
     with pytest.raises(ValueError, match=r"10 of 10 walkers were not absorbed after max_jumps=50"):
         slow.sample(10, seed=0, max_jumps=50)
-    with pytest.raises(ValueError, match=r"state \(1, 1\) cannot reach absorption at this theta"):
+    with pytest.raises(ValueError, match=r"state \(1, 1\) is reachable from the start but cannot reach absorption at this theta"):
         models.isolation_migration(1, 1).sample(10, [1.0, 1.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="n must be >= 0"):
         models.exponential().sample(-1, [1.0])
