@@ -160,9 +160,10 @@ int phase_topological_order(const phase_graph *g, int32_t *order);
  * theta's outputs are NaN and the first failure's message is kept.
  * Returns PHASE_ECYCLE for a cyclic graph (use a sparse LU there), else
  * PHASE_OK unless an argument is invalid or memory runs out.
- * Cost per theta: O(|E| (n_rewards + n_pairs)) for the values; the gradients
- * add one left pass, n_rewards more if pairs are differentiated, and one
- * sweep over the edges -- independent of n_params. */
+ * Cost per theta: O(|E| (n_rewards + n_pairs)) for the values; the mean
+ * gradients add O(|E| n_params + n_states n_params n_rewards) (adjoint rows
+ * alpha U dS_k, dotted into the pass), the pair gradients O(|E| (n_rewards +
+ * n_pairs)) more, independent of n_params. */
 int phase_reward_moments(const phase_graph *g, int64_t n_theta, const double *thetas,
                          int64_t n_rewards, const double *rewards, int64_t n_pairs,
                          const int64_t *pairs, double *mean, double *mean_grad,

@@ -8,20 +8,24 @@
  *
  *   m_a = U r_a           (one pass in reverse topological order:
  *                          m_i = (r_i + sum_{i->j} w m_j) / lambda_i)
- *   u   = alpha U         (one pass in topological order, over in-edges)
+ *   u   = alpha U         (one pass in topological order)
  *   E[Y_a] = alpha . m_a
  *   E[Y_a Y_b] = alpha . z_ab,  z_ab = U (r_a o m_b + r_b o m_a)   (continuous)
  *
  * Gradients by the adjoint identity dU = U dA' U with dA' = dS (= -dA):
  *
- *   dE[Y_a]      = u dS m_a
- *   dE[Y_a Y_b]  = u dS z_ab + w_a dS m_b + w_b dS m_a,  w_a = (u o r_a) U
+ *   dE[Y_a]      = (u dS_k) m_a
+ *   dE[Y_a Y_b]  = (u dS_k) z_ab + w_a dS_k m_b + w_b dS_k m_a,  w_a = (u o r_a) U
  *
- * and y dS x = sum_e coef_e y_src (x_dst - x_src), x_absorbing = 0. So the
- * value costs O(|E|) per reward vector and per pair, the gradient one extra
- * left pass (plus one per reward vector for pairs) and one contraction over
- * the edges, whatever the number of parameters. Every sum runs in an order
- * fixed by the graph, so results do not depend on anything else.
+ * The adjoint rows u dS_k (n x d, O(|E| d) once per theta) turn the first
+ * two terms into dot products accumulated inside the pass that computes
+ * m_a or z_ab, so the gradient of every first moment costs O(n d) per
+ * reward vector on top of the value -- the whole SFS gradient is almost
+ * free. The pair terms y dS x = sum_e coef_e y_src (x_dst - x_src)
+ * (x_absorbing = 0) are summed over the edges: one more left pass per
+ * reward vector and O(|E|) per pair, whatever d. Every sum runs in an
+ * order fixed by the graph, so results do not depend on anything else
+ * (in particular not on the batch of theta).
  *
  * Edges whose rate is zero at theta are skipped in the passes, so a state
  * that cannot be left but is not reachable from the start along positive
@@ -78,7 +82,6 @@ typedef struct {
     int32_t *order;  /* n, topological */
     double *rate;    /* n_edges, at theta */
     double *out_rate; /* n_trans, rates of the transient edges in source order */
-    double *in_rate; /* n_trans, in target order */
     double *lambda;  /* n, total out-rate */
     double *dlambda; /* n x d, its derivatives (the same at every theta) */
     double *ud;      /* n x d, adjoint rows u dS_k */
@@ -92,7 +95,7 @@ typedef struct {
 
 static void ws_free(moment_ws *s)
 {
-    free(s->order), free(s->rate), free(s->out_rate), free(s->in_rate), free(s->lambda), free(s->dlambda), free(s->ud), free(s->reach), free(s->u);
+    free(s->order), free(s->rate), free(s->out_rate), free(s->lambda), free(s->dlambda), free(s->ud), free(s->reach), free(s->u);
     free(s->m), free(s->z), free(s->w), free(s->acc);
 }
 
@@ -123,10 +126,7 @@ static int set_rates(const phase_graph *g, const double *theta, moment_ws *s, in
         }
     }
     /* The passes read rates in edge-list order, without indirection. */
-    for (int64_t q = 0; q < g->n_trans; q++) {
-        s->out_rate[q] = s->rate[g->out_edge[q]];
-        s->in_rate[q] = s->rate[g->in_edge[q]];
-    }
+    for (int64_t q = 0; q < g->n_trans; q++) s->out_rate[q] = s->rate[g->out_edge[q]];
     if (st == PHASE_OK && g->discrete)
         for (int32_t i = 0; i < g->n; i++)
             if (s->lambda[i] > 1.0 + 1e-12) {
@@ -140,24 +140,23 @@ static int set_rates(const phase_graph *g, const double *theta, moment_ws *s, in
     return st;
 }
 
-/* Reachability from the start and u = alpha U, in topological order.
+/* Reachability from the start and u = alpha U, in topological order: once
+ * all predecessors of j have pushed w u_i into u_j, divide by lambda_j and
+ * push on (out-edges are stored by source, so this reads memory in order).
  * PHASE_EINFINITE if a reachable state cannot be left. */
 static int start_pass(const phase_graph *g, moment_ws *s, int64_t t, int *reported)
 {
+    for (int32_t i = 0; i < g->n; i++) {
+        s->u[i] = g->alpha[i];
+        s->reach[i] = g->alpha[i] > 0.0;
+    }
     for (int32_t p = 0; p < g->n; p++) {
         int32_t j = s->order[p];
-        char reach = g->alpha[j] > 0.0;
-        double acc = g->alpha[j];
-        for (int64_t q = g->in_ptr[j]; q < g->in_ptr[j + 1]; q++) {
-            double w = s->in_rate[q];
-            int32_t i = g->in_src[q];
-            if (w > 0.0 && s->reach[i]) {
-                reach = 1;
-                acc += w * s->u[i];
-            }
+        if (!s->reach[j]) {
+            s->u[j] = 0.0;
+            continue;
         }
-        s->reach[j] = reach;
-        if (reach && !(s->lambda[j] > 0.0)) {
+        if (!(s->lambda[j] > 0.0)) {
             if (!*reported)
                 phase_fail(PHASE_EINFINITE,
                            "theta[%lld]: state %d is reachable from the start but cannot "
@@ -166,7 +165,14 @@ static int start_pass(const phase_graph *g, moment_ws *s, int64_t t, int *report
             *reported = 1;
             return PHASE_EINFINITE;
         }
-        s->u[j] = reach ? acc / s->lambda[j] : 0.0;
+        double uj = s->u[j] /= s->lambda[j];
+        for (int64_t q = g->out_ptr[j]; q < g->out_ptr[j + 1]; q++) {
+            double w = s->out_rate[q];
+            if (w > 0.0) {
+                s->u[g->out_dst[q]] += w * uj;
+                s->reach[g->out_dst[q]] = 1;
+            }
+        }
     }
     return PHASE_OK;
 }
@@ -219,25 +225,25 @@ static void adjoint_rows(const phase_graph *g, moment_ws *s)
     }
 }
 
-/* Y (n x K) := (Y^T U)^T in place: y_j = (y_j + sum_{i->j} w y_i) / lambda_j,
- * in topological order. Unreachable states (u = 0) stay 0. */
+/* Y (n x K) := (Y^T U)^T in place, pushing along out-edges in topological
+ * order as start_pass does. Unreachable states are set to 0 (nothing
+ * reachable flows into them). */
 static void solve_left(const phase_graph *g, const moment_ws *s, double *Y, int64_t K)
 {
     for (int32_t p = 0; p < g->n; p++) {
         int32_t j = s->order[p];
-        double *yj = Y + (int64_t)j * K;
+        double *restrict yj = Y + (int64_t)j * K;
         if (!s->reach[j]) {
             memset(yj, 0, sizeof(double) * (size_t)K);
             continue;
         }
-        for (int64_t q = g->in_ptr[j]; q < g->in_ptr[j + 1]; q++) {
-            double w = s->in_rate[q];
-            int32_t i = g->in_src[q];
-            if (w == 0.0 || !s->reach[i]) continue;
-            const double *yi = Y + (int64_t)i * K;
-            for (int64_t c = 0; c < K; c++) yj[c] += w * yi[c];
-        }
         for (int64_t c = 0; c < K; c++) yj[c] /= s->lambda[j];
+        for (int64_t q = g->out_ptr[j]; q < g->out_ptr[j + 1]; q++) {
+            double w = s->out_rate[q];
+            if (w == 0.0) continue;
+            double *restrict yk = Y + (int64_t)g->out_dst[q] * K;
+            for (int64_t c = 0; c < K; c++) yk[c] += w * yj[c];
+        }
     }
 }
 
@@ -364,7 +370,6 @@ int phase_reward_moments(const phase_graph *g, int64_t n_theta, const double *th
     int64_t width = R > P ? R : P;
     s.rate = alloc_doubles(g->n_edges);
     s.out_rate = alloc_doubles(g->n_trans);
-    s.in_rate = alloc_doubles(g->n_trans);
     s.lambda = alloc_doubles(n);
     s.dlambda = calloc((size_t)(n * d > 0 ? n * d : 1), sizeof(double));
     s.ud = alloc_doubles(n * d);
@@ -374,7 +379,7 @@ int phase_reward_moments(const phase_graph *g, int64_t n_theta, const double *th
     s.z = alloc_doubles(P > 0 ? n * P : 0);
     s.w = alloc_doubles(P > 0 && cross_grad ? n * R : 0);
     s.acc = calloc((size_t)(d * width > 0 ? d * width : 1), sizeof(double));
-    if (!s.rate || !s.out_rate || !s.in_rate || !s.lambda || !s.dlambda || !s.ud || !s.reach || !s.u || !s.m || !s.z || !s.w || !s.acc) {
+    if (!s.rate || !s.out_rate || !s.lambda || !s.dlambda || !s.ud || !s.reach || !s.u || !s.m || !s.z || !s.w || !s.acc) {
         ws_free(&s);
         return phase_fail(PHASE_ENOMEM, "out of memory for moments of %lld states x %lld "
                           "vectors", (long long)n, (long long)width);
