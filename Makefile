@@ -103,7 +103,7 @@ $(CTEST_DIR)/obj/%.o: libphase/src/%.c $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CTEST_CC) $(CTEST_CFLAGS) -Ilibphase/include -Ilibphase/src -c $< -o $@
 
-$(CTEST_DIR)/bin/%: libphase/tests/%.c $(CTEST_OBJ) $(LIB_HDR)
+$(CTEST_DIR)/bin/%: libphase/tests/%.c $(CTEST_OBJ) $(LIB_HDR) $(wildcard libphase/tests/*.h)
 	@mkdir -p $(@D)
 	$(CTEST_CC) $(CTEST_CFLAGS) -Ilibphase/include -Ilibphase/src -Ilibphase/tests \
 		$< $(CTEST_OBJ) -lm -o $@

@@ -12,7 +12,8 @@ from phasic_mpi.model.graph import ABSORBING, Graph
 
 
 def random_graph(n: int, d: int, density: float, seed: int, discrete: bool = False,
-                 *, coef_only: bool = False, defect: bool = True) -> Graph:
+                 *, coef_only: bool = False, defect: bool = True,
+                 acyclic: bool = False) -> Graph:
     """A random graph with cycles, exits from several states and a defect.
 
     Parameters
@@ -34,6 +35,9 @@ def random_graph(n: int, d: int, density: float, seed: int, discrete: bool = Fal
         all rates are then proportional to theta.
     defect : bool
         Give ``alpha`` a total mass below 1.
+    acyclic : bool
+        Keep only the edges that go forward along the random path: a DAG
+        whose index order is (in general) not topological.
 
     Notes
     -----
@@ -53,6 +57,9 @@ def random_graph(n: int, d: int, density: float, seed: int, discrete: bool = Fal
     np.fill_diagonal(extra, False)
     pairs |= {(int(i), int(j)) for i, j in zip(*np.nonzero(extra))}
     pairs |= {(int(i), ABSORBING) for i in np.flatnonzero(rng.random(n) < density)}
+    if acyclic:
+        rank = np.argsort(path)
+        pairs = {(i, j) for i, j in pairs if j == ABSORBING or rank[i] < rank[j]}
     src, dst = np.array(sorted(pairs)).T
 
     n_edges = src.size

@@ -42,8 +42,11 @@ typedef enum {
     PHASE_EDOMAIN = 3,  /* theta outside the model's domain (negative rate,
                            or out-probabilities above 1 in a discrete graph) */
     PHASE_EZERO = 4,    /* an observation has zero probability at theta      */
-    PHASE_ERANGE = 5    /* the recursion would need more terms than allowed
+    PHASE_ERANGE = 5,   /* the recursion would need more terms than allowed
                            (rates times times too large for memory_limit)    */
+    PHASE_EINFINITE = 6, /* a moment is infinite: a state reachable from the
+                            start cannot be left at theta                    */
+    PHASE_ECYCLE = 7    /* the function needs an acyclic graph               */
 } phase_status;
 
 /* What phase_eval computes at each point. */
@@ -142,6 +145,36 @@ int phase_loglik(const phase_graph *g, const phase_options *opts,
                  const phase_data *data, int64_t n_theta, const double *thetas,
                  double *loglik, double *grad, int *theta_status,
                  phase_info *info);
+
+/* Topological order of the transient states (n entries; every transient
+ * edge goes from an earlier to a later state). Deterministic: sources in
+ * index order, then breadth-first. PHASE_ECYCLE if the graph has a cycle. */
+int phase_topological_order(const phase_graph *g, int32_t *order);
+
+/* Moments of the accumulated rewards Y_a = int r_a(X_t) dt (discrete graphs:
+ * Y_a = sum_{k < T} r_a(X_k)) of an ACYCLIC graph, and their exact gradients,
+ * at n_theta parameter vectors (thetas row-major n_theta x n_params).
+ *   rewards  n_states x n_rewards, row-major (state-major), shared by all theta;
+ *   pairs    n_pairs x 2 indices (a, b) into the reward vectors (a == b allowed);
+ *   mean       n_theta x n_rewards               E[Y_a]
+ *   mean_grad  n_theta x n_rewards x n_params    d E[Y_a] / d theta
+ *   cross      n_theta x n_pairs                 E[Y_a Y_b] (raw, not centred)
+ *   cross_grad n_theta x n_pairs x n_params      d E[Y_a Y_b] / d theta
+ * Any output may be NULL. Pairs are for continuous graphs only (PHASE_EINVAL
+ * otherwise). Per theta, theta_status (may be NULL) receives PHASE_OK,
+ * PHASE_EDOMAIN (negative rate; discrete: out-probabilities above 1) or
+ * PHASE_EINFINITE (a state reachable from the start cannot be left); that
+ * theta's outputs are NaN and the first failure's message is kept.
+ * Returns PHASE_ECYCLE for a cyclic graph (use a sparse LU there), else
+ * PHASE_OK unless an argument is invalid or memory runs out.
+ * Cost per theta: O(|E| (n_rewards + n_pairs)) for the values; the mean
+ * gradients add O(|E| n_params + n_states n_params n_rewards) (adjoint rows
+ * alpha U dS_k, dotted into the pass), the pair gradients O(|E| (n_rewards +
+ * n_pairs)) more, independent of n_params. */
+int phase_reward_moments(const phase_graph *g, int64_t n_theta, const double *thetas,
+                         int64_t n_rewards, const double *rewards, int64_t n_pairs,
+                         const int64_t *pairs, double *mean, double *mean_grad,
+                         double *cross, double *cross_grad, int *theta_status);
 
 #ifdef __cplusplus
 }

@@ -28,6 +28,8 @@ const char *phase_status_name(int status)
     case PHASE_EDOMAIN: return "PHASE_EDOMAIN";
     case PHASE_EZERO: return "PHASE_EZERO";
     case PHASE_ERANGE: return "PHASE_ERANGE";
+    case PHASE_EINFINITE: return "PHASE_EINFINITE";
+    case PHASE_ECYCLE: return "PHASE_ECYCLE";
     default: return "PHASE_UNKNOWN";
     }
 }

@@ -478,6 +478,20 @@ class Graph:
 
         return moments.expectation_grad(self, theta, rewards)
 
+    def expectation_and_grad(self, thetas: Any = None,
+                             rewards: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """``E[Y]`` and its gradient at many theta; see :func:`phasic_mpi.model.moments.expectation_and_grad`."""
+        from phasic_mpi.model import moments
+
+        return moments.expectation_and_grad(self, thetas, rewards)
+
+    def variance_and_grad(self, thetas: Any = None,
+                          rewards: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """``Var[Y]`` and its gradient at many theta; see :func:`phasic_mpi.model.moments.variance_and_grad`."""
+        from phasic_mpi.model import moments
+
+        return moments.variance_and_grad(self, thetas, rewards)
+
     def reward_transform(self, rewards: Any, theta: Any = None) -> Graph:
         """Graph of ``Y = int r(X_t) dt``; see :func:`phasic_mpi.model.rewards.reward_transform`."""
         from phasic_mpi.model import rewards as _rewards

@@ -1,12 +1,30 @@
-"""Moments of absorption times and accumulated rewards, by sparse LU solves.
+"""Moments of absorption times and accumulated rewards, with exact gradients.
 
-Continuous graphs, with ``U = (-S)^{-1}`` (never formed; every product with
-``U`` is a solve with one sparse LU factorisation of ``-S``) and a reward
+Two paths compute the same formulas:
+
+* **acyclic graphs** (every coalescent model): libphase's
+  ``phase_reward_moments``, one pass over the graph in reverse topological
+  order per batch of reward vectors, ``O(|E|)`` per reward vector and per
+  pair of a second moment; gradients through the adjoint rows
+  ``alpha U dS_k`` in the same pass, at almost no extra cost;
+* **cyclic graphs**: one sparse LU factorisation of ``-S`` per theta
+  (``scipy.sparse.linalg.splu``; the pattern is the same at every theta, the
+  numbers are refactorised), reused for every reward vector, pair and
+  gradient (transposed solves for the adjoints).
+
+:func:`reward_moments` is the batched entry point (many theta, many reward
+vectors, values and gradients); :func:`expectation_and_grad` and
+:func:`variance_and_grad` wrap it. Moments of order ``k > 2`` always use the
+LU path.
+
+Continuous graphs, with ``U = (-S)^{-1}`` (never formed) and a reward
 vector ``r`` (``r = 1`` for the absorption time itself)::
 
     E[Y^k] = k! alpha (U diag(r))^k 1                 (Bladt & Nielsen, Thm 8.1.5)
     E[Y1 Y2] = alpha U diag(r1) U r2 + alpha U diag(r2) U r1
     dE[Y]/dtheta_m = alpha U (dS/dtheta_m) U r        (dU = U dS U)
+    dE[Y1 Y2] = u dS z + w1 dS m2 + w2 dS m1,  u = alpha U, m_i = U r_i,
+                z = U (r1 m2 + r2 m1), w_i = (u r_i) U   (products elementwise)
 
 Discrete graphs, with ``N = (I - T)^{-1}`` and absorption time ``T >= 1``
 (``T = 0`` on the defect)::
@@ -26,11 +44,13 @@ results then gain a trailing axis of length ``m`` (the gradient has shape
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from math import factorial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.csgraph import breadth_first_order
 from scipy.sparse.linalg import splu
 
 from phasic_mpi.model.construct import ABSORBING
@@ -112,6 +132,11 @@ def _no_discrete_rewards(graph: Graph, rewards: Any, what: str) -> None:
             "(only the expectation and its gradient are)")
 
 
+def _diagonal_pairs(n_rewards: int) -> np.ndarray:
+    """Pairs ``(a, a)``: the second moments of every reward vector."""
+    return np.repeat(np.arange(n_rewards), 2).reshape(-1, 2)
+
+
 def _stirling2(k: int) -> np.ndarray:
     """Table ``S[i, j]`` of Stirling numbers of the second kind, ``0 <= i, j <= k``."""
     table = np.zeros((k + 1, k + 1))
@@ -180,6 +205,11 @@ def moments(graph: Graph, theta: Any = None, k: int = 2,
         stirling = _stirling2(k)[1:, 1:]
         return stirling @ factorial_mom
     r, single = _rewards(graph, rewards)
+    if k <= 2:  # the batched path (libphase for acyclic graphs)
+        pairs = _diagonal_pairs(r.shape[1]) if k == 2 else None
+        res = reward_moments(graph, graph._theta(theta), r, pairs)
+        out = res.mean if k == 1 else np.vstack([res.mean, res.cross])
+        return out[:, 0] if single else out
     solver = _Solver(graph, theta)
     v = np.ones_like(r)
     out = np.empty((k, r.shape[1]))
@@ -195,9 +225,8 @@ def expectation(graph: Graph, theta: Any = None, rewards: Any = None) -> Any:
     For discrete graphs with rewards, ``Y = sum_{n < T} r(X_n)``: the reward
     of each visited state, counted once per step spent in it.
     """
-    r, single = _rewards(graph, rewards)
-    solver = _Solver(graph, theta)
-    mean = graph.alpha @ solver.solve(r)
+    _, single = _rewards(graph, rewards)
+    mean = reward_moments(graph, graph._theta(theta), rewards).mean[0]
     return float(mean[0]) if single else mean
 
 
@@ -220,12 +249,8 @@ def covariance(graph: Graph, theta: Any, r1: Any, r2: Any) -> float:
     b, single_b = _rewards(graph, r2)
     if not (single_a and single_b):
         raise ValueError("covariance() takes two reward vectors of shape (n,)")
-    a, b = a[:, 0], b[:, 0]
-    solver = _Solver(graph, theta)
-    ua, ub = solver.solve(a), solver.solve(b)
-    alpha_u = solver.solve_left(graph.alpha)
-    cross = alpha_u @ (a * ub) + alpha_u @ (b * ua)
-    return float(cross - (graph.alpha @ ua) * (graph.alpha @ ub))
+    res = reward_moments(graph, graph._theta(theta), np.column_stack([a, b]), [(0, 1)])
+    return float(res.cross[0, 0] - res.mean[0, 0] * res.mean[0, 1])
 
 
 def expectation_grad(graph: Graph, theta: Any = None, rewards: Any = None) -> np.ndarray:
@@ -246,3 +271,219 @@ def expectation_grad(graph: Graph, theta: Any = None, rewards: Any = None) -> np
     per_edge = left[src][:, None] * (right_dst - right[src])  # (E, m)
     grad = per_edge.T @ graph.edge_coef  # (m, d)
     return grad[0] if single else grad
+
+
+# ------------------------------------------------- batched, with gradients
+@dataclass(frozen=True)
+class RewardMoments:
+    """First and cross moments of accumulated rewards, per theta.
+
+    Attributes
+    ----------
+    mean : ndarray, shape (P, R)
+        ``E[Y_a]``.
+    mean_grad : ndarray, shape (P, R, d), or None
+        ``dE[Y_a]/dtheta``.
+    cross : ndarray, shape (P, Q), or None
+        ``E[Y_a Y_b]`` for the requested pairs ``(a, b)`` (raw, not centred).
+    cross_grad : ndarray, shape (P, Q, d), or None
+        ``dE[Y_a Y_b]/dtheta``.
+    """
+
+    mean: np.ndarray
+    mean_grad: np.ndarray | None
+    cross: np.ndarray | None
+    cross_grad: np.ndarray | None
+
+
+def _contract(graph: Graph, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``y dS_k x`` for every column and parameter, shape (K, d).
+
+    Per edge ``i -> j``: ``coef_k y_i (x_j - x_i)`` with ``x_absorbing = 0``;
+    ``y`` is (n,) (one adjoint for all columns) or (n, K).
+    """
+    src, dst = graph.edge_src, graph.edge_dst
+    x_dst = np.where((dst == ABSORBING)[:, None], 0.0, x[np.maximum(dst, 0)])
+    y_src = y[src][:, None] if y.ndim == 1 else y[src]
+    return (y_src * (x_dst - x[src])).T @ graph.edge_coef
+
+
+def _lu_moments(graph: Graph, theta: Any, r: np.ndarray, pairs: np.ndarray,
+                grad: bool) -> tuple[np.ndarray, ...]:
+    """One theta of :func:`reward_moments` by one sparse LU factorisation."""
+    solver = _Solver(graph, theta)
+    alpha = graph.alpha
+    m = solver.solve(r)  # U r_a, (n, R)
+    out: list[Any] = [alpha @ m, None, None, None]
+    u = solver.solve_left(alpha) if grad else None
+    if grad:
+        out[1] = _contract(graph, u, m)
+    if pairs.size:
+        a, b = pairs[:, 0], pairs[:, 1]
+        z = solver.solve(r[:, a] * m[:, b] + r[:, b] * m[:, a])  # (n, Q)
+        out[2] = alpha @ z
+        if grad:
+            w = solver.solve_left(u[:, None] * r)  # (u o r_a) U, (n, R)
+            out[3] = (_contract(graph, u, z) + _contract(graph, w[:, a], m[:, b])
+                      + _contract(graph, w[:, b], m[:, a]))
+    return tuple(out)
+
+
+def _native_moments(graph: Graph, thetas: np.ndarray, r: np.ndarray, pairs: np.ndarray,
+                    grad: bool, strict: bool) -> RewardMoments | None:
+    """:func:`reward_moments` by libphase, or None if the graph has a cycle."""
+    try:
+        from phasic_mpi.model import native as _core
+    except ImportError:  # the compiled extension is optional for this module
+        return None
+    if not _core.is_acyclic(graph):
+        return None
+    mean, mean_grad, cross, cross_grad, status = _core.reward_moments(
+        graph, thetas, r, pairs if pairs.size else None, grad)
+    bad = np.flatnonzero(status != _core.Status.OK)
+    if strict and bad.size:
+        theta = thetas[bad[0]]
+        rates = graph.checked_rates(theta)  # raises the usual message for a negative rate
+        raise ValueError(
+            f"{graph.label(_stuck_state(graph, rates))} is reachable from the start but "
+            f"cannot reach absorption at theta={theta.tolist()} (its outgoing rates are "
+            "zero), so the moments are infinite")
+    return RewardMoments(mean, mean_grad, cross, cross_grad)
+
+
+def _stuck_state(graph: Graph, rates: np.ndarray) -> int:
+    """First state with zero out-rate reachable from the start along positive rates."""
+    n = graph.n_states
+    inner = (graph.edge_dst != ABSORBING) & (rates > 0)
+    # node n is a virtual source joined to every state with start mass
+    rows = np.concatenate([graph.edge_src[inner], np.full(n, n)])
+    cols = np.concatenate([graph.edge_dst[inner], np.arange(n)])
+    keep = np.concatenate([np.ones(inner.sum(), bool), graph.alpha > 0])
+    adjacency = sp.csr_matrix((np.ones(keep.sum()), (rows[keep], cols[keep])),
+                              shape=(n + 1, n + 1))
+    reached = np.zeros(n + 1, dtype=bool)
+    reached[breadth_first_order(adjacency, n, return_predecessors=False)] = True
+    stuck = reached[:n] & (np.bincount(graph.edge_src, rates, minlength=n) == 0)
+    return int(np.flatnonzero(stuck)[0])
+
+
+def reward_moments(graph: Graph, thetas: Any = None, rewards: Any = None,
+                   pairs: Any = None, grad: bool = False, *,
+                   errors: str = "raise") -> RewardMoments:
+    """Batched first moments, cross moments and their exact gradients.
+
+    Parameters
+    ----------
+    graph : Graph
+        Continuous, or discrete without ``pairs``.
+    thetas : array_like, shape (P, d) or (d,), optional
+        Parameter vectors (a 1-D theta counts as ``P = 1``; omit for a
+        constant graph).
+    rewards : array_like, shape (n,) or (n, R), optional
+        Reward vectors as columns (default: one vector of ones, ``Y = T``).
+    pairs : array_like of int, shape (Q, 2), optional
+        Column indices ``(a, b)`` of the cross moments ``E[Y_a Y_b]``
+        (``a == b``: the second moment of ``Y_a``).
+    grad : bool
+        Also compute the gradients with respect to theta.
+    errors : {"raise", "nan"}
+        At a theta outside the domain or with infinite moments (a reachable
+        state that cannot be left): raise ``ValueError``, or fill that theta's
+        rows with NaN.
+
+    Returns
+    -------
+    RewardMoments
+        Arrays with a leading axis of length ``P`` (always present here).
+
+    Notes
+    -----
+    Acyclic graphs use libphase (``O(|E| (R + Q))`` per theta, the gradients
+    almost free for the means and ``O(|E| (R + Q))`` more for the pairs,
+    independent of ``d``); cyclic graphs one sparse LU factorisation per
+    theta, reused for all solves. Both follow the formulas of the module
+    docstring and agree to rounding.
+    """
+    if errors not in ("raise", "nan"):
+        raise ValueError(f"errors must be 'raise' or 'nan', got {errors!r}")
+    r, _ = _rewards(graph, rewards)
+    r = np.ascontiguousarray(r)
+    pair_arr = np.zeros((0, 2), dtype=np.int64) if pairs is None else \
+        np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if np.any((pair_arr < 0) | (pair_arr >= r.shape[1])):
+        raise ValueError(f"pairs must index the {r.shape[1]} reward vectors, got "
+                         f"{pair_arr.tolist()}")
+    if pair_arr.size and graph.discrete:
+        raise NotImplementedError("second moments of accumulated rewards are not "
+                                  "implemented for discrete graphs")
+    thetas_2d = graph._theta(None)[None, :] if thetas is None else \
+        np.atleast_2d(np.asarray(thetas, dtype=np.float64))
+    if thetas_2d.ndim != 2 or thetas_2d.shape[1] != graph.n_params:
+        raise ValueError(f"thetas must have shape ({graph.n_params},) or "
+                         f"(P, {graph.n_params}), got {np.shape(thetas)}")
+    native = _native_moments(graph, thetas_2d, r, pair_arr, grad, errors == "raise")
+    if native is not None:
+        return native
+    rows = []
+    for theta in thetas_2d:
+        try:
+            rows.append(_lu_moments(graph, theta, r, pair_arr, grad))
+        except ValueError:
+            if errors == "raise":
+                raise
+            rows.append(None)
+    return _stack_rows(rows, graph.n_params, r.shape[1], pair_arr.shape[0], grad)
+
+
+def _stack_rows(rows: list, d: int, n_rewards: int, n_pairs: int,
+                grad: bool) -> RewardMoments:
+    shapes = [(n_rewards,), (n_rewards, d), (n_pairs,), (n_pairs, d)]
+    wanted = [True, grad, n_pairs > 0, grad and n_pairs > 0]
+    fields = []
+    for k, (shape, want) in enumerate(zip(shapes, wanted)):
+        fields.append(np.stack([np.full(shape, np.nan) if row is None else row[k]
+                                for row in rows]) if want else None)
+    return RewardMoments(*fields)
+
+
+def _squeeze(values: np.ndarray, single_theta: bool, single_reward: bool) -> np.ndarray:
+    """Drop the reward axis (one vector) and the theta axis (a 1-D theta)."""
+    if single_reward:
+        values = values[:, 0]
+    return values[0] if single_theta else values
+
+
+def _singles(graph: Graph, thetas: Any, rewards: Any) -> tuple[bool, bool]:
+    single_theta = np.ndim(thetas) == 1 or (thetas is None and graph.n_params == 0)
+    return single_theta, rewards is None or np.ndim(rewards) == 1
+
+
+def expectation_and_grad(graph: Graph, thetas: Any = None,
+                         rewards: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """``E[Y_a]`` and ``dE[Y_a]/dtheta`` at many theta at once.
+
+    Returns
+    -------
+    values : ndarray, shape (P, R)
+    grads : ndarray, shape (P, R, d)
+        A 1-D theta drops the ``P`` axis, a single reward vector (or none)
+        the ``R`` axis.
+    """
+    singles = _singles(graph, thetas, rewards)
+    res = reward_moments(graph, thetas, rewards, grad=True)
+    return _squeeze(res.mean, *singles), _squeeze(res.mean_grad, *singles)
+
+
+def variance_and_grad(graph: Graph, thetas: Any = None,
+                      rewards: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """``Var[Y_a]`` and its gradient at many theta; shapes as :func:`expectation_and_grad`.
+
+    ``Var = E[Y^2] - E[Y]^2``, ``dVar = dE[Y^2] - 2 E[Y] dE[Y]`` (continuous graphs).
+    """
+    _no_discrete_rewards(graph, rewards, "Variance")
+    singles = _singles(graph, thetas, rewards)
+    n_rewards = 1 if singles[1] else np.shape(rewards)[1]
+    res = reward_moments(graph, thetas, rewards, _diagonal_pairs(n_rewards), grad=True)
+    var = res.cross - res.mean**2
+    var_grad = res.cross_grad - 2 * res.mean[..., None] * res.mean_grad
+    return _squeeze(var, *singles), _squeeze(var_grad, *singles)

@@ -24,7 +24,9 @@ __all__ = [
     "Status",
     "compiled",
     "evaluate",
+    "is_acyclic",
     "loglik",
+    "reward_moments",
 ]
 
 DEFAULT_TOL = 1e-12
@@ -61,6 +63,7 @@ class Status:
     DOMAIN = lib.PHASE_EDOMAIN  # a negative rate (or probabilities > 1) at θ
     ZERO = lib.PHASE_EZERO  # an observation has probability zero at θ
     RANGE = lib.PHASE_ERANGE  # more terms than the memory limit allows
+    INFINITE = lib.PHASE_EINFINITE  # a reachable state cannot be left: infinite moments
 
 
 _handles: "weakref.WeakKeyDictionary[Graph, Any]" = weakref.WeakKeyDictionary()
@@ -260,3 +263,65 @@ def loglik(
         for name in INFO_FIELDS:
             info[name] = np.array([getattr(cinfo[p], name) for p in range(n_theta)])
     return out, gout, status
+
+
+_acyclic: "weakref.WeakKeyDictionary[Graph, bool]" = weakref.WeakKeyDictionary()
+
+
+def is_acyclic(graph: "Graph") -> bool:
+    """Whether the transient states of ``graph`` have no cycle (cached per graph)."""
+    known = _acyclic.get(graph)
+    if known is None:
+        order = np.empty(graph.n_states, dtype=np.int32)
+        rc = lib.phase_topological_order(compiled(graph), _ptr(order, "int32_t *"))
+        if rc not in (lib.PHASE_OK, lib.PHASE_ECYCLE):
+            _raise(rc, "topological order")
+        known = _acyclic[graph] = rc == lib.PHASE_OK
+    return known
+
+
+def reward_moments(
+    graph: "Graph",
+    thetas: Any,
+    rewards: np.ndarray,
+    pairs: Any = None,
+    grad: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """First moments and cross moments of rewards on an acyclic graph (libphase).
+
+    Parameters
+    ----------
+    graph : Graph
+        An acyclic graph (:func:`is_acyclic`).
+    thetas : array_like, shape (P, d) or (d,)
+    rewards : ndarray, shape (n, R)
+    pairs : array_like of int, shape (Q, 2), optional
+        Reward indices ``(a, b)`` of the cross moments ``E[Y_a Y_b]``.
+    grad : bool
+        Also return the exact gradients.
+
+    Returns
+    -------
+    mean (P, R), mean_grad (P, R, d) or None, cross (P, Q) or None,
+    cross_grad (P, Q, d) or None, status (P,) of :class:`Status` codes plus
+    ``INFINITE`` (outputs NaN where the status is not OK).
+    """
+    arr, _ = _thetas(graph, thetas)
+    n_theta, d = arr.shape
+    r = _f64(rewards)
+    n_rewards = r.shape[1]
+    pair_arr = np.ascontiguousarray(np.zeros((0, 2)) if pairs is None else pairs,
+                                    dtype=np.int64).reshape(-1, 2)
+    n_pairs = pair_arr.shape[0]
+    mean = np.empty((n_theta, n_rewards))
+    mean_grad = np.empty((n_theta, n_rewards, d)) if grad else None
+    cross = np.empty((n_theta, n_pairs)) if n_pairs else None
+    cross_grad = np.empty((n_theta, n_pairs, d)) if grad and n_pairs else None
+    status = np.zeros(n_theta, dtype=np.intc)
+    rc = lib.phase_reward_moments(
+        compiled(graph), n_theta, _ptr(arr), n_rewards, _ptr(r), n_pairs,
+        _ptr(pair_arr, "int64_t *"), _ptr(mean), _ptr(mean_grad), _ptr(cross),
+        _ptr(cross_grad), ffi.cast("int *", status.ctypes.data))
+    if rc != lib.PHASE_OK:
+        _raise(rc, "reward moments")
+    return mean, mean_grad, cross, cross_grad, status
