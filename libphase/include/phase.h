@@ -176,6 +176,25 @@ int phase_reward_moments(const phase_graph *g, int64_t n_theta, const double *th
                          const int64_t *pairs, double *mean, double *mean_grad,
                          double *cross, double *cross_grad, int *theta_status);
 
+/* Stein variational gradient direction with the RBF kernel
+ * k(x, y) = exp(-|x - y|^2 / h), for the rows [start, stop) of n particles
+ * z (row-major n x d) with scores (grad log p, n x d):
+ *
+ *     phi_i = (1/n) sum_j k(x_j, x_i) [ s_j + (2/h) (x_i - x_j) ]
+ *
+ * (the second term is the repulsive grad_{x_j} k(x_j, x_i)); phi is
+ * (stop - start) x d, or NULL. ksd_rows (stop - start, or NULL) receives the
+ * rows' sums over j of the Stein kernel
+ *     u(x_i, x_j) = k [s_i.s_j + (2/h) s_i.(x_i - x_j) - (2/h) s_j.(x_i - x_j)
+ *                      + 2d/h - 4 |x_i - x_j|^2 / h^2],
+ * so that KSD^2 = sum_i ksd_rows_i / n^2 (V-statistic). Every sum runs over
+ * j = 0..n-1 in order (and over the components in order), so a row's values
+ * depend only on the global arrays, h and its index, never on the range.
+ * PHASE_EINVAL for n < 1, d < 1, a range outside [0, n), h not positive and
+ * finite, or NULL arrays. NaN inputs give NaN outputs. */
+int phase_stein(int64_t n, int64_t d, const double *z, const double *scores, double h,
+                int64_t start, int64_t stop, double *phi, double *ksd_rows);
+
 #ifdef __cplusplus
 }
 #endif

@@ -47,6 +47,10 @@ int phase_fail(int status, const char *fmt, ...)
 #endif
     ;
 
+/* exp(x) for x <= 0 as the Stein kernel computes it (stein.c), exposed for
+ * the C tests. */
+double phase_stein_exp(double x);
+
 /* Clear the thread-local message (successful calls leave it empty). */
 void phase_clear_error(void);
 
