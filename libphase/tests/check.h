@@ -23,7 +23,7 @@ static int passed, failed;
         }                                                                  \
     } while (0)
 
-static int close_rel(double a, double b, double rtol)
+static inline int close_rel(double a, double b, double rtol)
 {
     return fabs(a - b) <= rtol * fabs(b) || (a == b);
 }
@@ -32,7 +32,7 @@ static int close_rel(double a, double b, double rtol)
     CHECK(close_rel((a), (b), (rtol)), "%s = %.15g, expected %.15g (rtol %g)", #a, (double)(a), (double)(b), (double)(rtol))
 
 /* Kingman coalescent TMRCA: states k = n..2 (index n - k), rate theta k(k-1)/2. */
-static phase_graph *kingman(int n)
+static inline phase_graph *kingman(int n)
 {
     int m = n - 1;
     double *alpha = calloc((size_t)m, sizeof(double));
