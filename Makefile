@@ -52,14 +52,14 @@ help: ## list the targets
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
-	$(PIP) install --upgrade pip 'setuptools>=64' wheel 'cffi>=1.16' \
+	$(PIP) install --upgrade pip 'setuptools>=77' wheel 'cffi>=1.16' \
 		|| { rm -rf $(VENV); exit 1; }
 
 # Editable install with the dependencies; redone when the packaging changes.
 # setuptools/wheel/cffi also go into the venv (not only the isolated build
 # env) because the extension is rebuilt below with `setup.py build_ext`.
 $(VENV)/.installed: pyproject.toml setup.py | $(VPY)
-	$(PIP) install 'setuptools>=64' wheel 'cffi>=1.16'
+	$(PIP) install 'setuptools>=77' wheel 'cffi>=1.16'
 	$(PIP) install -e '.[$(EXTRAS)]'
 	touch $@
 
