@@ -274,62 +274,84 @@ static int reverse_init(reverse_ws *r, const phase_graph *g)
 
 /* log P(lo < T <= hi) (wt times it in *term) for lo < hi, lo < 0 meaning
  * "T <= hi" (atom included) and hi = inf "T > lo"; in gradient mode also
- * its adjoint. Every probability is taken from sums of non-negative terms:
- * with q = F(lo) + S(hi) (F(lo) = 1 - b_0 + c(lo), the atom included; each
- * part 0 when its bound is infinite or negative):
- *   q < 1/2: log1p(-q), so a mass near 1 keeps its digits (log S(c) of a
- *            small c is -F(c), not 0);
- *   else the mass is at most 1/2 and comes from the smaller tail: F(hi) =
+ * its adjoint. Every probability is taken from sums of non-negative terms.
+ * S(lo) and S(hi) first (each 0 when its bound is negative or infinite
+ * ... S(lo) = 1 then); with q = 1 - mass = F(lo) + S(hi):
+ *   q < 2^-10: log1p(-q), q summed from 1 - b_0, c(lo) and S(hi), so a
+ *            mass near 1 keeps its digits (log S(c) of a small c is -F(c),
+ *            not 0; above 2^-10, log(mass) loses at most 2^10 eps relative);
+ *   else the mass comes from the smaller tail: F(hi) =
  *   atom + c(hi) for lo < 0, S(lo) for hi = inf, otherwise c(hi) - c(lo)
  *   when c(lo) <= S(hi) and S(lo) - S(hi) when not, so the rounding error
- *   is at most about eps * min(c(hi), S(lo)) / mass. */
+ *   is at most about eps * min(c(hi), S(lo)) / mass.
+ * The common cases cost what 1 - S did: one sum for a right-censored term
+ * in the tail, two for an interval away from 0. */
+#define Q_SMALL 0x1p-10
+
 static int censored_term(sweep *w, const phase_graph *g, double a, double b, double wt,
                          double atom, double *term)
 {
     const int grad = w->store, lo_in = a >= 0.0, hi_in = !isinf(b);
-    scaled ca = {0.0, 0}, sb = {0.0, 0}, x, diff;
+    scaled sa = {0.0, 0}, sb = {0.0, 0}, ca = {0.0, 0}, x, diff;
     int st;
     *term = 0.0;
     if (!lo_in && !hi_in) return PHASE_OK; /* certain */
-    if (lo_in && (st = point_value(w, g, a, SEQ_C, &ca))) return st;
+    if (lo_in && (st = point_value(w, g, a, SEQ_B, &sa))) return st;
     if (hi_in && (st = point_value(w, g, b, SEQ_B, &sb))) return st;
-    const double q = (lo_in ? (1.0 - w->bm[0]) + scaled_value(ca) : 0.0) + scaled_value(sb);
-    if (q < 0.5) {
+    /* The last point evaluated has the current Poisson window. */
+    const double b0 = w->bm[0], S_b = scaled_value(sb);
+    if ((lo_in ? 1.0 - scaled_value(sa) : 0.0) + S_b < Q_SMALL) { /* q, roughly */
+        double q = S_b;
+        if (lo_in) {
+            if ((st = point_value(w, g, a, SEQ_C, &ca))) return st;
+            q += (1.0 - b0) + scaled_value(ca);
+        }
         const double mass = 1.0 - q;
         *term = wt * log1p(-q);
         if (!grad) return PHASE_OK;
-        /* The last point evaluated has the current Poisson window. */
-        if (hi_in) point_adjoint(w, g, b, SEQ_B, -wt / mass, 0);
-        if (lo_in && hi_in && (st = point_value(w, g, a, SEQ_C, &ca))) return st;
         if (lo_in) point_adjoint(w, g, a, SEQ_C, -wt / mass, 0);
+        if (lo_in && hi_in && (st = point_value(w, g, b, SEQ_B, &sb))) return st;
+        if (hi_in) point_adjoint(w, g, b, SEQ_B, -wt / mass, 0);
         return PHASE_OK;
     }
-    if (!lo_in || !hi_in) { /* F(hi) = atom + c(hi), or S(lo) */
-        const int which = lo_in ? SEQ_B : SEQ_C;
-        const double at = lo_in ? a : b;
-        if ((st = point_value(w, g, at, which, &x))) return st;
-        if (!lo_in && atom > 0.0) { /* a plain double: the atom keeps it >= defect */
+    if (!lo_in) { /* F(hi) = atom + c(hi) */
+        if ((st = point_value(w, g, b, SEQ_C, &x))) return st;
+        if (atom > 0.0) { /* a plain double: the atom keeps it >= defect */
             const double mass = atom + scaled_value(x);
             *term = wt * log(mass);
-            if (grad) point_adjoint(w, g, at, which, wt / mass, 0);
+            if (grad) point_adjoint(w, g, b, SEQ_C, wt / mass, 0);
             return PHASE_OK;
         }
         if (!(x.m > 0.0)) return PHASE_EZERO;
         *term = wt * scaled_log(x);
-        if (grad) point_adjoint(w, g, at, which, wt / x.m, -x.e);
+        if (grad) point_adjoint(w, g, b, SEQ_C, wt / x.m, -x.e);
         return PHASE_OK;
     }
-    /* c(hi) = c(lo) + mass and S(lo) = S(hi) + mass: subtract the smaller pair. */
-    const int which = scaled_log(ca) <= scaled_log(sb) ? SEQ_C : SEQ_B;
-    const double near = which == SEQ_C ? b : a, far = which == SEQ_C ? a : b;
-    if ((st = point_value(w, g, near, which, &x))) return st; /* c(hi) or S(lo) */
-    diff = scaled_diff(x, which == SEQ_C ? ca : sb);
+    if (!hi_in) { /* S(lo), whose window is current */
+        if (!(sa.m > 0.0)) return PHASE_EZERO;
+        *term = wt * scaled_log(sa);
+        if (grad) point_adjoint(w, g, a, SEQ_B, wt / sa.m, -sa.e);
+        return PHASE_OK;
+    }
+    /* c(hi) = c(lo) + mass and S(lo) = S(hi) + mass: subtract the smaller
+     * pair (b_0 - S(lo) is c(lo) closely enough to choose). */
+    const int which = b0 - scaled_value(sa) <= S_b ? SEQ_C : SEQ_B;
+    if (which == SEQ_C) {
+        if ((st = point_value(w, g, a, SEQ_C, &ca))) return st;
+        if ((st = point_value(w, g, b, SEQ_C, &x))) return st;
+        diff = scaled_diff(x, ca);
+    } else {
+        diff = scaled_diff(sa, sb);
+    }
     if (!(diff.m > 0.0)) return PHASE_EZERO;
     *term = wt * scaled_log(diff);
     if (!grad) return PHASE_OK;
-    point_adjoint(w, g, near, which, wt / diff.m, -diff.e);
-    if ((st = point_value(w, g, far, which, &x))) return st;
-    point_adjoint(w, g, far, which, -wt / diff.m, -diff.e);
+    /* hi's window is current in both orders; lo's is recomputed. The mass
+     * is c(hi) - c(lo) or S(lo) - S(hi): hi's sign is +1 or -1. */
+    const double sign = which == SEQ_C ? 1.0 : -1.0;
+    point_adjoint(w, g, b, which, sign * wt / diff.m, -diff.e);
+    if ((st = point_value(w, g, a, which, &x))) return st;
+    point_adjoint(w, g, a, which, -sign * wt / diff.m, -diff.e);
     return PHASE_OK;
 }
 

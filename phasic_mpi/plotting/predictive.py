@@ -180,8 +180,11 @@ def plot_predictive(view: RunView, out_dir: str, dpi: int) -> str | None:
         grid = np.arange(0.0, np.ceil(upper) + 1.0)
     else:
         grid = np.linspace(0.0, upper, GRID_POINTS)
+    density_grid = grid
+    if not graph.discrete and graph.defect > 0:  # pdf(0) is the atom's mass: draw f(0+)
+        density_grid = np.concatenate([[grid[1] * 1e-9], grid[1:]])
     try:
-        pdf = predictive_band(graph, thetas, grid, "pdf")
+        pdf = predictive_band(graph, thetas, density_grid, "pdf")
         cdf = predictive_band(graph, thetas, grid, "cdf")
     except (ValueError, MemoryError) as exc:
         _skip(view, f"evaluating the model failed: {exc}")
