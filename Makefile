@@ -128,13 +128,13 @@ bench: bench-core bench-svgd bench-pt bench-scaling ## all four benchmarks (resu
 bench-core: install ## benchmarks/bench_core.py
 	$(VPY) benchmarks/bench_core.py
 
-bench-svgd: install ## SVGD time per iteration (likelihood/kernel/comm/output) and bytes, 1 and 2 ranks
+bench-svgd: install ## SVGD kernel ns/pair old (numpy) vs C; time per iteration old vs new step, 1 and 2 ranks
 	$(VPY) benchmarks/bench_svgd.py
 
 bench-pt: install ## PT time per scan (local/swaps/output) and bytes per swap, 1 and 2 ranks
 	$(VPY) benchmarks/bench_pt.py
 
-bench-scaling: install ## alpha-beta fit of Allgatherv/Sendrecv at 2 ranks, projected efficiency to 512 ranks
+bench-scaling: install ## alpha-beta fit at 2 ranks, MPICH collective model, projected efficiency to 512 ranks
 	$(VPY) benchmarks/bench_scaling.py
 
 # --- cleaning ----------------------------------------------------------------

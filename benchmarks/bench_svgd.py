@@ -1,24 +1,31 @@
-"""SVGD benchmark: time per iteration split into likelihood, kernel, communication, output.
+"""SVGD benchmark: the Stein kernel per pair and the time per iteration, old path vs new, same run.
 
-``make bench-svgd`` (or ``python benchmarks/bench_svgd.py [--quick]``). The
-phases of :func:`phasic_mpi.inference.svgd.svgd_step` are re-run here with the same
-public functions (allgather_rows, density.evaluate, median_bandwidth,
-stein_direction, _optimizer_update), each timed on its own:
+``make bench-svgd`` (or ``python benchmarks/bench_svgd.py [--quick]``).
 
-* likelihood: ``density.evaluate`` of this rank's block (random graph, 4
-  states, d parameters, lognormal priors, 20 observations);
-* kernel: median bandwidth (the squared distances of the pairs the local rows
-  own, about n/2 per row, and their exact selection: an in-place partition on
-  one rank, with small Allreduce/Allgatherv on several), Stein direction of
-  the local rows, optimizer;
-* comm: the three Allgatherv (particles, scores+logp+invalid, phi norms);
-* wait: a Barrier before the 2nd and 3rd Allgatherv (load imbalance, which
-  svgd_step itself spends inside those Allgatherv);
-* output: Gatherv of the particles to rank 0 + RunWriter.append of one row.
+1. Kernel per (row, particle) pair, d = 1, 3, 4, 16, n = 1024, all rows:
+   the old numpy rows (``tests/stein_reference.py``, what svgd_step ran
+   before) against libphase's ``phase_stein`` (Stein direction; and both
+   with the KSD row sums), medians of repeats, and their ratio.
+2. Time per iteration, split into phases, for both paths (re-run here from
+   the same public pieces as :func:`phasic_mpi.inference.svgd.svgd_step`):
 
-Bytes per rank per iteration are counted from the buffers passed to MPI (a
-counting proxy around the communicator). The 2-rank part re-runs this script
-under ``mpiexec -n 2`` in worker mode. Figures are medians over iterations.
+   * old: Allgatherv of the particles, ``density.evaluate`` of the block,
+     Allgatherv of scores+logp+invalid, exact distributed median bandwidth,
+     numpy Stein direction, Allgatherv of |phi|^2, optimizer;
+   * new: the Stein direction in C with the ``median_subset`` bandwidth
+     (4096 pairs, no communication), optimizer, ``density.evaluate`` of the
+     new block (inside an array of the global shape), one Allgatherv of
+     particles+scores+logp+invalid+|phi|^2+KSD rows.
+
+   Phases: likelihood (density.evaluate), kernel (bandwidth, Stein
+   direction, optimizer; "bw" is the bandwidth's part), comm (the
+   Allgatherv and the median's collectives), wait (a Barrier before the
+   gathers: load imbalance, spent inside them in svgd_step), output (rank 0
+   appends one row of particles to a run file; the old path Gatherv's them
+   first, the new one already holds them). Random graph, 4 states, d
+   parameters, lognormal priors, 20 observations. Bytes per rank per
+   iteration from a counting proxy around the communicator. The 2-rank part
+   re-runs this script under ``mpiexec -n 2``. Medians over iterations.
 """
 
 import sys
@@ -29,13 +36,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import banner, parse_args, serve_worker, CountingComm, machine_info, run_two_ranks, table, world, write_json  # noqa: E402
+from common import banner, median_time, parse_args, serve_worker, CountingComm, machine_info, run_two_ranks, table, world, write_json  # noqa: E402
 
 from phasic_mpi.inference.parallel import allgather_rows, block_layout, gather_rows  # noqa: E402
 from phasic_mpi.inference.posterior import Posterior  # noqa: E402
 from phasic_mpi.inference.priors import LogNormal  # noqa: E402
 from phasic_mpi.inference.svgd import (SVGDSettings, _optimizer_update, initial_state,  # noqa: E402
-                             median_bandwidth, stein_direction)
+                                       median_bandwidth, subset_median_bandwidth)
+from phasic_mpi.inference.stein import stein_terms  # noqa: E402
+import stein_reference  # noqa: E402  (tests/, on sys.path through common)
 
 N_GRID, D_GRID = (64, 256, 1024, 4096), (1, 4, 16)
 PHASES = ("likelihood", "kernel", "comm", "wait", "output")
@@ -48,61 +57,122 @@ def make_density(d):
     return Posterior(graph, data, [LogNormal(0.0, 0.5)] * d)
 
 
-def run_case(comm, n, d, iters, writer):
-    """Median seconds per phase and bytes per rank per iteration for one (n, d)."""
+def old_iteration(comm, layout, density, state, settings, t):
+    """One iteration of the old svgd_step; fills the timestamps ``t``, returns the new state."""
+    t["start"] = time.perf_counter()
+    z = allgather_rows(comm, layout, state.particles)
+    t["gathered"] = time.perf_counter()
+    ev = density.evaluate(z, rows=layout.rows)
+    local = np.column_stack([ev.grad, ev.logp, ev.invalid.astype(np.float64)])
+    t["evaluated"] = time.perf_counter()
+    comm.Barrier()
+    t["waited"] = time.perf_counter()
+    scores = allgather_rows(comm, layout, local)[:, :z.shape[1]]
+    t["comm_end"] = time.perf_counter()
+    rows = range(layout.start, layout.stop)
+    h = median_bandwidth(z, comm, rows)
+    t["bw"] = time.perf_counter()
+    phi = stein_reference.stein_direction(z, scores, rows, h)
+    t["kernel"] = time.perf_counter()
+    comm.Barrier()
+    t["waited2"] = time.perf_counter()
+    allgather_rows(comm, layout, (phi * phi).sum(axis=1)[:, None])
+    t["comm2"] = time.perf_counter()
+    state = _optimizer_update(state, phi, settings)
+    t["updated"] = time.perf_counter()
+    zs = gather_rows(comm, layout, state.particles)
+    return state, zs
+
+
+def new_iteration(comm, layout, density, state, settings, t, shared):
+    """One iteration of the new svgd_step (as gather_block + svgd_step); returns (state, shared z)."""
+    z, scores = shared
+    t["start"] = time.perf_counter()
+    h = subset_median_bandwidth(z, settings.seed, state.iteration, settings.bandwidth_pairs)
+    t["bw"] = time.perf_counter()
+    rows = range(layout.start, layout.stop)
+    phi, _ = stein_terms(z, scores, rows, h)
+    state = _optimizer_update(state, phi, settings)
+    t["updated"] = time.perf_counter()
+    full = z.copy()
+    full[layout.rows] = state.particles
+    ev = density.evaluate(full, rows=layout.rows)
+    local = np.column_stack([state.particles, ev.grad, ev.logp, ev.invalid.astype(np.float64),
+                             (phi * phi).sum(axis=1), np.zeros(len(phi))])
+    t["evaluated"] = time.perf_counter()
+    comm.Barrier()
+    t["waited"] = time.perf_counter()
+    g = allgather_rows(comm, layout, local)
+    t["comm_end"] = time.perf_counter()
+    d = z.shape[1]
+    return state, (np.ascontiguousarray(g[:, :d]), np.ascontiguousarray(g[:, d:2 * d]))
+
+
+def phase_times(path, t):
+    """Seconds per phase of one iteration from its timestamps."""
+    if path == "old":
+        return {"likelihood": t["evaluated"] - t["gathered"],
+                "kernel": (t["kernel"] - t["comm_end"]) + (t["updated"] - t["comm2"]),
+                "comm": (t["gathered"] - t["start"]) + (t["comm_end"] - t["waited"]) + (t["comm2"] - t["waited2"]),
+                "wait": (t["waited"] - t["evaluated"]) + (t["waited2"] - t["kernel"]),
+                "bandwidth": t["bw"] - t["comm_end"]}
+    return {"likelihood": t["evaluated"] - t["updated"], "kernel": t["updated"] - t["start"],
+            "comm": t["comm_end"] - t["waited"], "wait": t["waited"] - t["evaluated"],
+            "bandwidth": t["bw"] - t["start"]}
+
+
+def run_case(comm, n, d, iters, writer, path):
+    """Median seconds per phase and bytes per rank per iteration for one (n, d) and path."""
     density = make_density(d)
     settings = SVGDSettings(particles=n, iterations=iters + 1, seed=1)
     layout = block_layout(n, comm.size, comm.rank)
     state = initial_state(density, settings, layout)
+    shared = None
+    if path == "new":  # the state's global arrays, as the first svgd_step gathers them
+        z = allgather_rows(comm, layout, state.particles)
+        shared = (z, allgather_rows(comm, layout, density.evaluate(z, rows=layout.rows).grad))
     times = {p: [] for p in PHASES + ("bandwidth",)}
     nbytes = []
     for it in range(iters + 1):  # the first iteration is a warm-up
         comm.Barrier()
         comm.reset()
-        t0 = time.perf_counter()
-        z = allgather_rows(comm, layout, state.particles)
-        t1 = time.perf_counter()
-        ev = density.evaluate(z, rows=layout.rows)
-        local = np.column_stack([ev.grad, ev.logp, ev.invalid.astype(np.float64)])
-        t2 = time.perf_counter()
-        comm.Barrier()  # load imbalance of the likelihood, kept out of "comm"
-        w1 = time.perf_counter()
-        gathered = allgather_rows(comm, layout, local)
-        t3 = time.perf_counter()
-        scores = gathered[:, :d]
-        rows = range(layout.start, layout.stop)
-        ta = time.perf_counter()
-        h = median_bandwidth(z, comm, rows)
-        tb = time.perf_counter()
-        phi = stein_direction(z, scores, rows, h)
-        t4 = time.perf_counter()
-        comm.Barrier()
-        w2 = time.perf_counter()
-        norms = allgather_rows(comm, layout, (phi * phi).sum(axis=1)[:, None])[:, 0]
-        t5 = time.perf_counter()
-        state = _optimizer_update(state, phi, settings)
-        t6 = time.perf_counter()
+        t = {}
+        if path == "old":
+            state, zs = old_iteration(comm, layout, density, state, settings, t)
+        else:
+            state, shared = new_iteration(comm, layout, density, state, settings, t, shared)
+            zs = shared[0] if comm.rank == 0 else None
         comm_bytes = comm.sent + comm.received
-        zs = gather_rows(comm, layout, state.particles)
         if zs is not None:
-            writer.append(f"svgd_n{n}_d{d}/particles", density.to_theta(zs)[None])
-        t7 = time.perf_counter()
-        del norms
+            writer.append(f"svgd_{path}_n{n}_d{d}/particles", density.to_theta(zs)[None])
+        out_end = time.perf_counter()
         if it == 0:
             continue
-        times["likelihood"].append(t2 - t1)
-        times["kernel"].append((t4 - t3) + (t6 - t5))
-        times["comm"].append((t1 - t0) + (t3 - w1) + (t5 - w2))
-        times["wait"].append((w1 - t2) + (w2 - t4))
-        times["output"].append(t7 - t6)
-        times["bandwidth"].append(tb - ta)
+        for p, v in phase_times(path, t).items():
+            times[p].append(v)
+        times["output"].append(out_end - (t["updated"] if path == "old" else t["comm_end"]))
         nbytes.append(comm_bytes)
     med = {p: float(np.median(v)) for p, v in times.items()}
     # the slowest rank sets the pace: take the max over ranks of each median
     med = {p: float(comm.allreduce(v, op=__import__("mpi4py").MPI.MAX)) for p, v in med.items()}
-    sent_recv = int(np.median(nbytes))
-    return {"n": n, "d": d, "ranks": comm.size, **{f"{p}_s": v for p, v in med.items()},
-            "total_s": sum(med[p] for p in PHASES), "bytes_per_rank": sent_recv}
+    return {"path": path, "n": n, "d": d, "ranks": comm.size, **{f"{p}_s": v for p, v in med.items()},
+            "total_s": sum(med[p] for p in PHASES), "bytes_per_rank": int(np.median(nbytes))}
+
+
+def kernel_per_pair(quick):
+    """ns per (row, particle) pair of the Stein kernel, old numpy rows vs C, same data, same run."""
+    n, out = (512 if quick else 1024), []
+    rng = np.random.default_rng(7)
+    for d in (1, 3, 4, 16):
+        z, s = rng.normal(size=(n, d)), rng.normal(size=(n, d))
+        h, rows, pairs = float(median_bandwidth(z)), range(n), n * n
+        old = median_time(lambda: stein_reference.stein_direction(z, s, rows, h), 3) / pairs
+        new = median_time(lambda: stein_terms(z, s, rows, h), 9) / pairs
+        old_ksd = median_time(lambda: stein_reference.kernelized_stein_discrepancy(z, s, h), 3) / pairs
+        new_ksd = median_time(lambda: stein_terms(z, s, rows, h, phi=False, ksd=True), 9) / pairs
+        out.append({"d": d, "n": n, "old_ns": 1e9 * old, "new_ns": 1e9 * new, "ratio": old / new,
+                    "old_ksd_ns": 1e9 * old_ksd, "new_ksd_ns": 1e9 * new_ksd, "ksd_ratio": old_ksd / new_ksd})
+    return out
 
 
 def grid(args):
@@ -119,7 +189,8 @@ def worker(args):
         writer = RunWriter(h5py.File(Path(tmp) / f"svgd{comm.rank}.h5", "w")) if comm.rank == 0 else None
         for n, d in grid(args):
             iters = args.iters if n < 4096 else max(2, args.iters // 2)
-            rows.append(run_case(comm, n, d, iters, writer))
+            for path in ("old", "new"):
+                rows.append(run_case(comm, n, d, iters if path == "new" else max(2, iters // 2), writer, path))
         if writer is not None:
             writer.close()
     return rows
@@ -136,26 +207,34 @@ def main():
     machine = machine_info()
     print(banner("bench_svgd", machine))
     print("random graph, 4 states, 20 observations; medians over iterations; max over ranks\n")
+    pairs = kernel_per_pair(args.quick)
+    print("Stein kernel per (row, particle) pair, all rows of n particles (medians):")
+    print(table(["d", "n", "old numpy ns", "C ns", "speed-up", "old KSD ns", "C KSD ns", "KSD speed-up"],
+                [[str(r["d"]), str(r["n"]), r["old_ns"], r["new_ns"], r["ratio"], r["old_ksd_ns"],
+                  r["new_ksd_ns"], r["ksd_ratio"]] for r in pairs]))
     rows = worker(args)  # 1 rank, in this process (COMM_WORLD of size 1)
     extra = ["--iters", str(args.iters)] + (["--quick"] if args.quick else [])
     rows += run_two_ranks(Path(__file__).resolve(), extra)
-    one = {(r["n"], r["d"]): r for r in rows if r["ranks"] == 1}
+    key = {(r["path"], r["n"], r["d"], r["ranks"]): r for r in rows}
     out = []
     for r in rows:
-        speedup = one[(r["n"], r["d"])]["total_s"] / r["total_s"]
-        r["speedup_vs_1"] = speedup
-        out.append([str(r["n"]), str(r["d"]), str(r["ranks"])]
-                   + [1e3 * r[f"{p}_s"] for p in PHASES] + [1e3 * r["bandwidth_s"]] + [1e3 * r["total_s"], str(r["bytes_per_rank"]), speedup])
-    print(table(["n", "d", "P", "lik ms", "kernel ms", "comm ms", "wait ms", "output ms", "(bw ms)", "total ms",
-                 "bytes/rank", "speedup"], out))
-    print("\n(bw ms): part of kernel spent in median_bandwidth (the distances of the pairs the local rows own,")
-    print("        each pair once, and their exact selection, distributed over the ranks)")
-    print("wait ms: Barrier before the 2nd and 3rd Allgatherv (load imbalance; inside Allgatherv in svgd_step)")
-    print("bytes/rank: sent + received by one rank per iteration in the 3 Allgatherv and the median's")
-    print("            Allreduce/Allgatherv (output excluded)")
+        r["speedup_vs_1"] = key[(r["path"], r["n"], r["d"], 1)]["total_s"] / r["total_s"]
+        r["new_vs_old"] = key[("old", r["n"], r["d"], r["ranks"])]["total_s"] / r["total_s"]
+        out.append([r["path"], str(r["n"]), str(r["d"]), str(r["ranks"])]
+                   + [1e3 * r[f"{p}_s"] for p in PHASES] + [1e3 * r["bandwidth_s"], 1e3 * r["total_s"],
+                                                            str(r["bytes_per_rank"]), r["speedup_vs_1"],
+                                                            r["new_vs_old"]])
+    print("\nTime per iteration (medians over iterations, max over ranks):")
+    print(table(["path", "n", "d", "P", "lik ms", "kernel ms", "comm ms", "wait ms", "output ms", "(bw ms)",
+                 "total ms", "bytes/rank", "vs 1 rank", "vs old"], out))
+    print("\n(bw ms): part of kernel in the bandwidth (old: exact distributed median; new: 4096 pairs)")
+    print("wait ms: Barrier before the Allgatherv (load imbalance; inside Allgatherv in svgd_step)")
+    print("bytes/rank: sent + received by one rank per iteration in the collectives (output excluded)")
+    print("vs old: old path's total / this row's total, same n, d, P")
     path = write_json("bench_svgd", {"machine": machine, "config": {"iters": args.iters, "n": list(N_GRID),
                                                                      "d": list(D_GRID), "states": 4,
-                                                                     "n_obs": 20}, "rows": rows})
+                                                                     "n_obs": 20}, "kernel_per_pair": pairs,
+                                     "rows": rows})
     print(f"wrote {path}")
 
 

@@ -16,6 +16,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,14 @@ def serve_worker(args, worker):
 
 def banner(name, machine):
     return f"{name}: {machine['cpu']}, {machine['cores']} cores; {machine.get('mpi', '')}"
+
+
+def median_time(fn, repeats=7):
+    """Median seconds of ``repeats`` calls of ``fn`` after one warm-up call."""
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))

@@ -116,11 +116,14 @@ def plain(value: Any, path: str) -> Any:
     fail(path, f"unsupported value {value!r} (dates and times are not allowed)")
 
 
+BANDWIDTH_RULES = ("median_subset", "median")
+
+
 def _bandwidth(value: Any, path: str) -> str | float:
-    if value == "median":
-        return "median"
+    if value in BANDWIDTH_RULES:
+        return value
     if not is_number(value) or not math.isfinite(value) or value <= 0:
-        fail(path, f"expected 'median' or a positive number, got {value!r}")
+        fail(path, f"expected 'median_subset', 'median' or a positive number, got {value!r}")
     return float(value)
 
 
@@ -176,7 +179,10 @@ SVGD: dict[str, Key] = {
     "optimizer": Key(choice("adagrad", "adam"), "adagrad", "step-size adaptation"),
     "step_size": Key(number(positive=True), 0.05, "base step size"),
     "decay": Key(number(0.0), 0.0, "step_size / (1 + decay * iteration)"),
-    "bandwidth": Key(_bandwidth, "median", "'median' heuristic or a fixed h > 0"),
+    "bandwidth": Key(_bandwidth, "median_subset",
+                     "'median_subset' (median heuristic over bandwidth_pairs random pairs), "
+                     "'median' (over all pairs) or a fixed h > 0"),
+    "bandwidth_pairs": Key(integer(1), 4096, "pairs drawn per iteration by 'median_subset'"),
     "history_every": Key(integer(0), 10, "store every k-th iteration (0: none)"),
     "ksd_every": Key(integer(0), 50, "kernel Stein discrepancy every k iterations (0: never)"),
 }

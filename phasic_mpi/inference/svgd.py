@@ -7,17 +7,21 @@ The update of particle i is (Liu & Wang 2016)
 with the RBF kernel k(x, y) = exp(-|x - y|^2 / h). The second term is the
 *repulsive* one: grad_{x_j} k(x_j, x_i) = (2/h) k(x_j, x_i) (x_i - x_j) pushes
 x_i away from its neighbours; with the wrong sign the particles collapse onto
-the mode. The bandwidth is the median heuristic h = med_{i<j} |x_i - x_j|^2 /
-log(n + 1) (Liu & Wang's convention), or fixed.
+the mode. The bandwidth is h = med |x_i - x_j|^2 / log(n + 1) (Liu & Wang's
+convention) over a pseudo-random subset of the pairs (``"median_subset"``,
+the default: no communication), over all pairs (``"median"``: an exact
+distributed selection), or fixed.
 
-Distribution: each rank owns a contiguous block of particles. Per iteration,
-one ``Allgatherv`` of the particles, the local scores (one batched
-likelihood call for the block), one ``Allgatherv`` of the scores, and each
-rank updates its own block from the global arrays. Functions such as exp and
-log are only ever applied to arrays of the global shape, and per-particle
-rows are computed one row at a time, so every bit of the result is the same
-for any number of ranks. Initial particles come from streams keyed by
-(seed, particle id).
+Distribution: each rank owns a contiguous block of particles. An iteration
+is one ``Allgatherv``: each rank evaluates the scores of its own block, and
+the particles, scores, log p, invalid flags and the diagnostics of the step
+just taken (|phi_i|^2, KSD row sums) travel together; the state keeps these
+global arrays for the next iteration. Each rank updates its own block from
+them in global order (the Stein kernel in C sums over j in order,
+:mod:`phasic_mpi.inference.stein`), and the density is always evaluated on an array of
+the global shape, so every bit of the result is the same for any number of
+ranks. Initial particles come from streams keyed by (seed, particle id), the
+bandwidth's pairs from streams keyed by (seed, iteration).
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ import numpy as np
 
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, gather_rows, stream
 from phasic_mpi.inference.selection import allgather_values, allreduce_exact, select_pair
+from phasic_mpi.inference.stein import kernelized_stein_discrepancy, ksd_from_rows, stein_direction, stein_terms
 
 __all__ = [
     "SVGDContext",
     "SVGDDiagnostics",
     "SVGDSettings",
+    "SVGDShared",
     "SVGDState",
     "initial_state",
     "kernelized_stein_discrepancy",
@@ -41,10 +47,12 @@ __all__ = [
     "pair_count",
     "pair_sq_distances",
     "stein_direction",
+    "subset_median_bandwidth",
     "svgd_step",
 ]
 
 STREAM_INIT = 1  # purpose id of the initial-particle streams
+STREAM_BANDWIDTH = 2  # purpose id of the bandwidth's pair streams (seed, 2, iteration)
 ADAGRAD_MOMENTUM, ADAGRAD_FUDGE = 0.9, 1e-6  # as in the reference SVGD code
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 
@@ -59,7 +67,8 @@ class SVGDSettings:
     optimizer: str = "adagrad"
     step_size: float = 0.05
     decay: float = 0.0
-    bandwidth: str | float = "median"
+    bandwidth: str | float = "median_subset"
+    bandwidth_pairs: int = 4096
     history_every: int = 10
     ksd_every: int = 50
 
@@ -72,17 +81,29 @@ class SVGDSettings:
         return self.step_size / (1.0 + self.decay * iteration)
 
 
+class SVGDShared(NamedTuple):
+    """Global arrays at the current particles, the same on every rank."""
+
+    z: np.ndarray  # (n, d) all particles
+    scores: np.ndarray  # (n, d) grad log p
+    logp: np.ndarray  # (n,)
+    invalid: np.ndarray  # (n,) bool
+
+
 class SVGDState(NamedTuple):
-    """This rank's block of the SVGD state."""
+    """This rank's block of the SVGD state (and the global arrays it was gathered into)."""
 
     iteration: int  # updates done so far
     particles: np.ndarray  # (n_local, d), unconstrained coordinates z
     moment1: np.ndarray  # (n_local, d), Adam's first moment (unused by AdaGrad)
     moment2: np.ndarray  # (n_local, d), squared-gradient history
+    # the global arrays at ``particles`` (None until gathered: a new or restored
+    # state); derived from the particles alone, so not part of a checkpoint
+    shared: SVGDShared | None = None
 
 
 class SVGDDiagnostics(NamedTuple):
-    """Per-iteration diagnostics, identical on every rank (KSD: rank 0 only)."""
+    """Per-iteration diagnostics, identical on every rank."""
 
     step_norm: float  # sqrt(mean_i |phi(x_i)|^2)
     bandwidth: float
@@ -249,42 +270,52 @@ def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None)
     return h if h > 0 and np.isfinite(h) else 1.0
 
 
-def stein_direction(z: np.ndarray, scores: np.ndarray, rows: range, h: float) -> np.ndarray:
-    """phi(z_i) for the particles ``rows`` of the global arrays, one row at a time.
+def subset_median_bandwidth(z: np.ndarray, seed: int, iteration: int, pairs: int) -> float:
+    """h = median of |z_i - z_j|^2 over a pseudo-random subset of pairs / log(n + 1).
 
-    Each row is computed from arrays of the global shape only, so its bits do
-    not depend on which other rows a rank handles.
+    Parameters
+    ----------
+    z : (n, d) array
+        The global particles (every rank holds them).
+    seed, iteration : int
+        Key of the pairs' stream, ``stream(seed, STREAM_BANDWIDTH, iteration)``:
+        every rank draws the same pairs, whatever the rank layout, and a
+        resumed run draws those of the uninterrupted one.
+    pairs : int
+        Number of pairs drawn.
+
+    If n (n - 1) / 2 <= ``pairs``, all pairs are used: this is
+    :func:`median_bandwidth`, bit for bit. Otherwise ``pairs`` ordered pairs
+    are drawn independently and uniformly among those with i != j (i uniform
+    in 0..n-1, j = (i + u) mod n with u uniform in 1..n-1, both draws as
+    vectors of ``pairs`` integers), and h is numpy's median of their
+    |z_i - z_j|^2 (summed over the coordinates in order, the bits of
+    :func:`pair_sq_distances`; the median is the mean of the two middle values for an even count) over
+    log(n + 1); 1 if not positive and finite (e.g. NaN). No communication:
+    O(pairs d) work on every rank.
     """
     n = z.shape[0]
-    out = np.empty((len(rows), z.shape[1]))
-    for out_row, i in enumerate(rows):
-        diff = z[i] - z  # (n, d): x_i - x_j
-        k = np.exp(-(diff * diff).sum(axis=1) / h)
-        out[out_row] = (k @ scores + (2.0 / h) * (k @ diff)) / n
-    return out
+    if n * (n - 1) // 2 <= pairs:
+        return median_bandwidth(z)
+    rng = stream(seed, STREAM_BANDWIDTH, iteration)
+    i = rng.integers(0, n, size=pairs)
+    j = (i + rng.integers(1, n, size=pairs)) % n
+    values = np.zeros(pairs)
+    for c in range(z.shape[1]):  # in order of c: each value has pair_sq_distances' bits
+        t = z[i, c] - z[j, c]
+        values += t * t
+    h = float(np.median(values)) / np.log(n + 1.0)
+    return h if h > 0 and np.isfinite(h) else 1.0
 
 
-def kernelized_stein_discrepancy(z: np.ndarray, scores: np.ndarray, h: float) -> float:
-    """KSD (V-statistic) of the particles with the same RBF kernel.
-
-    u(x, y) = k [s_x.s_y + (2/h) s_x.(x-y) - (2/h) s_y.(x-y) + 2d/h - 4|x-y|^2/h^2];
-    KSD = sqrt(mean_ij u(x_i, x_j)). Zero for a sample that matches p.
-    """
-    n, d = z.shape
-    total = 0.0
-    for i in range(n):
-        diff = z[i] - z
-        r2 = (diff * diff).sum(axis=1)
-        k = np.exp(-r2 / h)
-        term = (
-            scores @ scores[i]
-            + (2.0 / h) * (diff @ scores[i])
-            - (2.0 / h) * (scores * diff).sum(axis=1)
-            + 2.0 * d / h
-            - 4.0 * r2 / h**2
-        )
-        total += float(k @ term)
-    return float(np.sqrt(max(total / n**2, 0.0)))
+def bandwidth(z: np.ndarray, iteration: int, ctx: "SVGDContext") -> float:
+    """The bandwidth of ``ctx.settings`` at the global particles z (collective for "median")."""
+    settings, layout = ctx.settings, ctx.layout
+    if settings.bandwidth == "median_subset":
+        return subset_median_bandwidth(z, settings.seed, iteration, settings.bandwidth_pairs)
+    if settings.bandwidth == "median":
+        return median_bandwidth(z, ctx.comm, range(layout.start, layout.stop))
+    return float(settings.bandwidth)
 
 
 def _optimizer_update(state: SVGDState, phi: np.ndarray, settings: SVGDSettings) -> SVGDState:
@@ -305,34 +336,71 @@ def _optimizer_update(state: SVGDState, phi: np.ndarray, settings: SVGDSettings)
     return SVGDState(t + 1, state.particles + step, m1, m2)
 
 
-def svgd_step(state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagnostics]:
-    """One SVGD iteration; a collective call on ``ctx.comm``."""
-    settings, layout, comm = ctx.settings, ctx.layout, ctx.comm
-    z = allgather_rows(comm, layout, state.particles)
-    ev = ctx.density.evaluate(z, rows=layout.rows)
-    local = np.column_stack([ev.grad, ev.logp, ev.invalid.astype(np.float64)])
-    gathered = allgather_rows(comm, layout, local)
-    d = z.shape[1]
-    scores, logp, invalid = gathered[:, :d], gathered[:, d], gathered[:, d + 1] > 0
+def gather_block(ctx: "SVGDContext", particles: np.ndarray, like: np.ndarray | None,
+                 extra: np.ndarray) -> tuple[SVGDShared, np.ndarray]:
+    """Scores of this rank's particles, then one ``Allgatherv`` of everything.
 
-    rows = range(layout.start, layout.stop)
-    h = median_bandwidth(z, comm, rows) if settings.bandwidth == "median" else float(settings.bandwidth)
-    phi = stein_direction(z, scores, rows, h)
-    norms = allgather_rows(comm, layout, (phi * phi).sum(axis=1)[:, None])[:, 0]
-    ksd = np.nan
+    Parameters
+    ----------
+    ctx : SVGDContext
+    particles : (n_local, d) array
+        This rank's block.
+    like : (n, d) array or None
+        Global particles of the previous iteration (None: this rank's rows
+        repeated). The density is evaluated on this array with the local
+        block written in: numpy may round an element differently depending
+        on the array's shape, so the block is evaluated inside an array of
+        the global shape, as the whole batch would be; the other rows only
+        fill it.
+    extra : (n_local, k) array
+        Per-particle values to gather along (diagnostics of the last step).
+
+    Returns
+    -------
+    SVGDShared
+        The global arrays at the new particles.
+    (n, k) array
+        ``extra`` of all ranks in global order.
+    """
+    layout, d = ctx.layout, particles.shape[1]
+    full = np.resize(particles, (layout.n, d)) if like is None else like.copy()
+    full[layout.rows] = particles
+    ev = ctx.density.evaluate(full, rows=layout.rows)
+    local = np.column_stack([particles, ev.grad, ev.logp, ev.invalid.astype(np.float64), extra])
+    rows = allgather_rows(ctx.comm, layout, local)
+    shared = SVGDShared(np.ascontiguousarray(rows[:, :d]), np.ascontiguousarray(rows[:, d:2 * d]), rows[:, 2 * d],
+                        rows[:, 2 * d + 1] > 0)
+    return shared, rows[:, 2 * d + 2:]
+
+
+def svgd_step(state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagnostics]:
+    """One SVGD iteration; a collective call on ``ctx.comm``.
+
+    One ``Allgatherv`` (see :func:`gather_block`), and one more in the first
+    iteration of a new or restored state (its global arrays); the
+    ``"median"`` bandwidth adds its selection's collectives.
+    """
+    settings, layout = ctx.settings, ctx.layout
+    shared = state.shared
+    if shared is None:
+        shared, _ = gather_block(ctx, state.particles, None, np.empty((layout.local_count, 0)))
+    h = bandwidth(shared.z, state.iteration, ctx)
     last = state.iteration + 1 == settings.iterations
-    if comm.rank == 0 and settings.ksd_every and (state.iteration % settings.ksd_every == 0 or last):
-        ksd = kernelized_stein_discrepancy(z, scores, h)
-    valid = logp[~invalid]
+    want_ksd = bool(settings.ksd_every) and (state.iteration % settings.ksd_every == 0 or last)
+    phi, ksd_rows = stein_terms(shared.z, shared.scores, range(layout.start, layout.stop), h, ksd=want_ksd)
+    new = _optimizer_update(state, phi, settings)
+    extra = np.column_stack([(phi * phi).sum(axis=1), ksd_rows if want_ksd else np.zeros(len(phi))])
+    new_shared, gathered = gather_block(ctx, new.particles, shared.z, extra)
+    valid = shared.logp[~shared.invalid]
     diag = SVGDDiagnostics(
-        step_norm=float(np.sqrt(norms.sum() / layout.n)),
+        step_norm=float(np.sqrt(gathered[:, 0].sum() / layout.n)),
         bandwidth=h,
         step_size=settings.step_size_at(state.iteration),
-        ksd=ksd,
-        n_invalid=int(invalid.sum()),
+        ksd=ksd_from_rows(gathered[:, 1]) if want_ksd else np.nan,
+        n_invalid=int(shared.invalid.sum()),
         mean_logp=float(valid.mean()) if valid.size else -np.inf,
     )
-    return _optimizer_update(state, phi, settings), diag
+    return new._replace(shared=new_shared), diag
 
 
 def gather_state(state: SVGDState, ctx: SVGDContext) -> dict[str, np.ndarray] | None:
@@ -397,9 +465,14 @@ class SVGDAlgorithm:
 
     def history(self, state: SVGDState, ctx: SVGDContext) -> dict[str, np.ndarray] | None:
         """Particles in parameter space after ``state.iteration`` updates (rank 0)."""
-        z = gather_rows(ctx.comm, ctx.layout, state.particles)
-        if z is None:
-            return None
+        if state.shared is not None:  # every rank holds them already: no gather
+            if ctx.comm.rank != 0:
+                return None
+            z = state.shared.z
+        else:
+            z = gather_rows(ctx.comm, ctx.layout, state.particles)
+            if z is None:
+                return None
         return {"svgd/particles": ctx.density.to_theta(z)[None], "svgd/particle_iteration": np.array([state.iteration])}
 
     def checkpoint(self, state: SVGDState, ctx: SVGDContext) -> dict[str, np.ndarray] | None:
@@ -410,7 +483,7 @@ class SVGDAlgorithm:
 
     def finish(self, state: SVGDState, ctx: SVGDContext) -> dict[str, Any] | None:
         """Final particles as draws (chain 1, draw = particle) and their log density."""
-        z = allgather_rows(ctx.comm, ctx.layout, state.particles)
+        z = state.shared.z if state.shared is not None else allgather_rows(ctx.comm, ctx.layout, state.particles)
         ev = ctx.density.evaluate(z, rows=ctx.layout.rows)
         local = np.column_stack([ev.logp, ev.loglik, ev.invalid.astype(np.float64)])
         stats = gather_rows(ctx.comm, ctx.layout, local)

@@ -99,7 +99,8 @@ def test_defaults_filled(tmp_path):
     cfg = validate(base_raw(), tmp_path)
     assert cfg["svgd"] == {"particles": 8, "iterations": 1000, "seed": 0,
                            "optimizer": "adagrad", "step_size": 0.05, "decay": 0.0,
-                           "bandwidth": "median", "history_every": 10, "ksd_every": 50}
+                           "bandwidth": "median_subset", "bandwidth_pairs": 4096, "history_every": 10,
+                           "ksd_every": 50}
     assert cfg["output"] == {"path": str(tmp_path / "run.h5"), "checkpoint_every": 100,
                              "progress": "auto", "log_every": 10.0}
     assert cfg["prior"]["default"] == {"dist": "lognormal", "mu": 0.0, "sigma": 1.0}
@@ -218,8 +219,8 @@ ERRORS = [
     ("svgd.optimizer", "sgd", "svgd.optimizer: expected one of 'adagrad', 'adam', got 'sgd'"),
     ("svgd.step_size", 0, "svgd.step_size: expected a positive number, got 0"),
     ("svgd.decay", -0.1, "svgd.decay: expected a number >= 0.0"),
-    ("svgd.bandwidth", "mean", "svgd.bandwidth: expected 'median' or a positive number"),
-    ("svgd.bandwidth", -1.0, "svgd.bandwidth: expected 'median' or a positive number"),
+    ("svgd.bandwidth", "mean", "svgd.bandwidth: expected 'median_subset', 'median' or a positive number"),
+    ("svgd.bandwidth", -1.0, "svgd.bandwidth: expected 'median_subset', 'median' or a positive number"),
     ("svgd.history_every", -1, "svgd.history_every: expected an integer >= 0"),
     ("svgd.particle", 5, "svgd.particle: unknown key (known: particles, iterations"),
     ("svgd", 5, "svgd: expected a table, got 5"),
