@@ -61,14 +61,15 @@ def run_phasic(target, algorithm, seed, out, quick=False, comm=None):
     """
     from mpi4py import MPI
 
-    from phasic_mpi.driver import run
-    from phasic_mpi.runfile import RunFile
+    from phasic_mpi.config.loaders import build_density
+    from phasic_mpi.io.runfile import RunFile
+    from phasic_mpi.run.driver import run
 
     comm = MPI.COMM_WORLD if comm is None else comm
     cfg = targets.run_config(target, algorithm, seed, out, quick)
     comm.Barrier()
     t0 = time.perf_counter()
-    run(cfg, out=out, overwrite=True, comm=comm, base_dir=targets.ROOT)
+    run(cfg, build=build_density, out=out, overwrite=True, comm=comm, base_dir=targets.ROOT)
     wall = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
     section = cfg[algorithm]
     if algorithm == "pt":

@@ -2,7 +2,7 @@
 
 The targets have 2 and 3 parameters, so their posterior moments can be
 computed without any sampler: the log density in z (the same
-:class:`~phasic_mpi.posterior.Posterior` every sampler sees, Jacobian
+:class:`~phasic_mpi.inference.posterior.Posterior` every sampler sees, Jacobian
 included) on a uniform grid in z, normalised, gives E[θ] and sd[θ] by a
 Riemann sum, whose error decays faster than any power of the spacing for a
 smooth density that is negligible on the box's faces. The box is the union

@@ -2,7 +2,7 @@
 
 Every sampler gets its log-density from the same validated config through
 :func:`density_of` (phasic_mpi's own driver builds the identical
-:class:`~phasic_mpi.posterior.Posterior` from it), so emcee, ptemcee and
+:class:`~phasic_mpi.inference.posterior.Posterior` from it), so emcee, ptemcee and
 phasic_mpi's PT and SVGD sample exactly the same distribution.
 
 * ``rabbits``: the rabbits(2) posterior of ``examples/rabbits.toml`` /
@@ -52,7 +52,7 @@ QUICK = {"svgd": {"iterations": 300}, "pt": {"rounds": 8, "warmup_rounds": 5}}
 
 def hypoexponential():
     """T = Exp(a) then Exp(b): states 1 -> 2 at rate a, 2 -> absorbed at rate b."""
-    from phasic_mpi.graph import Graph
+    from phasic_mpi.model.graph import Graph
 
     def transitions(state):
         if state == (1,):
@@ -81,8 +81,8 @@ def run_config(target: str, algorithm: str | None = None, seed: int = 7, out: st
 
 
 def density_of(target: str):
-    """The target's :class:`~phasic_mpi.posterior.Posterior`, built as the driver builds it."""
-    from phasic_mpi.driver import build_density
+    """The target's :class:`~phasic_mpi.inference.posterior.Posterior`, built as the driver builds it."""
+    from phasic_mpi.config.loaders import build_density
 
     density, _ = build_density(run_config(target), ROOT)
     return density

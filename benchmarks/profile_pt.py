@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_args  # noqa: E402
 import peers_targets as targets  # noqa: E402
 
-DENSITY_MODULES = ("posterior.py", "transforms.py", "priors.py", "_core.py", "native.py", "graph.py",
-                   "data.py")
+DENSITY_MODULES = ("posterior.py", "transforms.py", "priors.py", "native.py", "graph.py", "data.py")
 
 
 def _is_phasic(func):
@@ -75,12 +74,13 @@ def density_costs(repeats=200):
 
 
 def run_once(cfg, out, profiler=None):
-    from phasic_mpi.driver import run
-    from phasic_mpi.runfile import RunFile
+    from phasic_mpi.config.loaders import build_density
+    from phasic_mpi.io.runfile import RunFile
+    from phasic_mpi.run.driver import run
 
     if profiler is not None:
         profiler.enable()
-    run(cfg, out=out, overwrite=True, base_dir=targets.ROOT)
+    run(cfg, build=build_density, out=out, overwrite=True, base_dir=targets.ROOT)
     if profiler is not None:
         profiler.disable()
     return RunFile(out).attrs
