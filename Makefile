@@ -41,7 +41,7 @@ CTEST_BIN := $(patsubst libphase/tests/%.c,$(CTEST_DIR)/bin/%,$(CTEST_SRC))
 
 .DEFAULT_GOAL := help
 .SECONDARY: $(CTEST_OBJ)
-.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling clean distclean
+.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling bench-peers clean distclean
 
 help: ## list the targets
 	@echo "usage: make <target> [NP=$(NP)] [PYTHON=$(PYTHON)] [MPIEXEC_TIMEOUT=$(MPIEXEC_TIMEOUT)]"
@@ -136,6 +136,14 @@ bench-pt: install ## PT time per scan (local/swaps/output) and bytes per swap, 1
 
 bench-scaling: install ## alpha-beta fit at 2 ranks, MPICH collective model, projected efficiency to 512 ranks
 	$(VPY) benchmarks/bench_scaling.py
+
+# emcee and ptemcee are needed by bench-peers only (extra `bench`).
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PIP) install -e '.[$(EXTRAS),bench]'
+	touch $@
+
+bench-peers: install $(VENV)/.bench-installed ## PT/SVGD vs emcee/ptemcee: bulk-ESS/s, accuracy, mode switching (~15 min)
+	$(VPY) benchmarks/bench_peers.py
 
 # --- cleaning ----------------------------------------------------------------
 

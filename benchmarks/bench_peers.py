@@ -1,0 +1,289 @@
+"""phasic_mpi's PT and SVGD against emcee and ptemcee on the same log-density.
+
+``make bench-peers`` (or ``python benchmarks/bench_peers.py [--quick]
+[--repeats N]``; needs the ``bench`` extra: emcee, ptemcee-for-orbitize).
+Targets (``peers_targets.py``): the rabbits(2) posterior of the examples and
+the symmetric two-rate hypoexponential posterior (two mirror modes).
+
+Every sampler sees the same density in unconstrained z = log θ (prior and
+log-Jacobian included): phasic_mpi through its driver (the example's
+[pt] / [svgd] settings, ``run_phasic``), emcee (32 walkers,
+``vectorize=True``) and ptemcee (8 temperatures × 32 walkers, adaptive
+ladder, all walkers of a step in one call through a batched ``pool.map``)
+through ``LogProb``, the same Posterior's value without the gradient they
+do not use. Per repetition r (seed 7 + r), for each target: PT and SVGD on
+1 rank in this process, then emcee and ptemcee each for as long as that PT
+run took (equal wall time); then PT and SVGD on 2 ranks (one ``mpiexec -n 2``
+of this script for both targets). Medians over the repetitions.
+
+Timed (wall clock): for phasic_mpi the ``driver.run`` call (model and data
+set-up, initial state, every scan or iteration including warm-up, gathers,
+run-file writes; not interpreter/MPI start-up); for emcee/ptemcee from
+sampler construction to the last step (initial evaluation and burn-in
+included). emcee/ptemcee discard the first half of their steps; PT keeps the
+b = 1 draws of its sampling rounds; SVGD's draws are its final particles.
+
+Bulk ESS: ArviZ ``ess(method="bulk")``, min over parameters, walkers as
+chains for emcee/ptemcee (their walkers are not independent, so this is the
+customary but optimistic count); SVGD's is the particle count (nominal: the
+particles are not Markov draws). Accuracy: posterior mean and sd of θ
+against a grid quadrature (``peers_reference.py``) in reference-sd units.
+Symmetric target: fraction of draws with a < b and mode switches (changes of
+the sign of a - b between consecutive kept draws of a chain or walker) per
+second of total wall time.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (banner, machine_info, parse_args, run_two_ranks, serve_worker, table,  # noqa: E402
+                    world, write_json, RESULTS)
+import peers_targets as targets  # noqa: E402
+from peers_reference import LogProb, Reference, accuracy, bulk_ess, modes, reference  # noqa: E402
+
+EMCEE_WALKERS = 32
+PTEMCEE_TEMPS, PTEMCEE_WALKERS = 8, 32
+MIN_STEPS = 200  # emcee/ptemcee steps even if the time budget is shorter
+
+
+def run_phasic(target, algorithm, seed, out, quick=False, comm=None):
+    """phasic_mpi's ``algorithm`` (pt or svgd) on ``target`` at the example's settings.
+
+    The one place that calls phasic_mpi's sampler (switch it to the public
+    API here). A collective call; returns ``(draws (chains, draws, d) in θ,
+    wall s, density evaluations)`` on rank 0, ``(None, wall, evals)`` elsewhere.
+    """
+    from mpi4py import MPI
+
+    from phasic_mpi.config.loaders import build_density
+    from phasic_mpi.io.runfile import RunFile
+    from phasic_mpi.run.driver import run
+
+    comm = MPI.COMM_WORLD if comm is None else comm
+    cfg = targets.run_config(target, algorithm, seed, out, quick)
+    comm.Barrier()
+    t0 = time.perf_counter()
+    run(cfg, build=build_density, out=out, overwrite=True, comm=comm, base_dir=targets.ROOT)
+    wall = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+    section = cfg[algorithm]
+    if algorithm == "pt":
+        evals = section["chains"] * section["replicas"] * (1 + (2**section["rounds"] - 1) * section["local_steps"])
+    else:
+        evals = section["particles"] * (section["iterations"] + 1)
+    if comm.rank != 0:
+        return None, wall, evals
+    post = RunFile(out).posterior()
+    names = targets.density_of(target).param_names
+    return np.stack([post[n] for n in names], axis=-1), wall, evals
+
+
+def run_emcee(density, budget_s, seed):
+    """emcee, vectorised, from prior draws, stepping until ``budget_s`` has passed."""
+    import emcee
+
+    t0 = time.perf_counter()
+    logprob = LogProb(density)
+    rng = np.random.default_rng(seed)
+    p0 = density.sample_prior_z(rng, EMCEE_WALKERS)
+    sampler = emcee.EnsembleSampler(EMCEE_WALKERS, density.n_params, logprob, vectorize=True)
+    sampler._random = np.random.RandomState(seed)  # emcee 3 has no seed argument
+    chain = []
+    for state in sampler.sample(p0, iterations=10**9, store=False):
+        chain.append(state.coords.copy())
+        if len(chain) >= MIN_STEPS and time.perf_counter() - t0 >= budget_s:
+            break
+    wall = time.perf_counter() - t0
+    z = np.stack(chain[len(chain) // 2:], axis=1)  # (walkers, draws, d)
+    return density.to_theta(z), wall, logprob.calls
+
+
+class BatchedPool:
+    """ptemcee evaluates walkers by ``pool.map(f, rows)``; this map makes it one batched call.
+
+    It returns what ptemcee's own evaluator returns per row: (loglik,
+    logprior, blobs), with loglik 0 where the prior is -inf (its rule for b = 0).
+    """
+
+    def __init__(self, logprob):
+        self.logprob = logprob
+
+    def map(self, fn, rows):
+        loglik, logprior = self.logprob.split(np.array(list(rows)))
+        loglik = np.where(np.isneginf(logprior), 0.0, loglik)
+        return [(a, b, []) for a, b in zip(loglik, logprior)]
+
+
+def run_ptemcee(density, budget_s, seed):
+    """ptemcee (adaptive ladder), batched, stepping until ``budget_s`` has passed; β = 1 draws."""
+    import ptemcee
+
+    t0 = time.perf_counter()
+    logprob = LogProb(density)
+    d = density.n_params
+    p0 = density.sample_prior_z(np.random.default_rng(seed), PTEMCEE_TEMPS * PTEMCEE_WALKERS)
+    sampler = ptemcee.Sampler(PTEMCEE_WALKERS, d, logl=None, logp=None, ntemps=PTEMCEE_TEMPS,
+                              pool=BatchedPool(logprob), random=np.random.RandomState(seed))
+    chain = []
+    for p, *_ in sampler.sample(p0.reshape(PTEMCEE_TEMPS, PTEMCEE_WALKERS, d), iterations=10**9,
+                                storechain=False, adapt=True):
+        chain.append(p[0].copy())
+        if len(chain) >= MIN_STEPS and time.perf_counter() - t0 >= budget_s:
+            break
+    wall = time.perf_counter() - t0
+    z = np.stack(chain[len(chain) // 2:], axis=1)
+    return density.to_theta(z), wall, logprob.calls
+
+
+# ---------------------------------------------------------------- runs
+def row(target, sampler, ranks, rep, draws, wall, evals):
+    return {"target": target, "sampler": sampler, "ranks": ranks, "rep": rep, "wall_s": wall,
+            "evals": int(evals), "draws": np.asarray(draws).tolist()}
+
+
+def phasic_rows(args, ranks, rep, tmp):
+    """PT and SVGD on both targets at this communicator's size (rows on rank 0 only)."""
+    rows = []
+    for target in targets.TARGETS:
+        for algorithm in ("pt", "svgd"):
+            out = str(Path(tmp) / f"{target}_{algorithm}_{ranks}.h5")
+            draws, wall, evals = run_phasic(target, algorithm, 7 + rep, out, args.quick)
+            if draws is not None:
+                rows.append(row(target, algorithm, ranks, rep, draws, wall, evals))
+    return rows
+
+
+def worker(args):
+    return phasic_rows(args, world().size, args.rep, args.tmp)
+
+
+def repetition(args, rep, tmp):
+    """One repetition: 1-rank phasic, the peers at PT's wall time, then 2-rank phasic."""
+    rows = phasic_rows(args, 1, rep, tmp)
+    for target in targets.TARGETS:
+        density = targets.density_of(target)
+        budget = next(r["wall_s"] for r in rows if r["target"] == target and r["sampler"] == "pt")
+        for name, runner in (("emcee", run_emcee), ("ptemcee", run_ptemcee)):
+            rows.append(row(target, name, 1, rep, *runner(density, budget, 7 + rep)))
+    extra = ["--rep", str(rep), "--tmp", tmp] + (["--quick"] if args.quick else [])
+    rows += run_two_ranks(Path(__file__).resolve(), extra, timeout=1800)
+    return rows
+
+
+# ------------------------------------------------------------- analysis
+def cached_reference(target):
+    """The target's grid reference, cached in results/ under its config (it takes ~1 min)."""
+    import json
+
+    key = json.dumps(targets.TARGETS[target], sort_keys=True)
+    path = RESULTS / "peers_reference.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    if key not in cache:
+        ref = reference(targets.density_of(target), targets.MODE_STARTS[target])
+        cache[key] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ref._asdict().items()}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cache, indent=1) + "\n")
+    return Reference(**{k: (np.array(v) if isinstance(v, list) else v) for k, v in cache[key].items()})
+
+
+def measure(r, ref):
+    """ESS, ESS/s, accuracy and (symmetric target) mode statistics of one run."""
+    draws = np.array(r["draws"])
+    ess = float(draws.shape[1]) if r["sampler"] == "svgd" else bulk_ess(draws)
+    dmean, dsd = accuracy(draws, ref)
+    out = {"ess": ess, "ess_per_s": ess / r["wall_s"], "dmean": dmean, "dsd": dsd,
+           "ess_per_1k_evals": 1e3 * ess / r["evals"]}
+    if r["target"] == "hypoexp":
+        frac, switches = modes(draws)
+        # SVGD's particles are not a sequence: switches along them mean nothing
+        out.update(frac_a_lt_b=frac,
+                   switches_per_s=np.nan if r["sampler"] == "svgd" else switches / r["wall_s"])
+    return out
+
+
+def summarise(rows, refs):
+    """Median over repetitions per (target, sampler, ranks); ESS/s ratio to emcee per repetition."""
+    for r in rows:
+        r.update(measure(r, refs[r["target"]]))
+    emcee = {(r["target"], r["rep"]): r["ess_per_s"] for r in rows if r["sampler"] == "emcee"}
+    for r in rows:
+        r["vs_emcee"] = r["ess_per_s"] / emcee[(r["target"], r["rep"])]
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["target"], r["sampler"], r["ranks"]), []).append(r)
+    keys = ("wall_s", "evals", "ess", "ess_per_s", "vs_emcee", "ess_per_1k_evals", "dmean", "dsd",
+            "frac_a_lt_b", "switches_per_s")
+    return [{"target": t, "sampler": s, "ranks": p, "reps": len(g),
+             **{k: float(np.median([r[k] for r in g])) for k in keys if k in g[0]}}
+            for (t, s, p), g in groups.items()]
+
+
+def bitwise(rows):
+    """Whether phasic_mpi's draws at 2 ranks equal those at 1 rank bit for bit (same seed)."""
+    one = {(r["target"], r["sampler"], r["rep"]): r["draws"] for r in rows if r["ranks"] == 1}
+    return all(r["draws"] == one[(r["target"], r["sampler"], r["rep"])]
+               for r in rows if r["ranks"] == 2)
+
+
+def print_table(summary, refs):
+    order = {"emcee": 0, "ptemcee": 1, "pt": 2, "svgd": 3}
+    for target in targets.TARGETS:
+        ref = refs[target]
+        print(f"\n{target}: reference mean {np.round(ref.mean, 4).tolist()}, sd {np.round(ref.sd, 4).tolist()} "
+              f"(grid of {ref.points} points; faces {ref.edge_nats:.1f} nats below the top; "
+              f"resolution error {ref.resolution_error:.1e} sd)")
+        sym = target == "hypoexp"
+        head = ["sampler", "ranks", "wall s", "evals", "bulk ESS", "ESS/s", "x emcee", "ESS/1k evals",
+                "max|dmean|/sd", "max|dsd|/sd"] + (["frac a<b", "switches/s"] if sym else [])
+        out = []
+        for s in sorted((s for s in summary if s["target"] == target),
+                        key=lambda s: (order[s["sampler"]], s["ranks"])):
+            out.append([s["sampler"], str(s["ranks"]), s["wall_s"], str(int(s["evals"])), s["ess"],
+                        s["ess_per_s"], s["vs_emcee"], s["ess_per_1k_evals"], s["dmean"], s["dsd"]]
+                       + ([s["frac_a_lt_b"], s["switches_per_s"]] if sym else []))
+        print(table(head, out))
+
+
+def add_arguments(parser):
+    parser.add_argument("--repeats", type=int, default=None, help="repetitions (default 3; 1 with --quick)")
+    parser.add_argument("--rep", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", default=None, help=argparse.SUPPRESS)
+
+
+def main():
+    args = parse_args(__doc__, add_arguments)
+    if serve_worker(args, worker):
+        return
+    repeats = args.repeats or (1 if args.quick else 3)
+    machine = machine_info()
+    print(banner("bench_peers", machine))
+    refs = {t: cached_reference(t) for t in targets.TARGETS}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(repeats):
+            t0 = time.perf_counter()
+            rows += repetition(args, rep, tmp)
+            print(f"repetition {rep + 1}/{repeats}: {time.perf_counter() - t0:.0f} s", flush=True)
+    summary = summarise(rows, refs)
+    print(f"\nmedians over {repeats} repetition(s); x emcee = median of the per-repetition ratio of "
+          "bulk-ESS/s to emcee's on the same target; SVGD's ESS = its particle count (nominal)")
+    print_table(summary, refs)
+    same = bitwise(rows)
+    print(f"\nphasic_mpi draws at 2 ranks bitwise equal to 1 rank (same seed): {same}")
+    for r in rows:
+        del r["draws"]
+    path = write_json("bench_peers", {"machine": machine, "quick": args.quick, "repeats": repeats,
+                                      "references": {t: {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                                                         for k, v in ref._asdict().items()}
+                                                     for t, ref in refs.items()},
+                                      "bitwise_1_vs_2_ranks": same, "summary": summary, "rows": rows})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

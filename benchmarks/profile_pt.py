@@ -1,0 +1,116 @@
+"""Where a PT scan spends its time besides the density (1 rank, rabbits(2), the example's [pt]).
+
+``python benchmarks/profile_pt.py [--quick]`` (not part of ``make bench``;
+for the PT speed-up work). Runs ``driver.run`` on the rabbits(2) target of
+``bench_peers.py`` with 2 chains × 8 replicas, MALA, 1 local step, first
+without a profiler (time per scan from the run file's ``loop_time_s``), then
+under cProfile. Each function's own time (tottime) is credited to the
+nearest phasic_mpi function up its call stack (numpy and builtins are
+charged to the phasic_mpi code that called them, split over callers in
+proportion to the time each caller spent in them), and phasic_mpi functions
+are grouped into density (posterior, transforms, priors, the libphase glue)
+and everything else. cProfile slows Python calls, so shares matter more
+than its absolute times; the unprofiled per-scan time and the cost of the
+density itself (16 one-row calls, as PT makes them, and one 16-row call)
+are measured separately.
+"""
+
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import parse_args  # noqa: E402
+import peers_targets as targets  # noqa: E402
+
+DENSITY_MODULES = ("posterior.py", "transforms.py", "priors.py", "native.py", "graph.py", "data.py")
+
+
+def _is_phasic(func):
+    return "phasic_mpi" in func[0] and "benchmarks" not in func[0]
+
+
+def _credit(stats, func, amount, out, depth=0):
+    """Credit ``amount`` seconds of ``func``'s own time to its nearest phasic_mpi callers."""
+    if _is_phasic(func):
+        out[func] = out.get(func, 0.0) + amount
+        return
+    callers = stats[func][4]
+    total = sum(v[3] for v in callers.values())  # cumulative time per caller
+    if depth > 20 or not callers or total <= 0:
+        out[("(outside phasic_mpi)", 0, "other")] = out.get(("(outside phasic_mpi)", 0, "other"), 0.0) + amount
+        return
+    for caller, v in callers.items():
+        _credit(stats, caller, amount * v[3] / total, out, depth + 1)
+
+
+def attribute(profile):
+    stats = pstats.Stats(profile).stats
+    out = {}
+    for func, (_, _, tottime, _, _) in stats.items():
+        _credit(stats, func, tottime, out)
+    return out
+
+
+def density_costs(repeats=200):
+    """Median seconds of 16 one-row evaluate calls and of one 16-row call, near the posterior."""
+    density = targets.density_of("rabbits")
+    z = density.to_z([[2.0, 2.0, 3.5]]) + 0.1 * np.random.default_rng(0).standard_normal((16, 3))
+    one, batch = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for k in range(16):
+            density.evaluate(z[k:k + 1])
+        t1 = time.perf_counter()
+        density.evaluate(z)
+        batch.append(time.perf_counter() - t1)
+        one.append(t1 - t0)
+    return float(np.median(one)), float(np.median(batch))
+
+
+def run_once(cfg, out, profiler=None):
+    from phasic_mpi.config.loaders import build_density
+    from phasic_mpi.io.runfile import RunFile
+    from phasic_mpi.run.driver import run
+
+    if profiler is not None:
+        profiler.enable()
+    run(cfg, build=build_density, out=out, overwrite=True, base_dir=targets.ROOT)
+    if profiler is not None:
+        profiler.disable()
+    return RunFile(out).attrs
+
+
+def main():
+    args = parse_args(__doc__)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "pt.h5")
+        cfg = targets.run_config("rabbits", "pt", 7, out, args.quick)
+        scans = 2 ** cfg["pt"]["rounds"] - 1
+        attrs = run_once(cfg, out)
+        scan_ms = 1e3 * attrs["loop_time_s"] / scans
+        profiler = cProfile.Profile()
+        run_once(cfg, out, profiler)
+    one, batch = density_costs()
+    credited = attribute(profiler)
+    total = sum(credited.values())
+    density = sum(t for f, t in credited.items() if Path(f[0]).name in DENSITY_MODULES)
+    print(f"rabbits(2), 2 chains x 8 replicas, MALA, {scans} scans, 1 rank")
+    print(f"unprofiled: {scan_ms:.2f} ms per scan (loop_time_s / scans); stop check "
+          f"{1e3 * attrs['stop_check_time_s'] / scans:.3f} ms per scan")
+    print(f"density alone: 16 one-row evaluate calls {1e3 * one:.2f} ms, one 16-row call {1e3 * batch:.2f} ms")
+    print(f"profiled: {total:.2f} s in all, density stack {100 * density / total:.1f} %, "
+          f"the rest {100 * (total - density) / total:.1f} %\n")
+    print(f"{'share %':>8} {'ms/scan':>8}  function (own time + numpy/builtins it called)")
+    for func, t in sorted(credited.items(), key=lambda kv: -kv[1])[:30]:
+        where = "density " if Path(func[0]).name in DENSITY_MODULES else "        "
+        print(f"{100 * t / total:8.1f} {1e3 * t / scans:8.3f}  {where}{Path(func[0]).name}:{func[1]} {func[2]}")
+
+
+if __name__ == "__main__":
+    main()
