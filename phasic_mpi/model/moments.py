@@ -50,7 +50,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import breadth_first_order
 from scipy.sparse.linalg import splu
 
 from phasic_mpi.model.construct import ABSORBING
@@ -261,15 +260,8 @@ def expectation_grad(graph: Graph, theta: Any = None, rewards: Any = None) -> np
     out-coefficient (exits included) on it. The same formula holds for
     discrete graphs with ``N = (I - T)^{-1}`` in place of ``U``.
     """
-    r, single = _rewards(graph, rewards)
-    solver = _Solver(graph, theta, differentiable=True)
-    left = solver.solve_left(graph.alpha)  # alpha U, shape (n,)
-    right = solver.solve(r)  # U r, shape (n, m)
-    src, dst = graph.edge_src, graph.edge_dst
-    # Per edge: left[src] * (right[dst] - right[src]), with right[absorbing] = 0.
-    right_dst = np.where((dst == ABSORBING)[:, None], 0.0, right[np.maximum(dst, 0)])
-    per_edge = left[src][:, None] * (right_dst - right[src])  # (E, m)
-    grad = per_edge.T @ graph.edge_coef  # (m, d)
+    _, single = _rewards(graph, rewards)
+    grad = reward_moments(graph, graph._theta(theta), rewards, grad=True).mean_grad[0]
     return grad[0] if single else grad
 
 
@@ -311,7 +303,7 @@ def _contract(graph: Graph, y: np.ndarray, x: np.ndarray) -> np.ndarray:
 def _lu_moments(graph: Graph, theta: Any, r: np.ndarray, pairs: np.ndarray,
                 grad: bool) -> tuple[np.ndarray, ...]:
     """One theta of :func:`reward_moments` by one sparse LU factorisation."""
-    solver = _Solver(graph, theta)
+    solver = _Solver(graph, theta, differentiable=grad)
     alpha = graph.alpha
     m = solver.solve(r)  # U r_a, (n, R)
     out: list[Any] = [alpha @ m, None, None, None]
@@ -340,31 +332,21 @@ def _native_moments(graph: Graph, thetas: np.ndarray, r: np.ndarray, pairs: np.n
         return None
     mean, mean_grad, cross, cross_grad, status = _core.reward_moments(
         graph, thetas, r, pairs if pairs.size else None, grad)
-    bad = np.flatnonzero(status != _core.Status.OK)
-    if strict and bad.size:
-        theta = thetas[bad[0]]
-        rates = graph.checked_rates(theta)  # raises the usual message for a negative rate
-        raise ValueError(
-            f"{graph.label(_stuck_state(graph, rates))} is reachable from the start but "
-            f"cannot reach absorption at theta={theta.tolist()} (its outgoing rates are "
-            "zero), so the moments are infinite")
+    bad = status != _core.Status.OK
+    if grad:  # a zero rate into a stuck state at theta: no derivative (inf or NaN)
+        bad |= ~np.isfinite(mean_grad).all(axis=(1, 2))
+        if cross_grad is not None:
+            bad |= ~np.isfinite(cross_grad).all(axis=(1, 2))
+    for p in np.flatnonzero(bad):
+        if strict:
+            # the LU solver's checks raise the same messages as on cyclic graphs
+            _Solver(graph, thetas[p], differentiable=grad)
+            raise ValueError(f"moments at theta={thetas[p].tolist()}: "
+                             f"{_core._last_error() or 'the gradient is not finite'}")
+        for field in (mean, mean_grad, cross, cross_grad):
+            if field is not None:
+                field[p] = np.nan
     return RewardMoments(mean, mean_grad, cross, cross_grad)
-
-
-def _stuck_state(graph: Graph, rates: np.ndarray) -> int:
-    """First state with zero out-rate reachable from the start along positive rates."""
-    n = graph.n_states
-    inner = (graph.edge_dst != ABSORBING) & (rates > 0)
-    # node n is a virtual source joined to every state with start mass
-    rows = np.concatenate([graph.edge_src[inner], np.full(n, n)])
-    cols = np.concatenate([graph.edge_dst[inner], np.arange(n)])
-    keep = np.concatenate([np.ones(inner.sum(), bool), graph.alpha > 0])
-    adjacency = sp.csr_matrix((np.ones(keep.sum()), (rows[keep], cols[keep])),
-                              shape=(n + 1, n + 1))
-    reached = np.zeros(n + 1, dtype=bool)
-    reached[breadth_first_order(adjacency, n, return_predecessors=False)] = True
-    stuck = reached[:n] & (np.bincount(graph.edge_src, rates, minlength=n) == 0)
-    return int(np.flatnonzero(stuck)[0])
 
 
 def reward_moments(graph: Graph, thetas: Any = None, rewards: Any = None,

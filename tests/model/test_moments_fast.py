@@ -12,7 +12,7 @@ from randgraph import random_graph
 from phasic_mpi.model import models
 from phasic_mpi.model import native as _core
 from phasic_mpi.model.moments import (_lu_moments, expectation_and_grad, reward_moments,
-                                variance_and_grad)
+                                      variance_and_grad)
 
 PAIRS = [(0, 0), (0, 1), (1, 2), (2, 2), (3, 1)]
 
@@ -176,8 +176,8 @@ def test_stuck_state_and_domain_on_an_acyclic_graph():
                                     [[1.0, 0.0], [0.0, 1.0]], states=[(2,), (1,)])
     assert _core.is_acyclic(g)
     assert g.expectation([2.0, 4.0]) == pytest.approx(0.75, rel=1e-15)
-    with pytest.raises(ValueError, match=r"state \(1,\) is reachable from the start but "
-                       r"cannot reach absorption at theta=\[2.0, 0.0\]"):
+    with pytest.raises(ValueError, match=r"state \(2,\) is reachable from the start but "
+                       r"cannot reach absorption at this theta"):
         g.expectation([2.0, 0.0])
     with pytest.raises(ValueError, match="negative rate"):
         g.expectation([-1.0, 1.0])
@@ -196,3 +196,17 @@ def test_argument_errors():
         reward_moments(g, [1.0], errors="ignore")
     with pytest.raises(ValueError, match="theta is required"):
         reward_moments(g)
+
+
+def test_gradient_into_a_stuck_state_on_an_acyclic_graph():
+    # 0 -> out at 1, 0 -> 1 at theta, 1 -> out at theta: E[T] = 2 / (1 + theta) for
+    # theta > 0 but 1 at theta = 0, where the zero rate leads into a stuck state.
+    g = models.exponential().from_edges([1.0, 0.0], [0, 0, 1], [-1, 1, -1], [1.0, 0.0, 0.0],
+                                        [[0.0], [1.0], [1.0]], states=[(0,), (1,)])
+    assert _core.is_acyclic(g)
+    with pytest.raises(ValueError, match=r"state \(1,\) is reachable .* not differentiable"):
+        expectation_and_grad(g, [0.0])
+    res = reward_moments(g, [[0.0], [0.5]], grad=True, errors="nan")
+    assert np.isnan(res.mean[0]).all() and np.isnan(res.mean_grad[0]).all()
+    np.testing.assert_allclose(res.mean_grad[1, 0], [-2 / 1.5**2], rtol=1e-14)
+    assert reward_moments(g, [0.0]).mean[0, 0] == pytest.approx(1.0, rel=1e-15)
