@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-if TYPE_CHECKING:  # pragma: no cover
-    from phasic_mpi.model.graph import Graph
+# Graph (phasic_mpi.model.graph) imports this module, so annotations name it
+# without importing it, not even for type checkers: the imports run one way.
+Graph = Any
 
 __all__ = ["ABSORBING", "MASS_TOL", "State", "as_state", "from_callback", "from_matrices"]
 

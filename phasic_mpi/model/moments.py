@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import factorial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -54,8 +54,9 @@ from scipy.sparse.linalg import splu
 
 from phasic_mpi.model.construct import ABSORBING
 
-if TYPE_CHECKING:
-    from phasic_mpi.model.graph import Graph
+# Graph (phasic_mpi.model.graph) imports this module, so annotations name it
+# without importing it, not even for type checkers: the imports run one way.
+Graph = Any
 
 
 class _Solver:

@@ -9,15 +9,16 @@ GIL for the duration of each call.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from phasic_mpi._libphase import ffi, lib
 from phasic_mpi.model.data import Observations, as_observations
 
-if TYPE_CHECKING:  # pragma: no cover
-    from phasic_mpi.model.graph import Graph
+# Graph (phasic_mpi.model.graph) imports this module, so annotations name it
+# without importing it, not even for type checkers: the imports run one way.
+Graph = Any
 
 __all__ = [
     "DEFAULT_TOL",

@@ -34,14 +34,15 @@ theta (``n_params == 0``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from phasic_mpi.model.construct import ABSORBING
 
-if TYPE_CHECKING:  # pragma: no cover
-    from phasic_mpi.model.graph import Graph
+# Graph (phasic_mpi.model.graph) imports this module, so annotations name it
+# without importing it, not even for type checkers: the imports run one way.
+Graph = Any
 
 _PROPORTIONAL_TOL = 1e-10
 

@@ -15,14 +15,15 @@ seed reproduces the output exactly (for the same ``n``).
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from phasic_mpi.model.construct import ABSORBING
 
-if TYPE_CHECKING:
-    from phasic_mpi.model.graph import Graph
+# Graph (phasic_mpi.model.graph) imports this module, so annotations name it
+# without importing it, not even for type checkers: the imports run one way.
+Graph = Any
 
 
 def sample(graph: Graph, n: int, theta: Any = None, seed: int | None = 0, *,
