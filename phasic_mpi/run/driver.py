@@ -13,7 +13,6 @@ then bit for bit those of an uninterrupted run.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import signal
@@ -28,6 +27,7 @@ import numpy as np
 
 from phasic_mpi.version import __version__
 from phasic_mpi.errors import ConfigError
+from phasic_mpi.io.checkpoint import checkpoint_path, read_checkpoint, write_checkpoint
 
 __all__ = ["RunResult", "make_algorithm", "run"]
 
@@ -161,32 +161,6 @@ def _run_attrs(comm: Any) -> dict[str, Any]:
     return {k: v for k, v in attrs.items() if v is not None}
 
 
-def checkpoint_path(path: str | os.PathLike) -> str:
-    return os.fspath(path) + ".ckpt.npz"
-
-
-def _write_checkpoint(path: str, iteration: int, arrays: dict, rows: dict, cfg: dict) -> None:
-    """Atomically (temporary file, fsync, rename) write the full state."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    meta = json.dumps({"iteration": iteration, "rows": rows, "config": cfg})
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, __meta__=np.array(meta), **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _read_checkpoint(path: str) -> tuple[int, dict, dict, dict]:
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["__meta__"]))
-        arrays = {k: data[k] for k in data.files if k != "__meta__"}
-    return meta["iteration"], arrays, meta["rows"], meta["config"]
-
-
 def _config_differences(a: dict, b: dict, prefix: tuple = ()) -> list[str]:
     out = []
     for key in sorted(set(a) | set(b)):
@@ -268,7 +242,7 @@ def _run(cfg, build, out, resume, overwrite, comm, base_dir, RunWriter, stop_hin
     ctx = algorithm.context(density, comm)
     writer = None
     if resume:
-        loaded = _read_checkpoint(ckpt) if rank0 else None
+        loaded = read_checkpoint(ckpt) if rank0 else None
         iteration, arrays, rows, saved_cfg = comm.bcast(loaded, root=0)
         changed = _config_differences(cfg, saved_cfg)
         if changed:
@@ -325,7 +299,7 @@ def _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resumed, stop
             arrays = algorithm.checkpoint(state, ctx)
             if rank0:
                 buffer.flush_to(writer)
-                _write_checkpoint(ckpt, state.iteration, arrays, writer.rows(), cfg)
+                write_checkpoint(ckpt, state.iteration, arrays, writer.rows(), cfg)
             comm.Barrier()  # the checkpoint exists before anyone reports or exits
         if rank0:
             progress.update(state.iteration, algorithm.describe(diag), force=stopping)

@@ -36,6 +36,7 @@ import numpy as np
 
 from phasic_mpi.config.loaders import build_density
 from phasic_mpi.errors import ConfigError
+from phasic_mpi.io.checkpoint import checkpoint_path
 from phasic_mpi.study.spec import Cell, StudySpec, cell_config, config_param_names, load_study
 from phasic_mpi.io.studyfile import DONE, FAILED, PENDING, StudyWriter
 
@@ -113,7 +114,7 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _remove_run(path: str) -> None:
-    for name in (path, path + ".ckpt.npz"):
+    for name in (path, checkpoint_path(path)):
         if os.path.exists(name):
             os.unlink(name)
 
@@ -140,7 +141,7 @@ def run_cell(spec: StudySpec, cell: Cell, comm: Any) -> dict[str, Any] | str:
     except Exception as exc:  # noqa: BLE001 - recorded as the cell's failure
         return {**base, "status": FAILED, "error": _error_text(exc),
                 "wall_time_s": time.perf_counter() - t0} if comm.rank == 0 else {}
-    resume = comm.bcast(os.path.exists(path + ".ckpt.npz") if comm.rank == 0 else None, root=0)
+    resume = comm.bcast(os.path.exists(checkpoint_path(path)) if comm.rank == 0 else None, root=0)
     try:
         outcome = driver.run(cfg, build=build_density, out=path, resume=resume, overwrite=True, comm=comm,
                              base_dir=spec.base_dir, stop_hint=None)
