@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from figures import assert_png
 
 from phasic_mpi.cli import main
 from phasic_mpi.model.data import Observations
@@ -60,20 +61,6 @@ def make_run(directory: Path, name: str, section: str) -> Path:
 def runs(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("runs")
     return {"svgd": make_run(d, "svgd", SVGD), "pt": make_run(d, "pt", PT)}
-
-
-def assert_png(path: str | Path) -> None:
-    """A readable, non-trivial, non-blank PNG."""
-    import matplotlib.image
-
-    with open(path, "rb") as fh:
-        assert fh.read(8) == b"\x89PNG\r\n\x1a\n", path
-    assert os.path.getsize(path) > 10_000, path
-    img = matplotlib.image.imread(path)
-    assert img.ndim == 3 and img.shape[0] >= 200 and img.shape[1] >= 400, (path, img.shape)
-    rgb = img[..., :3]
-    assert rgb.var() > 1e-3, path
-    assert (rgb.min(axis=-1) < 0.9).mean() > 0.02, f"{path}: almost all white"
 
 
 def written(out: str) -> list[str]:

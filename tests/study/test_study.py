@@ -271,7 +271,7 @@ def test_same_study_file_at_1_and_3_ranks(tmp_path, ranks_per_task):
 # ---------------------------------------------------------------- figures
 def test_study_report_writes_the_study_figures(calibration_study, tmp_path, capsys):
     from phasic_mpi.cli import main
-    from test_plotting import assert_png
+    from figures import assert_png
 
     spec, _ = calibration_study
     assert main(["study-report", spec.path, "--out", str(tmp_path)]) == 0
@@ -283,7 +283,7 @@ def test_study_report_writes_the_study_figures(calibration_study, tmp_path, caps
 
 def test_study_figures_with_fixed_truth(tmp_path):
     from phasic_mpi.plotting.study import plot_study
-    from test_plotting import assert_png
+    from figures import assert_png
 
     spec = load_study(write_study(tmp_path, GRID.replace(", 0]", ", 60]"), base=GRID_BASE))
     run_study(spec)
