@@ -1,23 +1,28 @@
-"""Validation tables of the run configuration: checkers, :class:`Key` and sections.
+"""Validation tables of the configuration's config-only sections, and the
+typed sections seen as tables.
 
-A section such as ``[svgd]`` is a table ``{key: Key(checker, default, help)}``
-validated by :func:`check_section`; a checker takes ``(value, key path)`` and
-returns the normalised value or raises :class:`ConfigError` with a message
-starting with the key path. Rules that relate several keys of one section
-(``pt.warmup_rounds < pt.rounds``) are in :data:`SECTION_RULES`.
-:mod:`phasic_mpi.config` re-exports everything here; ``docs/config.md``
-documents every key.
+The algorithm sections and ``[output]`` are typed settings classes (the one
+schema: :mod:`phasic_mpi.settings`, found through
+:mod:`phasic_mpi.inference.registry`); :data:`SVGD`, :data:`PT` and
+:data:`OUTPUT` are views of them for docs and tests. Sections that exist only
+in config files (``[model]``, ``[data.simulate]``, studies) are tables
+``{key: Key(checker, default, help)}`` validated by :func:`check_section`; a
+checker takes ``(value, key path)`` and returns the normalised value or
+raises :class:`ConfigError` with a message starting with the key path.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from phasic_mpi.errors import ConfigError
+from phasic_mpi.inference.registry import algorithm_names, settings_class
+from phasic_mpi.run.settings import OutputSettings
+from phasic_mpi.settings import (Checker, boolean, choice, fail, integer, is_int, is_number,
+                                 number, plain, string, table)
 
 __all__ = [
     "ALGORITHMS", "MODEL", "OUTPUT", "PT", "REQUIRED", "SECTION_RULES", "SIMULATE", "SVGD",
@@ -26,118 +31,17 @@ __all__ = [
 ]
 
 
-def fail(path: str, message: str) -> None:
-    """Raise ``ConfigError("<path>: <message>")``."""
-    raise ConfigError(f"{path}: {message}")
-
-
-# ----------------------------------------------------------------- checkers
-Checker = Callable[[Any, str], Any]
-REQUIRED: Any = object()  # default of a key that must be given
+# The checkers live with the typed settings (every layer uses them).
+REQUIRED: Any = object()  # default of a Key that must be given
 
 
 @dataclass(frozen=True)
 class Key:
-    """One key of a section: its checker, default and a one-line description."""
+    """One key of a config-only section: its checker, default and a one-line description."""
 
     check: Checker
     default: Any = REQUIRED
     help: str = ""
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def integer(minimum: int = 0) -> Checker:
-    """Checker for an integer ``>= minimum`` (booleans and floats rejected)."""
-    def check(value: Any, path: str) -> int:
-        if not is_int(value) or value < minimum:
-            fail(path, f"expected an integer >= {minimum}, got {value!r}")
-        return int(value)
-    return check
-
-
-def number(minimum: float = -math.inf, *, positive: bool = False) -> Checker:
-    """Checker for a finite number (``> 0`` if ``positive``, else ``>= minimum``)."""
-    what = ("a positive number" if positive else
-            "a finite number" if minimum == -math.inf else f"a number >= {minimum}")
-
-    def check(value: Any, path: str) -> float:
-        if (not is_number(value) or not math.isfinite(value)
-                or (positive and value <= 0) or value < minimum):
-            fail(path, f"expected {what}, got {value!r}")
-        return float(value)
-    return check
-
-
-def choice(*options: str) -> Checker:
-    """Checker for one of a fixed set of strings."""
-    def check(value: Any, path: str) -> str:
-        if value not in options or not isinstance(value, str):
-            fail(path, f"expected one of {', '.join(map(repr, options))}, got {value!r}")
-        return value
-    return check
-
-
-def boolean(value: Any, path: str) -> bool:
-    """Checker for ``true`` or ``false`` (not 0/1)."""
-    if not isinstance(value, bool):
-        fail(path, f"expected true or false, got {value!r}")
-    return value
-
-
-def string(value: Any, path: str) -> str:
-    """Checker for a non-empty string."""
-    if not isinstance(value, str) or not value:
-        fail(path, f"expected a non-empty string, got {value!r}")
-    return value
-
-
-def table(value: Any, path: str) -> dict:
-    """Checker for a table of plain (JSON-serialisable) values, deep-copied."""
-    if not isinstance(value, Mapping):
-        fail(path, f"expected a table, got {value!r}")
-    return plain(value, path)
-
-
-def plain(value: Any, path: str) -> Any:
-    """Deep copy of a TOML value, rejecting what JSON cannot hold (dates, times)."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v, f"{path}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    fail(path, f"unsupported value {value!r} (dates and times are not allowed)")
-
-
-BANDWIDTH_RULES = ("median_subset", "median")
-
-
-def _bandwidth(value: Any, path: str) -> str | float:
-    if value in BANDWIDTH_RULES:
-        return value
-    if not is_number(value) or not math.isfinite(value) or value <= 0:
-        fail(path, f"expected 'median_subset', 'median' or a positive number, got {value!r}")
-    return float(value)
-
-
-def _probability_or_zero(value: Any, path: str) -> float:
-    if not is_number(value) or not (value == 0 or 0 < value < 1):
-        fail(path, f"expected 0 (the default for local_move) or a number in (0, 1), "
-                   f"got {value!r}")
-    return float(value)
-
-
-def _warmup_rounds(value: Any, path: str) -> int:
-    if not is_int(value):  # the range needs pt.rounds: checked by _pt_rules
-        fail(path, f"expected an integer in [0, rounds), got {value!r}")
-    return int(value)
 
 
 def check_section(raw: Any, keys: Mapping[str, Key], path: str) -> dict:
@@ -172,59 +76,41 @@ MODEL: dict[str, Key] = {
     "options": Key(table, {}, "keyword arguments of the model factory"),
 }
 
-SVGD: dict[str, Key] = {
-    "particles": Key(integer(2), 64, "number of particles"),
-    "iterations": Key(integer(1), 1000, "number of SVGD iterations"),
-    "seed": Key(integer(0), 0, "seed of the counter-based random streams"),
-    "optimizer": Key(choice("adagrad", "adam"), "adagrad", "step-size adaptation"),
-    "step_size": Key(number(positive=True), 0.05, "base step size"),
-    "decay": Key(number(0.0), 0.0, "step_size / (1 + decay * iteration)"),
-    "bandwidth": Key(_bandwidth, "median_subset",
-                     "'median_subset' (median heuristic over bandwidth_pairs random pairs), "
-                     "'median' (over all pairs) or a fixed h > 0"),
-    "bandwidth_pairs": Key(integer(1), 4096, "pairs drawn per iteration by 'median_subset'"),
-    "history_every": Key(integer(0), 10, "store every k-th iteration (0: none)"),
-    "ksd_every": Key(integer(0), 50, "kernel Stein discrepancy every k iterations (0: never)"),
-}
 
-PT: dict[str, Key] = {
-    "replicas": Key(integer(2), 8, "temperatures per chain"),
-    "chains": Key(integer(1), 1, "independent PT ensembles (R-hat needs >= 2)"),
-    "rounds": Key(integer(1), 10, "rounds; round r has 2**r scans"),
-    "warmup_rounds": Key(_warmup_rounds, 6, "first rounds adapt ladder and step sizes; < rounds"),
-    "local_move": Key(choice("mala", "rwm"), "mala", "local move"),
-    "local_steps": Key(integer(1), 1, "local moves per replica per scan"),
-    "step_size": Key(number(positive=True), 0.5, "initial local step size in z units"),
-    "target_accept": Key(_probability_or_zero, 0.0,
-                         "0: 0.574 for mala, 0.234 for rwm; else in (0, 1)"),
-    "swap": Key(choice("nonreversible", "reversible"), "nonreversible",
-                "deterministic even/odd phases or a random phase"),
-    "adapt_ladder": Key(boolean, True, "re-space the temperatures during warm-up"),
-    "seed": Key(integer(0), 0, "seed of the counter-based random streams"),
-}
+def _keys(cls: type) -> dict[str, Key]:
+    """A settings class as a Key table (for documentation and tests)."""
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(cls):
+        if "check" in f.metadata:
+            default = (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                       else REQUIRED if f.default is dataclasses.MISSING else f.default)
+            out[f.name] = Key(f.metadata["check"], default, f.metadata["help"])
+    return out
 
 
-def _pt_rules(pt: dict) -> None:
-    if not 0 <= pt["warmup_rounds"] < pt["rounds"]:
-        fail("pt.warmup_rounds", f"expected an integer in [0, rounds), got "
-                                 f"{pt['warmup_rounds']} (rounds = {pt['rounds']})")
+def settings_tables() -> dict[str, dict[str, Key]]:
+    """Key tables of the typed sections: every algorithm's and ``output``."""
+    tables = {name: _keys(settings_class(name)) for name in algorithm_names()}
+    tables["output"] = _keys(OutputSettings)
+    return tables
 
 
-# Cross-key rules, by section path; called with the checked section.
-SECTION_RULES: dict[str, Callable[[dict], None]] = {"pt": _pt_rules}
+OUTPUT: dict[str, Key] = _keys(OutputSettings)
+ALGORITHMS: tuple[str, ...] = algorithm_names()  # exactly one section must be present
 
-# Algorithm sections: exactly one must be present.
-ALGORITHMS: dict[str, dict[str, Key]] = {"svgd": SVGD, "pt": PT}
-
-OUTPUT: dict[str, Key] = {
-    "path": Key(string, None, "run file (HDF5); default <config name>.h5"),
-    "checkpoint_every": Key(integer(0), 100, "iterations between checkpoints (0: end only)"),
-    "progress": Key(choice("auto", "bar", "log", "none"), "auto", "progress display"),
-    "log_every": Key(number(positive=True), 10.0, "seconds between progress log lines"),
-}
+SECTION_RULES: dict[str, Callable[[dict], None]] = {}  # cross-key rules of config-only sections
 
 SIMULATE: dict[str, Key] = {
     "theta": Key(lambda v, p: v, REQUIRED, "parameter values (list, or table by name)"),
     "n": Key(integer(1), REQUIRED, "number of observations"),
     "seed": Key(integer(0), 0, "seed of the simulation"),
 }
+
+
+def __getattr__(name: str) -> Any:
+    # SVGD and PT as tables import their algorithm modules (scipy): on first use only
+    if name in ("SVGD", "PT"):
+        return _keys(settings_class(name.lower()))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -40,10 +40,8 @@ from phasic_mpi.config.schema import (
     ALGORITHMS,
     MODEL,
     OUTPUT,
-    PT,
     REQUIRED,
     SIMULATE,
-    SVGD,
     ConfigError,
     Key,
     boolean,
@@ -56,13 +54,16 @@ from phasic_mpi.config.schema import (
 )
 from phasic_mpi.config.schema import fail as _fail
 from phasic_mpi.config.specs import normalize_theta, resolve_model_spec
+from phasic_mpi.inference.registry import settings_class
+from phasic_mpi.run.settings import OutputSettings
+from phasic_mpi.settings import from_mapping, to_dict
 from phasic_mpi.config.schema import plain as _plain
 
 if TYPE_CHECKING:  # pragma: no cover
     from phasic_mpi.model.graph import Graph
 
 __all__ = [
-    "ALGORITHMS", "DATA_SUFFIXES", "MODEL", "OUTPUT", "PT", "REQUIRED", "SIMULATE", "SVGD",
+    "ALGORITHMS", "DATA_SUFFIXES", "MODEL", "OUTPUT", "REQUIRED", "SIMULATE",
     "ConfigError", "Key", "algorithm_name", "boolean", "choice", "dump_config", "integer",
     "is_density_model", "load_config", "normalize_theta", "number", "resolve_model_spec",
     "string", "table", "validate_config",
@@ -251,8 +252,8 @@ def validate_config(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".", *
     if not density:
         cfg["data"] = _data(raw["data"], base)
     for name in algos:
-        cfg[name] = check_section(raw[name], ALGORITHMS[name], name)
-    out = check_section(raw.get("output"), OUTPUT, "output")
+        cfg[name] = to_dict(from_mapping(settings_class(name), raw[name], name))
+    out = to_dict(OutputSettings.from_config(raw.get("output")))
     out["path"] = os.path.abspath(os.path.join(
         base, os.path.expanduser(out["path"] if out["path"] is not None else default_output)))
     cfg["output"] = out

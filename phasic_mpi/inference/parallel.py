@@ -11,7 +11,7 @@ Rules that make results independent of the rank count:
   reduced there, never with ``Allreduce`` (whose summation order depends on
   the layout).
 
-mpi4py is imported lazily: importing :mod:`phasic_mpi` never initialises MPI.
+Communication goes through :mod:`phasic_mpi.inference.comm`; nothing here imports mpi4py.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from phasic_mpi.inference.comm import as_communicator
 
 __all__ = ["BlockLayout", "allgather_rows", "block_layout", "gather_rows", "stream"]
 
@@ -60,36 +62,19 @@ def block_layout(n: int, size: int, rank: int) -> BlockLayout:
     return BlockLayout(n, counts, displs, rank)
 
 
-def _row_size(local: np.ndarray) -> int:
-    return int(np.prod(local.shape[1:], dtype=np.int64))
-
-
 def allgather_rows(comm: Any, layout: BlockLayout, local: np.ndarray) -> np.ndarray:
     """Every rank's block of rows, concatenated in global order on every rank.
 
-    One buffer-based ``Allgatherv`` of float64 rows (shape ``(count, ...)``).
+    One buffer-based ``Allgatherv`` of float64 rows (shape ``(count, ...)``);
+    ``comm`` is a :class:`~phasic_mpi.inference.comm.Communicator` or an
+    mpi4py communicator.
     """
-    from mpi4py import MPI
-
-    local = np.ascontiguousarray(local, dtype=np.float64)
-    width = _row_size(local)
-    out = np.empty((layout.n,) + local.shape[1:], dtype=np.float64)
-    comm.Allgatherv(local, [out, layout.counts * width, layout.displs * width, MPI.DOUBLE])
-    return out
+    return as_communicator(comm).allgather_rows(layout, local)
 
 
 def gather_rows(comm: Any, layout: BlockLayout, local: np.ndarray, root: int = 0) -> np.ndarray | None:
     """Like :func:`allgather_rows` but only ``root`` receives (``Gatherv``)."""
-    from mpi4py import MPI
-
-    local = np.ascontiguousarray(local, dtype=np.float64)
-    width = _row_size(local)
-    if comm.rank == root:
-        out = np.empty((layout.n,) + local.shape[1:], dtype=np.float64)
-        comm.Gatherv(local, [out, layout.counts * width, layout.displs * width, MPI.DOUBLE], root=root)
-        return out
-    comm.Gatherv(local, None, root=root)
-    return None
+    return as_communicator(comm).gather_rows(layout, local, root)
 
 
 def stream(seed: int, *ids: int) -> np.random.Generator:

@@ -33,12 +33,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, fields
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from phasic_mpi.settings import (boolean, check_settings, choice, fail, from_mapping, integer, is_int,
+                                is_number, number, setting)
+from phasic_mpi.inference.comm import as_communicator
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, stream
+from phasic_mpi.inference.protocol import FinalRecord
 
 __all__ = ["PTAlgorithm", "PTSettings", "PTState", "stepping_stone", "respace_ladder", "swap_log_accept"]
 
@@ -47,26 +52,52 @@ DEFAULT_TARGET = {"mala": 0.574, "rwm": 0.234}
 MIN_REJECTION = 1e-6  # keeps the cumulative barrier strictly increasing
 
 
+def _probability_or_zero(value: Any, path: str) -> float:
+    if not is_number(value) or not (value == 0 or 0 < value < 1):
+        fail(path, f"expected 0 (the default for local_move) or a number in (0, 1), "
+                   f"got {value!r}")
+    return float(value)
+
+
+def _warmup_rounds(value: Any, path: str) -> int:
+    if not is_int(value):  # the range needs pt.rounds: checked in __post_init__
+        fail(path, f"expected an integer in [0, rounds), got {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class PTSettings:
-    """The validated ``[pt]`` config section."""
+    """Settings of a PT run: the ``[pt]`` config section, checked on construction."""
 
-    replicas: int = 8
-    chains: int = 1
-    rounds: int = 10
-    warmup_rounds: int = 6
-    local_move: str = "mala"
-    local_steps: int = 1
-    step_size: float = 0.5
-    target_accept: float = 0.0
-    swap: str = "nonreversible"
-    adapt_ladder: bool = True
-    seed: int = 0
+    section: ClassVar[str] = "pt"
+
+    replicas: int = setting(integer(2), 8, "temperatures per chain")
+    chains: int = setting(integer(1), 1, "independent PT ensembles (R-hat needs >= 2)")
+    rounds: int = setting(integer(1), 10, "rounds; round r has 2**r scans")
+    warmup_rounds: int = setting(_warmup_rounds, 6,
+                                 "first rounds adapt ladder and step sizes; < rounds",
+                                 what="integer in [0, `rounds`)")
+    local_move: str = setting(choice("mala", "rwm"), "mala", "local move")
+    local_steps: int = setting(integer(1), 1, "local moves per replica per scan")
+    step_size: float = setting(number(positive=True), 0.5, "initial local step size in z units")
+    target_accept: float = setting(_probability_or_zero, 0.0,
+                                   "0: 0.574 for mala, 0.234 for rwm; else in (0, 1)",
+                                   what="0, or number in (0, 1)")
+    swap: str = setting(choice("nonreversible", "reversible"), "nonreversible",
+                        "deterministic even/odd phases or a random phase")
+    adapt_ladder: bool = setting(boolean, True, "re-space the temperatures during warm-up")
+    seed: int = setting(integer(0), 0, "seed of the counter-based random streams")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        if not 0 <= self.warmup_rounds < self.rounds:
+            fail("pt.warmup_rounds", f"expected an integer in [0, rounds), got "
+                                     f"{self.warmup_rounds} (rounds = {self.rounds})")
 
     @classmethod
-    def from_config(cls, section: dict) -> "PTSettings":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in section.items() if k in names})
+    def from_config(cls, section: Mapping[str, Any]) -> "PTSettings":
+        """From a config table (unknown keys are errors)."""
+        return from_mapping(cls, section)
 
     @property
     def n_scans(self) -> int:
@@ -271,8 +302,6 @@ def _swap_phase(slots: _Slots, state: PTState, ctx: PTContext) -> None:
     Pairs are visited in increasing order of their lower slot, so a rank talks
     to its left neighbour before its right one: no cycle, no deadlock.
     """
-    from mpi4py import MPI
-
     settings, layout, comm = ctx.settings, ctx.layout, ctx.comm
     n_levels, scan = settings.replicas, state.iteration
     n_slots = settings.chains * n_levels
@@ -297,10 +326,8 @@ def _swap_phase(slots: _Slots, state: PTState, ctx: PTContext) -> None:
             side = 2 if low_local else 0  # our record of this pair: right pair of g, left pair of g+1
             other = _owner(layout, g + 1 if low_local else g)
             send = slots.pack(i, slots.decisions[i, side:side + 2])
-            recv = np.empty_like(send)
             t0 = time.perf_counter()
-            comm.Sendrecv(send, dest=other, sendtag=g % 32768, recvbuf=[recv, MPI.DOUBLE],
-                          source=other, recvtag=g % 32768)
+            recv = comm.sendrecv(send, other, g % 32768)
             ctx.timers["comm"] += time.perf_counter() - t0
             ctx.timers["bytes"] += send.nbytes
             if tuple(recv[4:6]) != tuple(slots.decisions[i, side:side + 2]):
@@ -430,18 +457,25 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
 
 
 # ------------------------------------------------------------ driver plug-in
-def initial_state(ctx: PTContext) -> PTState:
-    """Every slot starts from a prior draw keyed by (seed, chain, level)."""
+def initial_state(ctx: PTContext, init: np.ndarray | None = None) -> PTState:
+    """Every slot starts from a prior draw keyed by (seed, chain, level), or
+    slot g from row g mod k of ``init`` ((k, d) points in z: a warm start)."""
     settings, layout, density = ctx.settings, ctx.layout, ctx.density
     n, d = settings.replicas, density.n_params
     m = layout.local_count
+    if init is not None:
+        init = np.asarray(init, dtype=np.float64)
+        if init.ndim != 2 or init.shape[1] != d or len(init) == 0 or not np.all(np.isfinite(init)):
+            raise ValueError(f"pt: init must hold finite points of {d} parameters, shape (k, {d}), "
+                             f"got shape {init.shape}")
     x = np.empty((m, d))
     loglik, logprior = np.empty(m), np.empty(m)
     grad_ll, grad_lp = np.empty((m, d)), np.empty((m, d))
     labels = np.empty(m, dtype=np.int64)
     for i, g in enumerate(range(layout.start, layout.stop)):
         c, j = divmod(g, n)
-        x[i] = density.sample_prior_z(stream(settings.seed, STREAM_INIT, c, j), 1)[0]
+        x[i] = (density.sample_prior_z(stream(settings.seed, STREAM_INIT, c, j), 1)[0]
+                if init is None else init[g % len(init)])
         loglik[i], logprior[i], grad_ll[i], grad_lp[i] = _evaluate(density, x[i])
         labels[i] = j
     betas = np.tile(initial_ladder(n), (settings.chains, 1))
@@ -456,15 +490,18 @@ PER_SLOT = ("x", "loglik", "logprior", "grad_ll", "grad_lp", "label", "last_end"
 
 
 class PTAlgorithm:
-    """Parallel tempering as a plug-in of the run driver (:mod:`phasic_mpi.run.driver`)."""
+    """Parallel tempering as a plug-in of the run loop (:class:`~phasic_mpi.inference.protocol.Algorithm`)."""
 
     name = "pt"
+    Settings = PTSettings
+    iteration_label = "scan"
 
     def __init__(self, settings: PTSettings) -> None:
         self.settings = settings
         self.n_iterations = settings.n_scans
 
     def context(self, density: Any, comm: Any) -> PTContext:
+        comm = as_communicator(comm)
         slots = self.settings.chains * self.settings.replicas
         if slots < comm.size:
             raise ValueError(f"pt: {slots} replicas in all (chains x replicas) for {comm.size} MPI "
@@ -472,8 +509,8 @@ class PTAlgorithm:
         return PTContext(density, self.settings, comm, block_layout(slots, comm.size, comm.rank),
                          {"comm": 0.0, "bytes": 0})
 
-    def start(self, ctx: PTContext) -> PTState:
-        return initial_state(ctx)
+    def start(self, ctx: PTContext, init: np.ndarray | None = None) -> PTState:
+        return initial_state(ctx, init)
 
     def step(self, state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
         return pt_step(state, ctx)
@@ -489,7 +526,9 @@ class PTAlgorithm:
 
     def history(self, state: PTState, ctx: PTContext) -> dict[str, np.ndarray] | None:
         """The report of the round that just ended (computed alike on every rank)."""
-        return dict(state.report) if ctx.comm.rank == 0 else None
+        if ctx.comm.rank != 0:
+            return None
+        return {name.removeprefix("pt/"): value for name, value in state.report.items()}
 
     def _gather_samples(self, state: PTState, ctx: PTContext) -> np.ndarray | None:
         n = self.settings.replicas
@@ -502,11 +541,9 @@ class PTAlgorithm:
         return np.stack([merged[c] for c in range(self.settings.chains)])
 
     def checkpoint(self, state: PTState, ctx: PTContext) -> dict[str, np.ndarray] | None:
-        from phasic_mpi.inference.parallel import gather_rows
-
-        arrays = {name: gather_rows(ctx.comm, ctx.layout, np.asarray(getattr(state, name), float))
+        arrays = {name: ctx.comm.gather_rows(ctx.layout, np.asarray(getattr(state, name), float))
                   for name in PER_SLOT}
-        arrays["round_loglik"] = gather_rows(ctx.comm, ctx.layout, state.round_loglik.T)
+        arrays["round_loglik"] = ctx.comm.gather_rows(ctx.layout, state.round_loglik.T)
         samples = self._gather_samples(state, ctx)
         if ctx.comm.rank != 0:
             return None
@@ -536,11 +573,12 @@ class PTAlgorithm:
         k, s, width = samples.shape
         d = width - 2
         theta = ctx.density.to_theta(samples[:, :, :d].reshape(k * s, d)).reshape(k, s, d)
-        return {
-            "draws": {name: theta[:, :, m] for m, name in enumerate(ctx.density.param_names)},
-            "sample_stats": {"log_likelihood": samples[:, :, d], "local_accept": samples[:, :, d + 1]},
-            "arrays": {"pt/final_betas": state.betas},
-            "diagnostics": {"chains": k, "draws_per_chain": s, "replicas": self.settings.replicas,
-                            "comm_time_s": comm_times, "swap_bytes_sent": sent},
-            "independent": False,
-        }
+        return FinalRecord(
+            draws={name: theta[:, :, m] for m, name in enumerate(ctx.density.param_names)},
+            sample_stats={"log_likelihood": samples[:, :, d], "local_accept": samples[:, :, d + 1]},
+            arrays={"final_betas": state.betas},
+            diagnostics={"chains": k, "draws_per_chain": s, "replicas": self.settings.replicas,
+                         "comm_time_s": comm_times, "swap_bytes_sent": sent},
+            independent=False,
+            final_z=samples[:, -1, :d] if s else np.empty((0, d)),
+        )

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from phasic_mpi.inference.comm import as_communicator
+
 __all__ = ["SELECT_GATHER", "SELECT_SAMPLE", "allgather_values", "allreduce_exact", "select_pair"]
 
 
@@ -21,25 +23,12 @@ def allreduce_exact(comm: Any, values: list, op: str) -> np.ndarray:
     Sums of integers and minima/maxima are exact, so the result does not
     depend on the reduction order (unlike a floating-point sum).
     """
-    from mpi4py import MPI
-
-    dtype = np.int64 if op == "sum" else np.float64
-    local = np.asarray(values, dtype=dtype)
-    out = np.empty_like(local)
-    comm.Allreduce(local, out, op={"sum": MPI.SUM, "min": MPI.MIN, "max": MPI.MAX}[op])
-    return out
+    return as_communicator(comm).allreduce_exact(values, op)
 
 
 def allgather_values(comm: Any, local: np.ndarray) -> np.ndarray:
     """Every rank's 1-D float64 ``local``, concatenated in rank order."""
-    from mpi4py import MPI
-
-    local = np.ascontiguousarray(local, dtype=np.float64)
-    counts = np.array(comm.allgather(local.size), dtype=np.int64)
-    out = np.empty(int(counts.sum()))
-    displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    comm.Allgatherv(local, [out, counts, displs, MPI.DOUBLE])
-    return out
+    return as_communicator(comm).allgather_values(local)
 
 
 SELECT_SAMPLE = 1 << 10  # global pivot sample per selection round

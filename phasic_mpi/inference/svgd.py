@@ -26,16 +26,22 @@ bandwidth's pairs from streams keyed by (seed, iteration).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, gather_rows, stream
+from phasic_mpi.settings import (check_settings, choice, fail, from_mapping, integer, is_number, number,
+                                setting)
+from phasic_mpi.inference.comm import SerialCommunicator, as_communicator
+from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, gather_rows, stream
+from phasic_mpi.inference.protocol import FinalRecord
 from phasic_mpi.inference.selection import allgather_values, allreduce_exact, select_pair
 from phasic_mpi.inference.stein import kernelized_stein_discrepancy, ksd_from_rows, stein_direction, stein_terms
 
 __all__ = [
+    "SVGDAlgorithm",
     "SVGDContext",
     "SVGDDiagnostics",
     "SVGDSettings",
@@ -57,28 +63,80 @@ ADAGRAD_MOMENTUM, ADAGRAD_FUDGE = 0.9, 1e-6  # as in the reference SVGD code
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 
 
+BANDWIDTH_RULES = ("median_subset", "median")
+SCHEDULES = ("inverse_time", "exponential", "cosine", "constant")
+
+
+def _bandwidth(value: Any, path: str) -> str | float:
+    if isinstance(value, str) and value in BANDWIDTH_RULES:
+        return value
+    if not is_number(value) or not np.isfinite(value) or value <= 0:
+        fail(path, f"expected 'median_subset', 'median' or a positive number, got {value!r}")
+    return float(value)
+
+
+def _schedule(value: Any, path: str) -> str | Callable[[int], float]:
+    if callable(value) or (isinstance(value, str) and value in SCHEDULES):
+        return value
+    fail(path, f"expected one of {', '.join(map(repr, SCHEDULES))} or a callable "
+               f"iteration -> step size, got {value!r}")
+
+
 @dataclass(frozen=True)
 class SVGDSettings:
-    """Settings of an SVGD run (the validated ``[svgd]`` config section)."""
+    """Settings of an SVGD run: the ``[svgd]`` config section.
 
-    particles: int
-    iterations: int
-    seed: int
-    optimizer: str = "adagrad"
-    step_size: float = 0.05
-    decay: float = 0.0
-    bandwidth: str | float = "median_subset"
-    bandwidth_pairs: int = 4096
-    history_every: int = 10
-    ksd_every: int = 50
+    Every field has the config's default and is checked on construction
+    (``SVGDSettings(particles=1)`` raises ``ConfigError("svgd.particles:
+    expected an integer >= 2, got 1")``).
+    """
+
+    section: ClassVar[str] = "svgd"
+
+    particles: int = setting(integer(2), 64, "number of particles")
+    iterations: int = setting(integer(1), 1000, "number of SVGD iterations")
+    seed: int = setting(integer(0), 0, "seed of the counter-based random streams")
+    optimizer: str = setting(choice("adagrad", "adam"), "adagrad", "step-size adaptation")
+    step_size: float = setting(number(positive=True), 0.05, "base step size")
+    decay: float = setting(number(0.0), 0.0, "rate of the step-size schedule")
+    schedule: Any = setting(_schedule, "inverse_time",
+                            "step size at iteration t: 'inverse_time' step_size/(1+decay t), "
+                            "'exponential' step_size exp(-decay t), 'cosine' (to 0 at the last "
+                            "iteration), 'constant'; from Python also a callable t -> step size",
+                            what=" | ".join(f'"{s}"' for s in SCHEDULES))
+    bandwidth: Any = setting(_bandwidth, "median_subset",
+                             "'median_subset' (median heuristic over bandwidth_pairs random "
+                             "pairs), 'median' (over all pairs) or a fixed h > 0",
+                             what='"median_subset" | "median" | number > 0')
+    bandwidth_pairs: int = setting(integer(1), 4096, "pairs drawn per iteration by 'median_subset'")
+    history_every: int = setting(integer(0), 10, "store every k-th iteration (0: none)")
+    ksd_every: int = setting(integer(0), 50,
+                             "kernel Stein discrepancy every k iterations (0: never)")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
     @classmethod
-    def from_config(cls, section: dict) -> "SVGDSettings":
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in section.items() if k in names})
+    def from_config(cls, section: Mapping[str, Any]) -> "SVGDSettings":
+        """From a config table (unknown keys are errors)."""
+        return from_mapping(cls, section)
 
     def step_size_at(self, iteration: int) -> float:
-        return self.step_size / (1.0 + self.decay * iteration)
+        """The step size of update number ``iteration`` (0-based)."""
+        rule, t = self.schedule, iteration
+        if callable(rule):
+            value = float(rule(t))
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"svgd.schedule: the callable gave step size {value!r} at "
+                                 f"iteration {t}; expected a positive number")
+            return value
+        if rule == "inverse_time":
+            return self.step_size / (1.0 + self.decay * t)
+        if rule == "exponential":
+            return self.step_size * float(np.exp(-self.decay * t))
+        if rule == "cosine":
+            return self.step_size * 0.5 * (1.0 + float(np.cos(np.pi * t / self.iterations)))
+        return self.step_size
 
 
 class SVGDShared(NamedTuple):
@@ -122,14 +180,25 @@ class SVGDContext(NamedTuple):
     layout: BlockLayout
 
 
-def initial_state(density: Any, settings: SVGDSettings, layout: BlockLayout) -> SVGDState:
-    """Particles drawn from the prior (mapped to z), one stream per particle id."""
-    rows = [
-        density.sample_prior_z(stream(settings.seed, STREAM_INIT, i), 1)[0]
-        for i in range(layout.start, layout.stop)
-    ]
+def initial_state(density: Any, settings: SVGDSettings, layout: BlockLayout,
+                  init: np.ndarray | None = None) -> SVGDState:
+    """Initial particles: prior draws mapped to z, one stream per particle id,
+    or rows 0..n-1 of ``init`` ((k, d) points in z, k >= n: a warm start)."""
     d = density.n_params
-    particles = np.array(rows, dtype=np.float64).reshape(layout.local_count, d)
+    if init is not None:
+        init = np.asarray(init, dtype=np.float64)
+        if init.ndim != 2 or init.shape[1] != d or init.shape[0] < layout.n:
+            raise ValueError(f"svgd: init must hold at least {layout.n} points of {d} "
+                             f"parameters (one per particle), got shape {init.shape}")
+        if not np.all(np.isfinite(init[:layout.n])):
+            raise ValueError("svgd: init holds non-finite points")
+        particles = np.array(init[layout.rows], dtype=np.float64)
+    else:
+        rows = [
+            density.sample_prior_z(stream(settings.seed, STREAM_INIT, i), 1)[0]
+            for i in range(layout.start, layout.stop)
+        ]
+        particles = np.array(rows, dtype=np.float64).reshape(layout.local_count, d)
     zeros = np.zeros_like(particles)
     return SVGDState(0, particles, zeros, zeros.copy())
 
@@ -221,7 +290,7 @@ def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None)
     z : (n, d) array
         The global particles (every rank holds them).
     comm : MPI communicator, optional
-        A collective call on ``comm``; ``MPI.COMM_SELF`` (and all rows) if None.
+        A collective call on ``comm``; serial (and all rows) if None.
     rows : range, optional
         This rank's particles; all n if None.
 
@@ -239,10 +308,7 @@ def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None)
     n = z.shape[0]
     if n < 2:
         return 1.0
-    if comm is None:
-        from mpi4py import MPI
-
-        comm = MPI.COMM_SELF
+    comm = SerialCommunicator() if comm is None else as_communicator(comm)
     rows = range(n) if rows is None else rows
     values = pair_sq_distances(z, rows)
     pairs = n * (n - 1) // 2
@@ -422,30 +488,32 @@ def scatter_state(arrays: dict[str, np.ndarray], iteration: int, ctx: SVGDContex
 
 
 class SVGDAlgorithm:
-    """SVGD as a plug-in of the run driver (:mod:`phasic_mpi.run.driver`).
+    """SVGD as a plug-in of the run loop (:class:`~phasic_mpi.inference.protocol.Algorithm`).
 
-    The driver owns the loop, files, checkpoints and progress; this class only
-    maps the driver's calls to the pure functions above and returns arrays.
+    The loop owns files, checkpoints and progress; this class only maps its
+    calls to the pure functions above and returns arrays.
     """
 
     name = "svgd"
+    Settings = SVGDSettings
+    iteration_label = "iteration"
 
     def __init__(self, settings: SVGDSettings) -> None:
         self.settings = settings
         self.n_iterations = settings.iterations
 
     def context(self, density: Any, comm: Any) -> SVGDContext:
+        comm = as_communicator(comm)
         if self.settings.particles < comm.size:
             raise ValueError(
                 f"svgd.particles = {self.settings.particles} is smaller than the number of MPI "
                 f"ranks ({comm.size}); use at least one particle per rank"
             )
-        from phasic_mpi.inference.parallel import block_layout
+        return SVGDContext(density, self.settings, comm,
+                           block_layout(self.settings.particles, comm.size, comm.rank))
 
-        return SVGDContext(density, self.settings, comm, block_layout(self.settings.particles, comm.size, comm.rank))
-
-    def start(self, ctx: SVGDContext) -> SVGDState:
-        return initial_state(ctx.density, self.settings, ctx.layout)
+    def start(self, ctx: SVGDContext, init: np.ndarray | None = None) -> SVGDState:
+        return initial_state(ctx.density, self.settings, ctx.layout, init)
 
     def step(self, state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagnostics]:
         return svgd_step(state, ctx)
@@ -470,10 +538,11 @@ class SVGDAlgorithm:
                 return None
             z = state.shared.z
         else:
-            z = gather_rows(ctx.comm, ctx.layout, state.particles)
+            z = ctx.comm.gather_rows(ctx.layout, state.particles)
             if z is None:
                 return None
-        return {"svgd/particles": ctx.density.to_theta(z)[None], "svgd/particle_iteration": np.array([state.iteration])}
+        return {"particles": ctx.density.to_theta(z)[None],
+                "particle_iteration": np.array([state.iteration])}
 
     def checkpoint(self, state: SVGDState, ctx: SVGDContext) -> dict[str, np.ndarray] | None:
         return gather_state(state, ctx)
@@ -481,19 +550,20 @@ class SVGDAlgorithm:
     def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: SVGDContext) -> SVGDState:
         return scatter_state(arrays, iteration, ctx)
 
-    def finish(self, state: SVGDState, ctx: SVGDContext) -> dict[str, Any] | None:
+    def finish(self, state: SVGDState, ctx: SVGDContext) -> FinalRecord | None:
         """Final particles as draws (chain 1, draw = particle) and their log density."""
-        z = state.shared.z if state.shared is not None else allgather_rows(ctx.comm, ctx.layout, state.particles)
+        z = state.shared.z if state.shared is not None else ctx.comm.allgather_rows(ctx.layout, state.particles)
         ev = ctx.density.evaluate(z, rows=ctx.layout.rows)
         local = np.column_stack([ev.logp, ev.loglik, ev.invalid.astype(np.float64)])
-        stats = gather_rows(ctx.comm, ctx.layout, local)
+        stats = ctx.comm.gather_rows(ctx.layout, local)
         if stats is None:
             return None
         theta = ctx.density.to_theta(z)
-        return {
-            "draws": {name: theta[None, :, m] for m, name in enumerate(ctx.density.param_names)},
-            "sample_stats": {"lp": stats[None, :, 0], "log_likelihood": stats[None, :, 1]},
-            "arrays": {"svgd/final_z": z},
-            "diagnostics": {"n_invalid_final": int((stats[:, 2] > 0).sum())},
-            "independent": True,  # particles, not Markov draws: no R-hat, ESS = n
-        }
+        return FinalRecord(
+            draws={name: theta[None, :, m] for m, name in enumerate(ctx.density.param_names)},
+            sample_stats={"lp": stats[None, :, 0], "log_likelihood": stats[None, :, 1]},
+            arrays={"final_z": z},
+            diagnostics={"n_invalid_final": int((stats[:, 2] > 0).sum())},
+            independent=True,  # particles, not Markov draws: no R-hat, ESS = n
+            final_z=z,
+        )

@@ -1,14 +1,16 @@
 """The one run loop shared by every algorithm: setup, progress, checkpoints,
 signals, output.
 
-An algorithm plugs in as an object with ``context``, ``start``, ``step``,
-``history_due``/``history``, ``checkpoint``/``restore`` and ``finish`` (see
-:class:`phasic_mpi.inference.svgd.SVGDAlgorithm`); it returns arrays and never touches
-files. The driver gathers what rank 0 writes, checkpoints atomically every
-``output.checkpoint_every`` iterations and when a SIGTERM/SIGINT arrives on
-any rank (the ranks agree on it at the next iteration boundary), and resumes
-from a checkpoint with any number of ranks: the datasets of the final file are
-then bit for bit those of an uninterrupted run.
+An algorithm plugs in through :class:`~phasic_mpi.inference.protocol.Algorithm`
+(found by name in :mod:`phasic_mpi.inference.registry`); it returns records
+and never touches files. :func:`execute` drives it: it gathers what rank 0
+writes, checkpoints atomically every ``checkpoint_every`` iterations and
+when a SIGTERM/SIGINT arrives on any rank (the ranks agree on it at the
+next iteration boundary), and resumes from a checkpoint with any number of
+ranks: the datasets of the final file are then bit for bit those of an
+uninterrupted run. Without a run file the history stays in memory and a
+signal ends the run early with the result so far. :func:`run` is the
+command line's entry: a validated config in, the same loop.
 """
 
 from __future__ import annotations
@@ -19,17 +21,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from phasic_mpi.version import __version__
 from phasic_mpi.errors import ConfigError
+from phasic_mpi.inference.comm import Communicator, as_communicator
+from phasic_mpi.inference.protocol import FinalRecord
+from phasic_mpi.inference.registry import algorithm_class, algorithm_names
 from phasic_mpi.io.checkpoint import checkpoint_path, read_checkpoint, write_checkpoint
+from phasic_mpi.run.settings import OutputSettings
+from phasic_mpi.version import __version__
 
-__all__ = ["RunResult", "make_algorithm", "run"]
+__all__ = ["RunOutcome", "RunResult", "execute", "make_algorithm", "run"]
 
 # Keys that may differ between a run and its resumption.
 RESUMABLE_DIFFERENCES = {("output", "path"), ("output", "progress"), ("output", "log_every"),
@@ -45,17 +51,25 @@ class RunResult(NamedTuple):
     signal_name: str | None = None
 
 
-def make_algorithm(cfg: dict) -> Any:
-    """The algorithm object for the config's algorithm section."""
-    if "svgd" in cfg:
-        from phasic_mpi.inference.svgd import SVGDAlgorithm, SVGDSettings
+class RunOutcome(NamedTuple):
+    """Outcome of :func:`execute`; ``final``, ``history`` and ``attrs`` on rank 0 only."""
 
-        return SVGDAlgorithm(SVGDSettings.from_config(cfg["svgd"]))
-    if "pt" in cfg:
-        from phasic_mpi.inference.pt import PTAlgorithm, PTSettings
+    path: str | None  # the run file, None if none was written
+    completed: bool  # False: stopped by a signal (resumable if there is a file)
+    iteration: int
+    signal_name: str | None = None
+    final: FinalRecord | None = None  # None: stopped at a checkpoint, or not rank 0
+    history: dict[str, np.ndarray] | None = None  # runs without a file: every history row
+    attrs: dict[str, Any] | None = None  # run environment and timings
 
-        return PTAlgorithm(PTSettings.from_config(cfg["pt"]))
-    raise ValueError("the config has no algorithm section ([svgd] or [pt])")
+
+def make_algorithm(cfg: Mapping[str, Any]) -> Any:
+    """The algorithm object for a validated config's algorithm section."""
+    for name in algorithm_names():
+        if name in cfg:
+            cls = algorithm_class(name)
+            return cls(cls.Settings.from_config(cfg[name]))
+    raise ValueError(f"the config has no algorithm section ({', '.join(algorithm_names())})")
 
 
 class _StopFlag:
@@ -86,11 +100,12 @@ class _StopFlag:
 class _Progress:
     """Rank-0 progress: a bar on a terminal, periodic log lines in batch jobs."""
 
-    def __init__(self, mode: str, total: int, start: int, log_every: float, enabled: bool) -> None:
+    def __init__(self, mode: str, total: int, start: int, log_every: float, enabled: bool,
+                 label: str = "iteration") -> None:
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "log"
         self.mode = mode if enabled else "none"
-        self.total, self.start, self.log_every = total, start, log_every
+        self.total, self.start, self.log_every, self.label = total, start, log_every, label
         self.t0 = time.monotonic()
         self.last = -np.inf
 
@@ -108,27 +123,33 @@ class _Progress:
             print(line, end="\n" if iteration == self.total else "", file=sys.stderr, flush=True)
         elif force or now - self.last >= self.log_every or iteration == self.total:
             self.last = now
-            print(f"iteration {iteration}/{self.total}  {fields}  elapsed {elapsed:.1f}s  eta {eta:.0f}s",
+            print(f"{self.label} {iteration}/{self.total}  {fields}  elapsed {elapsed:.1f}s  eta {eta:.0f}s",
                   file=sys.stderr, flush=True)
 
 
 class _Buffer:
-    """Rows for the run file, kept on rank 0 between checkpoints."""
+    """History rows on rank 0: kept between checkpoints (run file) or for the
+    whole run (no file). Names are made absolute in the algorithm's group here."""
 
-    def __init__(self) -> None:
+    def __init__(self, group: str) -> None:
+        self.group = group
         self.rows: dict[str, list[np.ndarray]] = {}
 
-    def add(self, arrays: dict[str, np.ndarray]) -> None:
+    def add(self, arrays: Mapping[str, np.ndarray]) -> None:
         for name, value in arrays.items():
-            self.rows.setdefault(name, []).append(np.asarray(value))
+            self.rows.setdefault(f"{self.group}/{name}", []).append(np.asarray(value))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: np.concatenate(parts, axis=0) for name, parts in self.rows.items()}
 
     def flush_to(self, writer: Any) -> None:
-        writer.append_many({name: np.concatenate(parts, axis=0) for name, parts in self.rows.items()})
-        self.rows.clear()
+        if writer is not None:
+            writer.append_many(self.arrays())
+            self.rows.clear()
 
 
-def _diagnostic_rows(algorithm: str, diag: Any) -> dict[str, np.ndarray]:
-    return {f"{algorithm}/diagnostics/{k}": np.array([v]) for k, v in diag._asdict().items()}
+def _diagnostic_rows(diag: Any) -> dict[str, np.ndarray]:
+    return {f"diagnostics/{k}": np.array([v]) for k, v in diag._asdict().items()}
 
 
 def _git_revision() -> str | None:
@@ -141,18 +162,14 @@ def _git_revision() -> str | None:
         return None
 
 
-def _run_attrs(comm: Any) -> dict[str, Any]:
+def _run_attrs(comm: Communicator) -> dict[str, Any]:
     """Run environment for the file's attributes (collective; meaningful on rank 0)."""
-    from mpi4py import MPI
-
     from phasic_mpi.run.launch import launch_info
 
     launch = launch_info(comm) or {}
     attrs = {
         "phasic_mpi_version": __version__,
-        "n_ranks": comm.size,
-        "mpi_library": MPI.Get_library_version().strip().splitlines()[0],
-        "mpi4py_version": __import__("mpi4py").__version__,
+        **comm.describe(),
         "python_version": platform.python_version(),
         "hostnames": launch.get("nodes", []),
         "git_revision": _git_revision(),
@@ -161,7 +178,7 @@ def _run_attrs(comm: Any) -> dict[str, Any]:
     return {k: v for k, v in attrs.items() if v is not None}
 
 
-def _config_differences(a: dict, b: dict, prefix: tuple = ()) -> list[str]:
+def _config_differences(a: Mapping, b: Mapping, prefix: tuple = ()) -> list[str]:
     out = []
     for key in sorted(set(a) | set(b)):
         path = prefix + (key,)
@@ -175,8 +192,26 @@ def _config_differences(a: dict, b: dict, prefix: tuple = ()) -> list[str]:
     return out
 
 
-def run(cfg: dict, *, build: Callable[[dict, Any], tuple[Any, Any]], out: str | None = None, resume: bool = False, overwrite: bool = False,
-        comm: Any = None, base_dir: str | os.PathLike = ".",
+def check_output(path: str | None, resume: bool, overwrite: bool, comm: Communicator) -> None:
+    """Refuse a run whose output cannot be written as asked, on every rank alike."""
+    problem = None
+    if comm.rank == 0 and path is not None:
+        ckpt = checkpoint_path(path)
+        if resume and not os.path.exists(ckpt):
+            problem = f"--resume: no checkpoint {ckpt} (nothing to resume)"
+        elif not resume and os.path.exists(path) and not overwrite:
+            problem = (f"output.path: {path} exists; choose another path, remove it, use "
+                       "--force to replace it, or --resume")
+    elif path is None and resume:
+        problem = "resume: needs the run file (out=...) whose checkpoint to continue"
+    problem = comm.bcast(problem, root=0)
+    if problem:
+        raise ConfigError(problem)
+
+
+def run(cfg: dict, *, build: Callable[[dict, Any], tuple[Any, Any]], out: str | None = None,
+        resume: bool = False, overwrite: bool = False, comm: Any = None,
+        base_dir: str | os.PathLike = ".",
         stop_hint: str | None = "continue with --resume") -> RunResult:
     """Run the algorithm of a validated config; a collective call.
 
@@ -193,8 +228,9 @@ def run(cfg: dict, *, build: Callable[[dict, Any], tuple[Any, Any]], out: str | 
         Continue from the checkpoint next to ``out``.
     overwrite : bool
         Replace an existing output file (otherwise refused).
-    comm : mpi4py communicator, optional
-        Default ``MPI.COMM_WORLD``; the run works on a duplicate.
+    comm : Communicator or mpi4py communicator, optional
+        Default: the world communicator (serial without MPI); the run works
+        on a duplicate.
     stop_hint : str or None
         Said after "checkpoint written" when a signal stops the run (``None``:
         nothing is printed; a caller such as ``study`` says it instead).
@@ -204,132 +240,166 @@ def run(cfg: dict, *, build: Callable[[dict, Any], tuple[Any, Any]], out: str | 
     RunResult
         ``completed=False`` if a signal stopped the run after a checkpoint.
     """
-    from mpi4py import MPI
+    path = os.fspath(out or cfg["output"]["path"])
+    facade = as_communicator(comm)
+    check_output(path, resume, overwrite, facade)
+    density, data = build(cfg, base_dir)
+    outcome = execute(make_algorithm(cfg), density, observations=data, comm=facade, out=path,
+                      resume=resume, overwrite=overwrite,
+                      output=OutputSettings.from_config(cfg["output"]), record=cfg,
+                      stop_hint=stop_hint)
+    return RunResult(path, outcome.completed, outcome.iteration, outcome.signal_name)
 
-    from phasic_mpi.io.store import RunWriter
 
+def execute(algorithm: Any, density: Any, *, observations: Any = None, comm: Any = None,
+            out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
+            output: OutputSettings | None = None, record: Mapping[str, Any] | None = None,
+            init: np.ndarray | None = None,
+            stop_hint: str | None = "continue with --resume") -> RunOutcome:
+    """Drive ``algorithm`` on ``density`` to the end; a collective call.
+
+    Parameters
+    ----------
+    algorithm : Algorithm
+        The algorithm object (its settings included).
+    density : LogDensity
+        The target, the same on every rank.
+    observations : Observations, optional
+        Stored in the run file's ``observed_data``.
+    comm : Communicator or mpi4py communicator, optional
+        Default: the world communicator; the run works on a duplicate.
+    out : path-like, optional
+        Run file; None keeps everything in memory (no checkpoints).
+    resume, overwrite : bool
+        Continue from ``out``'s checkpoint; replace an existing ``out``.
+    output : OutputSettings, optional
+        Checkpoint interval and progress display.
+    record : mapping, optional
+        The run's description (JSON-able) stored in the file and the
+        checkpoint; a resumed run must describe the same run.
+    init : (k, d) array, optional
+        Initial points in z (a warm start), instead of prior draws.
+    stop_hint : str or None
+        Said after "checkpoint written" when a signal stops a run with a file.
+    """
     from phasic_mpi.run.launch import limit_threads
 
     limit_threads()
-    comm = (MPI.COMM_WORLD if comm is None else comm).Dup()
+    comm = as_communicator(comm).dup()
     try:
         # Installed for the whole run, set-up and final writes included: a signal
         # is acted on at an iteration boundary and never kills a rank mid-write.
         with _StopFlag() as stop:
-            return _run(cfg, build, out, resume, overwrite, comm, base_dir, RunWriter, stop_hint, stop)
+            return _execute(algorithm, density, observations, comm, out, resume, overwrite,
+                            output or OutputSettings(), dict(record or {}), init, stop_hint,
+                            stop)
     finally:
-        comm.Free()
+        comm.free()
 
 
-def _run(cfg, build, out, resume, overwrite, comm, base_dir, RunWriter, stop_hint, stop) -> RunResult:
+def _execute(algorithm, density, observations, comm, out, resume, overwrite, output, record,
+             init, stop_hint, stop) -> RunOutcome:
+    from phasic_mpi.io.store import RunWriter
+
     t_start = time.time()
-    path = os.fspath(out or cfg["output"]["path"])
-    ckpt = checkpoint_path(path)
-    rank0 = comm.rank == 0
-    problem = None
-    if rank0:  # refuse before any work, on every rank alike
-        if resume and not os.path.exists(ckpt):
-            problem = f"--resume: no checkpoint {ckpt} (nothing to resume)"
-        elif not resume and os.path.exists(path) and not overwrite:
-            problem = (f"output.path: {path} exists; choose another path, remove it, use "
-                       "--force to replace it, or --resume")
-    problem = comm.bcast(problem, root=0)
-    if problem:
-        raise ConfigError(problem)
-
-    density, data = build(cfg, base_dir)
-    algorithm = make_algorithm(cfg)
+    path = None if out is None else os.fspath(out)
+    check_output(path, resume, overwrite, comm)
     ctx = algorithm.context(density, comm)
+    rank0 = comm.rank == 0
     writer = None
     if resume:
-        loaded = read_checkpoint(ckpt) if rank0 else None
-        iteration, arrays, rows, saved_cfg = comm.bcast(loaded, root=0)
-        changed = _config_differences(cfg, saved_cfg)
+        loaded = read_checkpoint(checkpoint_path(path)) if rank0 else None
+        iteration, arrays, rows, saved = comm.bcast(loaded, root=0)
+        changed = _config_differences(record, saved)
         if changed:
             raise ConfigError(f"--resume: the config differs from the checkpoint's in {', '.join(changed)}")
         state = algorithm.restore(arrays, iteration, ctx)
         if rank0:
             writer = RunWriter.reopen(path, rows)
     else:
-        state = algorithm.start(ctx)
-        if rank0:
+        state = algorithm.start(ctx, init)
+        if rank0 and path is not None:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             writer = RunWriter.create(
-                path, algorithm=algorithm.name, config=cfg, seed=algorithm.settings.seed,
-                param_names=list(density.param_names), observations=data, overwrite=overwrite,
+                path, algorithm=algorithm.name, config=record, seed=algorithm.settings.seed,
+                param_names=list(density.param_names), observations=observations,
+                overwrite=overwrite,
             )
     try:
-        return _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resume, stop_hint,
-                     stop)
+        return _loop(algorithm, ctx, state, writer, path, output, record, t_start, resume,
+                     stop_hint, stop)
     finally:
         if writer is not None:
             writer.close()
 
 
-def _loop(cfg, algorithm, ctx, state, writer, path, ckpt, t_start, resumed, stop_hint,
-          stop) -> RunResult:
-    from mpi4py import MPI
-
+def _loop(algorithm, ctx, state, writer, path, output, record, t_start, resumed, stop_hint,
+          stop) -> RunOutcome:
     comm = ctx.comm
     rank0 = comm.rank == 0
-    output = cfg["output"]
-    every = int(output.get("checkpoint_every", 0))
-    progress = _Progress(output.get("progress", "auto"), algorithm.n_iterations, state.iteration,
-                         float(output.get("log_every", 10.0)), rank0)
-    buffer = _Buffer()
-    flag = np.zeros(1, dtype=np.int64)
-    agreed = np.zeros(1, dtype=np.int64)
+    every = output.checkpoint_every if path is not None else 0
+    progress = _Progress(output.progress, algorithm.n_iterations, state.iteration,
+                         output.log_every, rank0, getattr(algorithm, "iteration_label", "iteration"))
+    buffer = _Buffer(algorithm.name)
     t_loop = time.time()
-    t_agree = 0.0  # time in the per-iteration stop-flag Allreduce (rank 0)
+    t_agree = 0.0  # time in the per-iteration stop-flag agreement (rank 0)
+    signal_name = None
     while state.iteration < algorithm.n_iterations:
         state, diag = algorithm.step(state, ctx)
         if rank0:
-            buffer.add(_diagnostic_rows(algorithm.name, diag))
+            buffer.add(_diagnostic_rows(diag))
         if algorithm.history_due(state.iteration):
             rows = algorithm.history(state, ctx)
             if rank0:
                 buffer.add(rows)
-        flag[0] = stop.received or 0
         t0 = time.perf_counter()
-        comm.Allreduce(flag, agreed, op=MPI.MAX)
+        agreed = int(comm.allreduce_exact([stop.received or 0], "max")[0])
         t_agree += time.perf_counter() - t0
-        stopping = bool(agreed[0])
         due = every and state.iteration % every == 0 and state.iteration < algorithm.n_iterations
-        if stopping or due:
+        if (agreed and path is not None) or due:
             arrays = algorithm.checkpoint(state, ctx)
             if rank0:
                 buffer.flush_to(writer)
-                write_checkpoint(ckpt, state.iteration, arrays, writer.rows(), cfg)
-            comm.Barrier()  # the checkpoint exists before anyone reports or exits
+                write_checkpoint(checkpoint_path(path), state.iteration, arrays, writer.rows(),
+                                 record)
+            comm.barrier()  # the checkpoint exists before anyone reports or exits
         if rank0:
-            progress.update(state.iteration, algorithm.describe(diag), force=stopping)
-        if stopping:
-            name = signal.Signals(int(agreed[0])).name
-            if rank0 and stop_hint is not None:
-                print(f"stopped by {name} at iteration {state.iteration}; checkpoint written to "
-                      f"{ckpt}; {stop_hint}", file=sys.stderr, flush=True)
-            return RunResult(path, False, state.iteration, name)
+            progress.update(state.iteration, algorithm.describe(diag), force=bool(agreed))
+        if agreed:
+            signal_name = signal.Signals(agreed).name
+            if path is not None:
+                if rank0 and stop_hint is not None:
+                    print(f"stopped by {signal_name} at {progress.label} {state.iteration}; "
+                          f"checkpoint written to {checkpoint_path(path)}; {stop_hint}",
+                          file=sys.stderr, flush=True)
+                return RunOutcome(path, False, state.iteration, signal_name)
+            if rank0:
+                print(f"stopped by {signal_name} at {progress.label} {state.iteration}; "
+                      "returning the result so far", file=sys.stderr, flush=True)
+            break
     final = algorithm.finish(state, ctx)
-    if rank0:
-        buffer.flush_to(writer)
-        writer.write_posterior(final["draws"], final["sample_stats"],
-                               draws_are_independent=final.get("independent", False))
-        for name, value in final["arrays"].items():
-            group, _, leaf = name.rpartition("/")
-            writer.write_group(group, {leaf: value})
-        writer.set_attrs(final["diagnostics"], group=f"{algorithm.name}/diagnostics")
-        attrs = _run_attrs(comm)
-        attrs.update({
-            "wall_time_s": time.time() - t_start,
-            "loop_time_s": time.time() - t_loop,
-            "stop_check_time_s": t_agree,
-            "resumed": bool(resumed),
-        })
-        writer.set_attrs(attrs)
-        writer.flush()
-    else:
-        _run_attrs(comm)  # collective gather of host names
-    comm.Barrier()
-    if rank0 and os.path.exists(ckpt):
-        os.unlink(ckpt)
-    return RunResult(path, True, state.iteration)
+    attrs = _run_attrs(comm)  # collective gather of host names
+    attrs.update({"wall_time_s": time.time() - t_start, "loop_time_s": time.time() - t_loop,
+                  "stop_check_time_s": t_agree, "resumed": bool(resumed)})
+    if rank0 and writer is not None:
+        _write_final(writer, algorithm.name, final, attrs, buffer)
+    comm.barrier()
+    if rank0 and path is not None and os.path.exists(checkpoint_path(path)):
+        os.unlink(checkpoint_path(path))
+    completed = signal_name is None
+    if not rank0:
+        return RunOutcome(path, completed, state.iteration, signal_name)
+    history = buffer.arrays() if writer is None else None
+    return RunOutcome(path, completed, state.iteration, signal_name, final, history, attrs)
+
+
+def _write_final(writer: Any, group: str, final: FinalRecord, attrs: dict, buffer: _Buffer) -> None:
+    buffer.flush_to(writer)
+    writer.write_posterior(final.draws, final.sample_stats,
+                           draws_are_independent=final.independent)
+    for name, value in final.arrays.items():
+        sub, _, leaf = f"{group}/{name}".rpartition("/")
+        writer.write_group(sub, {leaf: value})
+    writer.set_attrs(final.diagnostics, group=f"{group}/diagnostics")
+    writer.set_attrs(attrs)
+    writer.flush()

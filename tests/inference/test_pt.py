@@ -154,20 +154,20 @@ def test_bimodal_mixture_weight_evidence_and_equal_swap_rates():
     settings = PTSettings(replicas=6, chains=8, rounds=12, warmup_rounds=9, local_steps=2, seed=1,
                           step_size=1.0)
     final, reports, _ = run_pt(Mixture(), settings)
-    weights = (final["draws"]["z"] > 0).mean(axis=1)  # per independent chain
+    weights = (final.draws["z"] > 0).mean(axis=1)  # per independent chain
     assert abs(weights.mean() - 0.7) < 0.02
     assert weights.std(ddof=1) / np.sqrt(weights.size) < 0.01  # so 0.02 is >= 2 standard errors
     log_z = norm.logpdf(5.0, 0.0, math.sqrt(100.25))
     last = reports[-1]
-    forward, reverse = last["pt/log_z"][0].T  # per chain
-    se_forward, se_reverse = last["pt/log_z_se"][0].T
+    forward, reverse = last["log_z"][0].T  # per chain
+    se_forward, se_reverse = last["log_z_se"][0].T
     assert abs(forward.mean() - log_z) < 0.1
     # the reverse direction weights the b = 1 samples by exp(-dB L): heavier
     # tails, so it is held to its own standard error
     assert abs(reverse.mean() - log_z) < 3 * np.sqrt(np.sum(se_reverse**2)) / len(reverse)
     assert np.all(se_forward > 0) and np.all(np.isfinite(se_reverse))
     # the chains share one ladder: their pooled acceptance per pair is equalised
-    accept = 1.0 - last["pt/rejection"][0].mean(axis=0)
+    accept = 1.0 - last["rejection"][0].mean(axis=0)
     assert np.all(np.abs(accept - accept.mean()) < 0.05)
 
 
@@ -178,12 +178,12 @@ def test_conjugate_exponential_gamma_posterior_and_evidence():
     density = Posterior(graph, times, [Gamma(a, b)])
     settings = PTSettings(replicas=6, chains=2, rounds=10, warmup_rounds=6, seed=2, step_size=0.5)
     final, reports, _ = run_pt(density, settings)
-    theta = final["draws"]["rate"] if "rate" in final["draws"] else next(iter(final["draws"].values()))
+    theta = final.draws["rate"] if "rate" in final.draws else next(iter(final.draws.values()))
     shape, rate = a + times.size, b + times.sum()
     assert theta.mean() == pytest.approx(shape / rate, rel=0.02)
     assert theta.var() == pytest.approx(shape / rate**2, rel=0.10)
     log_z = a * np.log(b) - gammaln(a) + gammaln(shape) - shape * np.log(rate)
-    assert np.all(np.abs(reports[-1]["pt/log_z"][0] - log_z) < 0.05)
+    assert np.all(np.abs(reports[-1]["log_z"][0] - log_z) < 0.05)
 
 
 class GaussianPath:
@@ -233,9 +233,9 @@ def test_nonreversible_round_trip_rate_matches_theory_and_beats_reversible():
         settings = PTSettings(replicas=24, chains=2, rounds=10, warmup_rounds=6, local_steps=3, seed=6,
                               step_size=0.5, swap=scheme)
         _, reports, _ = run_pt(path, settings)
-        sampling = [r for r in reports if r["pt/round"][0] >= settings.warmup_rounds]
-        trips = sum(r["pt/round_trips"][0].sum() for r in sampling)
-        scans = sum(r["pt/round_scans"][0] for r in sampling) * settings.chains
+        sampling = [r for r in reports if r["round"][0] >= settings.warmup_rounds]
+        trips = sum(r["round_trips"][0].sum() for r in sampling)
+        scans = sum(r["round_scans"][0] for r in sampling) * settings.chains
         rates[scheme] = trips / scans
     theory = 1.0 / (2.0 + 2.0 * barrier)
     assert abs(rates["nonreversible"] - theory) < 0.15 * theory

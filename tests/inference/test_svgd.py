@@ -4,6 +4,8 @@ targets with known moments (run serially, on MPI.COMM_SELF)."""
 from types import SimpleNamespace
 
 import numpy as np
+
+from phasic_mpi.inference.comm import as_communicator
 import pytest
 
 from phasic_mpi.inference.parallel import block_layout
@@ -387,7 +389,7 @@ def test_one_collective_per_iteration(bandwidth, pairs):
     settings = SVGDSettings(particles=30, iterations=6, seed=3, bandwidth=bandwidth, bandwidth_pairs=pairs,
                             ksd_every=2)
     layout = block_layout(30, 1, 0)
-    ctx = SVGDContext(GaussianDensity([0.0, 1.0], np.eye(2)), settings, comm, layout)
+    ctx = SVGDContext(GaussianDensity([0.0, 1.0], np.eye(2)), settings, as_communicator(comm), layout)
     state = initial_state(ctx.density, settings, layout)
     counts = []
     for _ in range(settings.iterations):

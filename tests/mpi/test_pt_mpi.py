@@ -57,8 +57,8 @@ def test_distributed_pt_is_bitwise_serial(swap):
             serial_state, serial_final, serial_reports = run(MPI.COMM_SELF, settings)
             for name, value in state.items():
                 assert np.array_equal(value, serial_state[name], equal_nan=True), name
-            for name, value in final["draws"].items():
-                assert np.array_equal(value, serial_final["draws"][name]), name
+            for name, value in final.draws.items():
+                assert np.array_equal(value, serial_final.draws[name]), name
             for mine, theirs in zip(reports, serial_reports):
                 for key in mine:
                     assert np.array_equal(mine[key], theirs[key], equal_nan=True), key

@@ -1,0 +1,72 @@
+"""The one interface every inference algorithm implements, and its typed records.
+
+The run loop (:mod:`phasic_mpi.run.driver`) drives any object of this shape:
+it owns files, checkpoints, signals, progress and timing; an algorithm owns
+pure steps over its state. An algorithm never opens a file, reads a clock
+for a result or imports mpi4py: it communicates through ``ctx.comm``, a
+:class:`~phasic_mpi.inference.comm.Communicator`, and hands back plain
+records whose names are relative to its own group of the run file (the
+store decides where they go). Register a new algorithm in
+:mod:`phasic_mpi.inference.registry`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple, Protocol
+
+import numpy as np
+
+__all__ = ["Algorithm", "FinalRecord"]
+
+
+class FinalRecord(NamedTuple):
+    """What an algorithm returns at the end of a run (on rank 0; None elsewhere)."""
+
+    draws: dict[str, np.ndarray]  # parameter name -> (chain, draw) values in parameter space
+    sample_stats: dict[str, np.ndarray]  # name -> (chain, draw) values
+    arrays: dict[str, np.ndarray]  # further arrays, named relative to the algorithm's group
+    diagnostics: dict[str, Any]  # attributes of the algorithm's diagnostics group
+    independent: bool  # True: draws are not a Markov chain (no R-hat; ESS = count)
+    final_z: np.ndarray  # (k, d) unconstrained end points: a warm start for another run
+
+
+class Algorithm(Protocol):
+    """A plug-in of the run loop; see :mod:`phasic_mpi.inference.svgd` and ``pt``.
+
+    ``context``, ``start``, ``step``, ``history``, ``checkpoint``, ``restore``
+    and ``finish`` are collective calls (every rank calls them in the same
+    order); their results depend only on the state, never on the rank count.
+    """
+
+    name: ClassVar[str]  # group of the run file and config section
+    Settings: ClassVar[type]  # frozen settings dataclass (the config section's schema)
+    settings: Any
+    n_iterations: int  # iterations of a complete run ("scans" for PT)
+    iteration_label: ClassVar[str]  # what one step is called in progress lines
+
+    def context(self, density: Any, comm: Any) -> Any:
+        """Everything a step needs besides the state (density, layout, comm)."""
+
+    def start(self, ctx: Any, init: np.ndarray | None = None) -> Any:
+        """The initial state: prior draws, or the rows of ``init`` (k, d) in z."""
+
+    def step(self, state: Any, ctx: Any) -> tuple[Any, Any]:
+        """One iteration: ``(new state, diagnostics)``; diagnostics equal on every rank."""
+
+    def describe(self, diag: Any) -> str:
+        """One progress-line summary of an iteration's diagnostics."""
+
+    def history_due(self, iteration: int) -> bool:
+        """Whether :meth:`history` has rows after ``iteration`` iterations."""
+
+    def history(self, state: Any, ctx: Any) -> dict[str, np.ndarray] | None:
+        """Rows to append to the run file's history (rank 0; None elsewhere)."""
+
+    def checkpoint(self, state: Any, ctx: Any) -> dict[str, np.ndarray] | None:
+        """The global state as arrays (rank 0; None elsewhere)."""
+
+    def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: Any) -> Any:
+        """This rank's state from :meth:`checkpoint`'s arrays (any rank count)."""
+
+    def finish(self, state: Any, ctx: Any) -> FinalRecord | None:
+        """The result (rank 0; None elsewhere)."""
