@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError"]
+__all__ = ["ConfigError", "RunInterrupted"]
 
 
 class ConfigError(ValueError):
     """An invalid configuration; the message starts with the offending key path."""
+
+
+class RunInterrupted(Exception):
+    """A signal stopped a run after it wrote a checkpoint (raised on every rank).
+
+    Continue with ``resume=True`` (``phasic-mpi run --resume``); ``path`` is the
+    run file, ``iteration`` the iterations done, ``signal_name`` e.g. ``SIGTERM``.
+    """
+
+    def __init__(self, path: str, iteration: int, signal_name: str) -> None:
+        super().__init__(f"stopped by {signal_name} at iteration {iteration}; checkpoint "
+                         f"written next to {path}; continue with resume=True")
+        self.path, self.iteration, self.signal_name = path, iteration, signal_name

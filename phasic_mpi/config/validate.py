@@ -54,6 +54,7 @@ from phasic_mpi.config.schema import (
 )
 from phasic_mpi.config.schema import fail as _fail
 from phasic_mpi.config.specs import normalize_theta, resolve_model_spec
+from phasic_mpi.inference.priors import DEFAULT_PRIOR
 from phasic_mpi.inference.registry import settings_class
 from phasic_mpi.run.settings import OutputSettings
 from phasic_mpi.settings import from_mapping, to_dict
@@ -74,7 +75,6 @@ _H5_SUFFIXES = (".h5", ".hdf5")
 
 # Priors and transforms are checked by phasic_mpi.inference.priors (make_prior,
 # make_transform), the code that later builds them, so the two cannot disagree.
-DEFAULT_PRIOR = {"dist": "lognormal", "mu": 0.0, "sigma": 1.0}
 TRANSFORMS = ("log", "logit", "identity", "default")
 
 SECTIONS = ("model", "data", "prior", "transform", *ALGORITHMS, "output")

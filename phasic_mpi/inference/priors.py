@@ -25,9 +25,12 @@ import numpy as np
 from scipy.special import xlogy
 
 __all__ = [
-    "Exponential", "Gamma", "HalfNormal", "LogNormal", "Normal", "PositivePrior", "Prior",
-    "Uniform", "make_prior",
+    "DEFAULT_PRIOR", "Exponential", "Gamma", "HalfNormal", "LogNormal", "Normal", "PositivePrior",
+    "Prior", "Uniform", "make_prior",
 ]
+
+# The prior of a parameter nobody gave one for (config and Python API alike).
+DEFAULT_PRIOR = {"dist": "lognormal", "mu": 0.0, "sigma": 1.0}
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 INF = math.inf

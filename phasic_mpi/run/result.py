@@ -1,0 +1,110 @@
+"""The in-memory result of an inference run, and its ArviZ view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Result"]
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """What :func:`phasic_mpi.svgd` and :func:`phasic_mpi.pt` return on rank 0.
+
+    Attributes
+    ----------
+    algorithm : str
+        ``"svgd"`` or ``"pt"``.
+    param_names : tuple of str
+    draws : dict of str to (chain, draw) arrays
+        Posterior draws in parameter space (SVGD: one chain, a draw per particle).
+    sample_stats : dict of str to (chain, draw) arrays
+        ``log_likelihood`` (the total per draw), SVGD's ``lp``, PT's ``local_accept``.
+    diagnostics : dict
+        The algorithm's end-of-run diagnostics.
+    history : dict of str to arrays
+        The per-iteration history (``svgd/diagnostics/step_norm``, ``svgd/particles``,
+        ``pt/betas``...); for a run with a file, read it with
+        :func:`phasic_mpi.read_run` instead (empty here).
+    final_z : (k, d) array
+        End points in unconstrained coordinates: pass the result as ``init=`` to
+        start another run there (a warm start).
+    path : str or None
+        The run file, if one was written.
+    completed : bool
+        False if a signal stopped the run early.
+    iteration : int
+        Iterations (SVGD) or scans (PT) done.
+    settings : SVGDSettings or PTSettings
+    observations : Observations or None
+    independent : bool
+        True for SVGD particles (not a Markov chain: no R-hat, ESS = count).
+    attrs : dict
+        Run environment and timings (ranks, MPI library, wall time...).
+    """
+
+    algorithm: str
+    param_names: tuple[str, ...]
+    draws: dict[str, np.ndarray]
+    sample_stats: dict[str, np.ndarray]
+    diagnostics: dict[str, Any]
+    history: dict[str, np.ndarray]
+    final_z: np.ndarray
+    path: str | None
+    completed: bool
+    iteration: int
+    settings: Any
+    observations: Any = None
+    independent: bool = False
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def theta(self) -> np.ndarray:
+        """All draws as one ``(chains * draws, d)`` array, columns in ``param_names`` order."""
+        return np.column_stack([self.draws[n].reshape(-1) for n in self.param_names])
+
+    def mean(self) -> dict[str, float]:
+        """Posterior mean of every parameter."""
+        return {n: float(np.mean(self.draws[n])) for n in self.param_names}
+
+    def std(self) -> dict[str, float]:
+        """Posterior standard deviation of every parameter (ddof = 1)."""
+        return {n: float(np.std(self.draws[n], ddof=1)) for n in self.param_names}
+
+    def to_inference_data(self) -> Any:
+        """An :class:`arviz.InferenceData`: ``posterior``, ``sample_stats``, ``observed_data``.
+
+        ``sample_stats.log_likelihood_total`` is each draw's total log-likelihood.
+
+        The posterior has dims ``(chain, draw)``; ``observed_data`` holds the
+        observations by kind (``exact``, ``right_censored``, ``interval_lo``,
+        ``interval_hi`` and their weights where given).
+        """
+        import arviz as az
+
+        observed = None
+        obs = self.observations
+        if obs is not None:
+            observed = {name: np.asarray(value, dtype=np.float64) for name, value in (
+                ("exact", obs.exact), ("weights", obs.weights),
+                ("right_censored", obs.right_censored), ("right_weights", obs.right_weights),
+                ("interval_lo", obs.interval_lo), ("interval_hi", obs.interval_hi),
+                ("interval_weights", obs.interval_weights)) if value is not None}
+        # the total per draw is not ArviZ's pointwise log_likelihood group: keep it
+        # apart under a name that says what it is
+        stats = {("log_likelihood_total" if k == "log_likelihood" else k): v
+                 for k, v in self.sample_stats.items()}
+        return az.from_dict(posterior=dict(self.draws), sample_stats=stats,
+                            observed_data=observed,
+                            attrs={"inference_library": "phasic_mpi",
+                                   "algorithm": self.algorithm})
+
+    def __repr__(self) -> str:
+        shape = next(iter(self.draws.values())).shape if self.draws else (0, 0)
+        state = "complete" if self.completed else f"stopped at {self.iteration}"
+        return (f"Result({self.algorithm}, {len(self.param_names)} parameters, "
+                f"{shape[0]} chain(s) x {shape[1]} draws, {state}"
+                f"{', file ' + self.path if self.path else ''})")
