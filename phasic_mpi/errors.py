@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "RunInterrupted"]
+__all__ = ["ConfigError", "MPIUnavailableError", "RunInterrupted"]
 
 
 class ConfigError(ValueError):
@@ -20,3 +20,7 @@ class RunInterrupted(Exception):
         super().__init__(f"stopped by {signal_name} at iteration {iteration}; checkpoint "
                          f"written next to {path}; continue with resume=True")
         self.path, self.iteration, self.signal_name = path, iteration, signal_name
+
+
+class MPIUnavailableError(RuntimeError):
+    """Several MPI ranks were launched, but no MPI library could be loaded."""

@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from phasic_mpi.errors import ConfigError
+from phasic_mpi.errors import ConfigError, MPIUnavailableError
 
 __all__ = ["main"]
 
@@ -288,7 +288,7 @@ def _report(exc: BaseException) -> int:
         time.sleep(0.3)
         comm.Abort(1)
         return EXIT_ERROR  # pragma: no cover (Abort does not return)
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, (ConfigError, MPIUnavailableError)):
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_CONFIG
     if isinstance(exc, KeyboardInterrupt):

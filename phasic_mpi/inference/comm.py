@@ -21,15 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from phasic_mpi.errors import MPIUnavailableError
+
 __all__ = ["Communicator", "MPICommunicator", "MPIUnavailableError", "SerialCommunicator",
            "as_communicator", "launched_ranks", "mpi_available", "world"]
 
 INSTALL_HINT = ("install one with pip install 'phasic-mpi[mpi]' (MPICH), or build mpi4py "
                 "against the site MPI (pip install --no-binary mpi4py mpi4py)")
-
-
-class MPIUnavailableError(RuntimeError):
-    """More than one rank was asked for, but no MPI library could be loaded."""
 
 
 class Communicator:

@@ -18,10 +18,10 @@ class LaunchError(RuntimeError):
 
 
 def world() -> Any:
-    """``MPI.COMM_WORLD`` (imports and initialises mpi4py)."""
-    from mpi4py import MPI
+    """The world communicator (MPI's, or the serial one where MPI cannot load)."""
+    from phasic_mpi.inference.comm import world as comm_world
 
-    return MPI.COMM_WORLD
+    return comm_world()
 
 
 def slurm_task_count(environ: Any = None) -> int | None:

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from phasic_mpi.config.loaders import build_density
+from phasic_mpi.config.validate import algorithm_name
 from phasic_mpi.errors import ConfigError
 from phasic_mpi.io.checkpoint import checkpoint_path
 from phasic_mpi.study.spec import Cell, StudySpec, cell_config, config_param_names, load_study
@@ -133,7 +134,7 @@ def run_cell(spec: StudySpec, cell: Cell, comm: Any) -> dict[str, Any] | str:
     try:  # deterministic: fails alike on every rank of the group
         cfg = cell_config(spec, cell, path)
         base["data_seed"] = int(((cfg.get("data") or {}).get("simulate") or {}).get("seed", -1))
-        base["algorithm_seed"] = int(next(cfg[a]["seed"] for a in ("svgd", "pt") if a in cfg))
+        base["algorithm_seed"] = int(cfg[algorithm_name(cfg)]["seed"])
         names = config_param_names(cfg)
         if names != spec.param_names:
             raise ConfigError(f"model: this cell's parameters {list(names)} differ from "

@@ -179,7 +179,7 @@ def parse_study(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".",
         if name.split(".", 1)[0] not in (*DATA_SECTIONS, "transform", *ALGORITHMS):
             raise ConfigError(f"{where}: expected a key of [model], [data], [prior], "
                               f"[transform] or an algorithm section")
-        if name in ("data.simulate.seed", "svgd.seed", "pt.seed"):
+        if name in ("data.simulate.seed", *(f"{a}.seed" for a in ALGORITHMS)):
             raise ConfigError(f"{where}: seeds are set per cell from study.seed; use "
                               "study.replicates for replicate seeds")
         factors.append(Factor(name, tuple(values)))
