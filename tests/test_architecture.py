@@ -157,3 +157,28 @@ def test_the_checker_sees_a_lazy_cycle(tmp_path):
     assert "phasic_mpi.model.moments" in _imports(tree, "phasic_mpi.model.graph", False)
     typing_only = ast.parse("if TYPE_CHECKING:\n    from phasic_mpi.model.graph import Graph\n")
     assert "phasic_mpi.model.graph" in _imports(typing_only, "phasic_mpi.model.moments", False)
+
+
+MAX_FUNCTION_LINES = 80
+LONG_REASON = "# long:"
+
+
+def test_functions_are_short_or_say_why():
+    """No function body (docstring excluded) over 80 lines without a ``# long: why`` comment."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            first = node.body[0]
+            docstring = (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                         and isinstance(first.value.value, str))
+            start = first.end_lineno + 1 if docstring and len(node.body) > 1 else first.lineno
+            if node.end_lineno - start + 1 <= MAX_FUNCTION_LINES:
+                continue
+            head = lines[start - 1:start + 2]
+            if not any(line.strip().startswith(LONG_REASON) for line in head):
+                offenders.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}")
+    assert not offenders, offenders

@@ -165,6 +165,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``phasic-mpi``."""
+    # long: one flat declaration per subcommand and flag reads better than helpers
     from phasic_mpi.version import __version__
 
     parser = argparse.ArgumentParser(

@@ -153,6 +153,7 @@ def render(profile: str = "debug", cluster: dict[str, Any] | None = None,
         The run file (default ``runs/<config name>.h5``; for ``array``
         ``runs/<config name>_seed<N>.h5``).
     """
+    # long: the script is written top to bottom, one block per feature, as it reads
     if profile not in PROFILES:
         raise JobscriptError(f"--profile: expected one of {', '.join(PROFILES)}, "
                              f"got {profile!r}")
