@@ -98,7 +98,7 @@ class _StopFlag:
 
 
 class _Progress:
-    """Rank-0 progress: a bar on a terminal, periodic log lines in batch jobs."""
+    """Rank-0 progress: a tqdm bar on a terminal, periodic log lines in batch jobs."""
 
     def __init__(self, mode: str, total: int, start: int, log_every: float, enabled: bool,
                  label: str = "iteration") -> None:
@@ -108,23 +108,32 @@ class _Progress:
         self.total, self.start, self.log_every, self.label = total, start, log_every, label
         self.t0 = time.monotonic()
         self.last = -np.inf
+        self.bar = None
+        if self.mode == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit=label, file=sys.stderr,
+                            dynamic_ncols=True, mininterval=0.2)
 
     def update(self, iteration: int, fields: str, force: bool = False) -> None:
         if self.mode == "none":
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(fields, refresh=False)
+            self.bar.update(iteration - self.bar.n)
             return
         now = time.monotonic()
         elapsed = now - self.t0
         done = iteration - self.start
         eta = elapsed / done * (self.total - iteration) if done else np.nan
-        if self.mode == "bar":
-            width = 30
-            filled = int(width * iteration / max(self.total, 1))
-            line = f"\r[{'#' * filled}{'.' * (width - filled)}] {iteration}/{self.total}  {fields}  eta {eta:.0f}s"
-            print(line, end="\n" if iteration == self.total else "", file=sys.stderr, flush=True)
-        elif force or now - self.last >= self.log_every or iteration == self.total:
+        if force or now - self.last >= self.log_every or iteration == self.total:
             self.last = now
             print(f"{self.label} {iteration}/{self.total}  {fields}  elapsed {elapsed:.1f}s  eta {eta:.0f}s",
                   file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class _Buffer:
@@ -340,6 +349,17 @@ def _loop(algorithm, ctx, state, writer, path, output, record, t_start, resumed,
     every = output.checkpoint_every if path is not None else 0
     progress = _Progress(output.progress, algorithm.n_iterations, state.iteration,
                          output.log_every, rank0, getattr(algorithm, "iteration_label", "iteration"))
+    try:
+        return _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resumed,
+                        stop_hint, stop, progress)
+    finally:
+        progress.close()
+
+
+def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resumed, stop_hint,
+             stop, progress) -> RunOutcome:
+    comm = ctx.comm
+    rank0 = comm.rank == 0
     buffer = _Buffer(algorithm.name)
     t_loop = time.time()
     t_agree = 0.0  # time in the per-iteration stop-flag agreement (rank 0)

@@ -218,3 +218,13 @@ def test_api_sigterm_and_resume_at_another_rank_count(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert not ckpt.exists()
     assert_same_datasets(reference, out)
+
+
+def test_progress_bar_and_log_lines(capsys):
+    graph, x = exponential_data(n=20)
+    pm.svgd(graph, x, particles=4, iterations=30, progress="bar")
+    err = capsys.readouterr().err
+    assert "30/30" in err and "step_norm" in err and "iteration" in err
+    pm.pt(graph, x, replicas=3, rounds=3, warmup_rounds=1, progress="log", log_every=1e-9)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("scan 7/7  round 2") and len(lines) == 7  # PT counts scans
