@@ -80,20 +80,25 @@ def best_time(fn, repeats, min_total=10.0):
     return best
 
 
-def bench_ours(graph, data, thetas, repeats):
+def bench_ours(graph, data, thetas, repeats, adaptive=True):
     """Time value and value+gradient of libphase on the whole batch; per-θ figures.
 
     The value is also timed on the largest observation alone: the same sweep
     (same number of terms) without the other observations' Poisson windows,
     which splits the value time into sweep and per-observation work.
+    ``adaptive=False`` times the single-rate uniformization (the path before
+    adaptive uniformization).
     """
     info = {}
-    _, _, status = _core.loglik(graph, data, thetas, grad=False, info=info)
+    _, _, status = _core.loglik(graph, data, thetas, grad=False, info=info, adaptive=adaptive)
     if np.any(status != _core.Status.OK):
         raise RuntimeError(f"libphase status {status} on {graph!r}")
-    t_value = best_time(lambda: _core.loglik(graph, data, thetas, grad=False), repeats)
-    t_grad = best_time(lambda: _core.loglik(graph, data, thetas, grad=True), repeats)
-    t_sweep = best_time(lambda: _core.loglik(graph, data.max()[None], thetas), repeats)
+    t_value = best_time(
+        lambda: _core.loglik(graph, data, thetas, grad=False, adaptive=adaptive), repeats)
+    t_grad = best_time(
+        lambda: _core.loglik(graph, data, thetas, grad=True, adaptive=adaptive), repeats)
+    t_sweep = best_time(
+        lambda: _core.loglik(graph, data.max()[None], thetas, adaptive=adaptive), repeats)
     n_theta = len(thetas)
     terms = float(info["n_terms"].mean())
     nnz_terms = nnz_S(graph) * terms
@@ -209,11 +214,16 @@ def bench_scipy(graph, times, thetas, budget):
     start = time.perf_counter()
     results = [scipy_loglik(graph, theta, sub_times, method) for theta in sub_thetas]
     elapsed = time.perf_counter() - start
-    ours_ll, ours_grad, _ = _core.loglik(graph, sub_times, sub_thetas, grad=True)
-    ll_diff = max(rel_diff(ours_ll[p], logf.sum(), logf[:, None])
-                  for p, (logf, _) in enumerate(results))
-    grad_diff = max(rel_diff(ours_grad[p], grad.sum(axis=0), grad)
-                    for p, (_, grad) in enumerate(results))
+    diffs = {}
+    for adaptive in (True, False):
+        ours_ll, ours_grad, _ = _core.loglik(graph, sub_times, sub_thetas, grad=True,
+                                             adaptive=adaptive)
+        diffs[adaptive] = (
+            max(rel_diff(ours_ll[p], logf.sum(), logf[:, None])
+                for p, (logf, _) in enumerate(results)),
+            max(rel_diff(ours_grad[p], grad.sum(axis=0), grad)
+                for p, (_, grad) in enumerate(results)))
+    (ll_diff, grad_diff), (ll_single, grad_single) = diffs[True], diffs[False]
     return {
         "method": method,
         "calibration_s": one,
@@ -222,7 +232,37 @@ def bench_scipy(graph, times, thetas, budget):
         "ms_per_theta": 1e3 * elapsed / (n_theta * n_obs) * N_OBS,
         "ll_rel_diff": ll_diff,
         "grad_rel_diff": grad_diff,
+        "single_ll_rel_diff": ll_single,
+        "single_grad_rel_diff": grad_single,
     }
+
+
+def adaptive_extra(n_theta, repeats):
+    """Models outside MODELS for the before/after table: Erlang(20), a random cyclic graph.
+
+    Their Δ columns compare with dense ``expm`` on 2 θ × 20 observations.
+    """
+    rows = []
+    for name, graph, reference in [
+            ("erlang(20)", models.erlang(20), [1.0]),
+            ("random cyclic(200)", random_graph(200, 1, 0.02, seed=11, defect=False), [1.0])]:
+        data = graph.sample(N_OBS, reference, seed=2024)
+        thetas = jittered(reference, n_theta)
+        diffs = {}
+        for adaptive in (True, False):
+            ll, grad, _ = _core.loglik(graph, data[:20], thetas[:2], grad=True,
+                                       adaptive=adaptive)
+            ref = [scipy_loglik(graph, theta, data[:20], "expm") for theta in thetas[:2]]
+            diffs[adaptive] = (
+                max(rel_diff(ll[p], logf.sum(), logf[:, None]) for p, (logf, _) in enumerate(ref)),
+                max(rel_diff(grad[p], g.sum(axis=0), g) for p, (_, g) in enumerate(ref)))
+        rows.append({"model": name, "states": graph.n_states,
+                     "single": bench_ours(graph, data, thetas, repeats, adaptive=False),
+                     "ours": bench_ours(graph, data, thetas, repeats),
+                     "scipy": {"ll_rel_diff": diffs[True][0], "grad_rel_diff": diffs[True][1],
+                               "single_ll_rel_diff": diffs[False][0],
+                               "single_grad_rel_diff": diffs[False][1]}})
+    return rows
 
 
 def cost_vs_d(n_theta, repeats):
@@ -237,13 +277,13 @@ def cost_vs_d(n_theta, repeats):
     return rows
 
 
-def cost_vs_rate(n_theta, repeats):
-    """Kingman n = 10..200 at θ = 1: cost against the uniformization rate Λ."""
+def cost_vs_rate(n_theta, repeats, adaptive):
+    """Kingman n = 10..200 at θ = 1: cost against the largest rate Λ (one path)."""
     rows = []
     for n in (10, 20, 50, 100, 200):
         graph = models.kingman(n)
         data = graph.sample(N_OBS, [1.0], seed=5)
-        ours = bench_ours(graph, data, np.ones((n_theta, 1)), repeats)
+        ours = bench_ours(graph, data, np.ones((n_theta, 1)), repeats, adaptive=adaptive)
         rows.append({"n": n, "states": graph.n_states, "t_max": float(data.max()), **ours})
     lam = np.log([r["Lambda"] for r in rows])
     exponents = {key: float(np.polyfit(lam, np.log([r[key] for r in rows]), 1)[0])
@@ -326,6 +366,7 @@ def main():
         thetas = jittered(reference, n_theta)
         entries.append({"model": f"{name}({size})", "states": graph.n_states,
                         "nnz_S": nnz_S(graph), "d": graph.n_params,
+                        "single": bench_ours(graph, data, thetas, repeats, adaptive=False),
                         "ours": bench_ours(graph, data, thetas, repeats),
                         "scipy": bench_scipy(graph, data, thetas, budget)})
         print(f"  done {entries[-1]['model']}", file=sys.stderr, flush=True)
@@ -354,6 +395,20 @@ def main():
     print("(speed-up = scipy / libphase value+gradient time; Δ = max |difference| "
           "relative to the sum of |per-observation terms|)")
 
+    extra = adaptive_extra(n_theta, repeats)
+    print("\nadaptive uniformization: single rate (before) -> adaptive (after), same run;"
+          "\nΔ = relative difference to scipy on the subset above (extra models: to dense expm):")
+    print(table(
+        ["model", "terms", "value ms", "speed-up", "grad ms", "speed-up", "Δloglik", "Δgrad"],
+        [[e["model"], f"{e['single']['n_terms']:.0f} -> {e['ours']['n_terms']:.0f}",
+          f"{e['single']['value_ms']:.4f} -> {e['ours']['value_ms']:.4f}",
+          f"{e['single']['value_ms'] / e['ours']['value_ms']:.1f}x",
+          f"{e['single']['grad_ms']:.4f} -> {e['ours']['grad_ms']:.4f}",
+          f"{e['single']['grad_ms'] / e['ours']['grad_ms']:.1f}x",
+          f"{e['scipy']['single_ll_rel_diff']:.0e} -> {e['scipy']['ll_rel_diff']:.0e}",
+          f"{e['scipy']['single_grad_rel_diff']:.0e} -> {e['scipy']['grad_rel_diff']:.0e}"]
+         for e in entries + extra]))
+
     by_d = cost_vs_d(n_theta, repeats)
     print("\ncost vs d: random cyclic graph, same structure, θ = 1/d:")
     print(table(["d", "states", "edges", "terms", "value ms", "grad ms", "grad/value"],
@@ -361,22 +416,19 @@ def main():
                   f"{r['value_ms']:.4f}", f"{r['grad_ms']:.4f}", f"{r['grad_ratio']:.2f}"]
                  for r in by_d]))
 
-    by_rate = cost_vs_rate(max(4, n_theta // 4), repeats)
-    exps = by_rate["exponents"]
-    print("\ncost vs fastest rate: Kingman at θ = 1, Λ = n(n-1)/2 (stiffness Λ/λ_min = Λ):")
-    print(table(["n", "states", "Λ", "t_max", "terms", "value ms", "grad ms", "ns/nnz/term"],
-                [[str(r["n"]), str(r["states"]), f"{r['Lambda']:.0f}", f"{r['t_max']:.2f}",
-                  f"{r['n_terms']:.0f}", f"{r['value_ms']:.4f}", f"{r['grad_ms']:.4f}",
-                  f"{r['ns_per_nnz_term']:.2f}"] for r in by_rate["rows"]]))
-    print(f"Fitted growth: terms ∝ Λ^{exps['n_terms']:.2f}, value time ∝ Λ^"
-          f"{exps['value_ms']:.2f}, gradient time ∝ Λ^{exps['grad_ms']:.2f}.\n"
-          "Terms ≈ Λ·t_max: uniformization steps at the fastest rate while t_max is set by\n"
-          "the slowest (λ_min = θ), so the work grows with the stiffness Λ/λ_min = n(n-1)/2;\n"
-          "each term costs the states still active (the active-range sweep skips the rest,\n"
-          "hence ns/nnz/term falls with n). Stiff models such as Kingman n = 200 are where\n"
-          "the next gains are: adaptive uniformization (a rate following the states that\n"
-          "still hold mass) or splitting off the fast states would make the number of\n"
-          "terms follow the slow rates instead of Λ.")
+    by_rate = {}
+    for adaptive, label in ((False, "single rate (before)"), (True, "adaptive (after)")):
+        by_rate[label] = cost_vs_rate(max(4, n_theta // 4), repeats, adaptive)
+        exps = by_rate[label]["exponents"]
+        print(f"\ncost vs fastest rate, {label}: Kingman at θ = 1, Λ = n(n-1)/2:")
+        print(table(["n", "states", "Λ", "t_max", "terms", "value ms", "grad ms", "ns/nnz/term"],
+                    [[str(r["n"]), str(r["states"]), f"{r['Lambda']:.0f}", f"{r['t_max']:.2f}",
+                      f"{r['n_terms']:.0f}", f"{r['value_ms']:.4f}", f"{r['grad_ms']:.4f}",
+                      f"{r['ns_per_nnz_term']:.2f}"] for r in by_rate[label]["rows"]]))
+        print(f"Fitted growth: terms ∝ Λ^{exps['n_terms']:.2f}, value time ∝ Λ^"
+              f"{exps['value_ms']:.2f}, gradient time ∝ Λ^{exps['grad_ms']:.2f}.")
+    print("One rate: terms ≈ Λ·t_max (t_max is set by the slowest rate). Adaptive: segments of\n"
+          "64 jumps at the largest rate still holding mass, so the terms grow with log(Λ t_max).")
 
     lines = summary(entries, by_d)
     print("\ntargets:\n" + "\n".join("  " + line for line in lines))
@@ -385,7 +437,8 @@ def main():
     record = {"machine": machine, "config": {"n_obs": N_OBS, "n_theta": n_theta,
                                              "repeats": repeats, "scipy_budget_s": budget,
                                              "quick": args.quick},
-              "scipy_self_check": check, "models": entries, "cost_vs_d": by_d,
+              "scipy_self_check": check, "models": entries, "adaptive_extra": extra,
+              "cost_vs_d": by_d,
               "cost_vs_rate": by_rate, "targets": lines}
     args.output.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     print(f"\nwrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")

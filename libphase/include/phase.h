@@ -72,6 +72,10 @@ typedef struct {
     size_t memory_limit;   /* bytes the gradient sweep may keep per call before it
                               switches to checkpointed recomputation; default 256 MiB */
     int gradient_mode;     /* a phase_gradient_mode, default PHASE_GRADIENT_AUTO */
+    int adaptive;          /* 1 (default): adaptive uniformization, the rate following
+                              the states that hold mass, where that pays (continuous
+                              graphs, values and forward-mode gradients); 0: one rate,
+                              the largest out-rate, for all time */
 } phase_options;
 
 /* Per-theta diagnostics of one evaluation (optional output). */

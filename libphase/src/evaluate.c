@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sweep.h"
+#include "chain.h"
 
 #define LN2 0.69314718055994530942
 
@@ -55,17 +55,25 @@ static int check_point(const phase_graph *g, double x, int allow_inf, const char
 
 /* f(x) (which = SEQ_A; discrete: pmf for x >= 1), P(T > x) (SEQ_B) or
  * P(0 < T <= x) (SEQ_C: the CDF without the defect). */
-static int point_value(sweep *w, const phase_graph *g, double x, int which, scaled *out)
+static int point_value(chain *c, const phase_graph *g, double x, int which, scaled *out)
 {
     if (isinf(x)) { /* only survival at +inf reaches here */
         out->m = 0.0;
         out->e = 0;
         return PHASE_OK;
     }
-    if (!g->discrete) return sweep_poisson(w, g, w->Lambda * x, which, out);
+    sweep *w = &c->seg[0];
+    int st;
+    if (!g->discrete) {
+        int32_t j;
+        if ((st = chain_segment(c, x, &j))) return st;
+        w = &c->seg[j];
+        if ((st = sweep_poisson(w, g, w->Lambda * (x - c->tau[j]), which, out))) return st;
+        chain_check(c, j, which, *out);
+        return PHASE_OK;
+    }
     int64_t k = (int64_t)x - (which == SEQ_A ? 1 : 0);
-    int st = sweep_ensure(w, g, k);
-    if (st) return st;
+    if ((st = sweep_ensure(w, g, k))) return st;
     out->m = which == SEQ_A ? w->am[k] : which == SEQ_B ? w->bm[k] : w->cm[k];
     out->e = which == SEQ_C ? 0 : w->ex[k];
     return PHASE_OK;
@@ -73,12 +81,15 @@ static int point_value(sweep *w, const phase_graph *g, double x, int which, scal
 
 /* Add coef x d(value)/d(sequence) of the point just evaluated by point_value
  * (its Poisson window is still in w) to the adjoint weights. */
-static void point_adjoint(sweep *w, const phase_graph *g, double x, int which, double coef_m,
+static void point_adjoint(chain *c, const phase_graph *g, double x, int which, double coef_m,
                           int64_t coef_e)
 {
     if (isinf(x)) return;
+    sweep *w = &c->seg[0];
     if (!g->discrete) {
-        sweep_adjoint(w, which, coef_m, coef_e);
+        int32_t j = 0;
+        chain_segment(c, x, &j); /* exists: point_value opened it */
+        sweep_adjoint(&c->seg[j], which, coef_m, coef_e);
         return;
     }
     int64_t k = (int64_t)x - (which == SEQ_A ? 1 : 0);
@@ -87,12 +98,17 @@ static void point_adjoint(sweep *w, const phase_graph *g, double x, int which, d
     if (e > -1100) adj[k] += ldexp(coef_m, (int)(e < 1100 ? e : 1100));
 }
 
-static void fill_info(phase_info *info, const sweep *w)
+static void fill_info(phase_info *info, const chain *c)
 {
     if (!info) return;
+    const sweep *w = &c->seg[0];
     info->uniformization_rate = w->Lambda;
-    info->n_terms = w->K + 1;
-    info->truncation_bound = w->trunc;
+    info->n_terms = 0;
+    info->truncation_bound = c->chain_err;
+    for (int32_t j = 0; j < c->n_seg; j++) {
+        info->n_terms += c->seg[j].K + 1;
+        if (c->seg[j].trunc > info->truncation_bound) info->truncation_bound = c->seg[j].trunc;
+    }
     info->stored_vectors = w->n_stored;
     info->checkpoint_stride = w->mode == PHASE_GRADIENT_REVERSE ? w->stride : 0;
     info->gradient_mode = w->mode;
@@ -109,8 +125,39 @@ static int check_common(const phase_graph *g, const phase_options *opts, int64_t
     return PHASE_OK;
 }
 
-static int censored_term(sweep *w, const phase_graph *g, double a, double b, double wt,
+static int censored_term(chain *c, const phase_graph *g, double a, double b, double wt,
                          double atom, double *term);
+
+/* The quantity at every point for the chain's theta (row: n_points). */
+static int eval_points(chain *c, const phase_graph *g, int64_t n_points, const double *points,
+                       phase_quantity quantity, double atom, double *row)
+{
+    const int which = quantity <= PHASE_LOGPDF ? SEQ_A : quantity == PHASE_CDF ? SEQ_C : SEQ_B;
+    int st;
+    for (int64_t i = 0; i < n_points; i++) {
+        scaled x;
+        if (quantity == PHASE_LOGSURVIVAL) { /* as a right-censored term: log1p near 1 */
+            st = censored_term(c, g, points[i], INFINITY, 1.0, atom, &row[i]);
+            if (st == PHASE_EZERO) row[i] = -INFINITY, st = PHASE_OK;
+            if (st) return st;
+            continue;
+        }
+        if (which == SEQ_A && points[i] == 0.0 && (g->discrete || atom > 0.0)) {
+            x.m = atom; /* the atom's mass: see "The atom at zero" in docs/likelihood.md */
+            x.e = 0;
+        } else if ((st = point_value(c, g, points[i], which, &x))) {
+            return st;
+        }
+        switch (quantity) {
+        case PHASE_PDF:
+        case PHASE_SURVIVAL: row[i] = scaled_value(x); break;
+        case PHASE_LOGPDF:
+        case PHASE_LOGSURVIVAL: row[i] = scaled_log(x); break;
+        case PHASE_CDF: row[i] = fmin(1.0, atom + scaled_value(x)); break;
+        }
+    }
+    return PHASE_OK;
+}
 
 int phase_eval(const phase_graph *g, const phase_options *opts, int64_t n_theta,
                const double *thetas, int64_t n_points, const double *points,
@@ -128,46 +175,29 @@ int phase_eval(const phase_graph *g, const phase_options *opts, int64_t n_theta,
     phase_options defaults;
     if (!opts) phase_options_default(&defaults), opts = &defaults;
 
-    sweep w;
-    if ((st = sweep_init(&w, g, opts, 0))) {
-        sweep_free(&w);
+    double t_max = 0.0;
+    for (int64_t i = 0; i < n_points; i++) t_max = fmax(t_max, points[i]);
+    chain c;
+    if ((st = chain_init(&c, g, opts, 0, t_max))) {
+        chain_free(&c);
         return st;
     }
-    const int which = quantity <= PHASE_LOGPDF ? SEQ_A : quantity == PHASE_CDF ? SEQ_C : SEQ_B;
     const double atom = defect(g);
     for (int64_t p = 0; p < n_theta; p++) {
         double *row = out + p * n_points;
-        st = sweep_set_theta(&w, g, thetas ? thetas + p * g->d : NULL);
-        for (int64_t i = 0; st == PHASE_OK && i < n_points; i++) {
-            scaled x;
-            if (quantity == PHASE_LOGSURVIVAL) { /* as a right-censored term: log1p near 1 */
-                st = censored_term(&w, g, points[i], INFINITY, 1.0, atom, &row[i]);
-                if (st == PHASE_EZERO) row[i] = -INFINITY, st = PHASE_OK;
-                if (st) break;
-                continue;
-            }
-            if (which == SEQ_A && points[i] == 0.0 && (g->discrete || atom > 0.0)) {
-                x.m = atom; /* the atom's mass: see "The atom at zero" in docs/likelihood.md */
-                x.e = 0;
-            } else if ((st = point_value(&w, g, points[i], which, &x))) {
-                break;
-            }
-            switch (quantity) {
-            case PHASE_PDF:
-            case PHASE_SURVIVAL: row[i] = scaled_value(x); break;
-            case PHASE_LOGPDF:
-            case PHASE_LOGSURVIVAL: row[i] = scaled_log(x); break;
-            case PHASE_CDF: row[i] = fmin(1.0, atom + scaled_value(x)); break;
-            }
-        }
+        const double *theta = thetas ? thetas + p * g->d : NULL;
+        st = chain_set_theta(&c, theta, 1);
+        if (!st) st = eval_points(&c, g, n_points, points, quantity, atom, row);
+        if (chain_retry(&c, st) && !(st = chain_set_theta(&c, theta, 0)))
+            st = eval_points(&c, g, n_points, points, quantity, atom, row);
         if (st == PHASE_ENOMEM || st == PHASE_EINVAL) break;
         if (st != PHASE_OK)
             for (int64_t i = 0; i < n_points; i++) row[i] = NAN;
         if (theta_status) theta_status[p] = st;
-        if (info) fill_info(info + p, &w);
+        if (info) fill_info(info + p, &c);
         st = PHASE_OK;
     }
-    sweep_free(&w);
+    chain_free(&c);
     if (st == PHASE_OK) phase_clear_error();
     return st;
 }
@@ -246,14 +276,18 @@ static void reverse_free(reverse_ws *r)
 }
 
 /* Forward mode: the tangents already hold d a_k / d theta and d b_k / d theta. */
-static void tangent_gradient(const sweep *w, const phase_graph *g, double *grad)
+static void tangent_gradient(const chain *c, const phase_graph *g, double *grad)
 {
     const int32_t d = g->d;
     for (int32_t m = 0; m < d; m++) grad[m] = 0.0;
-    for (int64_t k = 0; k <= w->K; k++) {
-        const double A = w->adj_a[k], B = w->adj_b[k];
-        if (A == 0.0 && B == 0.0) continue;
-        for (int32_t m = 0; m < d; m++) grad[m] += A * w->da[k * d + m] + B * w->db[k * d + m];
+    for (int32_t j = 0; j < c->n_seg; j++) { /* each segment's tangents include its start's */
+        const sweep *w = &c->seg[j];
+        for (int64_t k = 0; k <= w->K; k++) {
+            const double A = w->adj_a[k], B = w->adj_b[k];
+            if (A == 0.0 && B == 0.0) continue;
+            for (int32_t m = 0; m < d; m++)
+                grad[m] += A * w->da[k * d + m] + B * w->db[k * d + m];
+        }
     }
 }
 
@@ -288,57 +322,57 @@ static int reverse_init(reverse_ws *r, const phase_graph *g)
  * in the tail, two for an interval away from 0. */
 #define Q_SMALL 0x1p-10
 
-static int censored_term(sweep *w, const phase_graph *g, double a, double b, double wt,
+static int censored_term(chain *c, const phase_graph *g, double a, double b, double wt,
                          double atom, double *term)
 {
-    const int grad = w->store, lo_in = a >= 0.0, hi_in = !isinf(b);
+    const int grad = c->mode != 0, lo_in = a >= 0.0, hi_in = !isinf(b);
     scaled sa = {0.0, 0}, sb = {0.0, 0}, ca = {0.0, 0}, x, diff;
     int st;
     *term = 0.0;
     if (!lo_in && !hi_in) return PHASE_OK; /* certain */
-    if (lo_in && (st = point_value(w, g, a, SEQ_B, &sa))) return st;
-    if (hi_in && (st = point_value(w, g, b, SEQ_B, &sb))) return st;
+    if (lo_in && (st = point_value(c, g, a, SEQ_B, &sa))) return st;
+    if (hi_in && (st = point_value(c, g, b, SEQ_B, &sb))) return st;
     /* The last point evaluated has the current Poisson window. */
-    const double b0 = w->bm[0], S_b = scaled_value(sb);
+    const double b0 = c->seg[0].bm[0], S_b = scaled_value(sb);
     if ((lo_in ? 1.0 - scaled_value(sa) : 0.0) + S_b < Q_SMALL) { /* q, roughly */
         double q = S_b;
         if (lo_in) {
-            if ((st = point_value(w, g, a, SEQ_C, &ca))) return st;
+            if ((st = point_value(c, g, a, SEQ_C, &ca))) return st;
             q += (1.0 - b0) + scaled_value(ca);
         }
         const double mass = 1.0 - q;
         *term = wt * log1p(-q);
         if (!grad) return PHASE_OK;
-        if (lo_in) point_adjoint(w, g, a, SEQ_C, -wt / mass, 0);
-        if (lo_in && hi_in && (st = point_value(w, g, b, SEQ_B, &sb))) return st;
-        if (hi_in) point_adjoint(w, g, b, SEQ_B, -wt / mass, 0);
+        if (lo_in) point_adjoint(c, g, a, SEQ_C, -wt / mass, 0);
+        if (lo_in && hi_in && (st = point_value(c, g, b, SEQ_B, &sb))) return st;
+        if (hi_in) point_adjoint(c, g, b, SEQ_B, -wt / mass, 0);
         return PHASE_OK;
     }
     if (!lo_in) { /* F(hi) = atom + c(hi) */
-        if ((st = point_value(w, g, b, SEQ_C, &x))) return st;
+        if ((st = point_value(c, g, b, SEQ_C, &x))) return st;
         if (atom > 0.0) { /* a plain double: the atom keeps it >= defect */
             const double mass = atom + scaled_value(x);
             *term = wt * log(mass);
-            if (grad) point_adjoint(w, g, b, SEQ_C, wt / mass, 0);
+            if (grad) point_adjoint(c, g, b, SEQ_C, wt / mass, 0);
             return PHASE_OK;
         }
         if (!(x.m > 0.0)) return PHASE_EZERO;
         *term = wt * scaled_log(x);
-        if (grad) point_adjoint(w, g, b, SEQ_C, wt / x.m, -x.e);
+        if (grad) point_adjoint(c, g, b, SEQ_C, wt / x.m, -x.e);
         return PHASE_OK;
     }
     if (!hi_in) { /* S(lo), whose window is current */
         if (!(sa.m > 0.0)) return PHASE_EZERO;
         *term = wt * scaled_log(sa);
-        if (grad) point_adjoint(w, g, a, SEQ_B, wt / sa.m, -sa.e);
+        if (grad) point_adjoint(c, g, a, SEQ_B, wt / sa.m, -sa.e);
         return PHASE_OK;
     }
     /* c(hi) = c(lo) + mass and S(lo) = S(hi) + mass: subtract the smaller
      * pair (b_0 - S(lo) is c(lo) closely enough to choose). */
     const int which = b0 - scaled_value(sa) <= S_b ? SEQ_C : SEQ_B;
     if (which == SEQ_C) {
-        if ((st = point_value(w, g, a, SEQ_C, &ca))) return st;
-        if ((st = point_value(w, g, b, SEQ_C, &x))) return st;
+        if ((st = point_value(c, g, a, SEQ_C, &ca))) return st;
+        if ((st = point_value(c, g, b, SEQ_C, &x))) return st;
         diff = scaled_diff(x, ca);
     } else {
         diff = scaled_diff(sa, sb);
@@ -349,9 +383,9 @@ static int censored_term(sweep *w, const phase_graph *g, double a, double b, dou
     /* hi's window is current in both orders; lo's is recomputed. The mass
      * is c(hi) - c(lo) or S(lo) - S(hi): hi's sign is +1 or -1. */
     const double sign = which == SEQ_C ? 1.0 : -1.0;
-    point_adjoint(w, g, b, which, sign * wt / diff.m, -diff.e);
-    if ((st = point_value(w, g, a, which, &x))) return st;
-    point_adjoint(w, g, a, which, -sign * wt / diff.m, -diff.e);
+    point_adjoint(c, g, b, which, sign * wt / diff.m, -diff.e);
+    if ((st = point_value(c, g, a, which, &x))) return st;
+    point_adjoint(c, g, a, which, -sign * wt / diff.m, -diff.e);
     return PHASE_OK;
 }
 
@@ -359,10 +393,10 @@ static int censored_term(sweep *w, const phase_graph *g, double a, double b, dou
  * adjoint weights d loglik / d a_k and d b_k (scaled by 2^ex[k]).
  * An exact 0 scores the atom's mass log(defect) when there is an atom
  * (discrete graphs always: pmf(0) = defect), else the density f(0). */
-static int observations_pass(sweep *w, const phase_graph *g, const phase_data *data, double *ll)
+static int observations_pass(chain *c, const phase_graph *g, const phase_data *data, double *ll)
 {
     int st;
-    const int grad = w->store;
+    const int grad = c->mode != 0;
     const double atom = defect(g);
     double total = 0.0;
     scaled x;
@@ -374,26 +408,26 @@ static int observations_pass(sweep *w, const phase_graph *g, const phase_data *d
             total += wt * log(atom); /* alpha is fixed: no gradient */
             continue;
         }
-        if ((st = point_value(w, g, t, SEQ_A, &x))) return st;
+        if ((st = point_value(c, g, t, SEQ_A, &x))) return st;
         if (!(x.m > 0.0)) return PHASE_EZERO;
         total += wt * scaled_log(x);
-        if (grad) point_adjoint(w, g, t, SEQ_A, wt / x.m, -x.e);
+        if (grad) point_adjoint(c, g, t, SEQ_A, wt / x.m, -x.e);
     }
     double term;
     for (int64_t i = 0; i < data->n_right; i++) { /* (c, inf] */
         const double wt = weight_of(data->right_weight, i);
         if (wt == 0.0) continue;
-        if ((st = censored_term(w, g, data->right[i], INFINITY, wt, atom, &term))) return st;
+        if ((st = censored_term(c, g, data->right[i], INFINITY, wt, atom, &term))) return st;
         total += term;
     }
     for (int64_t i = 0; i < data->n_interval; i++) {
         const double wt = weight_of(data->interval_weight, i);
         if (wt == 0.0) continue;
-        st = censored_term(w, g, data->interval_lo[i], data->interval_hi[i], wt, atom, &term);
+        st = censored_term(c, g, data->interval_lo[i], data->interval_hi[i], wt, atom, &term);
         if (st) return st;
         total += term;
     }
-    if (grad) sweep_fold_c(w);
+    if (grad) chain_fold_c(c);
     *ll = total;
     return PHASE_OK;
 }
@@ -537,22 +571,33 @@ int phase_loglik(const phase_graph *g, const phase_options *opts, const phase_da
         mode = opts->gradient_mode != PHASE_GRADIENT_AUTO ? opts->gradient_mode
                : g->d <= PHASE_FORWARD_MAX_PARAMS        ? PHASE_GRADIENT_FORWARD
                                                          : PHASE_GRADIENT_REVERSE;
-    sweep w;
+    double t_max = 0.0;
+    for (int64_t i = 0; i < data->n_exact; i++) t_max = fmax(t_max, data->exact[i]);
+    for (int64_t i = 0; i < data->n_right; i++) t_max = fmax(t_max, data->right[i]);
+    for (int64_t i = 0; i < data->n_interval; i++) {
+        t_max = fmax(t_max, data->interval_lo[i]);
+        if (isfinite(data->interval_hi[i])) t_max = fmax(t_max, data->interval_hi[i]);
+    }
+    chain c;
     reverse_ws r;
     memset(&r, 0, sizeof r);
-    if ((st = sweep_init(&w, g, opts, mode)) ||
+    if ((st = chain_init(&c, g, opts, mode, t_max)) ||
         (mode == PHASE_GRADIENT_REVERSE && (st = reverse_init(&r, g)))) {
-        sweep_free(&w);
+        chain_free(&c);
         reverse_free(&r);
         return st;
     }
     for (int64_t p = 0; p < n_theta; p++) {
         double *grow_p = grad ? grad + p * g->d : NULL;
+        const double *theta = thetas ? thetas + p * g->d : NULL;
         double ll = 0.0;
-        st = sweep_set_theta(&w, g, thetas ? thetas + p * g->d : NULL);
-        if (st == PHASE_OK) st = observations_pass(&w, g, data, &ll);
-        if (st == PHASE_OK && mode == PHASE_GRADIENT_REVERSE) st = reverse_sweep(&w, g, &r, grow_p);
-        if (st == PHASE_OK && mode == PHASE_GRADIENT_FORWARD) tangent_gradient(&w, g, grow_p);
+        st = chain_set_theta(&c, theta, 1);
+        if (st == PHASE_OK) st = observations_pass(&c, g, data, &ll);
+        if (chain_retry(&c, st) && !(st = chain_set_theta(&c, theta, 0)))
+            st = observations_pass(&c, g, data, &ll);
+        if (st == PHASE_OK && mode == PHASE_GRADIENT_REVERSE)
+            st = reverse_sweep(&c.seg[0], g, &r, grow_p); /* reverse mode: one segment */
+        if (st == PHASE_OK && mode == PHASE_GRADIENT_FORWARD) tangent_gradient(&c, g, grow_p);
         if (st == PHASE_ENOMEM || st == PHASE_EINVAL) break;
         if (st != PHASE_OK) {
             ll = st == PHASE_ERANGE ? NAN : -INFINITY;
@@ -561,10 +606,10 @@ int phase_loglik(const phase_graph *g, const phase_options *opts, const phase_da
         }
         loglik[p] = ll;
         if (theta_status) theta_status[p] = st;
-        if (info) fill_info(info + p, &w);
+        if (info) fill_info(info + p, &c);
         st = PHASE_OK;
     }
-    sweep_free(&w);
+    chain_free(&c);
     reverse_free(&r);
     if (st == PHASE_OK) phase_clear_error();
     return st;

@@ -10,6 +10,7 @@ void phase_options_default(phase_options *opts)
     opts->tol = 1e-12;
     opts->memory_limit = (size_t)256 << 20;
     opts->gradient_mode = PHASE_GRADIENT_AUTO;
+    opts->adaptive = 1;
 }
 
 void phase_graph_free(phase_graph *g)

@@ -61,10 +61,10 @@ static int weights_room(sweep *w, int64_t need)
 static inline int64_t log2_ceil(double x) { return x > 0.0 ? (int64_t)fast_ilogb(x) + 1 : NEG_INF_LOG2; }
 
 /* log2 bound of x_j for every j >= k1: b is non-increasing, a_j <= smax b_j,
- * c_j <= b_0 = sum(alpha) <= 1. */
+ * c_j <= sum(alpha) <= 1. */
 static int64_t right_bound_x(const sweep *w, int which, int64_t k1)
 {
-    if (which == SEQ_C) return sweep_log2_bound(w->bm[0], 0);
+    if (which == SEQ_C) return sweep_log2_bound(w->c_max, 0);
     int64_t lb = sweep_log2_bound(w->bm[k1], w->ex[k1]);
     if (which == SEQ_A) {
         if (w->smax == 0.0) return NEG_INF_LOG2;
@@ -93,7 +93,7 @@ int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *
         w->win_lo = w->win_hi = 0;
         w->win_norm = 1.0;
         result->m = which == SEQ_A ? w->am[0] : which == SEQ_B ? w->bm[0] : w->cm[0];
-        result->e = 0; /* ex[0] = 0 */
+        result->e = which == SEQ_C ? 0 : w->ex[0];
         return PHASE_OK;
     }
     if (!(mu < 9.0e15) || (int64_t)mu + 1 >= w->max_terms)

@@ -398,7 +398,8 @@ static int record(sweep *w, const phase_graph *g, int64_t k, double total, int32
     w->am[k] = a;
     w->bm[k] = total;
     if (k == 0) {
-        w->c_sum = w->c_comp = 0.0;
+        w->c_sum = w->c0;
+        w->c_comp = 0.0;
     } else { /* c_k = c_{k-1} + a_{k-1} / Lambda, compensated (Neumaier) */
         const int64_t e = w->ex[k - 1];
         const double x = (e > -1100 ? ldexp(w->am[k - 1], (int)e) : 0.0) / w->Lambda;
@@ -410,7 +411,7 @@ static int record(sweep *w, const phase_graph *g, int64_t k, double total, int32
     w->shift[k] = shift;
     w->lo[k] = w->buf_lo[w->cur];
     w->hi[k] = w->buf_hi[w->cur];
-    w->ex[k] = k == 0 ? 0 : w->ex[k - 1] - shift;
+    w->ex[k] = k == 0 ? w->e0 : w->ex[k - 1] - shift;
     int64_t la = sweep_log2_bound(a, w->ex[k]), lb = sweep_log2_bound(total, w->ex[k]);
     w->pmax_a[k] = k == 0 || la > w->pmax_a[k - 1] ? la : w->pmax_a[k - 1];
     w->pmax_b[k] = k == 0 || lb > w->pmax_b[k - 1] ? lb : w->pmax_b[k - 1];
@@ -457,7 +458,9 @@ static void set_tangent_coefficients(sweep *w, const phase_graph *g, double L)
     }
 }
 
-int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
+/* Rates at theta, the uniformization rate (the largest out-rate when
+ * Lambda is 0, else Lambda) and P; both buffers become all zero. */
+static int set_rates(sweep *w, const phase_graph *g, const double *theta, double Lambda)
 {
     int st = phase_graph_rates(g, theta, w->rate);
     if (st) return st;
@@ -472,10 +475,11 @@ int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
         lambda[g->src[e]] += w->rate[e];
         if (g->dst[e] == PHASE_ABSORBING) w->s[g->src[e]] += w->rate[e];
     }
-    double L = 0.0, smax = 0.0;
+    double L = 0.0, smax = 0.0, mass = 0.0;
     for (int32_t i = 0; i < n; i++) {
         if (lambda[i] > L) L = lambda[i];
         if (w->s[i] > smax) smax = w->s[i];
+        mass += g->alpha[i];
     }
     if (g->discrete) {
         if (L > 1.0 + 1e-12) {
@@ -484,11 +488,14 @@ int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
                               "out-probabilities of a state sum to %.17g > 1 at this theta", L);
         }
         L = 1.0;
+    } else if (Lambda > 0.0) {
+        L = Lambda; /* states faster than it never hold mass in this segment */
     } else if (L == 0.0) {
         L = 1.0; /* nothing moves; any Lambda > 0 is exact */
     }
     w->Lambda = L;
     w->smax = smax;
+    w->c_max = mass;
     for (int32_t i = 0; i < n; i++) {
         double d = 1.0 - lambda[i] / L;
         w->diag[i] = d > 0.0 ? d : 0.0;
@@ -501,7 +508,6 @@ int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
         w->out_p[q] = w->rate[g->out_edge[q]] / L;
     }
     if (tangents_on(w)) set_tangent_coefficients(w, g, L);
-    /* Start the sweep at v_0 = alpha. */
     w->n_stored = 0;
     w->stored_doubles = 0;
     w->fill_chunk = 0;
@@ -510,6 +516,35 @@ int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
     w->block_first = -1;
     w->trunc = 0.0;
     w->cur = 0;
+    return PHASE_OK;
+}
+
+/* Add term k (now in buf[cur]) to the running segment-end sum, if any. */
+static void accumulate(sweep *w, const phase_graph *g, int64_t k)
+{
+    if (k >= w->acc_n || w->lo[k] > w->hi[k]) return;
+    if (w->acc_lo > w->acc_hi) w->acc_e = w->ex[k]; /* the first term: the largest exponent */
+    const int64_t de = w->ex[k] - w->acc_e;          /* ex is non-increasing */
+    if (de <= -1100) return;                          /* below every double: nothing to add */
+    const double f = ldexp(w->acc_w[k], (int)de);
+    const double *v = w->buf[w->cur];
+    const int32_t lo = w->lo[k], hi = w->hi[k];
+    for (int32_t i = lo; i <= hi; i++) w->acc_v[i] += f * v[i];
+    if (tangents_on(w)) {
+        const size_t d = (size_t)g->d;
+        const double *dv = w->dbuf[w->cur];
+        for (size_t x = (size_t)lo * d; x < ((size_t)hi + 1) * d; x++) w->acc_dv[x] += f * dv[x];
+    }
+    if (lo < w->acc_lo || w->acc_lo > w->acc_hi) w->acc_lo = lo;
+    if (hi > w->acc_hi) w->acc_hi = hi;
+}
+
+int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
+{
+    int st = set_rates(w, g, theta, 0.0);
+    if (st) return st;
+    /* Start the sweep at v_0 = alpha. */
+    const int32_t n = g->n;
     double *v0 = w->buf[0], total = 0.0;
     int32_t first = n, last = -1;
     for (int32_t i = 0; i < n; i++) {
@@ -521,7 +556,37 @@ int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta)
     }
     w->buf_lo[0] = first <= last ? first : 0;
     w->buf_hi[0] = last;
+    w->c0 = 0.0;
+    w->e0 = 0;
+    w->acc_n = 0;
     return record(w, g, 0, total, 0, NULL);
+}
+
+int sweep_start(sweep *w, const phase_graph *g, const double *theta, double Lambda,
+                const double *v0, const double *dv0, int32_t lo, int32_t hi, int64_t e0,
+                double c0)
+{
+    int st = set_rates(w, g, theta, Lambda);
+    if (st) return st;
+    double total = 0.0, *dtotal = NULL;
+    for (int32_t i = lo; i <= hi; i++) total += (w->buf[0][i] = v0[i]);
+    if (tangents_on(w)) {
+        const size_t d = (size_t)g->d;
+        dtotal = w->dtotal;
+        for (size_t m = 0; m < d; m++) dtotal[m] = 0.0;
+        for (int32_t i = lo; dv0 && i <= hi; i++)
+            for (size_t m = 0; m < d; m++)
+                dtotal[m] += (w->dbuf[0][(size_t)i * d + m] = dv0[(size_t)i * d + m]);
+    }
+    w->buf_lo[0] = lo <= hi ? lo : 0;
+    w->buf_hi[0] = lo <= hi ? hi : -1;
+    w->c0 = c0;
+    w->e0 = e0;
+    w->acc_lo = 0;
+    w->acc_hi = -1;
+    if ((st = record(w, g, 0, total, 0, dtotal))) return st;
+    accumulate(w, g, 0);
+    return PHASE_OK;
 }
 
 int sweep_ensure(sweep *w, const phase_graph *g, int64_t k)
@@ -555,6 +620,7 @@ int sweep_ensure(sweep *w, const phase_graph *g, int64_t k)
         w->cur = d;
         int st = record(w, g, w->K + 1, total, shift, dtotal);
         if (st) return st;
+        accumulate(w, g, w->K);
     }
     return PHASE_OK;
 }

@@ -92,6 +92,17 @@ typedef struct {
     int64_t *we, wcap, win_lo, win_hi;
     double win_norm;
     double trunc;         /* largest relative truncation bound so far */
+    double c_max;         /* bound on every c_k: sum(alpha) */
+    double c0;            /* c_0: mass absorbed before the sweep's start */
+    int64_t e0;           /* ex[0]: v_0 = vt_0 2^e0 */
+    /* Optional running sum acc_v += acc_w[k] 2^(ex[k] - acc_e) vt_k for
+     * k < acc_n (and the same for the tangents into acc_dv): the vector at
+     * a segment's end, built while the sweep passes (chain.c). acc_e is the
+     * exponent of the first term; acc_lo..acc_hi bounds the touched states. */
+    const double *acc_w;
+    int64_t acc_n, acc_e;
+    double *acc_v, *acc_dv;
+    int32_t acc_lo, acc_hi;
 } sweep;
 
 /* mode: 0 (values only), PHASE_GRADIENT_REVERSE or PHASE_GRADIENT_FORWARD. */
@@ -101,6 +112,13 @@ int sweep_init(sweep *w, const phase_graph *g, const phase_options *opts, int mo
 void sweep_free(sweep *w);
 /* Rates at theta, Lambda, P; restarts the sequences at v_0 = alpha. */
 int sweep_set_theta(sweep *w, const phase_graph *g, const double *theta);
+/* A segment of adaptive uniformization (chain.c): rates at theta, the given
+ * Lambda (>= the out-rate of every state reachable from v0's support), and
+ * the sequences restarted at v_0 = v0 2^e0 (zero outside [lo, hi]; tangents
+ * dv0 in forward mode, layout [i * d + m], may be NULL), with c_0 = c0. */
+int sweep_start(sweep *w, const phase_graph *g, const double *theta, double Lambda,
+                const double *v0, const double *dv0, int32_t lo, int32_t hi, int64_t e0,
+                double c0);
 /* Run the recursion until index k exists. */
 int sweep_ensure(sweep *w, const phase_graph *g, int64_t k);
 /* vt_k on its range: element i - lo[k] is vt_k[i] for lo[k] <= i <= hi[k]

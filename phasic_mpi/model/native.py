@@ -113,10 +113,12 @@ def compiled(graph: "Graph") -> Any:
 
 
 def _options(
-    tol: float | None, memory_limit: int | None, gradient_mode: str = "auto"
+    tol: float | None, memory_limit: int | None, gradient_mode: str = "auto",
+    adaptive: bool = True,
 ) -> Any:
     opts = ffi.new("phase_options *")
     lib.phase_options_default(opts)
+    opts.adaptive = int(bool(adaptive))
     if tol is not None:
         opts.tol = float(tol)
     if memory_limit is not None:
@@ -155,11 +157,14 @@ def evaluate(
     *,
     tol: float | None = None,
     memory_limit: int | None = None,
+    adaptive: bool = True,
 ) -> np.ndarray:
     """Evaluate ``quantity`` at ``points`` for one θ (shape (m,)) or many (P, m).
 
     ``quantity`` is one of ``pdf`` (the pmf for discrete graphs), ``logpdf``,
-    ``cdf``, ``survival``, ``logsurvival``. Raises ``ValueError`` if a rate is
+    ``cdf``, ``survival``, ``logsurvival``. ``adaptive=False`` keeps one
+    uniformization rate for all time (the path before adaptive
+    uniformization; for comparisons). Raises ``ValueError`` if a rate is
     negative at some θ, naming the θ and the edge.
     """
     try:
@@ -174,7 +179,8 @@ def evaluate(
     out = np.empty((n_theta, pts.size))
     status = np.zeros(n_theta, dtype=np.intc)
     rc = lib.phase_eval(
-        compiled(graph), _options(tol, memory_limit), n_theta, _ptr(thetas), pts.size,
+        compiled(graph), _options(tol, memory_limit, adaptive=adaptive), n_theta, _ptr(thetas),
+        pts.size,
         _ptr(pts), code, _ptr(out), ffi.cast("int *", status.ctypes.data), ffi.NULL,
     )
     if rc != lib.PHASE_OK:
@@ -205,6 +211,7 @@ def loglik(
     tol: float | None = None,
     memory_limit: int | None = None,
     gradient_mode: str = "auto",
+    adaptive: bool = True,
     info: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Log-likelihood of ``data`` at each θ, optionally with its exact gradient.
@@ -212,7 +219,10 @@ def loglik(
     ``gradient_mode`` is ``"auto"`` (tangents for one parameter, the adjoint
     sweep otherwise), ``"forward"`` (tangent sweep: cost grows with d, keeps
     nothing) or ``"reverse"`` (adjoint sweep: cost independent of d, keeps the
-    state vectors under ``memory_limit``). If ``info`` is a dict it receives
+    state vectors under ``memory_limit``). ``adaptive`` (default) lets the
+    uniformization rate follow the states that hold mass where that pays
+    (stiff models; values and forward mode); ``False`` keeps one rate for all
+    time, the path before adaptive uniformization. If ``info`` is a dict it receives
     per-θ diagnostics: ``uniformization_rate``, ``n_terms``,
     ``truncation_bound``, ``stored_vectors``, ``checkpoint_stride`` and
     ``gradient_mode`` (1 reverse, 2 forward, 0 none).
@@ -254,7 +264,8 @@ def loglik(
     cdata.interval_weight = field(obs.interval_weights)
     cinfo = ffi.new("phase_info[]", n_theta) if info is not None else ffi.NULL
     rc = lib.phase_loglik(
-        compiled(graph), _options(tol, memory_limit, gradient_mode), cdata, n_theta, _ptr(arr),
+        compiled(graph), _options(tol, memory_limit, gradient_mode, adaptive), cdata, n_theta,
+        _ptr(arr),
         _ptr(out),
         _ptr(gout), ffi.cast("int *", status.ctypes.data), cinfo,
     )
