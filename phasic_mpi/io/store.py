@@ -37,6 +37,8 @@ from phasic_mpi.io.h5 import (
 )
 from phasic_mpi.model.data import Observations, as_observations
 from phasic_mpi.io.runfile import RunFile, read_run
+from phasic_mpi.io.runfile import MODEL_GROUP
+from phasic_mpi.model.graph import Graph
 
 __all__ = ["RunFile", "RunWriter", "atomic_write", "read_run"]
 
@@ -388,6 +390,19 @@ class RunWriter:
             self._write_variable(g, name, arr)
         _set_attrs(g, attrs or {})
         self._f.flush()
+
+    def write_model(self, graph: Graph) -> None:
+        """Store the compiled phase-type graph as data, in group ``model``.
+
+        Variables ``alpha``, ``edge_src``, ``edge_dst``, ``edge_base`` and
+        ``edge_coef`` (see :meth:`Graph.to_arrays`); attributes ``discrete``
+        and ``param_names``. Readers rebuild the graph from these numbers
+        alone (:meth:`RunFile.model`), never from the config, which names code.
+        """
+        arrays = graph.to_arrays()
+        meta = {k: arrays.pop(k) for k in ("discrete", "param_names")}
+        self.write_group(MODEL_GROUP, arrays, {"discrete": meta["discrete"],
+                                               "param_names": list(meta["param_names"])})
 
     def set_attrs(self, attrs: Mapping[str, Any], group: str = "/") -> None:
         """Set attributes of the root (default) or of ``group`` (created if needed).

@@ -1,6 +1,6 @@
 """Posterior-predictive check: the data against the band of model densities.
 
-The model's graph is rebuilt from the run's config (:func:`load_model`), its
+The model's graph is rebuilt from the arrays stored in the run file, its
 PDF (PMF for a discrete graph) and CDF are evaluated by libphase for a
 subsample of posterior draws, and the pointwise 5 %, 50 % and 95 % quantiles
 over the draws form the band.
@@ -114,21 +114,22 @@ def _skip(view: RunView, why: str) -> None:
 
 
 def _graph(view: RunView) -> Graph | None:
-    """The run's phase-type model, or ``None`` (with a message) if there is none."""
-    from phasic_mpi.errors import ConfigError
-    from phasic_mpi.config.loaders import load_model
+    """The run's phase-type model, or ``None`` (with a message) if there is none.
 
-    model = view.run.config.get("model") or {}
-    if "density" in model:
-        _skip(view, "the run uses a log-density (model.density), not a phase-type model")
-        return None
-    if "name" not in model:
-        _skip(view, "the run's config names no model")
-        return None
+    Rebuilt only from the numbers the run stored (:meth:`RunFile.model`):
+    a run file is data, and reading one never imports or calls the code its
+    config names.
+    """
     try:
-        graph = load_model(model)
-    except (ConfigError, ImportError, OSError) as exc:
-        _skip(view, f"cannot rebuild the model: {exc}")
+        graph = view.run.model()
+    except (ValueError, OSError) as exc:
+        _skip(view, str(exc))
+        return None
+    if graph is None:
+        if "density" in (view.run.config.get("model") or {}):
+            _skip(view, "the run uses a log-density (model.density), not a phase-type model")
+        else:
+            _skip(view, "the run file stores no model graph (group 'model')")
         return None
     if tuple(graph.param_names) != view.param_names:
         _skip(view, f"the model's parameters {graph.param_names} differ from the run's "

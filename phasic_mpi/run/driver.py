@@ -382,7 +382,7 @@ def _loop(algorithm, ctx, state, writer, path, output, record, t_start, resumed,
     attrs.update({"wall_time_s": time.time() - t_start, "loop_time_s": time.time() - t_loop,
                   "stop_check_time_s": t_agree, "resumed": bool(resumed)})
     if rank0 and writer is not None:
-        _write_final(writer, algorithm.name, final, attrs, buffer)
+        _write_final(writer, algorithm.name, final, attrs, buffer, ctx.density)
     comm.barrier()
     if rank0 and path is not None and os.path.exists(checkpoint_path(path)):
         os.unlink(checkpoint_path(path))
@@ -393,10 +393,13 @@ def _loop(algorithm, ctx, state, writer, path, output, record, t_start, resumed,
     return RunOutcome(path, completed, state.iteration, signal_name, final, history, attrs)
 
 
-def _write_final(writer: Any, group: str, final: FinalRecord, attrs: dict, buffer: _Buffer) -> None:
+def _write_final(writer: Any, group: str, final: FinalRecord, attrs: dict, buffer: _Buffer,
+                 density: Any) -> None:
     buffer.flush_to(writer)
     writer.write_posterior(final.draws, final.sample_stats,
                            draws_are_independent=final.independent)
+    if getattr(density, "graph", None) is not None:  # results are data: see io.store
+        writer.write_model(density.graph)
     for name, value in final.arrays.items():
         sub, _, leaf = f"{group}/{name}".rpartition("/")
         writer.write_group(sub, {leaf: value})

@@ -142,11 +142,53 @@ def test_pmf_band_of_a_geometric_model():
 
 # ---------------------------------------------------- synthetic run files
 def synthetic_run(path: Path, config: dict, draws: dict, observations=None,
-                  algorithm: str = "pt") -> Path:
+                  algorithm: str = "pt", graph: Graph | None = None) -> Path:
     with RunWriter.create(path, algorithm=algorithm, config=config, param_names=list(draws),
                           observations=observations, seed=0) as w:
         w.write_posterior(draws)
+        if graph is not None:
+            w.write_model(graph)
     return path
+
+
+def test_plotting_a_run_file_runs_no_code_named_in_its_config(tmp_path, capsys):
+    """Results are data: the predictive check comes from the stored graph, and a
+    config naming ``os:system`` (which building the model would run) stays inert."""
+    from phasic_mpi.config.loaders import load_model
+
+    marker = tmp_path / "pwned"
+    cfg = {"model": {"name": "os:system", "options": {"command": f"touch {marker}"}}}
+    with pytest.raises(Exception):  # the old path ran the command, then rejected the result
+        load_model(cfg["model"])
+    assert marker.exists()  # so the config below is a real attack
+    marker.unlink()
+    rate = np.random.default_rng(0).gamma(30.0, 1 / 15, size=(2, 50))
+    run = synthetic_run(tmp_path / "crafted.h5", cfg, {"rate": rate},
+                        Observations([0.2, 0.5, 0.7, 1.9]), graph=exponential())
+    assert main(["plot", str(run)]) == 0
+    assert "predictive" in figure_names(written(capsys.readouterr().out))
+    assert not marker.exists()
+    assert main(["summary", str(run)]) == 0
+    assert not marker.exists()
+
+
+def test_graph_round_trips_through_the_run_file(tmp_path):
+    g = Graph([0.6, 0.3], [0, 0, 1], [1, -1, -1], [0.5, 0.0, 1.0], [[1.0, 0.0], [0.0, 2.0],
+                                                                   [0.0, 0.0]],
+              param_names=["a", "b"])
+    run = synthetic_run(tmp_path / "g.h5", {}, {"a": np.ones((1, 3)), "b": np.ones((1, 3))},
+                        graph=g)
+    back = read_run(run).model()
+    for key, value in g.to_arrays().items():
+        got = back.to_arrays()[key]
+        assert (np.array_equal(got, value) and np.asarray(got).dtype == np.asarray(value).dtype
+                if isinstance(value, np.ndarray) else got == value), key
+    t = np.array([0.1, 0.7, 2.0])
+    np.testing.assert_array_equal(back.pdf(t, [0.3, 0.4]), g.pdf(t, [0.3, 0.4]))
+    with h5py.File(run, "r+") as fh:  # a tampered graph is refused, not obeyed
+        fh["model/edge_dst"][0] = 7
+    with pytest.raises(ValueError, match="stored model is not a valid graph"):
+        read_run(run).model()
 
 
 def test_censored_data_show_the_exact_times_and_say_so(tmp_path, monkeypatch, capsys):
@@ -159,7 +201,7 @@ def test_censored_data_show_the_exact_times_and_say_so(tmp_path, monkeypatch, ca
     assert predictive.censoring_note(Observations([0.2, 0.5])) == ""
     cfg = {"model": {"name": "exponential", "options": {}}}
     rate = np.random.default_rng(0).gamma(30.0, 1 / 15, size=(2, 50))
-    run = synthetic_run(tmp_path / "cens.h5", cfg, {"rate": rate}, obs)
+    run = synthetic_run(tmp_path / "cens.h5", cfg, {"rate": rate}, obs, graph=exponential())
     titles = []
     real_save = predictive.save
 
