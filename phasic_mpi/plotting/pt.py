@@ -37,7 +37,8 @@ def plot_trace(view: RunView, out_dir: str, dpi: int) -> str | None:
     if view.draws.size == 0:
         return None
     n_chains, n_draws, d = view.draws.shape
-    loglik = view.run.sample_stats().get("log_likelihood")
+    stats = view.run.sample_stats()  # files before the pointwise group named the total so
+    loglik = stats.get("log_likelihood_total", stats.get("log_likelihood"))
     extra = loglik is not None and np.shape(loglik)[:2] == (n_chains, n_draws)
     r, c = grid_shape(d + extra, max_cols=2)
     fig, axes = subplots(r, c, panel=(5.2, 2.6))
