@@ -31,7 +31,7 @@ from phasic_mpi.model.data import Observations
 # the convention of the other helper modules: no import of Graph.
 Graph = Any
 
-__all__ = ["OBS_DIMS", "pointwise_loglik", "predictive_data", "replicate_times"]
+__all__ = ["OBS_DIMS", "evaluate_rows", "pointwise_loglik", "predictive_data", "replicate_times"]
 
 # variable -> its observation dimension, as in the run file's observed_data group
 OBS_DIMS = {"exact": "exact_obs", "right_censored": "right_censored_obs",
@@ -45,7 +45,7 @@ def _blocks(n: int) -> Iterator[slice]:
         yield slice(start, min(start + BLOCK, n))
 
 
-def _eval_rows(graph: Graph, thetas: np.ndarray, points: np.ndarray, quantity: str,
+def evaluate_rows(graph: Graph, thetas: np.ndarray, points: np.ndarray, quantity: str,
                tol: float | None) -> np.ndarray:
     """``quantity`` at ``points`` for each θ row; NaN rows where libphase refuses θ."""
     from phasic_mpi.model import native as _core
@@ -71,8 +71,8 @@ def _log_interval(graph: Graph, thetas: np.ndarray, lo: np.ndarray, hi: np.ndarr
     lo_cdf = np.where(lo < 0, 0.0, np.nan)  # lo < 0: T <= hi, the atom at 0 included
     hi_sf = np.where(np.isinf(hi), 0.0, np.nan)
     pts = np.concatenate([np.maximum(lo, 0.0), np.where(np.isinf(hi), 0.0, hi)])
-    cdf = _eval_rows(graph, thetas, pts, "cdf", tol)
-    sf = _eval_rows(graph, thetas, pts, "survival", tol)
+    cdf = evaluate_rows(graph, thetas, pts, "cdf", tol)
+    sf = evaluate_rows(graph, thetas, pts, "survival", tol)
     m = lo.size
     f_lo = np.where(np.isnan(lo_cdf), cdf[:, :m], lo_cdf)
     s_lo = np.where(np.isnan(lo_cdf), sf[:, :m], 1.0)
@@ -109,10 +109,10 @@ def pointwise_loglik(graph: Graph, obs: Observations, thetas: Any, *,
     thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
     parts: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     if obs.exact.size:
-        parts["exact"] = (_eval_rows(graph, thetas, obs.exact, "logpdf", tol), obs.weights)
+        parts["exact"] = (evaluate_rows(graph, thetas, obs.exact, "logpdf", tol), obs.weights)
     if obs.right_censored.size:
         parts["right_censored"] = (
-            _eval_rows(graph, thetas, obs.right_censored, "logsurvival", tol), obs.right_weights)
+            evaluate_rows(graph, thetas, obs.right_censored, "logsurvival", tol), obs.right_weights)
     if obs.interval_lo.size:
         parts["interval"] = (_log_interval(graph, thetas, obs.interval_lo, obs.interval_hi, tol),
                              obs.interval_weights)

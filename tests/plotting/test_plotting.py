@@ -191,25 +191,28 @@ def test_graph_round_trips_through_the_run_file(tmp_path):
         read_run(run).model()
 
 
-def test_censored_data_show_the_exact_times_and_say_so(tmp_path, monkeypatch, capsys):
+def test_censored_data_are_shown_on_the_survival_scale_and_say_so(tmp_path, monkeypatch,
+                                                                  capsys):
     from phasic_mpi.plotting import predictive
 
     obs = Observations([0.2, 0.5, 0.7], right_censored=[1.0, 1.0], interval=[[0.1, 0.3]])
     note = predictive.censoring_note(obs)
-    assert note == ("exact observations only (3); 2 right-censored and 1 interval-censored "
-                    "not shown")
+    assert note == ("3 exact and 2 right-censored and 1 interval-censored observations: "
+                    "survival scale (Turnbull)")
     assert predictive.censoring_note(Observations([0.2, 0.5])) == ""
     cfg = {"model": {"name": "exponential", "options": {}}}
     rate = np.random.default_rng(0).gamma(30.0, 1 / 15, size=(2, 50))
     run = synthetic_run(tmp_path / "cens.h5", cfg, {"rate": rate}, obs, graph=exponential())
     titles = []
-    real_save = predictive.save
+    from phasic_mpi.plotting import survival
+
+    real_save = survival.save
 
     def spy(fig, out_dir, name, dpi, title=None, **kw):
         titles.append(title)
         return real_save(fig, out_dir, name, dpi, title, **kw)
 
-    monkeypatch.setattr(predictive, "save", spy)
+    monkeypatch.setattr(survival, "save", spy)
     assert main(["plot", str(run)]) == 0
     paths = written(capsys.readouterr().out)
     assert figure_names(paths) == {"marginals", "pt_trace", "predictive"}  # no PT history
