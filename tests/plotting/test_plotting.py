@@ -283,3 +283,71 @@ def test_study_files_go_to_the_study_module(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "phasic_mpi.plotting.study", None)  # not installed
     assert main(["plot", str(study)]) == 2
     assert "is a study file" in capsys.readouterr().err
+
+
+# ------------------------------------------ capped figures and their legends
+def _capture(monkeypatch, module):
+    """Spy on ``module.save``: record (name, title, figure legends per axes)."""
+    seen = []
+    real_save = module.save
+
+    def spy(fig, out_dir, name, dpi, title=None, **kw):
+        legends = [[t.get_text() for t in ax.get_legend().get_texts()]
+                   if ax.get_legend() else [] for ax in fig.axes]
+        seen.append((name, title, legends, len([a for a in fig.axes if a.get_visible()])))
+        return real_save(fig, out_dir, name, dpi, title, **kw)
+
+    monkeypatch.setattr(module, "save", spy)
+    return seen
+
+
+def test_per_parameter_figures_are_capped_by_r_hat_and_say_so(tmp_path, monkeypatch):
+    from phasic_mpi.plotting import pt as pt_figures
+    from phasic_mpi.plotting import run as run_figures
+
+    rng = np.random.default_rng(3)
+    d = run_figures.MAX_PANELS + 18
+    draws = {f"w{i}": rng.normal(size=(2, 200)) for i in range(d)}
+    for bad in (4, 17, 29):  # chains that disagree: the highest R-hat
+        draws[f"w{bad}"][1] += 3.0
+    run = synthetic_run(tmp_path / "wide.h5", {}, draws)
+    view = run_figures.load_view(read_run(run))
+    shown, note = run_figures.shown_params(view)
+    assert len(shown) == run_figures.MAX_PANELS and {4, 17, 29} <= set(shown)
+    assert note == f"the {run_figures.MAX_PANELS} of {d} parameters with the highest R\u0302"
+    seen = _capture(monkeypatch, pt_figures)
+    assert_png(pt_figures.plot_trace(view, str(tmp_path / "out"), 40))
+    (_, title, _, panels), = seen
+    assert title.endswith(note) and panels == run_figures.MAX_PANELS  # no sample_stats here
+    indep = synthetic_run(tmp_path / "svgd.h5", {}, {k: v[:1] for k, v in draws.items()},
+                          algorithm="svgd")
+    with h5py.File(indep, "r+") as fh:
+        fh["posterior"].attrs["draws_are_independent"] = np.True_
+    shown, note = run_figures.shown_params(run_figures.load_view(read_run(indep)))
+    assert shown == list(range(run_figures.MAX_PANELS))
+    assert note == f"the first {run_figures.MAX_PANELS} of {d} parameters"
+
+
+def test_capped_titles_and_per_panel_truth_legends(tmp_path, monkeypatch):
+    from phasic_mpi.plotting import pt as pt_figures
+    from phasic_mpi.plotting import run as run_figures
+
+    rng = np.random.default_rng(4)
+    names = ["a", "b", "c"]
+    cfg = {"data": {"simulate": {"theta": [1.0, 2.5, 7.0]}}}
+    run = synthetic_run(tmp_path / "t.h5", cfg, {n: rng.normal(size=(2, 60)) for n in names})
+    view = run_figures.load_view(read_run(run))
+    seen = _capture(monkeypatch, pt_figures)
+    assert_png(pt_figures.plot_trace(view, str(tmp_path / "out"), 60))
+    (name, title, legends, _), = seen
+    assert name == "pt_trace" and "parameters" not in title  # three shown: no cap note
+    assert legends[:3] == [["true 1"], ["true 2.5"], ["true 7"]]
+
+    wide = {f"x{i}": rng.normal(size=(2, 60)) for i in range(run_figures.MAX_PANELS + 5)}
+    run = synthetic_run(tmp_path / "w.h5", {}, wide)
+    seen = _capture(monkeypatch, run_figures)
+    run_figures.plot_marginals(run_figures.load_view(read_run(run)), str(tmp_path / "o2"), 40)
+    (_, title, _, panels), = seen
+    assert title.endswith(f"the {run_figures.MAX_PANELS} of {len(wide)} parameters with the "
+                          "highest R\u0302")
+    assert panels == run_figures.MAX_PANELS
