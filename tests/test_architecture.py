@@ -26,9 +26,7 @@ ALLOWED = {
     "run": {"model", "inference", "io"},
     "analysis": {"model", "io"},
     "config": {"model", "inference", "io", "run"},
-    # plotting still rebuilds the model named in a run file's config for the
-    # predictive check; issue 12 replaces that by data stored in the file
-    "plotting": {"model", "io", "analysis", "config"},
+    "plotting": {"model", "io", "analysis"},
     "study": {"model", "inference", "io", "run", "analysis", "config"},
     "slurm": {"config"},
     "cli": {"model", "inference", "io", "run", "analysis", "config", "plotting", "study",

@@ -575,7 +575,7 @@ class PTAlgorithm:
         theta = ctx.density.to_theta(samples[:, :, :d].reshape(k * s, d)).reshape(k, s, d)
         return FinalRecord(
             draws={name: theta[:, :, m] for m, name in enumerate(ctx.density.param_names)},
-            sample_stats={"log_likelihood": samples[:, :, d], "local_accept": samples[:, :, d + 1]},
+            sample_stats={"log_likelihood_total": samples[:, :, d], "local_accept": samples[:, :, d + 1]},
             arrays={"final_betas": state.betas},
             diagnostics={"chains": k, "draws_per_chain": s, "replicas": self.settings.replicas,
                          "comm_time_s": comm_times, "swap_bytes_sent": sent},

@@ -561,7 +561,7 @@ class SVGDAlgorithm:
         theta = ctx.density.to_theta(z)
         return FinalRecord(
             draws={name: theta[None, :, m] for m, name in enumerate(ctx.density.param_names)},
-            sample_stats={"lp": stats[None, :, 0], "log_likelihood": stats[None, :, 1]},
+            sample_stats={"lp": stats[None, :, 0], "log_likelihood_total": stats[None, :, 1]},
             arrays={"final_z": z},
             diagnostics={"n_invalid_final": int((stats[:, 2] > 0).sum())},
             independent=True,  # particles, not Markov draws: no R-hat, ESS = n

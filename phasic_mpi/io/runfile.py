@@ -10,8 +10,11 @@ import numpy as np
 
 from phasic_mpi.io.h5 import ROWS_ATTR, _decode_attrs, _is_history, _is_scale, _open
 from phasic_mpi.model.data import Observations
+from phasic_mpi.model.graph import Graph
 
-__all__ = ["RunFile", "read_run"]
+__all__ = ["MODEL_GROUP", "RunFile", "read_run"]
+
+MODEL_GROUP = "model"  # the compiled graph as data (RunWriter.write_model)
 
 
 class RunFile:
@@ -99,6 +102,22 @@ class RunFile:
             interval=np.column_stack([lo, hi]) if lo.size else None,
             interval_weights=v.get("interval_weights"),
         )
+
+    def model(self) -> Graph | None:
+        """The run's phase-type graph, rebuilt from the stored arrays alone.
+
+        ``None`` if the file stores no graph (a log-density run, or a file
+        written before graphs were stored). Nothing named in the file is
+        imported or called: a crafted file can at worst raise ValueError.
+        """
+        arrays: dict[str, Any] = self.read_group(MODEL_GROUP)
+        if not arrays:
+            return None
+        arrays.update(self.group_attrs(MODEL_GROUP))
+        try:
+            return Graph.from_arrays(arrays)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{self.path}: the stored model is not a valid graph: {exc}") from None
 
     def __repr__(self) -> str:
         return f"RunFile({self.path!r}, algorithm={self.algorithm!r})"

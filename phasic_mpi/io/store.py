@@ -37,6 +37,8 @@ from phasic_mpi.io.h5 import (
 )
 from phasic_mpi.model.data import Observations, as_observations
 from phasic_mpi.io.runfile import RunFile, read_run
+from phasic_mpi.io.runfile import MODEL_GROUP
+from phasic_mpi.model.graph import Graph
 
 __all__ = ["RunFile", "RunWriter", "atomic_write", "read_run"]
 
@@ -299,14 +301,18 @@ class RunWriter:
         return {name: int(ds.attrs[ROWS_ATTR]) for name, ds in sorted(self._history.items())}
 
     def write_chains(self, group: str, arrays: Mapping[str, Any],
-                     attrs: Mapping[str, Any] | None = None) -> None:
+                     attrs: Mapping[str, Any] | None = None,
+                     dims: Mapping[str, str] | None = None) -> None:
         """Write an ArviZ group of ``(chain, draw, ...)`` arrays, replacing the group.
 
         Dims are ``chain``, ``draw`` (coordinates 0, 1, ...) and, for further
         axes, ``<var>_dim_0``, ``<var>_dim_1``... as in ArviZ. For
         ``posterior``/``sample_stats`` use :meth:`write_posterior`; this serves
         other InferenceData groups, e.g. ``warmup_posterior``. Empty ``arrays``
-        remove the group.
+        remove the group. ``dims`` names the third axis of some variables
+        (``{"exact": "exact_obs"}`` for ``log_likelihood``), one dimension
+        shared by every variable that names it, so ArviZ lines up the
+        pointwise values and replicates with ``observed_data``.
         """
         _check_name(group, "group name")
         arrs = {name: _as_array(name, a) for name, a in arrays.items()}
@@ -325,8 +331,17 @@ class RunWriter:
             (n_chain, n_draw), = shapes
             chain = self._dim(g, "chain", n_chain, coord=np.arange(n_chain, dtype=np.int64))
             draw = self._dim(g, "draw", n_draw, coord=np.arange(n_draw, dtype=np.int64))
+            shared: dict[str, h5py.Dataset] = {}
             for name, arr in arrs.items():
-                self._write_variable(g, name, arr, [chain, draw])
+                lead = [chain, draw]
+                if dims and name in dims and arr.ndim >= 3:
+                    if dims[name] not in shared:
+                        shared[dims[name]] = self._dim(g, dims[name], arr.shape[2])
+                    if shared[dims[name]].shape[0] != arr.shape[2]:
+                        raise ValueError(f"{group}/{name}: {arr.shape[2]} entries on "
+                                         f"{dims[name]!r}, which has {shared[dims[name]].shape[0]}")
+                    lead.append(shared[dims[name]])
+                self._write_variable(g, name, arr, lead)
             _set_attrs(g, {"inference_library": "phasic_mpi",
                            "inference_library_version": _version(), **(attrs or {})})
         self._f.flush()
@@ -388,6 +403,19 @@ class RunWriter:
             self._write_variable(g, name, arr)
         _set_attrs(g, attrs or {})
         self._f.flush()
+
+    def write_model(self, graph: Graph) -> None:
+        """Store the compiled phase-type graph as data, in group ``model``.
+
+        Variables ``alpha``, ``edge_src``, ``edge_dst``, ``edge_base`` and
+        ``edge_coef`` (see :meth:`Graph.to_arrays`); attributes ``discrete``
+        and ``param_names``. Readers rebuild the graph from these numbers
+        alone (:meth:`RunFile.model`), never from the config, which names code.
+        """
+        arrays = graph.to_arrays()
+        meta = {k: arrays.pop(k) for k in ("discrete", "param_names")}
+        self.write_group(MODEL_GROUP, arrays, {"discrete": meta["discrete"],
+                                               "param_names": list(meta["param_names"])})
 
     def set_attrs(self, attrs: Mapping[str, Any], group: str = "/") -> None:
         """Set attributes of the root (default) or of ``group`` (created if needed).

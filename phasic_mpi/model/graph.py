@@ -256,6 +256,47 @@ class Graph:
         return cls(alpha, src[first[keep]], dst[first[keep]], merged[keep, 0],
                    merged[keep, 1:], **kwargs)
 
+    # ------------------------------------------------------------- as data
+    def to_arrays(self) -> dict[str, Any]:
+        """The graph as plain data: what a run file stores to rebuild it.
+
+        Returns
+        -------
+        dict
+            ``alpha`` (n,), ``edge_src`` and ``edge_dst`` (E,) int32,
+            ``edge_base`` (E,), ``edge_coef`` (E, d), ``discrete`` (bool) and
+            ``param_names`` (tuple of str). State labels are not included.
+            :meth:`from_arrays` inverts it exactly.
+        """
+        return {"alpha": self.alpha.copy(), "edge_src": self.edge_src.copy(),
+                "edge_dst": self.edge_dst.copy(), "edge_base": self.edge_base.copy(),
+                "edge_coef": self.edge_coef.copy(), "discrete": bool(self.discrete),
+                "param_names": tuple(self.param_names)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Any) -> Graph:
+        """Rebuild a graph from :meth:`to_arrays` data (a mapping), e.g. read from a file.
+
+        Only numbers and strings are read and every check of the constructor
+        applies, so untrusted data can at worst raise a ValueError: nothing is
+        imported or called.
+        """
+        missing = [k for k in ("alpha", "edge_src", "edge_dst", "edge_base", "edge_coef")
+                   if k not in arrays]
+        if missing:
+            raise ValueError(f"graph arrays: missing {missing}")
+        discrete = arrays.get("discrete", False)
+        if not isinstance(discrete, (bool, np.bool_, int, np.integer)) or discrete not in (0, 1):
+            raise ValueError(f"graph arrays: discrete must be a boolean, got {discrete!r}")
+        names = arrays.get("param_names")
+        if names is not None and (isinstance(names, str)
+                                  or not all(isinstance(n, str) for n in names)):
+            raise ValueError(f"graph arrays: param_names must be strings, got {names!r}")
+        return cls(*(np.asarray(arrays[k]) for k in ("alpha", "edge_src", "edge_dst",
+                                                     "edge_base", "edge_coef")),
+                   discrete=bool(discrete),
+                   param_names=None if names is None else tuple(names))
+
     from_callback = classmethod(construct.from_callback)
     from_matrices = classmethod(construct.from_matrices)
 

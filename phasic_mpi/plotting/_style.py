@@ -111,13 +111,15 @@ def save(fig: Any, out_dir: str | os.PathLike, name: str, dpi: int = DEFAULT_DPI
     """Lay out ``fig`` tightly, write ``out_dir/name.png``, close it; returns the path.
 
     ``legend_from``: an axes whose labelled artists make one legend for the
-    whole figure, in a row below the panels (so it hides no data).
+    whole figure, in a row below the panels (so it hides no data), or a
+    ``(handles, labels)`` pair for that legend.
     """
     if title:
         fig.suptitle(title)
     rect = (0.0, 0.0, 1.0, 1.0)
     if legend_from is not None:
-        handles, labels = legend_from.get_legend_handles_labels()
+        handles, labels = (legend_from if isinstance(legend_from, tuple)
+                           else legend_from.get_legend_handles_labels())
         if handles:
             height = fig.get_size_inches()[1]
             fig.legend(handles, labels, loc="lower center", ncol=min(len(handles), 6),

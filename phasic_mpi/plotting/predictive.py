@@ -1,6 +1,6 @@
 """Posterior-predictive check: the data against the band of model densities.
 
-The model's graph is rebuilt from the run's config (:func:`load_model`), its
+The model's graph is rebuilt from the arrays stored in the run file, its
 PDF (PMF for a discrete graph) and CDF are evaluated by libphase for a
 subsample of posterior draws, and the pointwise 5 %, 50 % and 95 % quantiles
 over the draws form the band.
@@ -15,8 +15,10 @@ import numpy as np
 
 from phasic_mpi.model.data import Observations
 from phasic_mpi.model.graph import Graph
+from phasic_mpi.model.pointwise import evaluate_rows
 from phasic_mpi.plotting._style import DATA_COLOR, note, save, styled, subplots
 from phasic_mpi.plotting.run import RunView
+from phasic_mpi.plotting.survival import plot_censored
 
 __all__ = ["BAND_PROBS", "MAX_DRAWS", "censoring_note", "draw_subsample", "plot_predictive",
            "predictive_band"]
@@ -32,22 +34,6 @@ def draw_subsample(draws: np.ndarray, n: int = MAX_DRAWS, seed: int = 0) -> np.n
         return draws
     rows = np.sort(np.random.default_rng(seed).choice(draws.shape[0], n, replace=False))
     return draws[rows]
-
-
-def _evaluate(graph: Graph, thetas: np.ndarray, points: np.ndarray, quantity: str) -> np.ndarray:
-    """``quantity`` at ``points`` for each θ row, (P, m); rows libphase rejects are dropped."""
-    from phasic_mpi.model import native as _core
-
-    try:
-        return _core.evaluate(graph, thetas, points, quantity)
-    except ValueError:  # one bad θ fails the batch: evaluate one by one, keep the good ones
-        rows = []
-        for theta in thetas:
-            try:
-                rows.append(_core.evaluate(graph, theta, points, quantity))
-            except ValueError:
-                continue
-        return np.array(rows).reshape(len(rows), points.size)
 
 
 def predictive_band(graph: Graph, thetas: Any, points: Any, quantity: str = "pdf",
@@ -80,7 +66,8 @@ def predictive_band(graph: Graph, thetas: Any, points: Any, quantity: str = "pdf
     """
     thetas = np.atleast_2d(np.asarray(thetas, float))
     pts = np.asarray(points, float).reshape(-1)
-    values = _evaluate(graph, thetas, pts, quantity)
+    values = evaluate_rows(graph, thetas, pts, quantity, None)
+    values = values[~np.isnan(values).any(axis=1)]  # drop the draws libphase rejects
     if values.shape[0] == 0:
         raise ValueError("libphase rejected every posterior draw")
     return np.quantile(values, list(probs), axis=0)
@@ -95,8 +82,8 @@ def censoring_note(obs: Observations) -> str:
         parts.append(f"{obs.interval_lo.size} interval-censored")
     if not parts:
         return ""
-    return (f"exact observations only ({obs.exact.size}); "
-            f"{' and '.join(parts)} not shown")
+    return (f"{obs.exact.size} exact and {' and '.join(parts)} observations: survival scale "
+            f"({'Turnbull' if obs.interval_lo.size else 'Kaplan-Meier'})")
 
 
 def _count(obs: Observations) -> str:
@@ -114,21 +101,22 @@ def _skip(view: RunView, why: str) -> None:
 
 
 def _graph(view: RunView) -> Graph | None:
-    """The run's phase-type model, or ``None`` (with a message) if there is none."""
-    from phasic_mpi.errors import ConfigError
-    from phasic_mpi.config.loaders import load_model
+    """The run's phase-type model, or ``None`` (with a message) if there is none.
 
-    model = view.run.config.get("model") or {}
-    if "density" in model:
-        _skip(view, "the run uses a log-density (model.density), not a phase-type model")
-        return None
-    if "name" not in model:
-        _skip(view, "the run's config names no model")
-        return None
+    Rebuilt only from the numbers the run stored (:meth:`RunFile.model`):
+    a run file is data, and reading one never imports or calls the code its
+    config names.
+    """
     try:
-        graph = load_model(model)
-    except (ConfigError, ImportError, OSError) as exc:
-        _skip(view, f"cannot rebuild the model: {exc}")
+        graph = view.run.model()
+    except (ValueError, OSError) as exc:
+        _skip(view, str(exc))
+        return None
+    if graph is None:
+        if "density" in (view.run.config.get("model") or {}):
+            _skip(view, "the run uses a log-density (model.density), not a phase-type model")
+        else:
+            _skip(view, "the run file stores no model graph (group 'model')")
         return None
     if tuple(graph.param_names) != view.param_names:
         _skip(view, f"the model's parameters {graph.param_names} differ from the run's "
@@ -171,6 +159,15 @@ def plot_predictive(view: RunView, out_dir: str, dpi: int) -> str | None:
         _skip(view, "the run file holds no observed data")
         return None
     thetas = draw_subsample(view.flat)
+    title = (f"{view.name}: posterior-predictive check ({thetas.shape[0]} posterior draws, "
+             f"{_count(obs)})")
+    if obs.right_censored.size or obs.interval_lo.size:
+        try:
+            return plot_censored(view.name, graph, obs, thetas, out_dir, dpi,
+                                 f"{title}\n{censoring_note(obs)}")
+        except (ValueError, MemoryError) as exc:
+            _skip(view, f"evaluating the model failed: {exc}")
+            return None
     times, weights = obs.exact, obs.weights
     finite = np.concatenate([times, obs.right_censored, obs.interval_lo,
                              obs.interval_hi[np.isfinite(obs.interval_hi)]])
@@ -230,9 +227,4 @@ def plot_predictive(view: RunView, out_dir: str, dpi: int) -> str | None:
     ax.set_title("CDF: data ECDF vs posterior predictive")
     ax.legend(loc="lower right")
 
-    title = (f"{view.name}: posterior-predictive check ({thetas.shape[0]} posterior draws, "
-             f"{_count(obs)})")
-    note = censoring_note(obs)
-    if note:
-        title += f"\n{note}"
     return save(fig, out_dir, "predictive", dpi, title)

@@ -18,7 +18,7 @@ from phasic_mpi.plotting._style import (
     styled,
     subplots,
 )
-from phasic_mpi.plotting.run import RunView
+from phasic_mpi.plotting.run import RunView, shown_params
 from phasic_mpi.analysis.summary import ess_bulk, rhat
 
 __all__ = ["plot_ladder", "plot_swaps", "plot_trace"]
@@ -37,12 +37,14 @@ def plot_trace(view: RunView, out_dir: str, dpi: int) -> str | None:
     if view.draws.size == 0:
         return None
     n_chains, n_draws, d = view.draws.shape
-    loglik = view.run.sample_stats().get("log_likelihood")
+    stats = view.run.sample_stats()  # files before the pointwise group named the total so
+    loglik = stats.get("log_likelihood_total", stats.get("log_likelihood"))
     extra = loglik is not None and np.shape(loglik)[:2] == (n_chains, n_draws)
-    r, c = grid_shape(d + extra, max_cols=2)
+    shown, capped = shown_params(view)
+    r, c = grid_shape(len(shown) + extra, max_cols=2)
     fig, axes = subplots(r, c, panel=(5.2, 2.6))
     x = np.arange(n_draws)
-    series = [(name, view.draws[:, :, k]) for k, name in enumerate(view.param_names)]
+    series = [(view.param_names[k], view.draws[:, :, k]) for k in shown]
     if extra:
         series.append(("log-likelihood", np.asarray(loglik, float)))
     for k, (name, y) in enumerate(series):
@@ -51,13 +53,17 @@ def plot_trace(view: RunView, out_dir: str, dpi: int) -> str | None:
             ax.plot(x, y[ch], color=CHAIN_COLORS[ch % 10], linewidth=0.6, alpha=0.8,
                     label=f"chain {ch}" if n_chains > 1 else None)
         mark_truth(ax, view.truth.get(name), axis="y")
+        if view.truth.get(name) is not None:  # each panel names its own true value
+            truth = [h for h in ax.get_lines() if h.get_label().startswith("true ")]
+            ax.legend(handles=truth, loc="upper right")
         ax.set_title(f"{name}   ESS {_fmt(ess_bulk(y), '.0f')}, R\u0302 {_fmt(rhat(y), '.3f')}")
         ax.set_xlabel("draw (scan after warm-up)")
         ax.set_ylabel(name)
     hide_unused(axes, len(series))
-    return save(fig, out_dir, "pt_trace", dpi,
-                f"{view.name}: trace of the \u03b2 = 1 chains ({n_chains} x {n_draws} draws)",
-                legend_from=axes[0, 0])
+    chains = [h for h in axes[0, 0].get_lines() if h.get_label().startswith("chain ")]
+    title = f"{view.name}: trace of the \u03b2 = 1 chains ({n_chains} x {n_draws} draws)"
+    return save(fig, out_dir, "pt_trace", dpi, f"{title}\n{capped}" if capped else title,
+                legend_from=(chains, [h.get_label() for h in chains]))
 
 
 def _history(view: RunView, leaf: str) -> np.ndarray | None:

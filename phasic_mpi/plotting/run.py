@@ -20,11 +20,13 @@ from phasic_mpi.plotting._style import (
 )
 from phasic_mpi.io.runfile import RunFile
 
-__all__ = ["MAX_PAIR_PARAMS", "RunView", "load_view", "pair_title", "plot_marginals",
+__all__ = ["MAX_PAIR_PARAMS", "MAX_PANELS", "RunView", "load_view", "pair_title",
+           "plot_marginals", "shown_params",
            "plot_pairs", "true_values"]
 
 MAX_PAIR_PARAMS = 8  # the pair plot shows at most this many parameters
 MAX_SCATTER = 2000  # points per pair-plot panel
+MAX_PANELS = 12  # per-parameter figures show at most this many parameters
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,28 @@ def load_view(run: RunFile) -> RunView:
                    true_values(run.config, tuple(run.param_names)))
 
 
+def shown_params(view: RunView, limit: int = MAX_PANELS) -> tuple[list[int], str]:
+    """Which parameters a per-parameter figure shows, and the note that says so.
+
+    All of them up to ``limit``; beyond it the ``limit`` with the highest
+    R-hat when there are several Markov chains (the ones to look at), else
+    the first ``limit``. The note (empty when all are shown) goes into the
+    figure's title, so a capped figure names what it leaves out.
+    """
+    d = len(view.param_names)
+    if d <= limit:
+        return list(range(d)), ""
+    if view.draws.shape[0] >= 2 and not view.run.group_attrs("posterior").get(
+            "draws_are_independent", False):
+        from phasic_mpi.analysis.summary import rhat
+
+        r = np.array([rhat(view.draws[:, :, k]) for k in range(d)])
+        top = np.argsort(-np.nan_to_num(r, nan=-np.inf), kind="stable")[:limit]
+        return (sorted(int(k) for k in top),
+                f"the {limit} of {d} parameters with the highest R\u0302")
+    return list(range(limit)), f"the first {limit} of {d} parameters"
+
+
 def _kde(ax: Any, x: np.ndarray, lo: float, hi: float, **kw: Any) -> None:
     """A Gaussian KDE of ``x`` on [lo, hi] (nothing for fewer than 3 distinct values)."""
     from scipy.stats import gaussian_kde
@@ -112,12 +136,14 @@ def plot_marginals(view: RunView, out_dir: str, dpi: int) -> str:
 
     Several chains (PT) get one KDE line each, so disagreeing chains show.
     """
-    d = len(view.param_names)
+    shown, capped = shown_params(view)
+    d = len(shown)
     n_chains, n_draws = view.draws.shape[:2]
     rows, cols = grid_shape(d)
     fig, axes = subplots(rows, cols, panel=(4.0, 3.0))
-    for k, name in enumerate(view.param_names):
-        ax = axes.ravel()[k]
+    for panel, k in enumerate(shown):
+        name = view.param_names[k]
+        ax = axes.ravel()[panel]
         x = view.draws[:, :, k]
         truth = view.truth.get(name)
         lo, hi = _limits(x.ravel(), truth)
@@ -142,8 +168,8 @@ def plot_marginals(view: RunView, out_dir: str, dpi: int) -> str:
     hide_unused(axes, d)
     what = (f"{n_draws} particles" if view.run.algorithm == "svgd" and n_chains == 1
             else f"{n_chains} chain{'s' * (n_chains != 1)} x {n_draws} draws")
-    return save(fig, out_dir, "marginals", dpi,
-                f"{view.name}: posterior marginals ({view.run.algorithm}, {what})")
+    title = f"{view.name}: posterior marginals ({view.run.algorithm}, {what})"
+    return save(fig, out_dir, "marginals", dpi, f"{title}\n{capped}" if capped else title)
 
 
 @styled

@@ -15,7 +15,7 @@ from phasic_mpi.plotting._style import (
     styled,
     subplots,
 )
-from phasic_mpi.plotting.run import RunView
+from phasic_mpi.plotting.run import MAX_PANELS, RunView, shown_params
 
 __all__ = ["MAX_TRAJECTORIES", "plot_svgd_diagnostics", "plot_trajectories"]
 
@@ -40,11 +40,16 @@ def plot_trajectories(view: RunView, out_dir: str, dpi: int) -> str | None:
         iters = np.arange(1, particles.shape[0] + 1)
     n, d = particles.shape[1:]
     shown = np.unique(np.linspace(0, n - 1, min(n, MAX_TRAJECTORIES)).round().astype(int))
-    names = list(rf.param_names)[:d]
-    r, c = grid_shape(d)
+    params, capped = shown_params(view)
+    if not view.draws.size:  # a stopped run: history, but no posterior to rank by
+        params = list(range(min(d, MAX_PANELS)))
+        capped = f"the first {MAX_PANELS} of {d} parameters" if d > MAX_PANELS else ""
+    params = [k for k in params if k < d]
+    r, c = grid_shape(len(params))
     fig, axes = subplots(r, c, panel=(4.4, 3.0))
-    for k, name in enumerate(names):
-        ax = axes.ravel()[k]
+    for panel, k in enumerate(params):
+        name = rf.param_names[k]
+        ax = axes.ravel()[panel]
         ax.plot(iters, particles[:, shown, k], color="C0", alpha=0.25, linewidth=0.8)
         ax.plot(iters, np.median(particles[:, :, k], axis=1), color="k", linewidth=1.6,
                 label="median of all particles")
@@ -54,10 +59,11 @@ def plot_trajectories(view: RunView, out_dir: str, dpi: int) -> str | None:
         ax.set_ylabel(name)
         ax.set_title(name)
         ax.legend(loc="best")
-    hide_unused(axes, d)
+    hide_unused(axes, len(params))
     sub = f"{shown.size} of {n} particles" if shown.size < n else f"all {n} particles"
+    title = f"{view.name}: SVGD particle trajectories ({sub})"
     return save(fig, out_dir, "svgd_trajectories", dpi,
-                f"{view.name}: SVGD particle trajectories ({sub})")
+                f"{title}\n{capped}" if capped else title)
 
 
 def _series(view: RunView, leaf: str) -> np.ndarray | None:

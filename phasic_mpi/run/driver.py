@@ -33,6 +33,7 @@ from phasic_mpi.inference.protocol import FinalRecord
 from phasic_mpi.inference.registry import algorithm_class, algorithm_names
 from phasic_mpi.io.checkpoint import checkpoint_path, read_checkpoint, write_checkpoint
 from phasic_mpi.run.settings import OutputSettings
+from phasic_mpi.run.results import write_model_results
 from phasic_mpi.version import __version__
 
 __all__ = ["RunOutcome", "RunResult", "execute", "make_algorithm", "run"]
@@ -402,7 +403,8 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
     attrs.update({"wall_time_s": time.time() - t_start, "loop_time_s": time.time() - t_loop,
                   "stop_check_time_s": t_agree, "resumed": bool(resumed)})
     if rank0 and writer is not None:
-        _write_final(writer, algorithm.name, final, attrs, buffer)
+        _write_final(writer, algorithm.name, final, attrs, buffer, ctx.density,
+                     algorithm.settings.seed)
     comm.barrier()
     if rank0 and path is not None and os.path.exists(checkpoint_path(path)):
         os.unlink(checkpoint_path(path))
@@ -413,10 +415,12 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
     return RunOutcome(path, completed, state.iteration, signal_name, final, history, attrs)
 
 
-def _write_final(writer: Any, group: str, final: FinalRecord, attrs: dict, buffer: _Buffer) -> None:
+def _write_final(writer: Any, group: str, final: FinalRecord, attrs: dict, buffer: _Buffer,
+                 density: Any, seed: Any) -> None:
     buffer.flush_to(writer)
     writer.write_posterior(final.draws, final.sample_stats,
                            draws_are_independent=final.independent)
+    write_model_results(writer, density, final.draws, seed=seed)  # model, log_likelihood, ...
     for name, value in final.arrays.items():
         sub, _, leaf = f"{group}/{name}".rpartition("/")
         writer.write_group(sub, {leaf: value})

@@ -142,32 +142,77 @@ def test_pmf_band_of_a_geometric_model():
 
 # ---------------------------------------------------- synthetic run files
 def synthetic_run(path: Path, config: dict, draws: dict, observations=None,
-                  algorithm: str = "pt") -> Path:
+                  algorithm: str = "pt", graph: Graph | None = None) -> Path:
     with RunWriter.create(path, algorithm=algorithm, config=config, param_names=list(draws),
                           observations=observations, seed=0) as w:
         w.write_posterior(draws)
+        if graph is not None:
+            w.write_model(graph)
     return path
 
 
-def test_censored_data_show_the_exact_times_and_say_so(tmp_path, monkeypatch, capsys):
+def test_plotting_a_run_file_runs_no_code_named_in_its_config(tmp_path, capsys):
+    """Results are data: the predictive check comes from the stored graph, and a
+    config naming ``os:system`` (which building the model would run) stays inert."""
+    from phasic_mpi.config.loaders import load_model
+
+    marker = tmp_path / "pwned"
+    cfg = {"model": {"name": "os:system", "options": {"command": f"touch {marker}"}}}
+    with pytest.raises(Exception):  # the old path ran the command, then rejected the result
+        load_model(cfg["model"])
+    assert marker.exists()  # so the config below is a real attack
+    marker.unlink()
+    rate = np.random.default_rng(0).gamma(30.0, 1 / 15, size=(2, 50))
+    run = synthetic_run(tmp_path / "crafted.h5", cfg, {"rate": rate},
+                        Observations([0.2, 0.5, 0.7, 1.9]), graph=exponential())
+    assert main(["plot", str(run)]) == 0
+    assert "predictive" in figure_names(written(capsys.readouterr().out))
+    assert not marker.exists()
+    assert main(["summary", str(run)]) == 0
+    assert not marker.exists()
+
+
+def test_graph_round_trips_through_the_run_file(tmp_path):
+    g = Graph([0.6, 0.3], [0, 0, 1], [1, -1, -1], [0.5, 0.0, 1.0], [[1.0, 0.0], [0.0, 2.0],
+                                                                   [0.0, 0.0]],
+              param_names=["a", "b"])
+    run = synthetic_run(tmp_path / "g.h5", {}, {"a": np.ones((1, 3)), "b": np.ones((1, 3))},
+                        graph=g)
+    back = read_run(run).model()
+    for key, value in g.to_arrays().items():
+        got = back.to_arrays()[key]
+        assert (np.array_equal(got, value) and np.asarray(got).dtype == np.asarray(value).dtype
+                if isinstance(value, np.ndarray) else got == value), key
+    t = np.array([0.1, 0.7, 2.0])
+    np.testing.assert_array_equal(back.pdf(t, [0.3, 0.4]), g.pdf(t, [0.3, 0.4]))
+    with h5py.File(run, "r+") as fh:  # a tampered graph is refused, not obeyed
+        fh["model/edge_dst"][0] = 7
+    with pytest.raises(ValueError, match="stored model is not a valid graph"):
+        read_run(run).model()
+
+
+def test_censored_data_are_shown_on_the_survival_scale_and_say_so(tmp_path, monkeypatch,
+                                                                  capsys):
     from phasic_mpi.plotting import predictive
 
     obs = Observations([0.2, 0.5, 0.7], right_censored=[1.0, 1.0], interval=[[0.1, 0.3]])
     note = predictive.censoring_note(obs)
-    assert note == ("exact observations only (3); 2 right-censored and 1 interval-censored "
-                    "not shown")
+    assert note == ("3 exact and 2 right-censored and 1 interval-censored observations: "
+                    "survival scale (Turnbull)")
     assert predictive.censoring_note(Observations([0.2, 0.5])) == ""
     cfg = {"model": {"name": "exponential", "options": {}}}
     rate = np.random.default_rng(0).gamma(30.0, 1 / 15, size=(2, 50))
-    run = synthetic_run(tmp_path / "cens.h5", cfg, {"rate": rate}, obs)
+    run = synthetic_run(tmp_path / "cens.h5", cfg, {"rate": rate}, obs, graph=exponential())
     titles = []
-    real_save = predictive.save
+    from phasic_mpi.plotting import survival
+
+    real_save = survival.save
 
     def spy(fig, out_dir, name, dpi, title=None, **kw):
         titles.append(title)
         return real_save(fig, out_dir, name, dpi, title, **kw)
 
-    monkeypatch.setattr(predictive, "save", spy)
+    monkeypatch.setattr(survival, "save", spy)
     assert main(["plot", str(run)]) == 0
     paths = written(capsys.readouterr().out)
     assert figure_names(paths) == {"marginals", "pt_trace", "predictive"}  # no PT history
@@ -238,3 +283,71 @@ def test_study_files_go_to_the_study_module(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "phasic_mpi.plotting.study", None)  # not installed
     assert main(["plot", str(study)]) == 2
     assert "is a study file" in capsys.readouterr().err
+
+
+# ------------------------------------------ capped figures and their legends
+def _capture(monkeypatch, module):
+    """Spy on ``module.save``: record (name, title, figure legends per axes)."""
+    seen = []
+    real_save = module.save
+
+    def spy(fig, out_dir, name, dpi, title=None, **kw):
+        legends = [[t.get_text() for t in ax.get_legend().get_texts()]
+                   if ax.get_legend() else [] for ax in fig.axes]
+        seen.append((name, title, legends, len([a for a in fig.axes if a.get_visible()])))
+        return real_save(fig, out_dir, name, dpi, title, **kw)
+
+    monkeypatch.setattr(module, "save", spy)
+    return seen
+
+
+def test_per_parameter_figures_are_capped_by_r_hat_and_say_so(tmp_path, monkeypatch):
+    from phasic_mpi.plotting import pt as pt_figures
+    from phasic_mpi.plotting import run as run_figures
+
+    rng = np.random.default_rng(3)
+    d = run_figures.MAX_PANELS + 18
+    draws = {f"w{i}": rng.normal(size=(2, 200)) for i in range(d)}
+    for bad in (4, 17, 29):  # chains that disagree: the highest R-hat
+        draws[f"w{bad}"][1] += 3.0
+    run = synthetic_run(tmp_path / "wide.h5", {}, draws)
+    view = run_figures.load_view(read_run(run))
+    shown, note = run_figures.shown_params(view)
+    assert len(shown) == run_figures.MAX_PANELS and {4, 17, 29} <= set(shown)
+    assert note == f"the {run_figures.MAX_PANELS} of {d} parameters with the highest R\u0302"
+    seen = _capture(monkeypatch, pt_figures)
+    assert_png(pt_figures.plot_trace(view, str(tmp_path / "out"), 40))
+    (_, title, _, panels), = seen
+    assert title.endswith(note) and panels == run_figures.MAX_PANELS  # no sample_stats here
+    indep = synthetic_run(tmp_path / "svgd.h5", {}, {k: v[:1] for k, v in draws.items()},
+                          algorithm="svgd")
+    with h5py.File(indep, "r+") as fh:
+        fh["posterior"].attrs["draws_are_independent"] = np.True_
+    shown, note = run_figures.shown_params(run_figures.load_view(read_run(indep)))
+    assert shown == list(range(run_figures.MAX_PANELS))
+    assert note == f"the first {run_figures.MAX_PANELS} of {d} parameters"
+
+
+def test_capped_titles_and_per_panel_truth_legends(tmp_path, monkeypatch):
+    from phasic_mpi.plotting import pt as pt_figures
+    from phasic_mpi.plotting import run as run_figures
+
+    rng = np.random.default_rng(4)
+    names = ["a", "b", "c"]
+    cfg = {"data": {"simulate": {"theta": [1.0, 2.5, 7.0]}}}
+    run = synthetic_run(tmp_path / "t.h5", cfg, {n: rng.normal(size=(2, 60)) for n in names})
+    view = run_figures.load_view(read_run(run))
+    seen = _capture(monkeypatch, pt_figures)
+    assert_png(pt_figures.plot_trace(view, str(tmp_path / "out"), 60))
+    (name, title, legends, _), = seen
+    assert name == "pt_trace" and "parameters" not in title  # three shown: no cap note
+    assert legends[:3] == [["true 1"], ["true 2.5"], ["true 7"]]
+
+    wide = {f"x{i}": rng.normal(size=(2, 60)) for i in range(run_figures.MAX_PANELS + 5)}
+    run = synthetic_run(tmp_path / "w.h5", {}, wide)
+    seen = _capture(monkeypatch, run_figures)
+    run_figures.plot_marginals(run_figures.load_view(read_run(run)), str(tmp_path / "o2"), 40)
+    (_, title, _, panels), = seen
+    assert title.endswith(f"the {run_figures.MAX_PANELS} of {len(wide)} parameters with the "
+                          "highest R\u0302")
+    assert panels == run_figures.MAX_PANELS
