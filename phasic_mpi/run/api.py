@@ -179,7 +179,8 @@ def sample(model: Any, data: Any = None, *, algorithm: str | Any = "svgd", prior
                   final_z=final.final_z, path=outcome.path, completed=outcome.completed,
                   iteration=outcome.iteration, settings=chosen.settings,
                   observations=observations, independent=final.independent,
-                  attrs=outcome.attrs or {})
+                  attrs=outcome.attrs or {}, graph=getattr(density, "graph", None),
+                  seed=chosen.settings.seed, tol=getattr(density, "tol", None))
 
 
 def svgd(model: Any, data: Any = None, **kwargs: Any) -> Result | None:

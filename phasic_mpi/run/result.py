@@ -9,6 +9,13 @@ import numpy as np
 
 __all__ = ["Result"]
 
+# The row dimension of every per-observation variable (observed data, pointwise
+# log-likelihood, predictive data), as in a run file.
+_ROW_DIMS = {"exact": "exact_obs", "weights": "exact_obs", "right_censored": "right_censored_obs",
+             "right_weights": "right_censored_obs", "right_censored_event": "right_censored_obs",
+             "interval": "interval_obs", "interval_lo": "interval_obs",
+             "interval_hi": "interval_obs", "interval_weights": "interval_obs"}
+
 
 @dataclass(frozen=True, eq=False)
 class Result:
@@ -22,7 +29,7 @@ class Result:
     draws : dict of str to (chain, draw) arrays
         Posterior draws in parameter space (SVGD: one chain, a draw per particle).
     sample_stats : dict of str to (chain, draw) arrays
-        ``log_likelihood`` (the total per draw), SVGD's ``lp``, PT's ``local_accept``.
+        ``log_likelihood_total`` (per draw), SVGD's ``lp``, PT's ``local_accept``.
     diagnostics : dict
         The algorithm's end-of-run diagnostics.
     history : dict of str to arrays
@@ -60,6 +67,9 @@ class Result:
     observations: Any = None
     independent: bool = False
     attrs: dict[str, Any] = field(default_factory=dict)
+    graph: Any = None  # the model, when it is a Graph: pointwise log-likelihood, predictive data
+    seed: int | None = None
+    tol: float | None = None
 
     @property
     def theta(self) -> np.ndarray:
@@ -75,32 +85,36 @@ class Result:
         return {n: float(np.std(self.draws[n], ddof=1)) for n in self.param_names}
 
     def to_inference_data(self) -> Any:
-        """An :class:`arviz.InferenceData`: ``posterior``, ``sample_stats``, ``observed_data``.
+        """An :class:`arviz.InferenceData` with the groups of a run file.
 
-        ``sample_stats.log_likelihood_total`` is each draw's total log-likelihood.
-
-        The posterior has dims ``(chain, draw)``; ``observed_data`` holds the
-        observations by kind (``exact``, ``right_censored``, ``interval_lo``,
-        ``interval_hi`` and their weights where given).
+        ``posterior`` (dims ``chain``, ``draw``), ``sample_stats``
+        (``log_likelihood_total`` is each draw's total), ``observed_data`` by
+        kind (``exact``, ``right_censored``, ``interval_lo``/``interval_hi``
+        and their weights where given) and, for a Graph model, the pointwise
+        ``log_likelihood`` (one variable per kind, so ``az.loo`` and
+        ``az.compare`` are right) and ``posterior_predictive`` (replicated data
+        sets censored like the data), the same numbers as in a run file.
         """
         import arviz as az
 
-        observed = None
+        groups: dict[str, Any] = {}
         obs = self.observations
         if obs is not None:
-            observed = {name: np.asarray(value, dtype=np.float64) for name, value in (
+            groups["observed_data"] = {name: np.asarray(value, dtype=np.float64) for name, value in (
                 ("exact", obs.exact), ("weights", obs.weights),
                 ("right_censored", obs.right_censored), ("right_weights", obs.right_weights),
                 ("interval_lo", obs.interval_lo), ("interval_hi", obs.interval_hi),
                 ("interval_weights", obs.interval_weights)) if value is not None}
-        # the total per draw is not ArviZ's pointwise log_likelihood group: keep it
-        # apart under a name that says what it is
-        stats = {("log_likelihood_total" if k == "log_likelihood" else k): v
-                 for k, v in self.sample_stats.items()}
-        return az.from_dict(posterior=dict(self.draws), sample_stats=stats,
-                            observed_data=observed,
-                            attrs={"inference_library": "phasic_mpi",
-                                   "algorithm": self.algorithm})
+        dims = {name: [_ROW_DIMS[name]] for name in _ROW_DIMS}
+        if self.graph is not None and obs is not None:
+            from phasic_mpi.run.results import model_groups
+
+            for group, (arrays, _) in model_groups(self.graph, obs, self.draws, seed=self.seed,
+                                                   tol=self.tol).items():
+                groups[group] = arrays
+        return az.from_dict(posterior=dict(self.draws), sample_stats=dict(self.sample_stats),
+                            dims=dims, attrs={"inference_library": "phasic_mpi",
+                                              "algorithm": self.algorithm}, **groups)
 
     def __repr__(self) -> str:
         shape = next(iter(self.draws.values())).shape if self.draws else (0, 0)

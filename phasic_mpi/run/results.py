@@ -18,7 +18,7 @@ import numpy as np
 
 from phasic_mpi.model.pointwise import OBS_DIMS, pointwise_loglik, predictive_data
 
-__all__ = ["PREDICTIVE_STREAM", "PRIOR_STREAM", "write_model_results"]
+__all__ = ["PREDICTIVE_STREAM", "PRIOR_STREAM", "model_groups", "write_model_results"]
 
 # Keys of the random streams, after the run seed: they differ from every
 # sampler stream (which are keyed by particle, replica or chain ids), and they
@@ -67,17 +67,10 @@ def write_model_results(writer: Any, density: Any, draws: Mapping[str, Any], *,
         return False
     writer.write_model(graph)
     names = tuple(graph.param_names)
-    theta = _stack(draws, names)
-    shape = theta.shape[:2]
-    flat = theta.reshape(-1, len(names))
     key = [0 if seed is None else int(seed), PREDICTIVE_STREAM]
-    writer.write_chains(
-        "log_likelihood",
-        _per_chain(pointwise_loglik(graph, obs, flat, tol=getattr(density, "tol", None)),
-                   shape), dims=OBS_DIMS)
-    writer.write_chains(
-        "posterior_predictive", _per_chain(predictive_data(graph, obs, flat, key), shape),
-        dims=_predictive_dims())
+    for group, (arrays, dims) in model_groups(graph, obs, draws, seed=seed,
+                                              tol=getattr(density, "tol", None)).items():
+        writer.write_chains(group, arrays, dims=dims)
     if prior_draws > 0:
         rng = np.random.Generator(np.random.Philox([key[0], PRIOR_STREAM]))
         prior = density.to_theta(density.sample_prior_z(rng, int(prior_draws)))
@@ -87,6 +80,27 @@ def write_model_results(writer: Any, density: Any, draws: Mapping[str, Any], *,
             _per_chain(predictive_data(graph, obs, prior, [key[0], PRIOR_STREAM]),
                        (1, int(prior_draws))), dims=_predictive_dims())
     return True
+
+
+def model_groups(graph: Any, obs: Any, draws: Mapping[str, Any], *, seed: int | None,
+                 tol: float | None = None) -> dict[str, tuple[dict[str, np.ndarray], dict[str, str]]]:
+    """``log_likelihood`` and ``posterior_predictive`` of the draws: ``{group: (arrays, dims)}``.
+
+    Arrays are ``(chain, draw, row)``; ``dims`` names each variable's row
+    dimension (the ``observed_data`` ones). The same numbers whether they go
+    into a run file or into :meth:`phasic_mpi.Result.to_inference_data`.
+    """
+    names = tuple(graph.param_names)
+    theta = _stack(draws, names)
+    shape = theta.shape[:2]
+    flat = theta.reshape(-1, len(names))
+    key = [0 if seed is None else int(seed), PREDICTIVE_STREAM]
+    return {
+        "log_likelihood": (_per_chain(pointwise_loglik(graph, obs, flat, tol=tol), shape),
+                           dict(OBS_DIMS)),
+        "posterior_predictive": (_per_chain(predictive_data(graph, obs, flat, key), shape),
+                                 _predictive_dims()),
+    }
 
 
 def _predictive_dims() -> dict[str, str]:

@@ -228,3 +228,25 @@ def test_progress_bar_and_log_lines(capsys):
     pm.pt(graph, x, replicas=3, rounds=3, warmup_rounds=1, progress="log", log_every=1e-9)
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1].startswith("scan 7/7  round 2") and len(lines) == 7  # PT counts scans
+
+
+def test_inference_data_has_the_run_files_groups(tmp_path):
+    """In memory and in the run file: the same pointwise log-likelihood and predictive data."""
+    import arviz as az
+
+    graph, x = exponential_data(n=30)
+    data = pm.Observations(x[x < 1.5], right_censored=np.full(np.sum(x >= 1.5), 1.5))
+    result = pm.pt(graph, data, chains=2, replicas=4, rounds=5, warmup_rounds=2, seed=3,
+                   out=tmp_path / "r.h5", progress="none")
+    memory = result.to_inference_data()
+    stored = az.from_netcdf(tmp_path / "r.h5")
+    for group in ("posterior", "log_likelihood", "posterior_predictive", "observed_data"):
+        a, b = getattr(memory, group), getattr(stored, group)
+        assert set(a.data_vars) == set(b.data_vars), group
+        for name in a.data_vars:
+            assert a[name].dims == b[name].dims, (group, name)
+            assert a[name].values.tobytes() == b[name].values.tobytes(), (group, name)
+    # the pointwise terms sum to each draw's total, which ArviZ's loo reads
+    total = sum(memory.log_likelihood[k].values.sum(axis=-1) for k in memory.log_likelihood.data_vars)
+    assert np.allclose(total, memory.sample_stats["log_likelihood_total"].values, rtol=1e-12)
+    assert az.loo(memory, var_name="exact").n_data_points == data.exact.size
