@@ -118,6 +118,7 @@ def test_isolation_migration():
     (models.rabbits, (0,), ValueError, "n must be >= 1"),
     (models.isolation_migration, (1, 0), ValueError, "need at least 2 lineages"),
     (models.isolation_migration, (-1, 3), ValueError, "n1 must be >= 0"),
+    (models.structured_block_counting, (1, 0), ValueError, "need at least 2 samples"),
 ])
 def test_argument_errors(factory, args, error, match):
     with pytest.raises(error, match=match):
@@ -126,7 +127,8 @@ def test_argument_errors(factory, args, error, match):
 
 def test_models_registry_and_docstrings_name_the_parameters():
     example_args = {"exponential": (), "erlang": (2,), "kingman": (3,), "block_counting": (3,),
-                    "rabbits": (1,), "isolation_migration": (1, 1)}
+                    "rabbits": (1,), "isolation_migration": (1, 1),
+                    "structured_block_counting": (1, 1)}
     assert set(models.MODELS) == set(example_args)
     for name, (factory, description) in models.MODELS.items():
         assert factory is getattr(models, name) and description
