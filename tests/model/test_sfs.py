@@ -240,3 +240,15 @@ def test_moment_term_rewards_cyclic_model():
         MomentData(g, 0.5, 0.0)
     with pytest.raises(ValueError, match="kind"):
         MomentData(g, 0.5, 0.1, kind="skewness")
+
+
+def test_sample_reward_matrix_follows_the_paths_of_each_column():
+    """A reward matrix accumulates along the paths the single vectors see
+    (the same seed draws the same holding times and jumps)."""
+    g = models.structured_block_counting(2, 1)
+    R = models.sfs_rewards(g)
+    theta = [1.0, 0.5, 0.3, 0.8]
+    both = g.sample(200, theta, seed=4, rewards=R)
+    assert both.shape == (200, 2)
+    for a in range(2):
+        np.testing.assert_array_equal(both[:, a], g.sample(200, theta, seed=4, rewards=R[:, a]))
