@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from phasic_mpi.inference.parallel import allgather_rows, block_layout, stream
+from phasic_mpi.inference.comm import as_communicator
+from phasic_mpi.inference.parallel import block_layout, stream
 from phasic_mpi.inference.posterior import LogDensity
 
 __all__ = ["MapResult", "fit_map", "fit_mle"]
@@ -215,9 +216,10 @@ def fit_map(density: LogDensity, *, starts: Any = 8, seed: int = 0, comm: Any = 
         ``(seed, purpose, s)``), or the starts themselves in z.
     seed : int
         Seed of the start draws.
-    comm : mpi4py communicator, optional
-        Splits the starts over its ranks (contiguous blocks) and gathers them;
-        ``None`` runs serially and never imports mpi4py. Every rank returns
+    comm : Communicator or mpi4py communicator, optional
+        Splits the starts over its ranks (contiguous blocks) and gathers them
+        (:mod:`phasic_mpi.inference.comm`); ``None`` runs serially and never
+        imports mpi4py. Every rank returns
         the same result, bitwise equal to the serial one.
     likelihood_only : bool
         Maximise the log-likelihood instead (see :func:`fit_mle`).
@@ -253,10 +255,11 @@ def fit_map(density: LogDensity, *, starts: Any = 8, seed: int = 0, comm: Any = 
     if comm is None:
         rows = np.stack([_optimise(fun, s, options) for s in all_starts])
     else:
-        layout = block_layout(n_starts, comm.Get_size(), comm.Get_rank())
+        comm = as_communicator(comm)
+        layout = block_layout(n_starts, comm.size, comm.rank)
         local = np.stack([_optimise(fun, s, options) for s in all_starts[layout.rows]]) \
             if layout.local_count else np.zeros((0, d + 3))
-        rows = allgather_rows(comm, layout, local)
+        rows = comm.allgather_rows(layout, local)
     values = rows[:, d]
     if not np.any(np.isfinite(values)):
         raise ValueError(f"none of the {n_starts} starts reached a point where the "

@@ -12,6 +12,7 @@ Hessian of a cyclic model. The MPI version is tests/mpi/test_laplace_mpi.py.
 import numpy as np
 import pytest
 
+from phasic_mpi.inference.comm import SerialCommunicator
 from phasic_mpi.inference.laplace import fit_map, fit_mle
 from phasic_mpi.inference.posterior import FunctionDensity, Posterior
 from phasic_mpi.inference.priors import Gamma, Normal
@@ -126,6 +127,8 @@ def test_same_seed_same_bits_and_explicit_starts():
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     c = fit_map(post, starts=a.starts)
     np.testing.assert_array_equal(c.optima, a.optima)
+    serial = fit_map(post, starts=4, seed=7, comm=SerialCommunicator())
+    np.testing.assert_array_equal(serial.hessian, a.hessian)
     # ties go to the lowest start index
     twice = fit_map(post, starts=np.repeat(a.starts[2:3], 2, axis=0))
     assert twice.best == 0 and twice.values[0] == twice.values[1]
@@ -155,3 +158,19 @@ def test_errors():
         fit_map(dens, starts=0)
     with pytest.raises(ValueError, match="shape"):
         fit_map(dens, starts=np.zeros((2, 3)))
+
+
+def test_serial_fit_never_imports_mpi4py():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from phasic_mpi.inference.laplace import fit_map; "
+            "from phasic_mpi.inference.posterior import Posterior; "
+            "from phasic_mpi.inference.priors import Gamma; from phasic_mpi.model import models; "
+            "fit = fit_map(Posterior(models.exponential(), [1.0, 2.0], [Gamma(2.0, 1.0)]), starts=2); "
+            "assert abs(fit.theta[0] - 4 / 4) < 1e-8, fit.theta; "
+            "assert 'mpi4py' not in sys.modules, 'mpi4py imported'")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -8,6 +8,7 @@ Laplace draws must be bitwise equal.
 import numpy as np
 import pytest
 
+from phasic_mpi.inference.comm import as_communicator
 from phasic_mpi.inference.laplace import fit_map
 from phasic_mpi.inference.posterior import Posterior
 from phasic_mpi.inference.priors import Gamma, LogNormal
@@ -40,8 +41,11 @@ def test_distributed_fit_map_is_bitwise_serial(make, starts):
         post = make()
         parallel = fit_map(post, starts=starts, seed=13, comm=comm)
         serial = fit_map(post, starts=starts, seed=13)
+        facade = fit_map(post, starts=starts, seed=13, comm=as_communicator(comm))
         for field in FIELDS:
             np.testing.assert_array_equal(getattr(parallel, field), getattr(serial, field),
+                                          err_msg=field)
+            np.testing.assert_array_equal(getattr(facade, field), getattr(serial, field),
                                           err_msg=field)
         assert parallel.best == serial.best and parallel.value == serial.value
         np.testing.assert_array_equal(parallel.sample_z(25, seed=2), serial.sample_z(25, seed=2))
