@@ -11,6 +11,7 @@ Hessian of a cyclic model. The MPI version is tests/mpi/test_laplace_mpi.py.
 
 import numpy as np
 import pytest
+from pyrun import run_python
 
 from phasic_mpi.inference.comm import SerialCommunicator
 from phasic_mpi.inference.laplace import fit_map, fit_mle
@@ -161,16 +162,11 @@ def test_errors():
 
 
 def test_serial_fit_never_imports_mpi4py():
-    import os
-    import subprocess
-    import sys
-
     code = ("import sys; from phasic_mpi.inference.laplace import fit_map; "
             "from phasic_mpi.inference.posterior import Posterior; "
             "from phasic_mpi.inference.priors import Gamma; from phasic_mpi.model import models; "
             "fit = fit_map(Posterior(models.exponential(), [1.0, 2.0], [Gamma(2.0, 1.0)]), starts=2); "
             "assert abs(fit.theta[0] - 4 / 4) < 1e-8, fit.theta; "
             "assert 'mpi4py' not in sys.modules, 'mpi4py imported'")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr

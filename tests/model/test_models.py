@@ -1,12 +1,10 @@
 """Built-in models: state spaces, rates, parameter names and closed forms."""
 
-import os
-import subprocess
-import sys
 from functools import cache
 
 import numpy as np
 import pytest
+from pyrun import run_python
 
 from phasic_mpi import models
 from phasic_mpi.model.graph import Graph
@@ -143,6 +141,5 @@ def test_package_exports_without_importing_mpi4py():
             "assert phasic_mpi.__version__ == '0.1.0'; "
             "assert all(hasattr(phasic_mpi, name) for name in phasic_mpi.__all__); "
             "assert {'Graph', 'Observations', 'kingman', 'rabbits'} <= set(phasic_mpi.__all__)")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
