@@ -22,6 +22,7 @@ import numpy as np
 
 from phasic_mpi.model.data import Observations, as_observations
 from phasic_mpi.model.graph import Graph
+from phasic_mpi.model.terms import LikelihoodTerm
 from phasic_mpi.inference.priors import Prior, make_prior
 from phasic_mpi.inference.transforms import Transform, log_density_z, make_transform
 
@@ -296,6 +297,14 @@ class Posterior(_TransformedDensity):
         to all. Its image must be the prior's support.
     tol : float, optional
         Truncation tolerance of the likelihood (libphase default 1e-12).
+    terms : sequence of LikelihoodTerm, optional
+        Further data with their own likelihoods, added to that of ``data``
+        (which may then be empty): :class:`~phasic_mpi.model.sfs.SFSData`,
+        :class:`~phasic_mpi.model.terms.MomentData` or anything with
+        ``param_names`` and ``loglik_and_grad`` (see docs/sfs.md). Their
+        parameters are matched by name; names the graph does not have (such
+        as ``theta_mut``) are appended to ``param_names`` in order of first
+        appearance, and need priors too.
 
     Examples
     --------
@@ -309,25 +318,49 @@ class Posterior(_TransformedDensity):
 
     def __init__(self, graph: Graph, data: Observations | Any,
                  priors: Sequence[PriorSpec] | Mapping[str, PriorSpec],
-                 transforms: Any = None, *, tol: float | None = None) -> None:
+                 transforms: Any = None, *, tol: float | None = None,
+                 terms: Sequence[LikelihoodTerm] = ()) -> None:
         if not isinstance(graph, Graph):
             raise TypeError(f"graph must be a Graph, got {type(graph).__name__}")
-        super().__init__(graph.param_names, priors, transforms)
+        self.terms: tuple[LikelihoodTerm, ...] = tuple(terms)
+        names = list(graph.param_names)
+        for term in self.terms:
+            if not isinstance(term, LikelihoodTerm):
+                raise TypeError(f"terms: {term!r} has no param_names and loglik_and_grad")
+            names += [name for name in term.param_names if name not in names]
+        super().__init__(names, priors, transforms)
         self.graph = graph
         self.data = as_observations(data)
         self.tol = tol
+        # each term's columns of the full theta, in the term's own order
+        self._term_columns = [np.array([names.index(name) for name in term.param_names],
+                                       dtype=np.intp) for term in self.terms]
 
     def _loglik_theta(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from phasic_mpi.model import native as _core  # the compiled extension loads lazily
 
-        value, grad, status = _core.loglik(self.graph, self.data, theta, grad=True,
-                                           tol=self.tol)
+        if not self.terms:
+            value, grad, status = _core.loglik(self.graph, self.data, theta, grad=True,
+                                               tol=self.tol)
+            value[status != _core.Status.OK] = -math.inf
+            return value, grad
+        d_graph = self.graph.n_params
+        value, graph_grad, status = _core.loglik(
+            self.graph, self.data, np.ascontiguousarray(theta[:, :d_graph]), grad=True,
+            tol=self.tol)
         value[status != _core.Status.OK] = -math.inf
+        grad = np.zeros_like(theta)
+        grad[:, :d_graph] = graph_grad
+        for term, cols in zip(self.terms, self._term_columns):  # a fixed order: same bits
+            term_value, term_grad = term.loglik_and_grad(np.ascontiguousarray(theta[:, cols]))
+            value = value + term_value
+            grad[:, cols] += term_grad
         return value, grad
 
     def __repr__(self) -> str:
+        terms = f", terms={list(self.terms)!r}" if self.terms else ""
         return (f"Posterior({self.graph!r}, n_observations={self.data.n_observations}, "
-                f"{self._params_repr()})")
+                f"{self._params_repr()}{terms})")
 
 
 def _load_callable(spec: str) -> Callable[..., Any]:

@@ -39,15 +39,17 @@ def sample(graph: Graph, n: int, theta: Any = None, seed: int | None = 0, *,
         Parameters (omit for a constant graph).
     seed : int or None
         Seed of the Philox generator; ``None`` draws fresh entropy.
-    rewards : array_like, shape (n_states,), optional
+    rewards : array_like, shape (n_states,) or (n_states, R), optional
         If given, return ``Y = int r(X_t) dt`` (discrete:
-        ``sum_{k < T} r(X_k)``) instead of the absorption time.
+        ``sum_{k < T} r(X_k)``) instead of the absorption time; a matrix
+        accumulates its ``R`` columns along the same paths (e.g. the branch
+        lengths ``L_i`` of one genealogy, :func:`phasic_mpi.model.models.sfs_rewards`).
     max_jumps : int
         Limit on the number of jumps of any walker.
 
     Returns
     -------
-    ndarray, shape (n,)
+    ndarray, shape (n,), or (n, R) for a reward matrix
         float64; int64 for a discrete graph without rewards. Walkers that
         start in the defect get 0.
 
@@ -87,7 +89,7 @@ def sample(graph: Graph, n: int, theta: Any = None, seed: int | None = 0, *,
     mass = float(cumulative_alpha[-1])
     u = rng.random(n) if graph.defect > 0 or mass == 1.0 else rng.random(n) * mass
     start = np.searchsorted(cumulative_alpha, u, side="right")
-    result = np.zeros(n)
+    result = np.zeros(n if reward is None or reward.ndim == 1 else (n, reward.shape[1]))
     walkers = np.flatnonzero(start < graph.n_states)  # the rest start in the defect
     current = start[walkers]
     jumps = 0
@@ -100,7 +102,12 @@ def sample(graph: Graph, n: int, theta: Any = None, seed: int | None = 0, *,
             hold = rng.geometric(rate).astype(np.float64)
         else:
             hold = rng.standard_exponential(walkers.size) / rate
-        result[walkers] += hold if reward is None else hold * reward[current]
+        if reward is None:
+            result[walkers] += hold
+        elif reward.ndim == 1:
+            result[walkers] += hold * reward[current]
+        else:  # every column along the same path
+            result[walkers] += hold[:, None] * reward[current]
         edge = np.searchsorted(keys, current + rng.random(walkers.size), side="right")
         edge = np.minimum(edge, row_end[current] - 1)  # guard round-off at row ends
         current = dst[edge]
@@ -116,9 +123,9 @@ def _reward_vector(graph: Graph, rewards: Any) -> np.ndarray | None:
     if rewards is None:
         return None
     r = np.asarray(rewards, dtype=np.float64)
-    if r.shape != (graph.n_states,):
-        raise ValueError(f"rewards must have shape ({graph.n_states},), "
-                         f"got {np.shape(rewards)}")
+    if r.ndim not in (1, 2) or r.shape[0] != graph.n_states:
+        raise ValueError(f"rewards must have shape ({graph.n_states},) or "
+                         f"({graph.n_states}, R), got {np.shape(rewards)}")
     if not np.all(np.isfinite(r)):
         raise ValueError("rewards must be finite")
     return r

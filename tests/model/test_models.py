@@ -1,12 +1,10 @@
 """Built-in models: state spaces, rates, parameter names and closed forms."""
 
-import os
-import subprocess
-import sys
 from functools import cache
 
 import numpy as np
 import pytest
+from pyrun import run_python
 
 from phasic_mpi import models
 from phasic_mpi.model.graph import Graph
@@ -118,6 +116,7 @@ def test_isolation_migration():
     (models.rabbits, (0,), ValueError, "n must be >= 1"),
     (models.isolation_migration, (1, 0), ValueError, "need at least 2 lineages"),
     (models.isolation_migration, (-1, 3), ValueError, "n1 must be >= 0"),
+    (models.structured_block_counting, (1, 0), ValueError, "need at least 2 samples"),
 ])
 def test_argument_errors(factory, args, error, match):
     with pytest.raises(error, match=match):
@@ -126,7 +125,8 @@ def test_argument_errors(factory, args, error, match):
 
 def test_models_registry_and_docstrings_name_the_parameters():
     example_args = {"exponential": (), "erlang": (2,), "kingman": (3,), "block_counting": (3,),
-                    "rabbits": (1,), "isolation_migration": (1, 1)}
+                    "rabbits": (1,), "isolation_migration": (1, 1),
+                    "structured_block_counting": (1, 1)}
     assert set(models.MODELS) == set(example_args)
     for name, (factory, description) in models.MODELS.items():
         assert factory is getattr(models, name) and description
@@ -141,6 +141,5 @@ def test_package_exports_without_importing_mpi4py():
             "assert phasic_mpi.__version__ == '0.1.0'; "
             "assert all(hasattr(phasic_mpi, name) for name in phasic_mpi.__all__); "
             "assert {'Graph', 'Observations', 'kingman', 'rabbits'} <= set(phasic_mpi.__all__)")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
