@@ -36,7 +36,7 @@ from phasic_mpi.run.result import Result
 from phasic_mpi.run.settings import OutputSettings
 from phasic_mpi.settings import to_dict
 
-__all__ = ["posterior", "pt", "sample", "svgd"]
+__all__ = ["fit_map", "fit_mle", "posterior", "pt", "sample", "svgd"]
 
 
 def posterior(model: Any, data: Any = None, *, priors: Any = None, transforms: Any = None,
@@ -115,8 +115,9 @@ def sample(model: Any, data: Any = None, *, algorithm: str | Any = "svgd", prior
     algorithm : str or settings object
         ``"svgd"`` or ``"pt"`` (settings from ``**settings``), or a settings
         object such as ``SVGDSettings(particles=128)``.
-    init : Result or (k, d) array, optional
-        Warm start: a previous :class:`Result` (its draws), or k points in
+    init : Result, MapResult or (k, d) array, optional
+        Warm start: a previous :class:`Result` (its draws), a
+        :func:`fit_map` result (Laplace draws), or k points in
         parameter space; SVGD needs at least one per particle (evenly spaced
         rows are taken when there are more), PT gives slot g row g mod k.
         Read on rank 0 only (where a previous result lives; the other ranks
@@ -205,6 +206,31 @@ def pt(model: Any, data: Any = None, **kwargs: Any) -> Result | None:
     return sample(model, data, algorithm="pt", **kwargs)
 
 
+def fit_map(model: Any, data: Any = None, *, priors: Any = None, transforms: Any = None,
+            param_names: Sequence[str] | None = None, **kwargs: Any) -> Any:
+    """Posterior mode with a Laplace approximation, for a model given as to :func:`svgd`.
+
+    ``kwargs`` go to :func:`phasic_mpi.inference.laplace.fit_map` (``starts``,
+    ``seed``, ``comm``...). The result's Laplace draws can start SVGD or PT:
+    ``pm.svgd(graph, data, init=pm.fit_map(graph, data))``.
+    """
+    from phasic_mpi.inference import laplace
+
+    density = posterior(model, data, priors=priors, transforms=transforms,
+                        param_names=param_names)
+    return laplace.fit_map(density, **kwargs)
+
+
+def fit_mle(model: Any, data: Any = None, *, priors: Any = None, transforms: Any = None,
+            param_names: Sequence[str] | None = None, **kwargs: Any) -> Any:
+    """Maximum likelihood (the prior ignored but for starts and transforms) with standard errors."""
+    from phasic_mpi.inference import laplace
+
+    density = posterior(model, data, priors=priors, transforms=transforms,
+                        param_names=param_names)
+    return laplace.fit_mle(density, **kwargs)
+
+
 def _points_needed(algorithm: Any) -> int:
     s = algorithm.settings
     return s.particles if algorithm.name == "svgd" else getattr(s, "chains", 1) * getattr(s, "replicas", 1)
@@ -226,6 +252,12 @@ def _shared_init(init: Any, density: Any, needed: int, comm: Any) -> np.ndarray 
 
 def _init_points(init: Any, density: Any, needed: int) -> np.ndarray:
     """Warm-start points in z: at most ``needed`` evenly spaced rows."""
+    if hasattr(init, "initial_points"):  # a MapResult: Laplace draws in z
+        z = np.asarray(init.initial_points(needed), dtype=np.float64)
+        if z.ndim != 2 or z.shape[1] != density.n_params:
+            raise ValueError(f"init: the MAP result has {z.shape[-1]} parameters, the model "
+                             f"{density.n_params}")
+        return z
     if isinstance(init, Result):
         if tuple(init.param_names) != tuple(density.param_names):
             raise ValueError(f"init: the result's parameters {init.param_names} are not the "

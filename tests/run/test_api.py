@@ -250,3 +250,17 @@ def test_inference_data_has_the_run_files_groups(tmp_path):
     total = sum(memory.log_likelihood[k].values.sum(axis=-1) for k in memory.log_likelihood.data_vars)
     assert np.allclose(total, memory.sample_stats["log_likelihood_total"].values, rtol=1e-12)
     assert az.loo(memory, var_name="exact").n_data_points == data.exact.size
+
+
+def test_map_laplace_warm_starts_svgd():
+    """fit_map through the API, against the closed form.
+
+    The mode is taken in z = log(rate), where the Gamma(2 + n, 1 + sum x)
+    posterior's density gains the Jacobian rate: its mode is (2 + n)/(1 + sum x).
+    """
+    graph, x = exponential_data(n=100)
+    mode = pm.fit_map(graph, x, priors={"rate": pm.Gamma(2.0, 1.0)})
+    assert mode.theta[0] == pytest.approx((2.0 + x.size) / (1.0 + x.sum()), rel=1e-6)
+    fit = pm.svgd(graph, x, priors={"rate": pm.Gamma(2.0, 1.0)}, init=mode, particles=16,
+                  iterations=1, step_size=1e-12, progress="none")
+    assert np.allclose(fit.theta[:, 0], np.exp(mode.initial_points(16)[:, 0]), rtol=1e-9)
