@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from phasic_mpi.errors import ConfigError, MPIUnavailableError
+from phasic_mpi.run.launch import RankExit, abort_on_failure
 
 __all__ = ["main"]
 
@@ -32,6 +33,7 @@ EXIT_CONFIG = 2  # also argparse's status for usage errors
 
 
 # ----------------------------------------------------------------- commands
+@abort_on_failure()  # SystemExit, os._exit, any failure on one rank ends the job non-zero
 def _cmd_run(args: argparse.Namespace) -> int:
     from phasic_mpi.config import load_config
 
@@ -295,6 +297,9 @@ def _report(exc: BaseException) -> int:
     if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
+    if isinstance(exc, (OSError, RankExit)):  # a full disk, sys.exit in a model: one line
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return EXIT_ERROR
     traceback.print_exception(exc, file=sys.stderr)
     return EXIT_ERROR
 

@@ -285,8 +285,10 @@ def read_toml(path: str, what: str) -> dict:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such {what}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # binary files too
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:  # a directory, no permission
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror}") from None
 
 
 def load_config(path: str | os.PathLike, *, graph: Graph | None = None,

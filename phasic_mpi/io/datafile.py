@@ -44,8 +44,8 @@ def read_data_file(path: str | os.PathLike, dataset: str | None = None) -> Obser
             return _read_h5(path, dataset)
     except ConfigError:
         raise
-    except (ValueError, OSError) as exc:
-        raise ConfigError(f"data.file: {path}: {exc}") from exc
+    except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty or cut .npy
+        raise ConfigError(f"data.file: {path}: {exc or 'truncated file'}") from exc
     raise ConfigError(f"data.file: unknown file type {suffix!r} of {path}")
 
 

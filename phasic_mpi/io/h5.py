@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import h5py
 import numpy as np
 
+from phasic_mpi.io.files import commit_temp, discard_temp, exclusive_temp
+
 T = TypeVar("T")
 
 MANAGED_GROUPS = ("posterior", "sample_stats", "observed_data")  # ArviZ groups written here
@@ -109,25 +111,16 @@ def _open(path: str, mode: str) -> h5py.File:
         raise OSError(f"cannot open {path!r} (mode {mode!r}): {exc}") from exc
 
 
-def _fsync(path: str, directory: bool = False) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        if not directory:  # directories: best effort, some file systems refuse
-            raise
-
-
 def atomic_write(path: str | os.PathLike, writer_fn: Callable[[h5py.File], T]) -> T:
     """Write a complete HDF5 file at ``path`` or leave ``path`` untouched.
 
-    ``writer_fn`` fills a fresh file ``<path>.tmp.<pid>``, which is then closed,
-    fsynced and renamed over ``path`` (``os.replace``: atomic on POSIX). If
-    ``writer_fn`` raises, the temporary file is removed and an existing file at
-    ``path`` is kept.
+    ``writer_fn`` fills a fresh temporary file created exclusively next to
+    ``path`` (:func:`phasic_mpi.io.files.exclusive_temp`: never a planted file
+    or symlink), which is then closed, fsynced and renamed over ``path``
+    (``os.replace``: atomic on POSIX). HDF5 writes through the open file
+    object, so no name is ever reopened. If ``writer_fn`` or a write fails
+    (a full disk included), the temporary file is removed and an existing
+    file at ``path`` is kept.
 
     Parameters
     ----------
@@ -145,23 +138,20 @@ def atomic_write(path: str | os.PathLike, writer_fn: Callable[[h5py.File], T]) -
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} does not exist")
-    tmp = f"{path}.tmp.{os.getpid()}"
+    fh, tmp = exclusive_temp(path)
     try:
         try:
-            f = h5py.File(tmp, "w")
+            f = h5py.File(fh, "w")
         except OSError as exc:
             raise OSError(f"cannot write {path!r} (creating {tmp!r}): {exc}") from exc
         try:
             result = writer_fn(f)
         finally:
             f.close()
-        _fsync(tmp)
-        os.replace(tmp, path)
+        commit_temp(fh, tmp, path)
     except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+        discard_temp(fh, tmp)
         raise
-    _fsync(directory, directory=True)
     return result
 
 
@@ -216,3 +206,74 @@ def _history_chunks(row_shape: tuple[int, ...], itemsize: int) -> tuple[int, ...
         i = int(np.argmax(row))
         row[i] = (row[i] + 1) // 2
     return (1, *row)
+
+
+# -- write failures ------------------------------------------------------------
+
+_ERRNO_RE = re.compile(r"error message = '([^']*)'")
+# Run in a fresh interpreter: this process's HDF5 library may still hold the
+# broken file open (and locked), and would answer from its own cache.
+_CHECK_READABLE = """
+import sys, h5py
+def visit(name, obj):
+    if isinstance(obj, h5py.Dataset):
+        n = int(obj.attrs.get("rows", obj.shape[0] if obj.ndim else 0))
+        obj[:n] if obj.ndim else obj[()]
+    dict(obj.attrs)
+with h5py.File(sys.argv[1], "r") as f:
+    dict(f.attrs)
+    f.visititems(visit)
+"""
+
+
+class RunFileError(OSError):
+    """Writing a run file failed (disk full, I/O error); the message says what was kept."""
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The operating system's words for an HDF5 write failure, else the message's first line."""
+    text = str(exc)
+    found = _ERRNO_RE.search(text)
+    return found.group(1) if found else (text.splitlines() or [type(exc).__name__])[0]
+
+
+def close_detached(f: h5py.File) -> None:
+    """Close a file whose writes failed, after pointing HDF5's descriptor at /dev/null.
+
+    After a failed write HDF5 fails again on every flush, close and object
+    release (h5py reports each, and freeing the objects later can crash the
+    process). Writing to /dev/null instead lets HDF5 close cleanly, while the
+    bytes already on disk stay as they were for :func:`salvage` to judge.
+    """
+    try:
+        fd = f.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+    except Exception:  # noqa: BLE001 - e.g. a file-object driver: close as it is
+        pass
+    for _ in range(3):  # the first close may trip over the failed flush's cache state
+        try:
+            f.close()
+            return
+        except Exception:  # noqa: BLE001 - the original failure is what gets reported
+            continue
+
+
+def salvage(path: str) -> bool:
+    """Keep ``path`` if it reads completely (valid so far), else remove it; True if kept."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HDF5_USE_FILE_LOCKING": "FALSE"}
+    try:
+        done = subprocess.run([sys.executable, "-c", _CHECK_READABLE, path], env=env,
+                              capture_output=True, timeout=300)
+        readable = done.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        readable = False
+    if not readable and os.path.lexists(path):
+        os.unlink(path)
+    return readable

@@ -13,9 +13,11 @@ only what the caller hands over, so they compare bitwise across runs.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
@@ -32,15 +34,45 @@ from phasic_mpi.io.h5 import (
     _is_scale,
     _open,
     _require_group,
+    RunFileError,
     _set_attrs,
     atomic_write,
+    close_detached,
+    failure_reason,
+    salvage,
 )
 from phasic_mpi.model.data import Observations, as_observations
 from phasic_mpi.io.runfile import RunFile, read_run
 from phasic_mpi.io.runfile import MODEL_GROUP
 from phasic_mpi.model.graph import Graph
 
-__all__ = ["RunFile", "RunWriter", "atomic_write", "read_run"]
+__all__ = ["COMPLETE_ATTR", "RunFile", "RunFileError", "RunWriter", "atomic_write",
+           "is_complete", "read_run"]
+
+COMPLETE_ATTR = "complete"  # root attribute: true once every rank finished the run
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """Turn an I/O failure inside a writing method into one :class:`RunFileError`.
+
+    The file is closed; it is kept if it still reads completely (valid up to
+    its last complete append) and removed otherwise, and the message says
+    which. Argument errors (ValueError, TypeError) pass unchanged.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: RunWriter, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except RunFileError:
+            raise
+        except (OSError, RuntimeError) as exc:
+            raise self._write_failed(exc) from None
+
+    return wrapper  # type: ignore[return-value]
+
 
 # -- writer -------------------------------------------------------------------
 
@@ -119,8 +151,12 @@ class RunWriter:
                              "reserved or duplicate names")
         if os.path.exists(path) and not overwrite:
             raise FileExistsError(f"run file {path!r} exists (pass overwrite=True to replace it)")
+        # run_id binds checkpoints to this file; complete turns true only when
+        # every rank has finished (mark_complete), so a file is never mistaken
+        # for a finished run.
         fixed = {"config": dict(config), "phasic_mpi_version": _version(),
-                 "algorithm": algorithm, "param_names": names}
+                 "algorithm": algorithm, "param_names": names, "run_id": uuid.uuid4().hex,
+                 COMPLETE_ATTR: False}
         if seed is not None:
             fixed["seed"] = seed
         clash = sorted(set(attrs or {}) & set(fixed))
@@ -161,11 +197,13 @@ class RunWriter:
                 raise ValueError(f"{path!r} is not a phasic_mpi run file")
             writer = cls(f)
             writer._truncate(rows)
+            _set_attrs(f, {COMPLETE_ATTR: False})
         except BaseException:
             f.close()
             raise
         return writer
 
+    @_guarded
     def _truncate(self, rows: Mapping[str, int] | None) -> None:
         unknown = sorted(set(rows or {}) - set(self._history))
         if unknown:
@@ -261,6 +299,7 @@ class RunWriter:
         """
         self.append_many({name: rows})
 
+    @_guarded
     def append_many(self, batch: Mapping[str, Any]) -> None:
         """Append to several history datasets, with one pair of flushes."""
         pending = []
@@ -296,10 +335,23 @@ class RunWriter:
         self._history[name] = ds
         return ds
 
+    @property
+    def run_id(self) -> str | None:
+        """The file's ``run_id`` (checkpoints carry it), or None for older files."""
+        value = self._f.attrs.get("run_id")
+        return value.decode() if isinstance(value, bytes) else value
+
+    @_guarded
+    def mark_complete(self) -> None:
+        """Record that the run finished on every rank (call after the final barrier)."""
+        _set_attrs(self._f, {COMPLETE_ATTR: True})
+        self._f.flush()
+
     def rows(self) -> dict[str, int]:
         """Valid rows of every history dataset (save these in checkpoints)."""
         return {name: int(ds.attrs[ROWS_ATTR]) for name, ds in sorted(self._history.items())}
 
+    @_guarded
     def write_chains(self, group: str, arrays: Mapping[str, Any],
                      attrs: Mapping[str, Any] | None = None,
                      dims: Mapping[str, str] | None = None) -> None:
@@ -382,6 +434,7 @@ class RunWriter:
         self.write_chains("posterior", ordered, meta)
         self.write_chains("sample_stats", stats)
 
+    @_guarded
     def write_group(self, group: str, arrays: Mapping[str, Any],
                     attrs: Mapping[str, Any] | None = None) -> None:
         """Write arrays (and attributes) into ``group``, e.g. ``"svgd/final"``.
@@ -417,6 +470,7 @@ class RunWriter:
         self.write_group(MODEL_GROUP, arrays, {"discrete": meta["discrete"],
                                                "param_names": list(meta["param_names"])})
 
+    @_guarded
     def set_attrs(self, attrs: Mapping[str, Any], group: str = "/") -> None:
         """Set attributes of the root (default) or of ``group`` (created if needed).
 
@@ -427,21 +481,43 @@ class RunWriter:
         _set_attrs(self._f if group.strip("/") == "" else _require_group(self._f, group), attrs)
         self._f.flush()
 
+    @_guarded
     def flush(self) -> None:
         """Flush HDF5 buffers to the operating system."""
         self._f.flush()
 
+    @_guarded
     def close(self) -> None:
         """Flush and close the file (idempotent)."""
         if self._f.id.valid:
             self._f.flush()
             self._f.close()
 
+    def _write_failed(self, exc: BaseException) -> RunFileError:
+        """Close the file after a failed write, keep or remove it, and say which."""
+        if not self._f.id.valid:
+            return RunFileError(f"run file {self.path}: {failure_reason(exc)}")
+        self._history.clear()
+        close_detached(self._f)
+        kept = ("kept, valid up to its last complete append" if salvage(self.path)
+                else "the half-written file was removed")
+        return RunFileError(f"run file {self.path}: write failed ({failure_reason(exc)}); "
+                            f"{kept}; any checkpoint is untouched")
+
     def __enter__(self) -> RunWriter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a run file whose run finished on every rank."""
+    try:
+        with h5py.File(path, "r") as f:
+            return _decode_attrs(f).get(COMPLETE_ATTR) is True
+    except OSError:
+        return False
 
 
 def _version() -> str:

@@ -292,14 +292,14 @@ def execute(algorithm: Any, density: Any, *, observations: Any = None, comm: Any
     stop_hint : str or None
         Said after "checkpoint written" when a signal stops a run with a file.
     """
-    from phasic_mpi.run.launch import limit_threads
+    from phasic_mpi.run.launch import limit_threads, output_lock
 
     limit_threads()
     comm = as_communicator(comm).dup()
     try:
         # Installed for the whole run, set-up and final writes included: a signal
         # is acted on at an iteration boundary and never kills a rank mid-write.
-        with _StopFlag() as stop:
+        with _StopFlag() as stop, output_lock(out, comm):
             return _execute(algorithm, density, observations, comm, out, resume, overwrite,
                             output or OutputSettings(), dict(record or {}), init, stop_hint,
                             stop)
@@ -318,7 +318,8 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
     rank0 = comm.rank == 0
     writer = None
     if resume:
-        loaded = read_checkpoint(checkpoint_path(path)) if rank0 else None
+        loaded = (read_checkpoint(checkpoint_path(path), n_iterations=algorithm.n_iterations,
+                                  run_file=path) if rank0 else None)
         iteration, arrays, rows, saved = comm.bcast(loaded, root=0)
         changed = _config_differences(record, saved)
         if changed:
@@ -382,7 +383,7 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
             if rank0:
                 buffer.flush_to(writer)
                 write_checkpoint(checkpoint_path(path), state.iteration, arrays, writer.rows(),
-                                 record)
+                                 record, writer.run_id)
             comm.barrier()  # the checkpoint exists before anyone reports or exits
         if rank0:
             progress.update(state.iteration, algorithm.describe(diag), force=bool(agreed))
@@ -406,6 +407,8 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
         _write_final(writer, algorithm.name, final, attrs, buffer, ctx.density,
                      algorithm.settings.seed)
     comm.barrier()
+    if rank0 and writer is not None and signal_name is None:
+        writer.mark_complete()  # every rank got here: the run is complete
     if rank0 and path is not None and os.path.exists(checkpoint_path(path)):
         os.unlink(checkpoint_path(path))
     completed = signal_name is None

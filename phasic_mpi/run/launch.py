@@ -7,10 +7,18 @@ mpi4py is imported lazily: importing this module never initialises MPI.
 from __future__ import annotations
 
 import os
-from typing import Any
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
-__all__ = ["LaunchError", "check_launch", "cores_per_rank", "launch_info", "launcher_name",
-           "limit_threads", "slurm_task_count", "world"]
+from phasic_mpi.errors import ConfigError
+
+__all__ = ["LaunchError", "RankExit", "abort_on_failure", "check_launch", "cores_per_rank",
+           "launch_info", "launcher_name", "limit_threads", "output_lock", "slurm_task_count",
+           "world"]
 
 
 class LaunchError(RuntimeError):
@@ -131,3 +139,139 @@ def launch_info(comm: Any) -> dict[str, Any] | None:
         if os.environ.get(key):
             info[key.lower()] = os.environ[key]
     return info
+
+
+# -- failures end the job loudly ------------------------------------------------
+
+
+class RankExit(RuntimeError):
+    """A rank's work tried to end its process (``sys.exit``, ``os._exit``) mid-run."""
+
+
+def _initialised_world() -> Any:
+    """COMM_WORLD if mpi4py is imported and MPI is initialised (never initialises it)."""
+    MPI = sys.modules.get("mpi4py.MPI")
+    try:
+        if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():
+            return MPI.COMM_WORLD
+    except Exception:  # noqa: BLE001 - a broken MPI must not hide the original failure
+        pass
+    return None
+
+
+def failure_lines(exc: BaseException) -> list[str]:
+    """What a rank says about ``exc``: one line for expected failures, else the traceback.
+
+    Expected: errors in the user's input or files (ConfigError, OSError such
+    as a full disk or a held lock), :class:`RankExit`, and what is not an
+    ``Exception`` (``KeyboardInterrupt``). The last line is
+    always ``<type>: <reason>``.
+    """
+    if isinstance(exc, (ConfigError, OSError, RankExit)) or not isinstance(exc, Exception):
+        return [f"{type(exc).__name__}: {exc}" if str(exc) else
+                f"{type(exc).__name__} raised during the run"]
+    return "".join(traceback.format_exception(exc)).rstrip("\n").split("\n")
+
+
+def _as_failure(exc: BaseException) -> BaseException:
+    """SystemExit and os._exit from a rank's work are failures, whatever their status."""
+    if isinstance(exc, SystemExit):
+        return RankExit(f"sys.exit({exc.code!r}) was called during the run (by a user model?); "
+                        "a run ends only by finishing, failing or a signal")
+    return exc
+
+
+@contextmanager
+def _exit_guard() -> Iterator[None]:
+    """Make ``os._exit`` in this process raise :class:`RankExit` instead.
+
+    Under MPICH's mpiexec a rank that vanishes with status 0 makes the whole
+    job exit 0 (the others are killed), so a user model calling ``os._exit(0)``
+    would turn a failed run into a success. Forked children (multiprocessing)
+    keep the real ``os._exit``.
+    """
+    real, pid = os._exit, os.getpid()
+
+    def guarded(status: int) -> NoReturn:
+        if os.getpid() != pid:
+            real(status)
+        raise RankExit(f"os._exit({status}) was called during the run (by a user model?)")
+
+    os._exit = guarded  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        os._exit = real  # type: ignore[assignment]
+
+
+@contextmanager
+def abort_on_failure(comm: Any = None, *, grace: float = 0.3) -> Iterator[None]:
+    """End the whole job when anything escapes a rank's work.
+
+    Any ``BaseException`` (``SystemExit``, ``KeyboardInterrupt`` and
+    ``os._exit`` from user code included) becomes, with more than one rank,
+    ``[rank r] <reason>`` on stderr and ``comm.Abort(1)``: the job ends at once
+    with status 1 instead of the other ranks waiting in a collective. On one
+    rank (or before MPI is initialised) the exception propagates, with
+    ``SystemExit`` turned into :class:`RankExit` so that ``sys.exit(0)`` in a
+    model can never report success.
+
+    Parameters
+    ----------
+    comm : mpi4py communicator, optional
+        Default ``COMM_WORLD`` once MPI is initialised (looked up at failure
+        time: entering the block does not initialise MPI).
+    grace : float
+        Seconds to let the launcher forward the message before aborting.
+    """
+    try:
+        with _exit_guard():
+            yield
+    except BaseException as exc:  # noqa: BLE001 - every failure must end the job
+        failure = _as_failure(exc)
+        world_ = comm if comm is not None else _initialised_world()
+        if world_ is not None and world_.Get_size() > 1:
+            rank = world_.Get_rank()
+            sys.stderr.write("".join(f"[rank {rank}] {line}\n" for line in failure_lines(failure)))
+            sys.stderr.flush()
+            time.sleep(grace)  # Abort tears down the launcher's I/O forwarding with the job
+            world_.Abort(1)
+            os._exit(1)  # MPICH's Abort may return before the launcher kills this rank
+        if failure is exc:
+            raise
+        raise failure from None
+
+
+# -- one run per output ------------------------------------------------------------
+
+
+@contextmanager
+def output_lock(path: str | os.PathLike | None, comm: Any) -> Iterator[None]:
+    """Hold the run lock of output ``path`` on rank 0 for the block (collective).
+
+    Taken before the output's existence is checked and held until the run
+    file is closed, so two runs on one path (and so one checkpoint) can never
+    interleave: the second fails at once, on every rank alike, with a
+    :class:`~phasic_mpi.errors.ConfigError` naming the path. Skipped for
+    ``path=None`` (nothing is written) and where ``HDF5_USE_FILE_LOCKING=FALSE``
+    says that locks do not work.
+    """
+    from phasic_mpi.io.files import RunLock, RunLockError, locking_disabled
+
+    lock, problem = None, None
+    if comm.rank == 0 and path is not None and not locking_disabled():
+        path = os.path.abspath(os.fspath(path))
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            lock = RunLock(path)
+            lock.acquire()
+        except (RunLockError, OSError) as exc:
+            lock, problem = None, f"output.path: {exc}"
+    problem = comm.bcast(problem, root=0)
+    if problem:
+        raise ConfigError(problem)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()

@@ -169,7 +169,8 @@ def render(profile: str = "debug", cluster: dict[str, Any] | None = None,
     config = config or _DEFAULT_CONFIG[algorithm]
     stem = re.sub(r"\.toml$", "", config.rsplit("/", 1)[-1]) or "run"
     name = job_name or f"phasic-{stem}" + ("-array" if algorithm == "array" else "")
-    q = shlex.quote
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)  # sbatch splits its directives at spaces
+    q = shlex.quote  # every value the script's shell reads is quoted: nothing runs from a path
 
     lines = ["#!/bin/bash",
              f"# phasic-mpi {algorithm} job (profile {profile}); written by "
@@ -198,21 +199,21 @@ def render(profile: str = "debug", cluster: dict[str, Any] | None = None,
         "#SBATCH --open-mode=append",
     ]
     lines += [f"#SBATCH {d}" for d in s["extra"]]
-    out_default = (f"runs/{stem}_seed${{SEED}}.h5" if algorithm == "array"
-                   else f"runs/{stem}.h5")
+    out_default = (q(f"runs/{stem}_seed") + "${SEED}" + q(".h5") if algorithm == "array"
+                   else q(f"runs/{stem}.h5"))
     lines += [
         "",
         "set -euo pipefail",
         "",
         "# --- settings ----------------------------------------------------------",
-        f"CONFIG=${{CONFIG:-{config}}}",
+        f"CONFIG=${{CONFIG:-{q(config)}}}",
     ]
     if algorithm == "array":
         lines += ["# one seed per array task; the config's algorithm seed is replaced",
                   "SEED=${SLURM_ARRAY_TASK_ID:-0}"]
     lines += [
-        f"OUT=${{OUT:-{out if out else out_default}}}",
-        f"VENV=${{VENV:-{s['venv']}}}",
+        f"OUT=${{OUT:-{q(out) if out else out_default}}}",
+        f"VENV=${{VENV:-{q(s['venv'])}}}",
         f"MPI_PLUGIN=${{MPI_PLUGIN:-{s['mpi']}}}   # pmi2: MPICH (PyPI wheel); pmix: Open MPI",
         "",
     ]
@@ -263,6 +264,15 @@ def render(profile: str = "debug", cluster: dict[str, Any] | None = None,
             srun,
             f"    \"$VENV/bin/phasic-mpi\" run {run_config} --out \"$OUT\" \"$MODE\" \\",
             "    || status=$?",
+            "# status 0 from the launcher is not enough: a rank that vanished with status",
+            "# 0 (exit() in native user code) must not pass for a finished run",
+            "if [ \"$status\" -eq 0 ] && ! \"$VENV/bin/python\" -c \\",
+            "    'import sys; from phasic_mpi.io.store import is_complete as c; "
+            "sys.exit(not c(sys.argv[1]))' \\",
+            "    \"$OUT\"; then",
+            "    echo \"status 0 but $OUT is not marked complete: failing the job\" >&2",
+            "    status=1",
+            "fi",
         ]
     lines += [
         "",

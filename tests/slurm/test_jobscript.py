@@ -1,5 +1,6 @@
 """phasic-mpi jobscript: profiles, cluster files, errors, bash -n."""
 
+import os
 import shutil
 import subprocess
 
@@ -87,3 +88,33 @@ def test_shipped_scripts_are_current():
         "debug", config="examples/rabbits_pt.toml", algorithm="pt")
     assert (jobs / "array.sbatch").read_text() == jobscript.render("debug", algorithm="array")
     assert (jobs / "study.sbatch").read_text() == jobscript.render("small", algorithm="study")
+
+
+HOSTILE = ["a$(touch PWNED).toml", "b`touch PWNED`.toml", "c'; touch PWNED; '.toml",
+           'd" ; touch PWNED ; ".toml', "e $HOME *.toml", "f\\$(touch PWNED)"]
+
+
+@pytest.mark.parametrize("algorithm", jobscript.ALGORITHMS)
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_values_are_quoted(value, algorithm, tmp_path):
+    """Config, run file and venv paths reach the script's shell as literal strings."""
+    text = jobscript.render("debug", {"venv": "/v " + value}, config=value,
+                            algorithm=algorithm, out=None if algorithm == "array" else value)
+    script = tmp_path / "job.sbatch"
+    script.write_text(text)
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    if shutil.which("shellcheck"):  # SC2016 says "$(...) in single quotes stays literal": the aim
+        subprocess.run(["shellcheck", "--exclude=SC2016", str(script)], check=True)
+    # Run the settings block (everything up to the first command that acts) and
+    # print what the shell made of each value.
+    settings = text.split("# --- settings", 1)[1].split("\n", 1)[1].split("\nmodule purge")[0]
+    settings = settings.split("# one BLAS/OpenMP", 1)[0]
+    probe = settings + '\nprintf "%s\\n" "$CONFIG" "$OUT" "$VENV"\n'
+    done = subprocess.run(["bash", "-c", "set -euo pipefail\nSLURM_ARRAY_TASK_ID=2\n" + probe],
+                          cwd=tmp_path, capture_output=True, text=True, check=True,
+                          env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    config, out, venv = done.stdout.split("\n")[:3]
+    assert config == value and venv == "/v " + value
+    stem = value.rsplit("/", 1)[-1].removesuffix(".toml")
+    assert out == (f"runs/{stem}_seed2.h5" if algorithm == "array" else value)
+    assert not (tmp_path / "PWNED").exists()
