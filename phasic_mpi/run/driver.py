@@ -250,14 +250,18 @@ def run(cfg: dict, *, build: Callable[[dict, Any], tuple[Any, Any]], out: str | 
     RunResult
         ``completed=False`` if a signal stopped the run after a checkpoint.
     """
+    from phasic_mpi.run.launch import output_lock
+
     path = os.fspath(out or cfg["output"]["path"])
     facade = as_communicator(comm)
-    check_output(path, resume, overwrite, facade)
-    density, data = build(cfg, base_dir)
-    outcome = execute(make_algorithm(cfg), density, observations=data, comm=facade, out=path,
-                      resume=resume, overwrite=overwrite,
-                      output=OutputSettings.from_config(cfg["output"]), record=cfg,
-                      stop_hint=stop_hint)
+    # the lock first: a second run on this path hears about the lock, at once
+    with output_lock(path, facade):
+        check_output(path, resume, overwrite, facade)  # before the (maybe slow) model build
+        density, data = build(cfg, base_dir)
+        outcome = execute(make_algorithm(cfg), density, observations=data, comm=facade,
+                          out=path, resume=resume, overwrite=overwrite,
+                          output=OutputSettings.from_config(cfg["output"]), record=cfg,
+                          stop_hint=stop_hint, lock=False)
     return RunResult(path, outcome.completed, outcome.iteration, outcome.signal_name)
 
 
@@ -265,7 +269,7 @@ def execute(algorithm: Any, density: Any, *, observations: Any = None, comm: Any
             out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
             output: OutputSettings | None = None, record: Mapping[str, Any] | None = None,
             init: np.ndarray | None = None,
-            stop_hint: str | None = "continue with --resume") -> RunOutcome:
+            stop_hint: str | None = "continue with --resume", lock: bool = True) -> RunOutcome:
     """Drive ``algorithm`` on ``density`` to the end; a collective call.
 
     Parameters
@@ -291,6 +295,8 @@ def execute(algorithm: Any, density: Any, *, observations: Any = None, comm: Any
         Initial points in z (a warm start), instead of prior draws.
     stop_hint : str or None
         Said after "checkpoint written" when a signal stops a run with a file.
+    lock : bool
+        Hold the output's run lock for the run (False: the caller holds it).
     """
     from phasic_mpi.run.launch import limit_threads, output_lock
 
@@ -299,7 +305,7 @@ def execute(algorithm: Any, density: Any, *, observations: Any = None, comm: Any
     try:
         # Installed for the whole run, set-up and final writes included: a signal
         # is acted on at an iteration boundary and never kills a rank mid-write.
-        with _StopFlag() as stop, output_lock(out, comm):
+        with _StopFlag() as stop, output_lock(out if lock else None, comm):
             return _execute(algorithm, density, observations, comm, out, resume, overwrite,
                             output or OutputSettings(), dict(record or {}), init, stop_hint,
                             stop)
