@@ -110,7 +110,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_summary(args: argparse.Namespace) -> int:
     summary = importlib.import_module("phasic_mpi.analysis.summary")
-    results = [summary.summarize(path) for path in args.run]
+    results = [summary.summarize(path, group=not args.all) for path in args.run]
     print("\n".join(summary.format_summary(s) for s in results))
     if len(results) > 1:
         print(summary.format_comparison(results))
@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "RUN.h5; with several files, also a table of their "
                                    "posterior means and sds side by side.")
     p.add_argument("run", metavar="RUN.h5", nargs="+")
+    p.add_argument("--all", action="store_true",
+                   help="one row per parameter, also in families of many (e.g. weights)")
     p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser(
