@@ -102,13 +102,39 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     graph = load_model(cfg["model"])
     obs = load_data(cfg["data"], graph)
     sim = cfg["data"]["simulate"]
+    obs, censoring = _censored(args, obs, sim["seed"], graph.discrete)
     comment = (f"simulated by {PROG}: model {cfg['model']['name']} "
                f"options {json.dumps(cfg['model']['options'])}\n"
                f"theta {dict(zip(graph.param_names, sim['theta']))} n {sim['n']} "
-               f"seed {sim['seed']}")
+               f"seed {sim['seed']}" + (f"\ncensoring {censoring}" if censoring else ""))
     write_data(args.out, obs, comment=comment)
-    print(f"wrote {obs.n_observations} times to {args.out}")
+    n_censored = obs.right_censored.size
+    print(f"wrote {obs.n_observations} times"
+          + (f" ({n_censored} right-censored)" if censoring else "") + f" to {args.out}")
     return 0
+
+
+def _censored(args: argparse.Namespace, obs: Any, seed: int, discrete: bool) -> tuple[Any, str]:
+    """``obs`` censored as ``--censor-*`` say, and a description ('' if not censored)."""
+    from phasic_mpi.model.simulate import censor
+
+    random = [(kind, value) for kind, value in (("exponential", args.censor_exponential),
+                                                ("uniform", args.censor_uniform))
+              if value is not None]
+    if len(random) > 1:
+        raise ConfigError("--censor-exponential, --censor-uniform: give one random "
+                          "censoring scheme, not both")
+    if args.censor_at is None and not random:
+        return obs, ""
+    try:
+        censored = censor(obs.exact, tau=args.censor_at, random=random[0] if random else None,
+                          seed=seed, integer=discrete)
+    except ValueError as exc:
+        flag = "--censor-at" if str(exc).startswith("tau") else f"--censor-{random[0][0]}"
+        raise ConfigError(f"{flag}: {exc}") from None
+    parts = ([f"fixed at {args.censor_at!r}"] if args.censor_at is not None else []) + \
+        [f"{kind} {value!r}" for kind, value in random]
+    return censored, " and ".join(parts)
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
@@ -188,8 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "simulate", help="simulate absorption times and write them to a file",
         description="Simulate absorption times, from CONFIG's [model] and "
-                    "[data].simulate or from --model/--theta/--n, and write them "
-                    "to --out (.csv, .txt or .npy).")
+                    "[data].simulate or from --model/--theta/--n, optionally "
+                    "right-censored (--censor-*), and write them to --out (.csv, "
+                    ".txt or .npy).")
     p.add_argument("config", metavar="CONFIG.toml", nargs="?")
     p.add_argument("--model", metavar="NAME", help="built-in, module:function or "
                                                   "file.py:function")
@@ -197,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--theta", metavar="X,Y,...", help="parameter values, comma-separated")
     p.add_argument("--n", type=int, metavar="N", help="number of observations")
     p.add_argument("--seed", type=int, metavar="S", help="seed (default 0)")
+    p.add_argument("--censor-at", type=float, metavar="TAU",
+                   help="right-censor at the fixed time TAU (the end of observation)")
+    p.add_argument("--censor-exponential", type=float, metavar="RATE",
+                   help="right-censor at random times ~ Exponential(RATE)")
+    p.add_argument("--censor-uniform", type=float, metavar="MAX",
+                   help="right-censor at random times ~ Uniform(0, MAX)")
     p.add_argument("--out", metavar="PATH", required=True, help="output file")
     p.set_defaults(func=_cmd_simulate)
 
