@@ -45,6 +45,7 @@ __all__ = [
     "mcse_sd",
     "report_convergence",
     "rhat",
+    "sampling_round_trips",
 ]
 
 #: R-hat above this means the chains have not mixed (Vehtari et al. 2021, §4).
@@ -299,6 +300,29 @@ def _mcmc_warnings(stats: Mapping[str, Mapping[str, np.ndarray]], n_chains: int)
                    f"(min {value:.0f} at {name}): R-hat and the Monte Carlo errors are "
                    "unreliable; draw more")
     return out
+
+
+def sampling_round_trips(rounds: Any, round_trips: Any, warmup_rounds: int) -> np.ndarray | None:
+    """Parallel tempering's round trips per round and chain in the sampling rounds.
+
+    Parameters
+    ----------
+    rounds : array_like, shape (r,)
+        Round numbers (history ``pt/round``).
+    round_trips : array_like, shape (r, chain)
+        Round trips per round and chain (history ``pt/round_trips``).
+    warmup_rounds : int
+        Rounds before this number are warm-up.
+
+    Returns
+    -------
+    ndarray of shape (sampling rounds, chain), or None if there are none.
+    """
+    rounds = np.asarray(rounds).reshape(-1)
+    trips = np.asarray(round_trips, dtype=np.float64)
+    n = min(len(rounds), len(trips))
+    sampling = rounds[:n] >= warmup_rounds
+    return trips[:n][sampling].reshape(-1, trips.shape[-1]) if sampling.any() else None
 
 
 def report_convergence(

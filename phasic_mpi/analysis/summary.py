@@ -28,6 +28,7 @@ from phasic_mpi.analysis.diagnostics import (
     ess_tail,
     flagged,
     rhat,
+    sampling_round_trips,
 )
 from phasic_mpi.errors import RunFileError
 from phasic_mpi.io.runfile import RunFile, read_run
@@ -263,11 +264,8 @@ def _sampling_round_trips(rf: RunFile) -> np.ndarray | None:
     rows = rf.rows()
     if rows.get("pt/round_trips", 0) == 0 or rows.get("pt/round", 0) == 0:
         return None
-    trips, rounds = rf.history("pt/round_trips"), rf.history("pt/round")
     warmup = ((rf.config or {}).get("pt") or {}).get("warmup_rounds", 0)
-    n = min(len(trips), len(rounds))
-    sampling = np.asarray(rounds[:n]) >= warmup
-    return np.asarray(trips[:n])[sampling].reshape(-1, trips.shape[-1]) if sampling.any() else None
+    return sampling_round_trips(rf.history("pt/round"), rf.history("pt/round_trips"), warmup)
 
 
 def _true_values(rf: RunFile) -> dict[str, float]:

@@ -372,3 +372,12 @@ def test_unreadable_run_files_are_user_errors(tmp_path, make, message):
     make(path)
     with pytest.raises(RunFileError, match=f"^{path}: {message}"):
         summarize(path)
+
+
+def test_sampling_round_trips():
+    rounds, trips = [0, 1, 2, 3], [[9, 9], [9, 9], [3, 40], [4, 40]]
+    np.testing.assert_array_equal(dg.sampling_round_trips(rounds, trips, 2), [[3, 40], [4, 40]])
+    assert dg.sampling_round_trips(rounds, trips, 4) is None
+    (found,) = dg.convergence_warnings({"x": np.random.default_rng(0).normal(size=(2, 400))},
+                                       round_trips=dg.sampling_round_trips(rounds, trips, 2))
+    assert found.startswith("parallel tempering: 7, 80 round trip(s) per chain")
