@@ -1,15 +1,38 @@
-"""Exceptions that the package raises for problems in the user's input."""
+"""The package's exceptions: problems with the user's input versus bugs.
+
+* :class:`UserError` -- the input is wrong (a config key, a data file, a run
+  file, a command-line flag). The message starts with what is wrong (the key
+  path, flag or file) and says what was expected; ``phasic-mpi`` prints it as
+  one line, ``phasic-mpi: error: <message>``, and exits with status 2.
+* :class:`InternalError` -- something that should not happen whatever the
+  input; ``phasic-mpi`` prints the traceback and exits with status 1 (any
+  exception that is not a :class:`UserError` is treated the same way).
+
+Under MPI a :class:`UserError` must be raised on every rank alike (validate
+on every rank, or decide on rank 0 and broadcast the verdict, as the driver
+does): then every rank knows it is a user error and the job ends with status
+2 and one message, without ``MPI_Abort``.
+"""
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "MPIUnavailableError", "RunInterrupted"]
+__all__ = ["ConfigError", "InternalError", "MPIUnavailableError", "PhasicError", "RunFileError",
+           "RunInterrupted", "UserError"]
 
 
-class ConfigError(ValueError):
+class PhasicError(Exception):
+    """Base class of the exceptions raised by phasic_mpi."""
+
+
+class UserError(PhasicError, ValueError):
+    """A problem with the user's input; the message starts with the key, flag or file."""
+
+
+class ConfigError(UserError):
     """An invalid configuration; the message starts with the offending key path."""
 
 
-class RunInterrupted(Exception):
+class RunInterrupted(PhasicError):
     """A signal stopped a run after it wrote a checkpoint (raised on every rank).
 
     Continue with ``resume=True`` (``phasic-mpi run --resume``); ``path`` is the
@@ -22,5 +45,13 @@ class RunInterrupted(Exception):
         self.path, self.iteration, self.signal_name = path, iteration, signal_name
 
 
-class MPIUnavailableError(RuntimeError):
+class MPIUnavailableError(UserError, RuntimeError):
     """Several MPI ranks were launched, but no MPI library could be loaded."""
+
+
+class RunFileError(UserError):
+    """A file that is not a readable phasic_mpi run file (the message names it)."""
+
+
+class InternalError(PhasicError, RuntimeError):
+    """A broken invariant: a bug in phasic_mpi, never the user's input."""

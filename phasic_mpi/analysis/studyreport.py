@@ -6,7 +6,7 @@ Everything is computed from the study file alone (no MPI):
   mean, mean posterior sd, empirical coverage of each central credible
   level, mean wall time;
 * calibration: coverage per level with its binomial standard error and a
-  Clopper–Pearson 95 % interval, and the simulation-based-calibration (SBC)
+  Clopper–Pearson 95 % interval (scipy), and the simulation-based-calibration (SBC)
   rank histogram with a χ² test of uniformity. For a calibration study
   (true θ drawn from the prior) an exact posterior covers the truth with
   probability equal to the level, and the SBC ranks are uniform.
@@ -106,14 +106,11 @@ class Calibration:
         return math.sqrt(self.level * (1 - self.level) / self.n) if self.n else math.nan
 
     def interval(self, confidence: float = 0.95) -> tuple[float, float]:
-        """Clopper–Pearson interval of the coverage."""
+        """Clopper–Pearson (exact) interval of the coverage (scipy's ``binomtest``)."""
         if not self.n:
             return (math.nan, math.nan)
-        a = (1 - confidence) / 2
-        lo = stats.beta.ppf(a, self.covered, self.n - self.covered + 1) if self.covered else 0.0
-        hi = (stats.beta.ppf(1 - a, self.covered + 1, self.n - self.covered)
-              if self.covered < self.n else 1.0)
-        return float(lo), float(hi)
+        ci = stats.binomtest(self.covered, self.n).proportion_ci(confidence, method="exact")
+        return float(ci.low), float(ci.high)
 
     def consistent(self, confidence: float = 0.99) -> bool:
         """Whether ``covered`` lies in the central ``confidence`` range of Binomial(n, level)."""

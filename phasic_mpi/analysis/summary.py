@@ -1,11 +1,13 @@
 """Posterior summaries and convergence diagnostics of a run file.
 
-ESS and R-hat follow Vehtari, Gelman, Simpson, Carpenter & Bürkner (2021),
-"Rank-normalization, folding, and localization: an improved R-hat for
-assessing convergence of MCMC", Bayesian Analysis 16(2); the numbers agree
-with ``arviz.ess``/``arviz.rhat`` (method ``"bulk"``, ``"tail"``, ``"rank"``).
-Only numpy and scipy are needed. :func:`format_comparison` sets several
-runs side by side.
+ESS, R-hat and Monte Carlo standard errors are ArviZ's (see
+:mod:`phasic_mpi.analysis.diagnostics`, which imports ArviZ only when first
+needed). Families of parameters (a posterior variable with dimensions, or
+scalars named ``<base>_<i>[_<j>...]``, e.g. a network's ``w1_0_0`` ...) with
+more than :data:`GROUP_MIN` entries are summarized as one row each (the
+norm's quantiles, the worst diagnostics and a count of flagged entries), so
+a model with thousands of weights prints a readable table.
+:func:`format_comparison` sets several runs side by side.
 """
 
 from __future__ import annotations
@@ -13,15 +15,30 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import fft, special, stats
 
-from phasic_mpi.io.store import RunFile, read_run
+from phasic_mpi.analysis.diagnostics import (
+    convergence_warnings,
+    diagnose,
+    ess_bulk,
+    ess_tail,
+    flagged,
+    rhat,
+    sampling_round_trips,
+)
+from phasic_mpi.errors import RunFileError
+from phasic_mpi.io.runfile import RunFile, read_run
+
+# The probabilities of the tables; study files store quantiles at the same ones.
+from phasic_mpi.io.studyfile import QUANTILES  # noqa: E402
 
 __all__ = [
+    "GROUP_MIN",
+    "GroupSummary",
     "ParameterSummary",
     "Summary",
     "ess_bulk",
@@ -33,137 +50,11 @@ __all__ = [
     "summarize_draws",
 ]
 
-# The probabilities of the tables; study files store quantiles at the same ones.
-from phasic_mpi.io.studyfile import QUANTILES  # noqa: E402
-_MIN_DRAWS = 4
-
-
-# --------------------------------------------------------------------------
-# diagnostics on (chain, draw) arrays
-# --------------------------------------------------------------------------
-
-
-def _chains(x: Any) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise ValueError(f"expected draws of shape (chain, draw), got {arr.shape}")
-    return arr
-
-
-def _split(x: np.ndarray) -> np.ndarray:
-    """Split every chain into halves (the middle draw of an odd chain is dropped)."""
-    half = x.shape[1] // 2
-    return np.vstack([x[:, :half], x[:, x.shape[1] - half:]])
-
-
-def _z_scale(x: np.ndarray) -> np.ndarray:
-    """Rank-normalize jointly over all chains (average ranks, Blom offset 3/8)."""
-    ranks = stats.rankdata(x, method="average").reshape(x.shape)
-    return special.ndtri((ranks - 0.375) / (x.size + 0.25))
-
-
-def _rhat_raw(x: np.ndarray) -> float:
-    n = x.shape[1]
-    within = np.mean(np.var(x, axis=1, ddof=1))
-    between = n * np.var(np.mean(x, axis=1), ddof=1)
-    if within == 0.0:
-        return math.nan if between == 0.0 else math.inf
-    return float(np.sqrt((between / within + n - 1) / n))
-
-
-def _ess_raw(x: np.ndarray) -> float:
-    """ESS of (chain, draw) draws with Geyer's initial monotone sequence."""
-    n_chain, n_draw = x.shape
-    if np.ptp(x) < np.finfo(float).resolution:
-        return float(x.size)  # constant: every draw is as good as independent (ArviZ's convention)
-    m = fft.next_fast_len(2 * n_draw)
-    centred = x - x.mean(axis=1, keepdims=True)
-    spec = np.fft.rfft(centred, n=m, axis=1)
-    acov = np.fft.irfft(spec * np.conjugate(spec), n=m, axis=1)[:, :n_draw] / n_draw
-    mean_acov = acov.mean(axis=0)
-    mean_var = mean_acov[0] * n_draw / (n_draw - 1.0)
-    var_plus = mean_var * (n_draw - 1.0) / n_draw
-    if n_chain > 1:
-        var_plus += np.var(x.mean(axis=1), ddof=1)
-    rho = np.zeros(n_draw)
-    rho_even, rho_odd = 1.0, 1.0 - (mean_var - mean_acov[1]) / var_plus
-    rho[0], rho[1] = rho_even, rho_odd
-    # Geyer's initial positive sequence
-    t = 1
-    while t < n_draw - 3 and rho_even + rho_odd > 0.0:
-        rho_even = 1.0 - (mean_var - mean_acov[t + 1]) / var_plus
-        rho_odd = 1.0 - (mean_var - mean_acov[t + 2]) / var_plus
-        if rho_even + rho_odd >= 0:
-            rho[t + 1], rho[t + 2] = rho_even, rho_odd
-        t += 2
-    max_t = t - 2
-    if rho_even > 0:
-        rho[max_t + 1] = rho_even
-    # ... made monotone
-    t = 1
-    while t <= max_t - 2:
-        if rho[t + 1] + rho[t + 2] > rho[t - 1] + rho[t]:
-            rho[t + 1] = rho[t + 2] = (rho[t - 1] + rho[t]) / 2.0
-        t += 2
-    tau = -1.0 + 2.0 * np.sum(rho[: max_t + 1]) + np.sum(rho[max_t + 1: max_t + 2])
-    tau = max(tau, 1.0 / np.log10(x.size))
-    return math.nan if np.isnan(rho).any() else float(x.size / tau)
-
-
-def _undefined(x: np.ndarray) -> bool:
-    return x.shape[1] < _MIN_DRAWS or bool(np.isnan(x).any())
-
-
-def rhat(draws: Any) -> float:
-    """Rank-normalized split-R-hat (max of bulk and folded-tail R-hat).
-
-    Parameters
-    ----------
-    draws : array_like (chain, draw) or (draw,)
-        With one chain this is the split-R-hat of its two halves.
-
-    Returns
-    -------
-    float
-        NaN with fewer than 4 draws, with NaN draws or for constant draws;
-        ``inf`` when every split chain is constant but they differ.
-    """
-    x = _chains(draws)
-    if _undefined(x):
-        return math.nan
-    with np.errstate(all="ignore"):
-        s = _split(x)
-        bulk = _rhat_raw(_z_scale(s))
-        tail = _rhat_raw(_z_scale(np.abs(s - np.median(s))))
-    defined = [r for r in (bulk, tail) if not math.isnan(r)]
-    return max(defined) if defined else math.nan
-
-
-def ess_bulk(draws: Any) -> float:
-    """Bulk effective sample size (rank-normalized split chains)."""
-    x = _chains(draws)
-    if _undefined(x):
-        return math.nan
-    with np.errstate(all="ignore"):
-        return _ess_raw(_z_scale(_split(x)))
-
-
-def ess_tail(draws: Any, prob: float = 0.05) -> float:
-    """Tail effective sample size: min ESS of the ``prob`` and ``1 - prob`` quantile indicators."""
-    x = _chains(draws)
-    if _undefined(x):
-        return math.nan
-    with np.errstate(all="ignore"):
-        out = [_ess_raw(_split((x <= np.quantile(x, q)).astype(np.float64)))
-               for q in (prob, 1.0 - prob)]
-    return min(out)
-
-
-# --------------------------------------------------------------------------
-# summaries of a run file
-# --------------------------------------------------------------------------
+#: A family of parameters with more entries than this is one row of the table.
+GROUP_MIN = 10
+#: Quantiles of a family's Euclidean norm over the draws.
+NORM_QUANTILES = (0.05, 0.5, 0.95)
+_FAMILY = re.compile(r"^(?P<base>.*?[^_\d].*?)_(?P<index>\d+(?:_\d+)*)$")
 
 
 @dataclass(frozen=True)
@@ -177,17 +68,39 @@ class ParameterSummary:
     ess_bulk: float
     ess_tail: float
     rhat: float
+    mcse_mean: float = math.nan
+    mcse_sd: float = math.nan
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """Summary of a family of parameters (a vector or matrix of them).
+
+    ``norm_quantiles`` are quantiles (at :data:`NORM_QUANTILES`) over the
+    draws of the Euclidean norm of the family; ``n_flagged`` counts entries
+    with R-hat > 1.01 or a bulk ESS below 100 per chain (the tail ESS, a
+    second pass over every entry, is left to ``--all``).
+    """
+
+    name: str
+    size: int
+    norm_quantiles: tuple[float, ...]
+    ess_bulk_min: float
+    rhat_max: float
+    n_flagged: int
 
 
 @dataclass(frozen=True)
 class Summary:
     """Everything ``phasic-mpi summary`` prints.
 
-    ``rhat`` is NaN where undefined (fewer than 4 draws, constant draws, or
-    independent draws such as SVGD particles, for which ESS = number of draws).
-    ``diagnostics`` are the attributes of ``<algorithm>/diagnostics``;
-    ``last_values`` holds, for each 1-D history dataset in that group, its
-    last non-NaN value as ``(value, row number counted from 1, rows)``.
+    ``rhat`` is NaN where undefined (fewer than 4 draws, one chain, constant
+    draws, or independent draws such as SVGD particles, for which ESS =
+    number of draws). ``diagnostics`` are the attributes of
+    ``<algorithm>/diagnostics``; ``last_values`` holds, for each 1-D history
+    dataset in that group, its last non-NaN value as ``(value, row number
+    counted from 1, rows)``. ``groups`` summarize the families of parameters
+    not listed one by one; ``warnings`` are the convergence problems found.
     """
 
     path: str
@@ -201,49 +114,136 @@ class Summary:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     last_values: dict[str, tuple[Any, int, int]] = field(default_factory=dict)
     true_values: dict[str, float] = field(default_factory=dict)  # θ that simulated the data
+    groups: tuple[GroupSummary, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
-def summarize_draws(name: str, draws: Any, *, independent: bool = False) -> ParameterSummary:
-    """Summary of one parameter's ``(chain, draw)`` array."""
-    x = _chains(draws)
+def _moments(name: str, x: np.ndarray, stats: dict[str, Any]) -> ParameterSummary:
     flat = x.ravel()
     with np.errstate(all="ignore"):
         mean = float(np.mean(flat)) if flat.size else math.nan
         sd = float(np.std(flat, ddof=1)) if flat.size > 1 else math.nan
-        qs = tuple(map(float, np.quantile(flat, QUANTILES))) if flat.size else (math.nan,) * 5
-    if independent:
-        n = float(flat.size)
-        return ParameterSummary(name, mean, sd, qs, n, n, math.nan)
-    return ParameterSummary(name, mean, sd, qs, ess_bulk(x), ess_tail(x), rhat(x))
+        qs = (tuple(map(float, np.quantile(flat, QUANTILES))) if flat.size
+              else (math.nan,) * len(QUANTILES))
+    return ParameterSummary(name, mean, sd, qs, *(float(stats[k]) for k in (
+        "ess_bulk", "ess_tail", "rhat", "mcse_mean", "mcse_sd")))
 
 
-def summarize(run: str | os.PathLike | RunFile) -> Summary:
+def summarize_draws(name: str, draws: Any, *, independent: bool = False) -> ParameterSummary:
+    """Summary of one parameter's ``(chain, draw)`` (or ``(draw,)``) array."""
+    x = np.asarray(draws, dtype=np.float64)
+    x = x[None, :] if x.ndim == 1 else x
+    if x.ndim != 2:
+        raise ValueError(f"expected draws of shape (chain, draw), got {x.shape}")
+    return _moments(name, x, diagnose({name: x}, independent=independent)[name])
+
+
+def _families(names: list[str], post: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    """Families with more than GROUP_MIN entries: base name -> member names."""
+    found: dict[str, list[str]] = {}
+    for name in names:
+        if post[name].ndim > 2:
+            found[name] = [name]
+        else:
+            m = _FAMILY.match(name)
+            if m:
+                found.setdefault(m["base"], []).append(name)
+    return {base: members for base, members in found.items()
+            if sum(post[m][0, 0].size for m in members) > GROUP_MIN}
+
+
+def _group(base: str, members: list[str], post: dict[str, np.ndarray],
+           stats: dict[str, dict[str, np.ndarray]], n_chains: int) -> GroupSummary:
+    n_chain, n_draw = post[members[0]].shape[:2]
+    values = np.concatenate([post[m].reshape(n_chain * n_draw, -1) for m in members], axis=1)
+    every = {k: np.concatenate([np.ravel(stats[m][k]) for m in members])
+             for k in ("ess_bulk", "ess_tail", "rhat")}  # ess_tail: NaN, not computed
+    with np.errstate(all="ignore"):
+        norms = np.linalg.norm(values, axis=1)
+        qs = tuple(map(float, np.quantile(norms, NORM_QUANTILES))) if norms.size else \
+            (math.nan,) * len(NORM_QUANTILES)
+    def extreme(arr: np.ndarray, fn: Any) -> float:
+        arr = arr[~np.isnan(arr)]
+        return float(fn(arr)) if arr.size else math.nan
+
+    return GroupSummary(base, int(values.shape[1]), qs, extreme(every["ess_bulk"], np.min),
+                        extreme(every["rhat"], np.max),
+                        int(np.sum(flagged(every, n_chains))))
+
+
+def _open(run: str | os.PathLike | RunFile) -> RunFile:
+    if isinstance(run, RunFile):
+        return run
+    try:
+        return read_run(run)
+    except FileNotFoundError:
+        raise RunFileError(f"{os.fspath(run)}: no such run file") from None
+    except (OSError, ValueError) as exc:
+        raise RunFileError(f"{os.fspath(run)}: not a phasic_mpi run file "
+                           f"({exc.__class__.__name__}: {exc})") from None
+
+
+def summarize(run: str | os.PathLike | RunFile, *, group: bool = True) -> Summary:
     """Summarize the posterior and run diagnostics of a run file.
 
     Parameters
     ----------
     run : path or RunFile
+    group : bool
+        Summarize families of more than :data:`GROUP_MIN` parameters as one
+        row each (default); ``False`` lists every parameter.
 
     Raises
     ------
-    ValueError
-        If the file has no posterior draws yet (e.g. the run did not finish).
+    RunFileError
+        If the file cannot be read as a run file, or has no posterior draws
+        yet (e.g. the run did not finish).
     """
-    rf = run if isinstance(run, RunFile) else read_run(run)
+    rf = _open(run)
     post = rf.posterior()
     if not post:
-        raise ValueError(f"{rf.path!r} has no posterior draws (did the run finish?)")
+        raise RunFileError(f"{rf.path}: no posterior draws (did the run finish?)")
     independent = bool(rf.group_attrs("posterior").get("draws_are_independent", False))
     names = [n for n in rf.param_names if n in post]
-    names += [n for n, a in post.items() if n not in names and a.ndim == 2]
-    params = tuple(summarize_draws(n, post[n], independent=independent) for n in names)
+    names += [n for n, a in post.items() if n not in names and a.ndim >= 2]
     n_chains, n_draws = post[names[0]].shape[:2] if names else (0, 0)
+    families = _families(names, post) if group else {}
+    grouped = {m for members in families.values() for m in members}
+    # a family's row needs only what flags an entry: bulk ESS and R-hat
+    stats = {**diagnose({n: post[n] for n in names if n not in grouped}, independent=independent),
+             **diagnose({n: post[n] for n in names if n in grouped}, independent=independent,
+                        statistics=("ess_bulk", "rhat"))}
+    stats = {n: stats[n] for n in names}
+    params = []
+    for name in names:
+        if name in grouped:
+            continue
+        x = post[name].reshape(n_chains, n_draws, -1)
+        for j in range(x.shape[2]):  # entries of a small vector variable as name[j]
+            label = name if post[name].ndim == 2 else f"{name}[{j}]"
+            entry = {k: np.ravel(v)[j] for k, v in stats[name].items()}
+            params.append(_moments(label, x[:, :, j], entry))
+    groups = tuple(_group(base, members, post, stats, int(n_chains))
+                   for base, members in families.items())
+    found = convergence_warnings(stats=stats, n_chains=int(n_chains), independent=independent,
+                                 round_trips=_sampling_round_trips(rf))
+    return Summary(
+        path=rf.path, algorithm=rf.algorithm, n_chains=int(n_chains), n_draws=int(n_draws),
+        draws_are_independent=independent, parameters=tuple(params),
+        run_info={k: v for k, v in rf.attrs.items() if k not in {"config", "param_names"}},
+        observations=_observation_counts(rf), diagnostics=rf.diagnostics(),
+        last_values=_last_values(rf), true_values=_true_values(rf), groups=groups,
+        warnings=tuple(found),
+    )
 
+
+def _observation_counts(rf: RunFile) -> dict[str, int]:
     obs = rf.read_group("observed_data")
     counts = {k: int(obs[k].size) for k in ("exact", "right_censored", "interval_lo") if k in obs}
-    hidden = {"config", "param_names"}
-    info = {k: v for k, v in rf.attrs.items() if k not in hidden}
+    return {"interval" if k == "interval_lo" else k: v for k, v in counts.items()}
 
+
+def _last_values(rf: RunFile) -> dict[str, tuple[Any, int, int]]:
     last: dict[str, tuple[Any, int, int]] = {}
     prefix = f"{rf.algorithm}/diagnostics/"
     for name, rows in rf.rows().items():
@@ -256,12 +256,16 @@ def summarize(run: str | os.PathLike | RunFile) -> Summary:
             ok = np.flatnonzero(~np.isnan(hist)) if hist.dtype.kind in "fc" else [rows - 1]
             if len(ok):
                 last[leaf] = (hist[ok[-1]].item(), int(ok[-1]) + 1, rows)
-    return Summary(
-        path=rf.path, algorithm=rf.algorithm, n_chains=int(n_chains), n_draws=int(n_draws),
-        draws_are_independent=independent, parameters=params, run_info=info,
-        observations={"interval" if k == "interval_lo" else k: v for k, v in counts.items()},
-        diagnostics=rf.diagnostics(), last_values=last, true_values=_true_values(rf),
-    )
+    return last
+
+
+def _sampling_round_trips(rf: RunFile) -> np.ndarray | None:
+    """Parallel tempering: round trips per chain in the rounds after warm-up."""
+    rows = rf.rows()
+    if rows.get("pt/round_trips", 0) == 0 or rows.get("pt/round", 0) == 0:
+        return None
+    warmup = ((rf.config or {}).get("pt") or {}).get("warmup_rounds", 0)
+    return sampling_round_trips(rf.history("pt/round"), rf.history("pt/round_trips"), warmup)
 
 
 def _true_values(rf: RunFile) -> dict[str, float]:
@@ -305,19 +309,12 @@ def format_summary(summary: Summary) -> str:
         lines.append("observations: " + ", ".join(
             f"{n} {kinds.get(k, k)}" for k, n in s.observations.items()))
     lines.append("")
-    truth = ["true"] if s.true_values else []
-    head = ["parameter", *truth, "mean", "sd", *(f"{100 * q:g}%" for q in QUANTILES),
-            "ess_bulk", "ess_tail", "r_hat"]
-    rows = [head]
-    for p in s.parameters:
-        ess = [_DASH if math.isnan(e) else f"{e:.0f}" for e in (p.ess_bulk, p.ess_tail)]
-        true = [_num(s.true_values[p.name])] if s.true_values else []
-        rows.append([p.name, *true, _num(p.mean), _num(p.sd), *map(_num, p.quantiles), *ess,
-                     _DASH if math.isnan(p.rhat) else f"{p.rhat:.3f}"])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    for r in rows:
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
-        lines.append("  ".join(cells).rstrip())
+    lines += _table(s)
+    if s.groups:
+        lines += ["", f"parameter families (more than {GROUP_MIN} entries; "
+                      "`phasic-mpi summary --all` lists every entry)"] + _group_table(s)
+    if s.warnings:
+        lines += ["", "warnings"] + [f"  ! {w}" for w in s.warnings]
 
     def block(title: str, items: dict[str, str]) -> None:
         if items:
@@ -331,6 +328,44 @@ def format_summary(summary: Summary) -> str:
                                    s.last_values.items()})
     block("run", {k: _num(v) for k, v in s.run_info.items()})
     return "\n".join(lines) + "\n"
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    """Rows as lines: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in
+                                                  zip(r[1:], widths[1:])]).rstrip()
+            for r in rows]
+
+
+def _ess(x: float) -> str:
+    return _DASH if math.isnan(x) else f"{x:.0f}"
+
+
+def _rhat(x: float) -> str:
+    return _DASH if math.isnan(x) else f"{x:.3f}"
+
+
+def _table(s: Summary) -> list[str]:
+    truth = ["true"] if s.true_values else []
+    head = ["parameter", *truth, "mean", "sd", *(f"{100 * q:g}%" for q in QUANTILES),
+            "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat"]
+    rows = [head]
+    for p in s.parameters:
+        true = [_num(s.true_values.get(p.name, math.nan))] if s.true_values else []
+        rows.append([p.name, *true, _num(p.mean), _num(p.sd), *map(_num, p.quantiles),
+                     _num(p.mcse_mean), _num(p.mcse_sd), _ess(p.ess_bulk), _ess(p.ess_tail),
+                     _rhat(p.rhat)])
+    return _aligned(rows) if s.parameters else []
+
+
+def _group_table(s: Summary) -> list[str]:
+    head = ["family", "entries", *(f"|.| {100 * q:g}%" for q in NORM_QUANTILES),
+            "min ess_bulk", "max r_hat", "flagged"]
+    rows = [head] + [[g.name, str(g.size), *map(_num, g.norm_quantiles), _ess(g.ess_bulk_min),
+                      _rhat(g.rhat_max), str(g.n_flagged)]
+                     for g in s.groups]
+    return _aligned(rows)
 
 
 def _labels(summaries: list[Summary]) -> list[str]:
@@ -377,11 +412,8 @@ def format_comparison(summaries: list[Summary] | tuple[Summary, ...]) -> str:
     rows = [head] + [[name, *([_num(truth[name]) if name in truth else _DASH]
                               if truth else []),
                       *(cell(run.get(name)) for run in by_run)] for name in names]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["comparison (posterior mean \u00b1 sd)"]
     lines += [f"  {label}: {s.path}" for label, s in zip(labels, summaries)]
     lines.append("")
-    for r in rows:
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
-        lines.append("  ".join(cells).rstrip())
+    lines += _aligned(rows)
     return "\n".join(lines) + "\n"

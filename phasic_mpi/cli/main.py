@@ -2,11 +2,13 @@
 ``study-report``, ``plot``, ``jobscript``, ``models``.
 
 Importing this module does not import mpi4py; only ``run`` does (through the
-driver). :func:`main` is wrapped so that an exception under MPI with more
-than one rank prints the traceback (each line prefixed with the rank) and
-calls ``MPI.COMM_WORLD.Abort(1)`` instead of leaving the other ranks hanging;
-otherwise a :class:`~phasic_mpi.config.ConfigError` prints its message and
-exits with status 2, any other exception its traceback with status 1.
+driver). :func:`main` reports every error in one place: a
+:class:`~phasic_mpi.errors.UserError` (a config, data or file problem) as one
+line ``phasic-mpi: error: ...`` and status 2 (rank 0 only under MPI, where
+every rank raises it alike); any other exception with its traceback and
+status 1, and under MPI with more than one rank with each line prefixed by
+the rank and ``MPI.COMM_WORLD.Abort(1)``, instead of leaving the other ranks
+hanging.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from phasic_mpi.errors import ConfigError, MPIUnavailableError
+from phasic_mpi.errors import ConfigError, UserError
 from phasic_mpi.run.launch import RankExit, abort_on_failure
 
 __all__ = ["main"]
 
 PROG = "phasic-mpi"
 EXIT_ERROR = 1
-EXIT_CONFIG = 2  # also argparse's status for usage errors
+EXIT_CONFIG = 2  # user errors; also argparse's status for usage errors
+EXIT_PIPE = 128 + 13  # SIGPIPE's status: what `yes | head` reports for `yes`
 
 
 # ----------------------------------------------------------------- commands
@@ -101,18 +104,44 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     graph = load_model(cfg["model"])
     obs = load_data(cfg["data"], graph)
     sim = cfg["data"]["simulate"]
+    obs, censoring = _censored(args, obs, sim["seed"], graph.discrete)
     comment = (f"simulated by {PROG}: model {cfg['model']['name']} "
                f"options {json.dumps(cfg['model']['options'])}\n"
                f"theta {dict(zip(graph.param_names, sim['theta']))} n {sim['n']} "
-               f"seed {sim['seed']}")
+               f"seed {sim['seed']}" + (f"\ncensoring {censoring}" if censoring else ""))
     write_data(args.out, obs, comment=comment)
-    print(f"wrote {obs.n_observations} times to {args.out}")
+    n_censored = obs.right_censored.size
+    print(f"wrote {obs.n_observations} times"
+          + (f" ({n_censored} right-censored)" if censoring else "") + f" to {args.out}")
     return 0
+
+
+def _censored(args: argparse.Namespace, obs: Any, seed: int, discrete: bool) -> tuple[Any, str]:
+    """``obs`` censored as ``--censor-*`` say, and a description ('' if not censored)."""
+    from phasic_mpi.model.simulate import censor
+
+    random = [(kind, value) for kind, value in (("exponential", args.censor_exponential),
+                                                ("uniform", args.censor_uniform))
+              if value is not None]
+    if len(random) > 1:
+        raise ConfigError("--censor-exponential, --censor-uniform: give one random "
+                          "censoring scheme, not both")
+    if args.censor_at is None and not random:
+        return obs, ""
+    try:
+        censored = censor(obs.exact, tau=args.censor_at, random=random[0] if random else None,
+                          seed=seed, integer=discrete)
+    except ValueError as exc:
+        flag = "--censor-at" if str(exc).startswith("tau") else f"--censor-{random[0][0]}"
+        raise ConfigError(f"{flag}: {exc}") from None
+    parts = ([f"fixed at {args.censor_at!r}"] if args.censor_at is not None else []) + \
+        [f"{kind} {value!r}" for kind, value in random]
+    return censored, " and ".join(parts)
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
     summary = importlib.import_module("phasic_mpi.analysis.summary")
-    results = [summary.summarize(path) for path in args.run]
+    results = [summary.summarize(path, group=not args.all) for path in args.run]
     print("\n".join(summary.format_summary(s) for s in results))
     if len(results) > 1:
         print(summary.format_comparison(results))
@@ -121,10 +150,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 def _cmd_jobscript(args: argparse.Namespace) -> int:
     jobscript = importlib.import_module("phasic_mpi.slurm.jobscript")
-    try:
-        return jobscript.main(args)
-    except jobscript.JobscriptError as exc:
-        raise ConfigError(str(exc)) from None
+    return jobscript.main(args)
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
@@ -173,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Bayesian inference for phase-type models with MPI.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of user errors too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the inference described by a TOML config",
@@ -188,8 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "simulate", help="simulate absorption times and write them to a file",
         description="Simulate absorption times, from CONFIG's [model] and "
-                    "[data].simulate or from --model/--theta/--n, and write them "
-                    "to --out (.csv, .txt or .npy).")
+                    "[data].simulate or from --model/--theta/--n, optionally "
+                    "right-censored (--censor-*), and write them to --out (.csv, "
+                    ".txt or .npy).")
     p.add_argument("config", metavar="CONFIG.toml", nargs="?")
     p.add_argument("--model", metavar="NAME", help="built-in, module:function or "
                                                   "file.py:function")
@@ -197,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--theta", metavar="X,Y,...", help="parameter values, comma-separated")
     p.add_argument("--n", type=int, metavar="N", help="number of observations")
     p.add_argument("--seed", type=int, metavar="S", help="seed (default 0)")
+    p.add_argument("--censor-at", type=float, metavar="TAU",
+                   help="right-censor at the fixed time TAU (the end of observation)")
+    p.add_argument("--censor-exponential", type=float, metavar="RATE",
+                   help="right-censor at random times ~ Exponential(RATE)")
+    p.add_argument("--censor-uniform", type=float, metavar="MAX",
+                   help="right-censor at random times ~ Uniform(0, MAX)")
     p.add_argument("--out", metavar="PATH", required=True, help="output file")
     p.set_defaults(func=_cmd_simulate)
 
@@ -205,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "RUN.h5; with several files, also a table of their "
                                    "posterior means and sds side by side.")
     p.add_argument("run", metavar="RUN.h5", nargs="+")
+    p.add_argument("--all", action="store_true",
+                   help="one row per parameter, also in families of many (e.g. weights)")
     p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser(
@@ -218,9 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", metavar="CLUSTER.toml",
                    help="partition, account, modules, mpi plugin, ... (override the profile)")
     p.add_argument("--config", metavar="CONFIG.toml", help="the run (or study) config")
-    p.add_argument("--algorithm", default="svgd", choices=["svgd", "pt", "array", "study"],
-                   help="svgd, pt, array (one seed per array task) or study "
-                        "(CONFIG is a study file); default svgd")
+    p.add_argument("--algorithm", choices=["svgd", "pt", "array", "study"],
+                   help="array (one seed per array task) or study (CONFIG is a study "
+                        "file); svgd or pt must match CONFIG; default: CONFIG's algorithm")
     p.add_argument("--run-out", metavar="PATH", help="the run file the job writes")
     p.add_argument("--out", metavar="PATH", help="write the script here (default stdout)")
     p.set_defaults(func=_cmd_jobscript)
@@ -276,31 +313,102 @@ def _mpi_world() -> Any:
     return None
 
 
-def _report(exc: BaseException) -> int:
-    """Print ``exc`` to stderr; abort all ranks under MPI, else return the status."""
-    comm = _mpi_world()
-    if comm is not None:
-        rank = comm.Get_rank()
-        text = (f"{type(exc).__name__}: {exc}\n" if isinstance(exc, ConfigError)
-                else "".join(traceback.format_exception(exc)))
-        sys.stderr.write("".join(f"[rank {rank}] {line}\n"
-                                 for line in text.rstrip("\n").split("\n")))
-        sys.stderr.flush()
-        # Abort tears the launcher's I/O forwarding down with the job: give it a
-        # moment to pass the message on (once lost on a loaded machine).
-        time.sleep(0.3)
-        comm.Abort(1)
-        return EXIT_ERROR  # pragma: no cover (Abort does not return)
-    if isinstance(exc, (ConfigError, MPIUnavailableError)):
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return EXIT_CONFIG
+# Rank variables of the launchers (Hydra, Open MPI, PMIx, srun): set before MPI starts.
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
+
+
+def _launcher_rank() -> int:
+    """This process's rank as the launcher says (0 when not launched as one of many)."""
+    for name in _RANK_VARIABLES:
+        try:
+            return int(os.environ[name])
+        except (KeyError, ValueError):
+            continue
+    return 0
+
+
+# How long a rank with a user error waits for the other ranks to reach the same
+# verdict before it concludes that the error is not shared and aborts the job.
+AGREE_TIMEOUT_S = 10.0
+
+
+def _all_ranks_agree(comm: Any, timeout: float = AGREE_TIMEOUT_S) -> bool:
+    """True once every rank has entered this function (a barrier with a timeout).
+
+    User errors are raised on every rank alike (see phasic_mpi.errors), so the
+    barrier completes at once. It runs on COMM_WORLD, which carries no other
+    traffic: the driver and the study runner work on duplicates of it.
+    """
+    try:
+        request = comm.Ibarrier()
+        deadline = time.monotonic() + timeout
+        while not request.Test():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+    except Exception:  # noqa: BLE001 - an MPI that cannot agree: abort as before
+        return False
+
+
+def _abort(comm: Any, text: str, code: int) -> int:
+    """Print ``text`` with a rank prefix on every line and abort every rank."""
+    rank = comm.Get_rank()
+    sys.stderr.write("".join(f"[rank {rank}] {line}\n"
+                             for line in text.rstrip("\n").split("\n")))
+    sys.stderr.flush()
+    # Abort tears the launcher's I/O forwarding down with the job: give it a
+    # moment to pass the message on (once lost on a loaded machine).
+    time.sleep(0.3)
+    comm.Abort(code)
+    return code  # pragma: no cover (Abort does not return)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the flush at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (e.g. captured)
+        pass
+
+
+def _report(exc: BaseException, debug: bool = False) -> int:
+    """Print ``exc`` to stderr and return the exit status.
+
+    A :class:`UserError` is one line (rank 0 only under MPI), status 2; with
+    ``debug`` its traceback too. A closed stdout (``summary ... | head``) is
+    not an error worth a message. Anything else prints its traceback, status
+    1; under MPI with several ranks it aborts the job, since the other ranks
+    may wait for this one forever.
+    """
+    if isinstance(exc, BrokenPipeError):
+        _quiet_stdout()
+        return EXIT_PIPE
     if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
+    comm = _mpi_world()
+    trace = "".join(traceback.format_exception(exc))
+    if isinstance(exc, UserError):  # MPIUnavailableError included: a setup problem
+        text = (trace if debug else "") + f"{PROG}: error: {exc}\n"
+        if comm is None:  # before MPI starts: every rank validates alike, rank 0 reports
+            if _launcher_rank() == 0:
+                sys.stderr.write(text)
+            return EXIT_CONFIG
+        if not _all_ranks_agree(comm):
+            return _abort(comm, text, EXIT_CONFIG)
+        if comm.Get_rank() == 0:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        return EXIT_CONFIG
+    if comm is not None:
+        return _abort(comm, trace, EXIT_ERROR)
     if isinstance(exc, (OSError, RankExit)):  # a full disk, sys.exit in a model: one line
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        sys.stderr.write((trace if debug else "") + f"{PROG}: error: {exc}\n")
         return EXIT_ERROR
-    traceback.print_exception(exc, file=sys.stderr)
+    sys.stderr.write(trace)
     return EXIT_ERROR
 
 
@@ -315,17 +423,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 2 for configuration and usage errors, 1 for other
-        errors. Under MPI with several ranks an error aborts the job instead.
+        0 on success; 2 for user errors (configuration, data, files, usage),
+        printed as one line ``phasic-mpi: error: <key or file>: <what>`` (on
+        rank 0 only under MPI; ``--debug`` adds the traceback); 1 for other
+        errors, with their traceback (under MPI with several ranks they abort
+        the job instead); 141 if stdout was closed early (``| head``).
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # anywhere on the line, and known even if parsing fails
     try:
-        args = build_parser().parse_args(argv)
-        return args.func(args)
+        args = build_parser().parse_args([a for a in argv if a != "--debug"])
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return status
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_CONFIG)
     except BaseException as exc:  # noqa: BLE001 - the one place that reports errors
-        return _report(exc)
+        return _report(exc, debug)
 
 
 if __name__ == "__main__":  # python -m phasic_mpi.cli

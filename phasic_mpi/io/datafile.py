@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 
 from phasic_mpi.errors import ConfigError
-from phasic_mpi.model.data import Observations, as_observations
+from phasic_mpi.model.data import (
+    COLUMNS,
+    ColumnError,
+    Observations,
+    as_observations,
+    observations_from_columns,
+    table_layout,
+)
 
 __all__ = ["read_data_file", "write_data"]
 
@@ -49,8 +56,7 @@ def read_data_file(path: str | os.PathLike, dataset: str | None = None) -> Obser
     raise ConfigError(f"data.file: unknown file type {suffix!r} of {path}")
 
 
-_COLUMNS = ("time", "weight", "kind", "upper")
-_KINDS = ("exact", "right", "interval")
+_TEXT_COLUMNS = ("kind", "status", "event")  # the others hold numbers
 
 
 def _split(line: str) -> list[str]:
@@ -80,59 +86,47 @@ def _read_text(path: str) -> Observations:
         header_line, fields = rows.pop(0)
         header = [f.lower() for f in fields]
     if header is None or len(header) == 1:
-        if header is not None and header[0] in _COLUMNS[1:]:
+        if header is not None and header[0] in COLUMNS and header[0] != "time":
             raise ConfigError(f"{where}:{header_line}: a one-column file holds times, "
                               f"not {header[0]!r}")
         times = []
         for lineno, fields in rows:
             if len(fields) != 1 or not _is_float(fields[0]):
                 raise ConfigError(f"{where}:{lineno}: expected one time per line (or a "
-                                  f"header naming the columns {', '.join(_COLUMNS)}), "
+                                  f"header naming the columns {', '.join(COLUMNS)}), "
                                   f"got {fields}")
             times.append(float(fields[0]))
         return _observations(where, exact=times)
+    try:
+        table_layout(header)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    columns = _columns(where, header, rows)
+    try:
+        return observations_from_columns(columns)
+    except ColumnError as exc:
+        raise ConfigError(f"{where}:{rows[exc.row][0]}: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
-    for name in header:
-        if name not in _COLUMNS:
-            raise ConfigError(f"{where}: unknown column {name!r} "
-                              f"(known: {', '.join(_COLUMNS)})")
-    if len(set(header)) != len(header) or "time" not in header:
-        raise ConfigError(f"{where}: the header must name distinct columns including "
-                          f"'time', got {header}")
-    parts: dict[str, dict[str, list]] = {k: {"t": [], "w": [], "u": []} for k in _KINDS}
+
+def _columns(where: str, header: list[str], rows: list[tuple[int, list[str]]]) -> dict:
+    """The fields by column: text as is, numbers as floats (empty: NaN, weight 1)."""
+    columns: dict[str, list] = {name: [] for name in header}
     for lineno, fields in rows:
         if len(fields) > len(header):
             raise ConfigError(f"{where}:{lineno}: {len(fields)} fields for "
                               f"{len(header)} columns")
-        row = dict(zip(header, fields + [""] * (len(header) - len(fields))))
-        kind = row.get("kind") or "exact"
-        if kind not in _KINDS:
-            raise ConfigError(f"{where}:{lineno}: kind must be one of "
-                              f"{', '.join(_KINDS)}, got {kind!r}")
-        try:
-            time = float(row["time"])
-            weight = float(row["weight"]) if row.get("weight") else 1.0
-            upper = float(row["upper"]) if row.get("upper") else None
-        except ValueError as exc:
-            raise ConfigError(f"{where}:{lineno}: {exc}") from None
-        if (kind == "interval") != (upper is not None):
-            raise ConfigError(f"{where}:{lineno}: 'upper' is required for interval rows "
-                              "and not allowed otherwise")
-        part = parts[kind]
-        part["t"].append(time)
-        part["w"].append(weight)
-        part["u"].append(upper)
-    weighted = "weight" in header
-    iv = parts["interval"]
-    return _observations(
-        where,
-        exact=parts["exact"]["t"],
-        weights=parts["exact"]["w"] if weighted else None,
-        right_censored=parts["right"]["t"],
-        right_weights=parts["right"]["w"] if weighted else None,
-        interval=np.column_stack([iv["t"], iv["u"]]) if iv["t"] else None,
-        interval_weights=iv["w"] if weighted else None,
-    )
+        for name, field in zip(header, fields + [""] * (len(header) - len(fields))):
+            if name in _TEXT_COLUMNS:
+                columns[name].append(field)
+                continue
+            try:
+                value = float(field) if field else (1.0 if name == "weight" else math.nan)
+            except ValueError as exc:
+                raise ConfigError(f"{where}:{lineno}: {exc}") from None
+            columns[name].append(value)
+    return columns
 
 
 def _observations(where: str, **fields: Any) -> Observations:
@@ -185,9 +179,11 @@ def write_data(path: str | os.PathLike, observations: Any, *,
     """Write observations so that :func:`read_data_file` reads them back bitwise.
 
     ``.npy``: exact, unweighted times only. ``.csv``/``.txt``: header
-    ``time`` (plus ``weight`` if weighted, plus ``kind,upper`` if any are
-    censored), values in shortest round-trip notation; ``comment`` becomes
-    ``#`` lines at the top.
+    ``time`` for exact times only; ``time,status`` (1 = absorbed, 0 =
+    right-censored) for exact and right-censored times, the usual form of
+    survival data; ``kind,time,upper`` if there are intervals; plus
+    ``weight`` if weighted. Values in shortest round-trip notation;
+    ``comment`` becomes ``#`` lines at the top.
     """
     obs = as_observations(observations)
     path = os.fspath(path)
@@ -206,6 +202,9 @@ def write_data(path: str | os.PathLike, observations: Any, *,
     def weights(w: np.ndarray | None, n: int) -> np.ndarray:
         return np.ones(n) if w is None else w
 
+    def number(x: float) -> str:
+        return "inf" if math.isinf(x) and x > 0 else repr(float(x))
+
     rows = [("exact", t, None, w) for t, w in
             zip(obs.exact, weights(obs.weights, obs.exact.size))]
     rows += [("right", t, None, w) for t, w in
@@ -213,13 +212,16 @@ def write_data(path: str | os.PathLike, observations: Any, *,
     rows += [("interval", lo, hi, w) for lo, hi, w in
              zip(obs.interval_lo, obs.interval_hi,
                  weights(obs.interval_weights, obs.interval_lo.size))]
-    columns = (["kind"] if censored else []) + ["time"] + (["upper"] if censored else []) \
-        + (["weight"] if weighted else [])
+    if obs.interval_lo.size:
+        columns = ["kind", "time", "upper"]
+    else:
+        columns = ["time", "status"] if censored else ["time"]
+    columns += ["weight"] if weighted else []
     lines = [f"# {line}" for line in (comment.splitlines() if comment else [])]
     lines.append(",".join(columns))
     for kind, time, upper, weight in rows:
-        values = {"kind": kind, "time": repr(float(time)), "weight": repr(float(weight)),
-                  "upper": "" if upper is None else
-                  ("inf" if math.isinf(upper) else repr(float(upper)))}
+        values = {"kind": kind, "time": number(time), "weight": number(weight),
+                  "status": "1" if kind == "exact" else "0",
+                  "upper": "" if upper is None else number(upper)}
         lines.append(",".join(values[c] for c in columns))
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")

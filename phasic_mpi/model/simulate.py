@@ -9,17 +9,20 @@ out-edges sorted by source, so ``np.searchsorted(keys, state + u)`` picks the
 edge for every walker at once. Absorbed walkers drop out.
 
 Randomness comes from ``np.random.Generator(np.random.Philox(seed))``, so a
-seed reproduces the output exactly (for the same ``n``).
+seed reproduces the output exactly (for the same ``n``). :func:`censor`
+turns simulated times into right-censored data (fixed or random censoring).
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
 import numpy as np
 
 from phasic_mpi.model.construct import ABSORBING
+from phasic_mpi.model.data import Observations
 
 # Graph (phasic_mpi.model.graph) imports this module, so annotations name it
 # without importing it, not even for type checkers: the imports run one way.
@@ -129,3 +132,63 @@ def _reward_vector(graph: Graph, rewards: Any) -> np.ndarray | None:
     if not np.all(np.isfinite(r)):
         raise ValueError("rewards must be finite")
     return r
+
+
+#: Random censoring schemes of :func:`censor`: name -> what its parameter is.
+CENSORING = {"exponential": "rate", "uniform": "upper bound"}
+_CENSOR_STREAM = 0x43454E53  # "CENS": censoring times never share draws with the walkers
+
+
+def censor(times: Any, *, tau: float | None = None, random: tuple[str, float] | None = None,
+           seed: int | None = 0, integer: bool = False) -> Observations:
+    """Right-censor absorption times: what a study that stops watching would see.
+
+    Each time ``T`` gets a censoring time ``C`` (``inf`` without a scheme):
+    ``tau`` (a fixed end of observation), a random ``C`` drawn independently
+    of ``T``, or the smaller of the two. ``T <= C`` is observed exactly;
+    otherwise only ``T > C`` is known (right-censored at ``C``).
+
+    Parameters
+    ----------
+    times : array_like
+        Absorption times (e.g. from :func:`sample`).
+    tau : float, optional
+        Fixed censoring time (> 0).
+    random : (str, float), optional
+        ``("exponential", rate)``: ``C ~ Exponential(rate)``;
+        ``("uniform", b)``: ``C ~ Uniform(0, b)``.
+    seed : int or None
+        Seed of the censoring times' Philox stream (separate from the one
+        that simulated ``times``, so the times stay those of :func:`sample`).
+    integer : bool
+        Discrete times: ``C`` is rounded down (``T > C`` iff ``T > floor(C)``
+        for integer ``T``).
+
+    Returns
+    -------
+    Observations
+        The exact times (in their order) and the right-censoring times.
+    """
+    t = np.asarray(times, dtype=np.float64).reshape(-1)
+    c = np.full(t.shape, np.inf)
+    if tau is not None:
+        if not (math.isfinite(tau) and tau > 0):
+            raise ValueError(f"tau must be finite and > 0, got {tau}")
+        c[:] = tau
+    if random is not None:
+        kind, value = random
+        if kind not in CENSORING:
+            raise ValueError(f"random censoring must be one of {', '.join(CENSORING)}, "
+                             f"got {kind!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"the {CENSORING[kind]} of {kind} censoring must be finite "
+                             f"and > 0, got {value}")
+        entropy = None if seed is None else [operator.index(seed), _CENSOR_STREAM]
+        rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(entropy)))
+        drawn = (rng.standard_exponential(t.size) / value if kind == "exponential"
+                 else rng.random(t.size) * value)
+        c = np.minimum(c, drawn)
+    if integer:
+        c = np.floor(c)
+    seen = t <= c
+    return Observations(t[seen], right_censored=c[~seen])

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from phasic_mpi.errors import ConfigError
+from phasic_mpi.errors import ConfigError, UserError
 
 __all__ = ["LaunchError", "RankExit", "abort_on_failure", "check_launch", "cores_per_rank",
            "launch_info", "launcher_name", "limit_threads", "output_lock", "slurm_task_count",
@@ -208,8 +208,10 @@ def _exit_guard() -> Iterator[None]:
 def abort_on_failure(comm: Any = None, *, grace: float = 0.3) -> Iterator[None]:
     """End the whole job when anything escapes a rank's work.
 
-    Any ``BaseException`` (``SystemExit``, ``KeyboardInterrupt`` and
-    ``os._exit`` from user code included) becomes, with more than one rank,
+    Any ``BaseException`` but a :class:`~phasic_mpi.errors.UserError` (which
+    every rank raises alike and the command line reports once; see
+    ``cli.main._report``), ``SystemExit``, ``KeyboardInterrupt`` and
+    ``os._exit`` from user code included, becomes, with more than one rank,
     ``[rank r] <reason>`` on stderr and ``comm.Abort(1)``: the job ends at once
     with status 1 instead of the other ranks waiting in a collective. On one
     rank (or before MPI is initialised) the exception propagates, with
@@ -227,6 +229,10 @@ def abort_on_failure(comm: Any = None, *, grace: float = 0.3) -> Iterator[None]:
     try:
         with _exit_guard():
             yield
+    except UserError:
+        # raised alike on every rank (validation is collective): the command line
+        # reports it once and exits 2, or aborts if the ranks do not all agree
+        raise
     except BaseException as exc:  # noqa: BLE001 - every failure must end the job
         failure = _as_failure(exc)
         world_ = comm if comm is not None else _initialised_world()

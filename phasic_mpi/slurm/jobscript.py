@@ -30,6 +30,8 @@ import shlex
 import sys
 from typing import Any
 
+from phasic_mpi.errors import ConfigError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -61,7 +63,7 @@ _KEYS = {"partition": str, "account": str, "modules": list, "nodes": int,
          "extra": list, "venv": str, "signal_grace": int, "array": str}
 
 
-class JobscriptError(ValueError):
+class JobscriptError(ConfigError):
     """A bad cluster file or option; the message starts with the key."""
 
 
@@ -256,13 +258,19 @@ def render(profile: str = "debug", cluster: dict[str, Any] | None = None,
         resumable = "$OUT.ckpt.npz"
         lines += [
             "",
-            "# resume after a requeue (time limit, preemption, node failure)",
-            "MODE=--force",
+            "# resume after a requeue (time limit, preemption, node failure); a requeued",
+            "# job that stopped before its first checkpoint replaces its own partial file.",
+            "# A first start never replaces a run file: it refuses (status 2) if $OUT",
+            "# exists, unless FORCE=1 (sbatch passes the environment).",
+            "MODE=",
             "status=0",
-            "if [ -e \"$OUT.ckpt.npz\" ]; then MODE=--resume; fi",
+            "if [ -e \"$OUT.ckpt.npz\" ]; then MODE=--resume",
+            "elif [ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ] || [ \"${FORCE:-0}\" = 1 ]; then",
+            "    MODE=--force",
+            "fi",
             "",
             srun,
-            f"    \"$VENV/bin/phasic-mpi\" run {run_config} --out \"$OUT\" \"$MODE\" \\",
+            f"    \"$VENV/bin/phasic-mpi\" run {run_config} --out \"$OUT\" ${{MODE:+\"$MODE\"}} \\",
             "    || status=$?",
             "# status 0 from the launcher is not enough: a rank that vanished with status",
             "# 0 (exit() in native user code) must not pass for a finished run",
@@ -286,10 +294,38 @@ def render(profile: str = "debug", cluster: dict[str, Any] | None = None,
     return "\n".join(lines) + "\n"
 
 
+def _checked_config(path: str | None, algorithm: str | None) -> tuple[str, str]:
+    """Validate the config (or study file) the job will run; returns it and the algorithm.
+
+    ``algorithm`` ``None`` means the config's own; ``svgd`` or ``pt`` must be
+    the config's; ``array`` runs the config once per seed; ``study`` needs a
+    study file (only its TOML is checked here: studies are validated by
+    ``phasic-mpi study``, which this layer does not import).
+    """
+    from phasic_mpi.config import algorithm_name, load_config
+    from phasic_mpi.config.validate import read_toml
+
+    if algorithm == "study":
+        path = path or _DEFAULT_CONFIG["study"]
+        read_toml(path, "study file")
+        return path, algorithm
+    path = path or _DEFAULT_CONFIG[algorithm or "svgd"]
+    configured = algorithm_name(load_config(path))
+    if algorithm in ("svgd", "pt") and algorithm != configured:
+        raise JobscriptError(f"--algorithm: {algorithm}, but {path} configures "
+                             f"{configured} (leave --algorithm out to use the config's)")
+    return path, algorithm or configured or "svgd"
+
+
 def main(args: Any) -> int:
-    """``phasic-mpi jobscript``: write the script to --out or stdout."""
+    """``phasic-mpi jobscript``: check the inputs, then write the script to --out or stdout.
+
+    The cluster file and the config are validated first, so that a typo
+    fails here and not after the job has waited in the queue.
+    """
     cluster = load_cluster(args.cluster) if args.cluster else None
-    text = render(args.profile, cluster, config=args.config, algorithm=args.algorithm,
+    config, algorithm = _checked_config(args.config, args.algorithm)
+    text = render(args.profile, cluster, config=config, algorithm=algorithm,
                   out=args.run_out)
     if args.out:
         with open(args.out, "w") as fh:

@@ -62,7 +62,7 @@ def test_summary_subprocess_without_mpi(tmp_path):
     fake = textwrap.dedent("""
         import types
         fake = types.ModuleType("phasic_mpi.analysis.summary")
-        fake.summarize = lambda path: {"path": path}
+        fake.summarize = lambda path, **kw: {"path": path}
         fake.format_summary = lambda s: "SUMMARY " + s["path"]
         sys.modules["phasic_mpi.analysis.summary"] = fake
         import atexit
@@ -171,7 +171,7 @@ def test_simulate_needs_simulate_section(tmp_path, capsys):
 def test_summary_uses_summary_module(monkeypatch, capsys):
     fake = types.ModuleType("phasic_mpi.analysis.summary")
     calls = []
-    fake.summarize = lambda path: calls.append(path) or {"n": 1}
+    fake.summarize = lambda path, **kw: calls.append(path) or {"n": 1}
     fake.format_summary = lambda summary: f"table {summary['n']}"
     monkeypatch.setitem(sys.modules, "phasic_mpi.analysis.summary", fake)
     assert main(["summary", "run.h5"]) == 0
@@ -180,7 +180,7 @@ def test_summary_uses_summary_module(monkeypatch, capsys):
 
 def test_summary_of_several_files_adds_a_comparison(monkeypatch, capsys):
     fake = types.ModuleType("phasic_mpi.analysis.summary")
-    fake.summarize = lambda path: {"path": path}
+    fake.summarize = lambda path, **kw: {"path": path}
     fake.format_summary = lambda summary: f"table {summary['path']}\n"
     fake.format_comparison = lambda summaries: "compare " + ",".join(
         s["path"] for s in summaries) + "\n"

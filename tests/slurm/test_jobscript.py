@@ -1,8 +1,9 @@
-"""phasic-mpi jobscript: profiles, cluster files, errors, bash -n."""
+"""phasic-mpi jobscript: profiles, cluster files, errors, bash -n, run modes."""
 
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,8 @@ def test_every_profile_renders_and_parses(profile, algorithm, tmp_path):
     if algorithm == "study":  # a rerun continues a study by itself
         assert '"$VENV/bin/phasic-mpi" study "$CONFIG" --out "$OUT"' in text
     else:
-        assert 'if [ -e "$OUT.ckpt.npz" ]; then MODE=--resume; fi' in text
+        assert 'if [ -e "$OUT.ckpt.npz" ]; then MODE=--resume' in text
+        assert '"MODE=--force"' not in text and 'MODE=--force\n' in text  # only when requeued
     script = tmp_path / "job.sbatch"
     script.write_text(text)
     subprocess.run(["bash", "-n", str(script)], check=True)
@@ -64,7 +66,11 @@ def test_cluster_errors_name_the_key(content, key, tmp_path):
         jobscript.load_cluster(str(cfile))
 
 
-def test_cli(tmp_path, capsys):
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the default configs are examples/*.toml
     assert main(["jobscript", "--profile", "small"]) == 0
     assert "#SBATCH --ntasks-per-node=8" in capsys.readouterr().out
     out = tmp_path / "pt.sbatch"
@@ -76,6 +82,67 @@ def test_cli(tmp_path, capsys):
     assert "error: nodes: expected an integer >= 1" in capsys.readouterr().err
     assert main(["jobscript", "--cluster", str(tmp_path / "missing.toml")]) == 2
     assert main(["jobscript", "--profile", "huge"]) == 2
+
+
+def test_the_algorithm_is_the_configs(tmp_path, capsys):
+    config = str(ROOT / "examples" / "rabbits_pt.toml")
+    assert main(["jobscript", "--config", config]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[1].startswith("# phasic-mpi pt job (profile debug)")
+    assert main(["jobscript", "--config", config, "--algorithm", "svgd"]) == 2
+    assert capsys.readouterr().err == (f"phasic-mpi: error: --algorithm: svgd, but {config} "
+                                       "configures pt (leave --algorithm out to use the "
+                                       "config's)\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config", "{tmp}/nonexistent.toml"], "{tmp}/nonexistent.toml: no such config file"),
+    (["--config", "{tmp}/bad.toml"], "svgd.particles: expected an integer >= 2, got 1"),
+    (["--algorithm", "study", "--config", "{tmp}/none.toml"], "{tmp}/none.toml: no such study file"),
+    (["--config", "{root}/examples/rabbits.toml", "--cluster", "{tmp}/nodes.toml"],
+     "nodes: expected an integer >= 1, got 0"),
+])
+def test_bad_inputs_fail_before_writing(tmp_path, capsys, args, message):
+    (tmp_path / "bad.toml").write_text((ROOT / "examples" / "rabbits.toml").read_text()
+                                       .replace("particles = 64", "particles = 1"))
+    (tmp_path / "nodes.toml").write_text("nodes = 0\n")
+    script = tmp_path / "job.sbatch"
+    fill = {"tmp": str(tmp_path), "root": str(ROOT)}
+    argv = ["jobscript", *(a.format(**fill) for a in args), "--out", str(script)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"phasic-mpi: error: {message.format(**fill)}\n"
+    assert not script.exists()
+
+
+def _run_script(tmp_path: Path, env: dict[str, str]) -> list[str]:
+    """Run a rendered script with fake srun and phasic-mpi; the arguments of `run`."""
+    fake = tmp_path / "bin"
+    venv = tmp_path / "venv" / "bin"
+    for d in (fake, venv):
+        d.mkdir(parents=True, exist_ok=True)
+    (fake / "srun").write_text('#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n')
+    (venv / "phasic-mpi").write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$ARGS_FILE"\n')
+    for f in (fake / "srun", venv / "phasic-mpi"):
+        f.chmod(0o755)
+    script = tmp_path / "job.sbatch"
+    script.write_text(jobscript.render("debug", config="c.toml", out="runs/r.h5"))
+    args = tmp_path / "args.txt"
+    outside = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "FORCE"}
+    full = {**outside, "PATH": f"{fake}:{os.environ['PATH']}", "VENV": str(venv.parent),
+            "ARGS_FILE": str(args), "SLURM_JOB_ID": "1", **env}
+    subprocess.run(["bash", str(script)], check=True, cwd=tmp_path, env=full, timeout=60)
+    return args.read_text().split()
+
+
+def test_first_start_never_forces(tmp_path):
+    """--force only in a requeued job (its own partial file) or with FORCE=1."""
+    base = ["run", "c.toml", "--out", "runs/r.h5"]
+    assert _run_script(tmp_path, {}) == base
+    assert _run_script(tmp_path, {"FORCE": "1"}) == [*base, "--force"]
+    assert _run_script(tmp_path, {"SLURM_RESTART_COUNT": "1"}) == [*base, "--force"]
+    (tmp_path / "runs").mkdir(exist_ok=True)
+    (tmp_path / "runs" / "r.h5.ckpt.npz").write_text("")
+    assert _run_script(tmp_path, {"SLURM_RESTART_COUNT": "2"}) == [*base, "--resume"]
 
 
 def test_shipped_scripts_are_current():
