@@ -103,6 +103,8 @@ def fit(b, t):
 def compute_costs():
     from phasic_mpi.model import models
     from phasic_mpi.inference import pt
+    from phasic_mpi.inference.parallel import block_layout
+    from phasic_mpi.inference.ptscan import local_move
     from phasic_mpi.inference.posterior import Posterior
     from phasic_mpi.inference.priors import LogNormal
     from mpi4py import MPI
@@ -119,9 +121,11 @@ def compute_costs():
         c_lik = median_time(lambda: density.evaluate(z)) / len(z)
         big = np.resize(z, (4096, d))  # 8 rows inside the global shape of N = 4096
         c_global = max(0.0, median_time(lambda: density.evaluate(big, rows=slice(0, 8))) - 8 * c_lik) / 4096
-        state = pt._evaluate(density, z[0])
-        srng = np.random.default_rng(0)
-        c_move = median_time(lambda: pt._local_move(z[0], *state, 1.0, 0.1, srng, "mala", density), 21)
+        # one replica's MALA move (its density call included): one local slot of two
+        ctx = pt.PTContext(density, pt.PTSettings(replicas=2, step_size=0.1), MPI.COMM_SELF,
+                           block_layout(2, 2, 0), {"comm": 0.0, "bytes": 0})
+        slots, ids = pt._Slots(pt.initial_state(ctx)), np.zeros((1, 4), dtype=np.uint64)
+        c_move = median_time(lambda: local_move(slots, np.ones(1), ids, ctx), 21)
         out[name] = {"d": d, "c_lik_s": c_lik, "c_global_s": c_global, "c_move_s": c_move}
     for d in (1, 3):
         zz = rng.standard_normal((1024, d))

@@ -199,6 +199,28 @@ int phase_reward_moments(const phase_graph *g, int64_t n_theta, const double *th
 int phase_stein(int64_t n, int64_t d, const double *z, const double *scores, double h,
                 int64_t start, int64_t stop, double *phi, double *ksd_rows);
 
+/* Counter-based random numbers (Philox4x64-10 of Salmon et al. 2011, the
+ * generator of numpy's Philox): a draw is a pure function of its key and
+ * counter, so samplers can key every draw by ids that do not depend on the
+ * process layout, without generator objects or state.
+ *
+ * phase_philox4x64: the four output words of one counter under a key
+ * (numpy's Philox with key `key` and counter ctr - 1 gives them as its first
+ * four raw outputs).
+ *
+ * phase_random_uniform / phase_random_normal: n rows of per_row values into
+ * out (row-major n x per_row), key (seed, purpose); row r uses the counters
+ * (ids[4r], ids[4r+1], ids[4r+2], ids[4r+3] + b) for b = 0, 1, ..., four
+ * words w per counter, in order. Uniform: (w >> 11) 2^-53 in [0, 1). Normal:
+ * Box-Muller on word pairs, u1 = ((w0 >> 11) + 1) 2^-53, u2 = (w1 >> 11) 2^-53,
+ * values sqrt(-2 log u1) cos(2 pi u2) then sqrt(-2 log u1) sin(2 pi u2)
+ * (libm's log, cos, sin). PHASE_EINVAL for negative sizes or NULL arrays. */
+int phase_philox4x64(const uint64_t ctr[4], const uint64_t key[2], uint64_t out[4]);
+int phase_random_uniform(uint64_t seed, uint64_t purpose, int64_t n, const uint64_t *ids,
+                         int64_t per_row, double *out);
+int phase_random_normal(uint64_t seed, uint64_t purpose, int64_t n, const uint64_t *ids,
+                        int64_t per_row, double *out);
+
 #ifdef __cplusplus
 }
 #endif

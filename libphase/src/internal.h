@@ -51,6 +51,10 @@ int phase_fail(int status, const char *fmt, ...)
  * the C tests. */
 double phase_stein_exp(double x);
 
+/* 64 x 64 -> 128-bit product without 128-bit integers (random.c): returns
+ * the low word, stores the high one; exposed for the C tests. */
+uint64_t phase_mulhilo_portable(uint64_t a, uint64_t b, uint64_t *hi);
+
 /* Clear the thread-local message (successful calls leave it empty). */
 void phase_clear_error(void);
 

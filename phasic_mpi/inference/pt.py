@@ -12,7 +12,7 @@ One scan = ``local_steps`` MALA or random-walk moves per slot, then one swap
 phase: pairs (j, j+1) with j even on even scans and odd on odd scans
 (non-reversible, Okabe et al. 2001; Syed et al. 2022), or a random phase per
 scan (reversible). A pair on two ranks exchanges its two states with one
-``Sendrecv`` of O(d) numbers; both sides draw the same uniform from a stream
+``Sendrecv`` of O(d) numbers; both sides draw the same counter-based uniform
 keyed by (seed, chain, scan, pair), compute the same acceptance from the
 same two log-likelihoods, and so decide alike; each message also carries the
 sender's previous decision on that pair, which the receiver checks.
@@ -24,9 +24,10 @@ the step sizes are adapted per level during warm-up. Every round reports the
 ladder, swap rejection per pair, the barrier Lambda = sum of rejections,
 round trips, local acceptance and log Z by stepping stone in both directions.
 
-Randomness is keyed by (seed, purpose, chain, level, scan, step), never by
-rank, and every density evaluation has shape (1, d): any rank count gives
-the same bits.
+Each local step evaluates all of a rank's slots in one density call, in an
+array of the global shape (K*N, d); randomness is keyed by (seed, purpose,
+chain, level, scan, step), never by rank (:mod:`phasic_mpi.inference.counters`):
+any rank count gives the same bits.
 """
 
 from __future__ import annotations
@@ -42,13 +43,15 @@ import numpy as np
 from phasic_mpi.settings import (boolean, check_settings, choice, fail, from_mapping, integer, is_int,
                                 is_number, number, setting)
 from phasic_mpi.inference.comm import as_communicator
+from phasic_mpi.inference.counters import STEP_SHIFT, counter_ids, uniforms
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, stream
 from phasic_mpi.inference.protocol import FinalRecord
+from phasic_mpi.inference.ptscan import (STREAM_INIT, STREAM_PHASE, STREAM_SWAP, Pairs, evaluate_block, global_map,
+                                         hmc_move, local_move, pairs_of, slot_index, swap_log_accept_many)
 
 __all__ = ["PTAlgorithm", "PTSettings", "PTState", "stepping_stone", "respace_ladder", "swap_log_accept"]
 
-STREAM_INIT, STREAM_LOCAL, STREAM_SWAP, STREAM_PHASE = 11, 12, 13, 14
-DEFAULT_TARGET = {"mala": 0.574, "rwm": 0.234}
+DEFAULT_TARGET = {"mala": 0.574, "rwm": 0.234, "hmc": 0.651}  # optimal-scaling acceptances
 MIN_REJECTION = 1e-6  # keeps the cumulative barrier strictly increasing
 
 
@@ -77,11 +80,12 @@ class PTSettings:
     warmup_rounds: int = setting(_warmup_rounds, 6,
                                  "first rounds adapt ladder and step sizes; < rounds",
                                  what="integer in [0, `rounds`)")
-    local_move: str = setting(choice("mala", "rwm"), "mala", "local move")
-    local_steps: int = setting(integer(1), 1, "local moves per replica per scan")
+    local_move: str = setting(choice("mala", "rwm", "hmc"), "mala", "local move")
+    local_steps: int = setting(integer(1), 1, "local moves (HMC: trajectories) per replica per scan")
+    leapfrog_steps: int = setting(integer(1), 4, "leapfrog steps per HMC trajectory (local_move = hmc)")
     step_size: float = setting(number(positive=True), 0.5, "initial local step size in z units")
     target_accept: float = setting(_probability_or_zero, 0.0,
-                                   "0: 0.574 for mala, 0.234 for rwm; else in (0, 1)",
+                                   "0: 0.574 for mala, 0.234 for rwm, 0.651 for hmc; else in (0, 1)",
                                    what="0, or number in (0, 1)")
     swap: str = setting(choice("nonreversible", "reversible"), "nonreversible",
                         "deterministic even/odd phases or a random phase")
@@ -227,41 +231,38 @@ class PTDiagnostics(NamedTuple):
 
 
 # ---------------------------------------------------------------- one scan
-def _tempered(beta: float, loglik: float) -> float:
-    return 0.0 if beta == 0.0 else beta * loglik  # b = 0 is the prior even where L = -inf
+# All of a rank's slots at once: one batched density call per local step,
+# vectorised accept/reject, swaps and statistics (arithmetic in
+# inference/ptscan.py), counter-based draws (inference/counters.py) keyed by
+# (seed, purpose, chain, level, scan, step) or (seed, purpose, chain, pair, scan).
+def _local_phase(slots: "_Slots", state: PTState, ctx: PTContext) -> np.ndarray:
+    """``local_steps`` moves of every local slot, step sizes adapted in warm-up.
 
-
-def _evaluate(density: Any, z: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
-    ev = density.evaluate(z[None, :])  # always shape (1, d): bits independent of the layout
-    return float(ev.loglik[0]), float(ev.logprior[0]), ev.loglik_grad[0], ev.logprior_grad[0]
-
-
-def _local_move(z, ll, lp, gll, glp, beta, step, rng, move, density):
-    """One MALA or random-walk Metropolis move at inverse temperature ``beta``.
-
-    Returns the (possibly unchanged) state and the acceptance probability.
+    Returns each slot's mean acceptance probability over the steps.
     """
-    logpi = _tempered(beta, ll) + lp
-    noise = rng.standard_normal(z.size)
-    if move == "mala":
-        drift = 0.5 * step * step * (beta * gll + glp)
-        proposal = z + drift + step * noise
-    else:
-        proposal = z + step * noise
-    ll2, lp2, gll2, glp2 = _evaluate(density, proposal)
-    logpi2 = _tempered(beta, ll2) + lp2
-    log_alpha = logpi2 - logpi
-    if move == "mala" and np.isfinite(log_alpha):
-        back = proposal + 0.5 * step * step * (beta * gll2 + glp2)
-        log_alpha += (np.sum((proposal - z - drift) ** 2) - np.sum((z - back) ** 2)) / (2 * step * step)
-    accept_prob = math.exp(min(0.0, log_alpha)) if not math.isnan(log_alpha) else 0.0
-    if rng.random() < accept_prob:
-        return (proposal, ll2, lp2, gll2, glp2), accept_prob
-    return (z, ll, lp, gll, glp), accept_prob
+    settings, layout = ctx.settings, ctx.layout
+    scan = state.iteration
+    chain, level, _ = slot_index(settings.replicas, layout.start, layout.stop)
+    beta = state.betas[chain, level]
+    ids = counter_ids(chain, level, scan)
+    scan_accept = np.zeros(layout.local_count)
+    warmup = round_of(scan) < settings.warmup_rounds
+    rate = 1.0 / (scan + 1) ** 0.6
+    move = hmc_move if settings.local_move == "hmc" else local_move
+    for s in range(settings.local_steps):
+        ids[:, 3] = np.uint64(s) << np.uint64(STEP_SHIFT)
+        accept = move(slots, beta, ids, ctx)
+        scan_accept += accept / settings.local_steps
+        if warmup:  # Robbins-Monro on log step towards the target acceptance
+            slots.step *= global_map(np.exp, (accept - settings.target) * rate, layout.rows, layout.n)
+    return scan_accept
 
 
 def _owner(layout: BlockLayout, slot: int) -> int:
     return int(np.searchsorted(layout.displs, slot, side="right") - 1)
+
+
+SWAPPED = ("x", "loglik", "logprior", "grad_ll", "grad_lp", "label", "last_end")
 
 
 class _Slots:
@@ -289,81 +290,96 @@ class _Slots:
         self.label[i], self.last_end[i] = int(buf[2]), int(buf[3])
         self.x[i], self.grad_ll[i], self.grad_lp[i] = buf[6:6 + d], buf[6 + d:6 + 2 * d], buf[6 + 2 * d:]
 
-    def exchange(self, i: int, k: int) -> None:
-        for name in ("x", "loglik", "logprior", "grad_ll", "grad_lp", "label", "last_end"):
-            arr = getattr(self, name)
-            arr[[i, k]] = arr[[k, i]]
+    def exchange(self, low: np.ndarray) -> None:
+        """Swap the states of slots ``low`` and ``low + 1`` (distinct pairs)."""
+        if not low.size:
+            return
+        perm = np.arange(len(self.loglik))
+        perm[low], perm[low + 1] = low + 1, low
+        for name in SWAPPED:
+            setattr(self, name, getattr(self, name)[perm])
 
+
+def _active_pairs(settings: PTSettings, layout: BlockLayout, scan: int) -> Pairs:
+    """This scan's pairs touching this rank."""
+    n_levels, n_slots = settings.replicas, settings.chains * settings.replicas
+    first, last = max(layout.start - 1, 0) // n_levels, max(min(layout.stop, n_slots - 1) - 1, 0) // n_levels
+    if settings.swap == "nonreversible":
+        parities = (scan % 2,) * (last - first + 1)
+    else:  # one random phase per chain and scan
+        draw = uniforms(settings.seed, STREAM_PHASE, counter_ids(np.arange(first, last + 1), 0, scan))
+        parities = tuple(int(v) for v in draw[:, 0] >= 0.5)
+    return pairs_of(n_levels, n_slots, layout.start, layout.stop, parities)
+
+
+def _cross_pair(slots: _Slots, g: int, low_local: bool, ctx: PTContext) -> tuple[np.ndarray, float, float]:
+    """One Sendrecv of our end of pair (g, g+1) with the rank of the other end.
+
+    Returns the received state and the pair's two log-likelihoods; checks that
+    both ranks recorded the same last decision on the pair.
+    """
+    layout, comm = ctx.layout, ctx.comm
+    i = (g if low_local else g + 1) - layout.start
+    side = 2 if low_local else 0  # our record of this pair: right pair of g, left pair of g+1
+    other = _owner(layout, g + 1 if low_local else g)
+    send = slots.pack(i, slots.decisions[i, side:side + 2])
+    t0 = time.perf_counter()
+    recv = comm.sendrecv(send, other, g % 32768)
+    ctx.timers["comm"] += time.perf_counter() - t0
+    ctx.timers["bytes"] += send.nbytes
+    if tuple(recv[4:6]) != tuple(slots.decisions[i, side:side + 2]):
+        c, j = divmod(g, ctx.settings.replicas)
+        raise RuntimeError(
+            f"swap decisions of chain {c}, levels {j}/{j + 1} disagree between ranks "
+            f"{comm.rank} and {other}: {tuple(slots.decisions[i, side:side + 2])} vs {tuple(recv[4:6])}")
+    return recv, *((slots.loglik[i], recv[0]) if low_local else (recv[0], slots.loglik[i]))
 
 
 def _swap_phase(slots: _Slots, state: PTState, ctx: PTContext) -> None:
-    """One swap phase: local pairs in place, cross-rank pairs by Sendrecv.
+    """One swap phase: local pairs at once in place, cross-rank pairs by Sendrecv.
 
-    Pairs are visited in increasing order of their lower slot, so a rank talks
-    to its left neighbour before its right one: no cycle, no deadlock.
+    Both ends of a cross-rank pair draw the same uniform (keyed by chain, pair
+    and scan) and compute the same acceptance from the same two
+    log-likelihoods. The (at most two) Sendrecvs go left neighbour first,
+    then right: no cycle, no deadlock.
     """
-    settings, layout, comm = ctx.settings, ctx.layout, ctx.comm
-    n_levels, scan = settings.replicas, state.iteration
-    n_slots = settings.chains * n_levels
-    parity = {}
-    for g in range(max(layout.start - 1, 0), min(layout.stop, n_slots - 1)):
-        c, j = divmod(g, n_levels)
-        if j == n_levels - 1:
-            continue  # g + 1 is the next chain's bottom
-        if c not in parity:
-            parity[c] = scan % 2 if settings.swap == "nonreversible" else int(
-                stream(settings.seed, STREAM_PHASE, c, scan).integers(2))
-        if j % 2 != parity[c]:
-            continue
-        beta_low, beta_high = state.betas[c, j], state.betas[c, j + 1]
-        u = stream(settings.seed, STREAM_SWAP, c, scan, j).random()
-        low_local, high_local = layout.start <= g < layout.stop, layout.start <= g + 1 < layout.stop
-        if low_local and high_local:
-            i = g - layout.start
-            ll_low, ll_high = slots.loglik[i], slots.loglik[i + 1]
-        else:  # one Sendrecv of the state at our end of the pair
-            i = (g if low_local else g + 1) - layout.start
-            side = 2 if low_local else 0  # our record of this pair: right pair of g, left pair of g+1
-            other = _owner(layout, g + 1 if low_local else g)
-            send = slots.pack(i, slots.decisions[i, side:side + 2])
-            t0 = time.perf_counter()
-            recv = comm.sendrecv(send, other, g % 32768)
-            ctx.timers["comm"] += time.perf_counter() - t0
-            ctx.timers["bytes"] += send.nbytes
-            if tuple(recv[4:6]) != tuple(slots.decisions[i, side:side + 2]):
-                raise RuntimeError(
-                    f"swap decisions of chain {c}, levels {j}/{j + 1} disagree between ranks "
-                    f"{comm.rank} and {other}: {tuple(slots.decisions[i, side:side + 2])} vs "
-                    f"{tuple(recv[4:6])}")
-            ll_low, ll_high = (slots.loglik[i], recv[0]) if low_local else (recv[0], slots.loglik[i])
-        log_alpha = swap_log_accept(beta_low, beta_high, ll_low, ll_high)
-        alpha = math.exp(log_alpha)
-        accepted = u < alpha
-        if low_local and high_local:
-            if accepted:
-                slots.exchange(i, i + 1)
-            slots.decisions[i, 2:4] = slots.decisions[i + 1, 0:2] = (scan, accepted)
-        else:
-            if accepted:
-                slots.unpack(i, recv)
-            slots.decisions[i, side:side + 2] = (scan, accepted)
-        if low_local:  # the pair's statistics live with its lower slot
-            i_low = g - layout.start
-            slots.stats[i_low, STAT_REJ] += 1.0 - alpha
-            slots.stats[i_low, STAT_SWAP_ACC] += accepted
-            slots.stats[i_low, STAT_SWAP_N] += 1
+    settings, layout = ctx.settings, ctx.layout
+    scan = state.iteration
+    pairs = _active_pairs(settings, layout, scan)
+    if not pairs.g.size:
+        return
+    ids = pairs.ids.copy()
+    ids[:, 2] = scan
+    u = uniforms(settings.seed, STREAM_SWAP, ids)[:, 0]
+    ll_low, ll_high = slots.loglik[pairs.ends[0]], slots.loglik[pairs.ends[1]]
+    received = {}
+    for k in pairs.cross:
+        received[k], ll_low[k], ll_high[k] = _cross_pair(slots, int(pairs.g[k]), bool(pairs.low_local[k]), ctx)
+    log_alpha = swap_log_accept_many(state.betas[pairs.chain, pairs.level], state.betas[pairs.chain, pairs.level + 1],
+                                     ll_low, ll_high)
+    alpha = global_map(np.exp, log_alpha, pairs.g, layout.n)
+    accepted = u < alpha
+    here = accepted[pairs.both]
+    slots.exchange(pairs.low[here])
+    slots.decisions[pairs.low, 2], slots.decisions[pairs.low, 3] = scan, here
+    slots.decisions[pairs.low + 1, 0], slots.decisions[pairs.low + 1, 1] = scan, here
+    for k, recv in received.items():
+        i, side = (pairs.ends[0][k], 2) if pairs.low_local[k] else (pairs.ends[1][k], 0)
+        if accepted[k]:
+            slots.unpack(i, recv)
+        slots.decisions[i, side:side + 2] = (scan, accepted[k])
+    slots.stats[pairs.own, STAT_REJ] += 1.0 - alpha[pairs.low_local]
+    slots.stats[pairs.own, STAT_SWAP_ACC] += accepted[pairs.low_local]
+    slots.stats[pairs.own, STAT_SWAP_N] += 1
 
 
 def _round_trips(slots: _Slots, layout: BlockLayout, n_levels: int) -> None:
     """A round trip: a replica back at b = 1 after visiting b = 0 (credited to level 0)."""
-    for i, g in enumerate(range(layout.start, layout.stop)):
-        j = g % n_levels
-        if j == 0:
-            if slots.last_end[i] == 1:
-                slots.stats[i, STAT_TRIPS] += 1
-            slots.last_end[i] = 0
-        elif j == n_levels - 1 and slots.last_end[i] == 0:
-            slots.last_end[i] = 1
+    level = slot_index(n_levels, layout.start, layout.stop)[1]
+    bottom, top = level == 0, level == n_levels - 1
+    slots.stats[bottom & (slots.last_end == 1), STAT_TRIPS] += 1
+    slots.last_end[bottom] = 0
+    slots.last_end[top & ~bottom & (slots.last_end == 0)] = 1
 
 
 def _round_report(state: PTState, stats: np.ndarray, round_loglik: np.ndarray, ctx: PTContext) -> tuple[np.ndarray, dict]:
@@ -407,32 +423,21 @@ def _round_report(state: PTState, stats: np.ndarray, round_loglik: np.ndarray, c
 
 def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     """One scan (local moves, then a swap phase); a collective call."""
-    settings, layout, density = ctx.settings, ctx.layout, ctx.density
+    settings, layout = ctx.settings, ctx.layout
     n = settings.replicas
     scan = state.iteration
     warmup = round_of(scan) < settings.warmup_rounds
     slots = _Slots(state)
-    scan_accept = np.zeros(layout.local_count)
-    for i, g in enumerate(range(layout.start, layout.stop)):
-        c, j = divmod(g, n)
-        beta = state.betas[c, j]
-        cur = (slots.x[i], slots.loglik[i], slots.logprior[i], slots.grad_ll[i], slots.grad_lp[i])
-        rng = stream(settings.seed, STREAM_LOCAL, c, j, scan)  # one stream per slot and scan
-        for _ in range(settings.local_steps):
-            cur, accept = _local_move(*cur, beta, slots.step[i], rng, settings.local_move, density)
-            scan_accept[i] += accept / settings.local_steps
-            if warmup:  # Robbins-Monro on log step towards the target acceptance
-                slots.step[i] *= math.exp((accept - settings.target) / (scan + 1) ** 0.6)
-        slots.x[i], slots.loglik[i], slots.logprior[i], slots.grad_ll[i], slots.grad_lp[i] = cur
-        slots.stats[i, STAT_LOCAL_ACC] += scan_accept[i]
-        slots.stats[i, STAT_LOCAL_N] += 1
+    scan_accept = _local_phase(slots, state, ctx)
+    slots.stats[:, STAT_LOCAL_ACC] += scan_accept
+    slots.stats[:, STAT_LOCAL_N] += 1
     _swap_phase(slots, state, ctx)
     _round_trips(slots, layout, n)
 
     round_loglik = np.vstack([state.round_loglik, slots.loglik[None]])
     samples = state.samples
-    level0 = [i for i, g in enumerate(range(layout.start, layout.stop)) if g % n == 0]
-    if not warmup and level0:
+    level0 = slot_index(n, layout.start, layout.stop)[2]
+    if not warmup and level0.size:
         rows = np.column_stack([slots.x[level0], slots.loglik[level0], scan_accept[level0]])
         samples = np.concatenate([samples, rows[:, None, :]], axis=1)
     betas, report, stats = state.betas, state.report, slots.stats
@@ -468,18 +473,15 @@ def initial_state(ctx: PTContext, init: np.ndarray | None = None) -> PTState:
         if init.ndim != 2 or init.shape[1] != d or len(init) == 0 or not np.all(np.isfinite(init)):
             raise ValueError(f"pt: init must hold finite points of {d} parameters, shape (k, {d}), "
                              f"got shape {init.shape}")
+    chain, level, level0 = slot_index(n, layout.start, layout.stop)
     x = np.empty((m, d))
-    loglik, logprior = np.empty(m), np.empty(m)
-    grad_ll, grad_lp = np.empty((m, d)), np.empty((m, d))
-    labels = np.empty(m, dtype=np.int64)
-    for i, g in enumerate(range(layout.start, layout.stop)):
-        c, j = divmod(g, n)
+    for i, (g, c, j) in enumerate(zip(range(layout.start, layout.stop), chain, level)):
         x[i] = (density.sample_prior_z(stream(settings.seed, STREAM_INIT, c, j), 1)[0]
                 if init is None else init[g % len(init)])
-        loglik[i], logprior[i], grad_ll[i], grad_lp[i] = _evaluate(density, x[i])
-        labels[i] = j
+    loglik, logprior, grad_ll, grad_lp = evaluate_block(density, layout, x)
+    labels = level.astype(np.int64)
     betas = np.tile(initial_ladder(n), (settings.chains, 1))
-    n_level0 = sum(1 for g in range(layout.start, layout.stop) if g % n == 0)
+    n_level0 = level0.size
     decisions = np.tile([-1.0, 0.0, -1.0, 0.0], (m, 1))
     return PTState(0, betas, x, loglik, logprior, grad_ll, grad_lp, labels, np.full(m, -1, np.int64),
                    np.full(m, float(settings.step_size)), np.zeros((m, 6)), decisions,

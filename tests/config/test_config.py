@@ -135,7 +135,7 @@ def test_pt_defaults_and_values():
     cfg = validate(raw)
     assert algorithm_name(cfg) == "pt" and "svgd" not in cfg
     assert cfg["pt"] == {"replicas": 8, "chains": 1, "rounds": 10, "warmup_rounds": 6,
-                         "local_move": "mala", "local_steps": 1, "step_size": 0.5,
+                         "local_move": "mala", "local_steps": 1, "leapfrog_steps": 4, "step_size": 0.5,
                          "target_accept": 0.0, "swap": "nonreversible",
                          "adapt_ladder": True, "seed": 0}
     assert isinstance(cfg["pt"]["target_accept"], float)
@@ -289,7 +289,8 @@ PT_ERRORS = [
     ("pt.warmup_rounds", 10, "pt.warmup_rounds: expected an integer in [0, rounds), got 10"),
     ("pt.warmup_rounds", -1, "pt.warmup_rounds: expected an integer in [0, rounds), got -1"),
     ("pt.warmup_rounds", "6", "pt.warmup_rounds: expected an integer in [0, rounds), got '6'"),
-    ("pt.local_move", "hmc", "pt.local_move: expected one of 'mala', 'rwm', got 'hmc'"),
+    ("pt.local_move", "nuts", "pt.local_move: expected one of 'mala', 'rwm', 'hmc', got 'nuts'"),
+    ("pt.leapfrog_steps", 0, "pt.leapfrog_steps: expected an integer >= 1, got 0"),
     ("pt.local_steps", 0, "pt.local_steps: expected an integer >= 1, got 0"),
     ("pt.step_size", 0.0, "pt.step_size: expected a positive number, got 0.0"),
     ("pt.step_size", float("inf"), "pt.step_size: expected a positive number, got inf"),
