@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "MPIUnavailableError", "RunInterrupted"]
+__all__ = ["ConfigError", "ConvergenceWarning", "MPIUnavailableError", "RunInterrupted"]
 
 
 class ConfigError(ValueError):
@@ -24,3 +24,8 @@ class RunInterrupted(Exception):
 
 class MPIUnavailableError(RuntimeError):
     """Several MPI ranks were launched, but no MPI library could be loaded."""
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """A run ended without meeting its convergence check, or with particles stuck
+    in a separate mode (said on rank 0 at the end of the run)."""
