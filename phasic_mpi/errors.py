@@ -16,8 +16,8 @@ does): then every rank knows it is a user error and the job ends with status
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InternalError", "MPIUnavailableError", "PhasicError", "RunFileError",
-           "RunInterrupted", "UserError"]
+__all__ = ["ConfigError", "ConvergenceWarning", "InternalError", "MPIUnavailableError",
+           "PhasicError", "RunFileError", "RunInterrupted", "UserError"]
 
 
 class PhasicError(Exception):
@@ -55,3 +55,8 @@ class RunFileError(UserError):
 
 class InternalError(PhasicError, RuntimeError):
     """A broken invariant: a bug in phasic_mpi, never the user's input."""
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """A run ended without meeting its convergence check, or with particles stuck
+    in a separate mode (said on rank 0 at the end of the run)."""

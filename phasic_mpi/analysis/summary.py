@@ -296,6 +296,22 @@ def _num(x: Any) -> str:
     return str(x)
 
 
+def _convergence_lines(diag: dict[str, Any]) -> list[str]:
+    """What the run's own checks said (SVGD: convergence, stranded particles)."""
+    lines = []
+    at = diag.get("converged_at")
+    if diag.get("converged") is True:
+        lines.append("converged" + (f" at iteration {at}" if at is not None else ""))
+    elif diag.get("converged") is False:
+        lines.append("NOT converged: the convergence check never passed "
+                     "(see net_force below)")
+    if diag.get("stranded_particles"):
+        lines.append(f"{diag['stranded_particles']} particles more than "
+                     f"{_num(diag.get('stranded_gap'))} below the best log density: "
+                     "a separate mode? check with parallel tempering")
+    return lines
+
+
 def format_summary(summary: Summary) -> str:
     """Render a :class:`Summary` as a plain-text report (ends with a newline)."""
     s = summary
@@ -304,6 +320,7 @@ def format_summary(summary: Summary) -> str:
     if s.draws_are_independent:
         lines.append("draws are independent (particles): "
                      "ESS = number of draws, R-hat not applicable")
+    lines += _convergence_lines(s.diagnostics)
     if s.observations:
         kinds = {"right_censored": "right-censored", "interval": "interval-censored"}
         lines.append("observations: " + ", ".join(

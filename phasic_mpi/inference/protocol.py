@@ -28,6 +28,7 @@ class FinalRecord(NamedTuple):
     diagnostics: dict[str, Any]  # attributes of the algorithm's diagnostics group
     independent: bool  # True: draws are not a Markov chain (no R-hat; ESS = count)
     final_z: np.ndarray  # (k, d) unconstrained end points: a warm start for another run
+    warnings: tuple[str, ...] = ()  # said at the end of the run (did not converge, stranded modes)
 
 
 class Algorithm(Protocol):
@@ -36,6 +37,12 @@ class Algorithm(Protocol):
     ``context``, ``start``, ``step``, ``history``, ``checkpoint``, ``restore``
     and ``finish`` are collective calls (every rank calls them in the same
     order); their results depend only on the state, never on the rank count.
+
+    Optional: ``converged(state, diag) -> bool``, asked after every step;
+    True ends the loop there (then ``finish`` as usual). It must depend only
+    on the state and the step's diagnostics (equal on every rank), with any
+    window of past values kept in the state and its checkpoint, so that every
+    rank, at any rank count and after a resume, stops at the same iteration.
     """
 
     name: ClassVar[str]  # group of the run file and config section

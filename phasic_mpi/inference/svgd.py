@@ -32,13 +32,15 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from phasic_mpi.settings import (check_settings, choice, fail, from_mapping, integer, is_number, number,
-                                setting)
+from phasic_mpi.settings import (boolean, check_settings, choice, fail, from_mapping, integer, is_number,
+                                number, setting)
 from phasic_mpi.inference.comm import SerialCommunicator, as_communicator
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, gather_rows, stream
 from phasic_mpi.inference.protocol import FinalRecord
 from phasic_mpi.inference.selection import allgather_values, allreduce_exact, select_pair
 from phasic_mpi.inference.stein import kernelized_stein_discrepancy, ksd_from_rows, stein_direction, stein_terms
+from phasic_mpi.inference.svgd_monitor import (SVGDMonitor, anneal_beta, end_of_run, monitor_arrays, monitor_from_arrays,
+                                               new_monitor, relative_to_score, update_monitor)
 
 __all__ = [
     "SVGDAlgorithm",
@@ -98,7 +100,7 @@ class SVGDSettings:
     seed: int = setting(integer(0), 0, "seed of the counter-based random streams")
     optimizer: str = setting(choice("adagrad", "adam"), "adagrad", "step-size adaptation")
     step_size: float = setting(number(positive=True), 0.05, "base step size")
-    decay: float = setting(number(0.0), 0.0, "rate of the step-size schedule")
+    decay: float = setting(number(0.0), 0.01, "rate of the step-size schedule")
     schedule: Any = setting(_schedule, "inverse_time",
                             "step size at iteration t: 'inverse_time' step_size/(1+decay t), "
                             "'exponential' step_size exp(-decay t), 'cosine' (to 0 at the last "
@@ -112,6 +114,11 @@ class SVGDSettings:
     history_every: int = setting(integer(0), 10, "store every k-th iteration (0: none)")
     ksd_every: int = setting(integer(0), 50,
                              "kernel Stein discrepancy every k iterations (0: never)")
+    tolerance: float = setting(number(0.0), 0.02, "convergence threshold per window (0: no check)")
+    convergence_window: int = setting(integer(1), 50, "iterations per convergence check")
+    min_iterations: int = setting(integer(0), 100, "iterations before convergence can be declared")
+    stop_early: bool = setting(boolean, True, "end the run when it has converged")
+    anneal_iterations: int = setting(integer(0), 0, "iterations of likelihood tempering (0: none)")
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -158,6 +165,7 @@ class SVGDState(NamedTuple):
     # the global arrays at ``particles`` (None until gathered: a new or restored
     # state); derived from the particles alone, so not part of a checkpoint
     shared: SVGDShared | None = None
+    monitor: SVGDMonitor = new_monitor()  # convergence bookkeeping (checkpointed)
 
 
 class SVGDDiagnostics(NamedTuple):
@@ -169,6 +177,7 @@ class SVGDDiagnostics(NamedTuple):
     ksd: float  # NaN unless computed this iteration
     n_invalid: int  # particles with log p = -inf
     mean_logp: float  # over the valid particles
+    net_force: float  # |mean_i phi(x_i)| / sqrt(mean_i |grad log p(x_i)|^2)
 
 
 class SVGDContext(NamedTuple):
@@ -403,7 +412,7 @@ def _optimizer_update(state: SVGDState, phi: np.ndarray, settings: SVGDSettings)
 
 
 def gather_block(ctx: "SVGDContext", particles: np.ndarray, like: np.ndarray | None,
-                 extra: np.ndarray) -> tuple[SVGDShared, np.ndarray]:
+                 extra: np.ndarray, beta: float = 1.0) -> tuple[SVGDShared, np.ndarray]:
     """Scores of this rank's particles, then one ``Allgatherv`` of everything.
 
     Parameters
@@ -420,6 +429,9 @@ def gather_block(ctx: "SVGDContext", particles: np.ndarray, like: np.ndarray | N
         fill it.
     extra : (n_local, k) array
         Per-particle values to gather along (diagnostics of the last step).
+    beta : float
+        Power of the likelihood in the scores (annealing; log p stays the
+        posterior's).
 
     Returns
     -------
@@ -432,7 +444,8 @@ def gather_block(ctx: "SVGDContext", particles: np.ndarray, like: np.ndarray | N
     full = np.resize(particles, (layout.n, d)) if like is None else like.copy()
     full[layout.rows] = particles
     ev = ctx.density.evaluate(full, rows=layout.rows)
-    local = np.column_stack([particles, ev.grad, ev.logp, ev.invalid.astype(np.float64), extra])
+    grad = ev.grad if beta == 1.0 else ev.logprior_grad + beta * ev.loglik_grad
+    local = np.column_stack([particles, grad, ev.logp, ev.invalid.astype(np.float64), extra])
     rows = allgather_rows(ctx.comm, layout, local)
     shared = SVGDShared(np.ascontiguousarray(rows[:, :d]), np.ascontiguousarray(rows[:, d:2 * d]), rows[:, 2 * d],
                         rows[:, 2 * d + 1] > 0)
@@ -447,26 +460,32 @@ def svgd_step(state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagno
     ``"median"`` bandwidth adds its selection's collectives.
     """
     settings, layout = ctx.settings, ctx.layout
-    shared = state.shared
+    shared, t = state.shared, state.iteration
     if shared is None:
-        shared, _ = gather_block(ctx, state.particles, None, np.empty((layout.local_count, 0)))
+        shared, _ = gather_block(ctx, state.particles, None, np.empty((layout.local_count, 0)),
+                                 anneal_beta(settings, t))
     h = bandwidth(shared.z, state.iteration, ctx)
     last = state.iteration + 1 == settings.iterations
     want_ksd = bool(settings.ksd_every) and (state.iteration % settings.ksd_every == 0 or last)
     phi, ksd_rows = stein_terms(shared.z, shared.scores, range(layout.start, layout.stop), h, ksd=want_ksd)
     new = _optimizer_update(state, phi, settings)
-    extra = np.column_stack([(phi * phi).sum(axis=1), ksd_rows if want_ksd else np.zeros(len(phi))])
-    new_shared, gathered = gather_block(ctx, new.particles, shared.z, extra)
+    extra = np.column_stack([(phi * phi).sum(axis=1), ksd_rows if want_ksd else np.zeros(len(phi)), phi])
+    new_shared, gathered = gather_block(ctx, new.particles, shared.z, extra,
+                                        anneal_beta(settings, t + 1))
     valid = shared.logp[~shared.invalid]
+    step_norm = float(np.sqrt(gathered[:, 0].sum() / layout.n))
+    rel = relative_to_score(float(np.linalg.norm(gathered[:, 2:].mean(axis=0))), shared.scores)
     diag = SVGDDiagnostics(
-        step_norm=float(np.sqrt(gathered[:, 0].sum() / layout.n)),
+        step_norm=step_norm,
         bandwidth=h,
         step_size=settings.step_size_at(state.iteration),
         ksd=ksd_from_rows(gathered[:, 1]) if want_ksd else np.nan,
         n_invalid=int(shared.invalid.sum()),
         mean_logp=float(valid.mean()) if valid.size else -np.inf,
+        net_force=rel,
     )
-    return new._replace(shared=new_shared), diag
+    monitor = update_monitor(state.monitor, t + 1, rel, new_shared.z, settings)
+    return new._replace(shared=new_shared, monitor=monitor), diag
 
 
 def gather_state(state: SVGDState, ctx: SVGDContext) -> dict[str, np.ndarray] | None:
@@ -475,7 +494,9 @@ def gather_state(state: SVGDState, ctx: SVGDContext) -> dict[str, np.ndarray] | 
         name: gather_rows(ctx.comm, ctx.layout, getattr(state, name))
         for name in ("particles", "moment1", "moment2")
     }
-    return parts if ctx.comm.rank == 0 else None
+    if ctx.comm.rank != 0:
+        return None
+    return {**parts, **monitor_arrays(state.monitor, state.particles.shape[1])}
 
 
 def scatter_state(arrays: dict[str, np.ndarray], iteration: int, ctx: SVGDContext) -> SVGDState:
@@ -484,6 +505,7 @@ def scatter_state(arrays: dict[str, np.ndarray], iteration: int, ctx: SVGDContex
     return SVGDState(
         iteration,
         *(np.ascontiguousarray(arrays[name][rows]) for name in ("particles", "moment1", "moment2")),
+        monitor=monitor_from_arrays(arrays),
     )
 
 
@@ -520,12 +542,17 @@ class SVGDAlgorithm:
 
     def describe(self, diag: SVGDDiagnostics) -> str:
         """One progress-line summary of an iteration's diagnostics."""
-        text = f"step_norm {diag.step_norm:.3g}  h {diag.bandwidth:.3g}"
+        text = f"step_norm {diag.step_norm:.3g}  net_force {diag.net_force:.3g}  h {diag.bandwidth:.3g}"
         if not np.isnan(diag.ksd):
             text += f"  ksd {diag.ksd:.3g}"
         if diag.n_invalid:
             text += f"  invalid {diag.n_invalid}"
         return text
+
+    def converged(self, state: SVGDState, diag: SVGDDiagnostics) -> bool:
+        """Whether to end the run now (``stop_early`` and the check passed; the
+        same on every rank: see :mod:`phasic_mpi.inference.svgd_monitor`)."""
+        return self.settings.stop_early and state.monitor.converged_at >= 0
 
     def history_due(self, iteration: int) -> bool:
         every = self.settings.history_every
@@ -559,11 +586,14 @@ class SVGDAlgorithm:
         if stats is None:
             return None
         theta = ctx.density.to_theta(z)
+        report, warnings = end_of_run(self.settings, state.monitor, state.iteration, stats[:, 0],
+                                      z.shape[1])
         return FinalRecord(
             draws={name: theta[None, :, m] for m, name in enumerate(ctx.density.param_names)},
             sample_stats={"lp": stats[None, :, 0], "log_likelihood_total": stats[None, :, 1]},
             arrays={"final_z": z},
-            diagnostics={"n_invalid_final": int((stats[:, 2] > 0).sum())},
+            diagnostics={"n_invalid_final": int((stats[:, 2] > 0).sum()), **report},
             independent=True,  # particles, not Markov draws: no R-hat, ESS = n
             final_z=z,
+            warnings=tuple(warnings),
         )

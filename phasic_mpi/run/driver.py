@@ -21,13 +21,14 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from phasic_mpi.errors import ConfigError
+from phasic_mpi.errors import ConfigError, ConvergenceWarning
 from phasic_mpi.inference.comm import Communicator, as_communicator
 from phasic_mpi.inference.protocol import FinalRecord
 from phasic_mpi.inference.registry import algorithm_class, algorithm_names
@@ -372,18 +373,22 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
     t_loop = time.time()
     t_agree = 0.0  # time in the per-iteration stop-flag agreement (rank 0)
     signal_name = None
+    converged = getattr(algorithm, "converged", lambda state, diag: False)
     while state.iteration < algorithm.n_iterations:
         state, diag = algorithm.step(state, ctx)
+        done = converged(state, diag)  # the same on every rank (see the Algorithm protocol)
         if rank0:
             buffer.add(_diagnostic_rows(diag))
-        if algorithm.history_due(state.iteration):
+        if algorithm.history_due(state.iteration) or done:
             rows = algorithm.history(state, ctx)
             if rank0:
                 buffer.add(rows)
         t0 = time.perf_counter()
-        agreed = int(comm.allreduce_exact([stop.received or 0], "max")[0])
+        # a signal at the converged iteration: finish the run rather than checkpoint it
+        agreed = int(comm.allreduce_exact([stop.received or 0], "max")[0]) * (not done)
         t_agree += time.perf_counter() - t0
-        due = every and state.iteration % every == 0 and state.iteration < algorithm.n_iterations
+        due = (every and state.iteration % every == 0 and state.iteration < algorithm.n_iterations
+               and not done)
         if (agreed and path is not None) or due:
             arrays = algorithm.checkpoint(state, ctx)
             if rank0:
@@ -392,7 +397,8 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
                                  record, writer.run_id)
             comm.barrier()  # the checkpoint exists before anyone reports or exits
         if rank0:
-            progress.update(state.iteration, algorithm.describe(diag), force=bool(agreed))
+            progress.update(state.iteration, algorithm.describe(diag) + "  converged" * done,
+                            force=bool(agreed) or done)
         if agreed:
             signal_name = signal.Signals(agreed).name
             if path is not None:
@@ -405,6 +411,8 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
                 print(f"stopped by {signal_name} at {progress.label} {state.iteration}; "
                       "returning the result so far", file=sys.stderr, flush=True)
             break
+        if done:
+            break
     final = algorithm.finish(state, ctx)
     attrs = _run_attrs(comm)  # collective gather of host names
     attrs.update({"wall_time_s": time.time() - t_start, "loop_time_s": time.time() - t_loop,
@@ -412,6 +420,8 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
     if rank0 and writer is not None:
         _write_final(writer, algorithm.name, final, attrs, buffer, ctx.density,
                      algorithm.settings.seed)
+    for message in (final.warnings if rank0 and final is not None else ()):
+        warnings.warn(message, ConvergenceWarning, stacklevel=2)
     comm.barrier()
     if rank0 and writer is not None and signal_name is None:
         writer.mark_complete()  # every rank got here: the run is complete

@@ -225,9 +225,23 @@ def test_format_snapshot():
     assert format_summary(s) == SNAPSHOT
 
 
+def test_convergence_and_stranded_particles_get_a_line():
+    from phasic_mpi.analysis.summary import _convergence_lines
+
+    assert _convergence_lines({"converged": True, "converged_at": 450}) == [
+        "converged at iteration 450"]
+    assert _convergence_lines({"converged": False, "converged_at": None,
+                               "stranded_particles": 0})[0].startswith("NOT converged")
+    assert _convergence_lines({"stranded_particles": 38, "stranded_gap": 6.9077}) == [
+        "38 particles more than 6.908 below the best log density: a separate mode? "
+        "check with parallel tempering"]
+    assert _convergence_lines({}) == []  # PT, or a run file of an older version
+
+
 SNAPSHOT = """\
 run.h5: svgd, 1 chain x 64 draws
 draws are independent (particles): ESS = number of draws, R-hat not applicable
+converged
 observations: 3 exact, 1 right-censored, 0 interval-censored
 
 parameter        mean     sd  2.5%  25%  50%  75%  97.5%  mcse_mean  mcse_sd  ess_bulk  ess_tail  r_hat

@@ -99,9 +99,10 @@ def test_rabbits_example_structure():
 def test_defaults_filled(tmp_path):
     cfg = validate(base_raw(), tmp_path)
     assert cfg["svgd"] == {"particles": 8, "iterations": 1000, "seed": 0,
-                           "optimizer": "adagrad", "step_size": 0.05, "decay": 0.0, "schedule": "inverse_time",
+                           "optimizer": "adagrad", "step_size": 0.05, "decay": 0.01, "schedule": "inverse_time",
                            "bandwidth": "median_subset", "bandwidth_pairs": 4096, "history_every": 10,
-                           "ksd_every": 50}
+                           "ksd_every": 50, "tolerance": 0.02, "convergence_window": 50,
+                           "min_iterations": 100, "stop_early": True, "anneal_iterations": 0}
     assert cfg["output"] == {"path": str(tmp_path / "run.h5"), "checkpoint_every": 100,
                              "progress": "auto", "log_every": 10.0}
     assert cfg["prior"]["default"] == {"dist": "lognormal", "mu": 0.0, "sigma": 1.0}

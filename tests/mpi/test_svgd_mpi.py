@@ -106,3 +106,33 @@ def test_every_bandwidth_rule_and_the_ksd_are_bitwise_serial(bandwidth, pairs):
         assert np.isfinite(diags[::3, 2]).all() and np.isnan(diags[1::3, 2]).all()
     finally:
         comm.Free()
+
+
+@pytest.mark.mpi
+def test_the_convergence_check_stops_every_layout_at_the_serial_iteration():
+    """The net force and the drift come from global arrays: any rank count
+    stops at the serial run's iteration with its bits."""
+    from mpi4py import MPI
+
+    from phasic_mpi.inference.comm import as_communicator
+    from phasic_mpi.inference.svgd import SVGDAlgorithm
+
+    def stop(comm):
+        algorithm = SVGDAlgorithm(SVGDSettings(particles=13, iterations=2000, seed=11,
+                                               convergence_window=20, min_iterations=0))
+        ctx = algorithm.context(Banana(), as_communicator(comm))
+        state = algorithm.start(ctx)
+        while state.iteration < algorithm.n_iterations:
+            state, diag = algorithm.step(state, ctx)
+            if algorithm.converged(state, diag):
+                break
+        return state.iteration, allgather_rows(comm, ctx.layout, state.particles)
+
+    comm = MPI.COMM_WORLD.Dup()
+    try:
+        at, particles = stop(comm)
+        serial_at, serial_particles = stop(MPI.COMM_SELF)
+        assert at == serial_at < 2000
+        assert np.array_equal(particles, serial_particles)
+    finally:
+        comm.Free()

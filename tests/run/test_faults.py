@@ -62,6 +62,7 @@ options = {{ fault = "{fault}", rank = {rank} }}
 [svgd]
 particles = {particles}
 iterations = {iterations}
+stop_early = false  # runs of a fixed length (stopped by signals and faults)
 seed = 3
 [output]
 path = "out.h5"

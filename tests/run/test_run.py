@@ -37,6 +37,7 @@ CONFIG = RABBITS + """[svgd]
 particles = 13
 iterations = {iterations}
 seed = 5
+stop_early = false  # runs of a fixed length (stopped by signals)
 history_every = 7
 ksd_every = 10
 [output]
