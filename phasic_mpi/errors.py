@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "MPIUnavailableError", "RunInterrupted"]
+__all__ = ["ConfigError", "EmptyResultError", "InfeasibleError", "MPIUnavailableError",
+           "RunInterrupted"]
 
 
 class ConfigError(ValueError):
     """An invalid configuration; the message starts with the offending key path."""
+
+
+class InfeasibleError(ConfigError):
+    """Requested sizes that cannot run here (memory or time), refused before any work."""
+
+
+class EmptyResultError(ConfigError):
+    """A run ended with no valid draw: every final particle or cold-chain draw has an
+    invalid likelihood (raised on every rank, after the run file is written)."""
 
 
 class RunInterrupted(Exception):
