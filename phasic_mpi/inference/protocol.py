@@ -32,7 +32,8 @@ class FinalRecord(NamedTuple):
 
 class Resources(NamedTuple):
     """What a run will need per rank (an algorithm's optional ``resources(n_params,
-    n_ranks)``; the run loop refuses a run that cannot fit before it starts)."""
+    n_ranks, kept_iterations)``; the run loop refuses a run that cannot fit before
+    it starts: :mod:`phasic_mpi.run.feasibility`)."""
 
     bytes_per_rank: float  # the largest arrays a rank holds at once
     min_seconds: float  # a lower bound of one rank's time

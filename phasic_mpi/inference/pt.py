@@ -509,10 +509,10 @@ class PTAlgorithm:
         return PTContext(density, self.settings, comm, block_layout(slots, comm.size, comm.rank),
                          {"comm": 0.0, "bytes": 0})
 
-    def resources(self, n_params: int, n_ranks: int) -> Any:
+    def resources(self, n_params: int, n_ranks: int, kept_iterations: int = 0) -> Any:
         from phasic_mpi.inference.resources import pt_resources  # memory, time lower bound
 
-        return pt_resources(self.settings, n_params, n_ranks)
+        return pt_resources(self.settings, n_params, n_ranks, kept_iterations)
 
     def start(self, ctx: PTContext, init: np.ndarray | None = None) -> PTState:
         return initial_state(ctx, init)

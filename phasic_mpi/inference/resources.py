@@ -23,18 +23,24 @@ STEIN_PAIR_NS = (1.0, 0.2)
 MIN_MOVE_SECONDS = 1e-6  # a PT local move: at least one density call from Python
 
 
-def svgd_resources(settings: Any, n_params: int, n_ranks: int) -> Resources:
+def svgd_resources(settings: Any, n_params: int, n_ranks: int,
+                   kept_iterations: int = 0) -> Resources:
     """SVGD: every rank holds the global (n, d) arrays, the kernel visits n_local x n pairs.
 
     The global particles, scores and the arrays of one density evaluation
     over the global shape (:func:`phasic_mpi.inference.svgd.gather_block`)
-    come to about 16 n (d + 1) doubles at the peak
-    (``tests/run/test_feasibility.py`` measures it); the exact ``"median"``
-    bandwidth adds a rank's n_local (n - 1) / 2 pair distances, twice.
+    come to 21-23 n (d + 1) doubles at the peak (tracemalloc, n = 2000-8000,
+    d = 1-20; ``tests/run/test_feasibility.py``), counted as 24; rank 0 also
+    keeps a (n, d) snapshot every ``history_every`` of the
+    ``kept_iterations`` iterations whose history is in memory (between
+    checkpoints, or the whole run without a run file); the exact
+    ``"median"`` bandwidth adds a rank's n_local (n - 1) / 2 pair distances,
+    twice.
     """
     n, d = settings.particles, n_params
     local = -(-n // n_ranks)
-    need = 8.0 * 16 * n * (d + 1)
+    snapshots = kept_iterations // settings.history_every + 1 if settings.history_every else 0
+    need = 8.0 * (24 * n * (d + 1) + snapshots * n * d)
     if settings.bandwidth == "median":
         need += 8.0 * local * (n - 1)
     per_pair = (STEIN_PAIR_NS[0] + STEIN_PAIR_NS[1] * d) * 1e-9
@@ -42,13 +48,15 @@ def svgd_resources(settings: Any, n_params: int, n_ranks: int) -> Resources:
                      f"{n} particles x {d} parameters")
 
 
-def pt_resources(settings: Any, n_params: int, n_ranks: int) -> Resources:
+def pt_resources(settings: Any, n_params: int, n_ranks: int,
+                 kept_iterations: int = 0) -> Resources:
     """PT: the stored b = 1 draws and the log-likelihood pool; >= 1 µs per local move.
 
     The draws of the sampling rounds (2**rounds - 2**warmup_rounds scans)
     are kept as d + 2 values per chain and gathered on rank 0 (about 3
     copies at the end); the pool holds one value per local slot and
-    sampling scan.
+    sampling scan. The history in memory (one small report per round) is
+    not counted (``kept_iterations`` is unused).
     """
     s, d = settings, n_params
     slots = s.chains * s.replicas

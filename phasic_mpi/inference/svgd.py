@@ -513,9 +513,9 @@ class SVGDAlgorithm:
         return SVGDContext(density, self.settings, comm,
                            block_layout(self.settings.particles, comm.size, comm.rank))
 
-    def resources(self, n_params: int, n_ranks: int) -> Resources:
+    def resources(self, n_params: int, n_ranks: int, kept_iterations: int = 0) -> Resources:
         """Memory per rank and a time lower bound (:func:`svgd_resources`)."""
-        return svgd_resources(self.settings, n_params, n_ranks)
+        return svgd_resources(self.settings, n_params, n_ranks, kept_iterations)
 
     def start(self, ctx: SVGDContext, init: np.ndarray | None = None) -> SVGDState:
         return initial_state(ctx.density, self.settings, ctx.layout, init)

@@ -338,7 +338,8 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
     t_start = time.time()
     path = None if out is None else os.fspath(out)
     check_output(path, resume, overwrite, comm)
-    check_feasible(algorithm, density.n_params, comm)
+    check_feasible(algorithm, density.n_params, comm,
+                   algorithm.n_iterations if path is None else output.checkpoint_every)
     ctx = algorithm.context(density, comm)
     rank0 = comm.rank == 0
     writer = None

@@ -1,7 +1,7 @@
 """Refuse the impossible before any work: memory and time of the requested sizes.
 
 An algorithm may say what a run will need with ``resources(n_params,
-n_ranks) -> Resources`` (SVGD and PT do): its largest arrays per rank, and a
+n_ranks, kept_iterations) -> Resources`` (SVGD and PT do): its largest arrays per rank, and a
 *lower bound* of its time (work whose cost per unit is known from below,
 such as the Stein kernel's pairs). :func:`check_feasible` compares them, on
 every rank alike, with the memory this rank may use (the least of the
@@ -94,8 +94,12 @@ def format_seconds(s: float) -> str:
     return f"{s:.3g} s"
 
 
-def check_feasible(algorithm: Any, n_params: int, comm: Any) -> Resources | None:
+def check_feasible(algorithm: Any, n_params: int, comm: Any,
+                   kept_iterations: int = 0) -> Resources | None:
     """Raise :class:`InfeasibleError` on every rank if the run cannot fit; a collective call.
+
+    An algorithm's optional ``resources(n_params, n_ranks, kept_iterations)``
+    gives a :class:`~phasic_mpi.inference.protocol.Resources`.
 
     Parameters
     ----------
@@ -104,6 +108,9 @@ def check_feasible(algorithm: Any, n_params: int, comm: Any) -> Resources | None
     n_params : int
         Parameters of the density.
     comm : Communicator
+    kept_iterations : int
+        Iterations whose history rank 0 keeps in memory (``checkpoint_every``
+        with a run file, every iteration without).
 
     Returns
     -------
@@ -111,7 +118,7 @@ def check_feasible(algorithm: Any, n_params: int, comm: Any) -> Resources | None
         The estimate (None if the algorithm gives none).
     """
     estimate = getattr(algorithm, "resources", None)
-    need = estimate(n_params, comm.size) if estimate is not None else None
+    need = estimate(n_params, comm.size, kept_iterations) if estimate is not None else None
     # Each rank reports its host and what it may allocate; ranks on one host
     # share the host's memory. Every rank computes the same verdict.
     reports = comm.allgather((socket.gethostname(), available_memory()))
