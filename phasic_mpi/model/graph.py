@@ -343,59 +343,11 @@ class Graph:
         return rates
 
     def box_violation(self, low: Any, high: Any) -> tuple[int, str] | None:
-        """Whether a box of parameter values leaves the graph's domain.
+        """Whether a box of parameter values leaves the graph's domain (see
+        :func:`phasic_mpi.model.domain.box_violation`): None, or ``(k, message)``."""
+        from phasic_mpi.model.domain import box_violation
 
-        The domain is every rate ``base + coef·θ >= 0`` (and, for a discrete
-        graph, every state's out-probabilities summing to at most 1). A rate is
-        linear in θ, so its least value over the box ``low <= θ <= high``
-        (infinite ends allowed) is ``base + Σ_k min(coef_k low_k, coef_k
-        high_k)``, with ``0 · inf = 0``: the box lies in the domain exactly when
-        every such minimum is ``>= 0`` (maximum ``<= 1``).
-
-        Returns
-        -------
-        None, or ``(k, message)``
-            ``k`` is the parameter whose end of the box drives the first
-            offending edge (or state) out of the domain, and ``message``
-            says how, e.g. ``edge (2, 0) -> (1, 1) has rate 1·jump < 0 for
-            jump < 0``.
-        """
-        low = np.broadcast_to(np.asarray(low, dtype=np.float64), (self.n_params,))
-        high = np.broadcast_to(np.asarray(high, dtype=np.float64), (self.n_params,))
-        coef = self.edge_coef if self.edge_coef is not None else np.zeros((self.n_edges, 0))
-        with np.errstate(invalid="ignore"):  # 0 * inf: the coefficient wins (no term)
-            ends = np.stack([coef * low, coef * high])
-        ends = np.where(coef == 0, 0.0, ends)
-        worst = ends.min(axis=0)  # (E, d): each parameter's least contribution
-        least = self.edge_base + worst.sum(axis=1)
-        bad = np.flatnonzero(least < 0)
-        if bad.size:
-            e = int(bad[0])
-            k = int(np.argmin(worst[e]))
-            end, name = (low[k] if coef[e, k] > 0 else high[k]), self.param_names[k]
-            return k, (f"edge {self.label(self.edge_src[e])} -> "
-                       f"{self._dst_label(self.edge_dst[e])} has rate "
-                       f"{self._rate_formula(e)}, which is negative at {name} = {end:g}")
-        if self.discrete:
-            src_coef = np.zeros((self.n_states, self.n_params))
-            np.add.at(src_coef, self.edge_src, coef)
-            with np.errstate(invalid="ignore"):
-                top = np.where(src_coef == 0, 0.0,
-                               np.maximum(src_coef * low, src_coef * high))
-            total = np.bincount(self.edge_src, self.edge_base, minlength=self.n_states)
-            over = np.flatnonzero(total + top.sum(axis=1) > 1 + 1e-12)
-            if over.size:
-                s = int(over[0])
-                k = int(np.argmax(top[s]))
-                return k, (f"the out-probabilities of {self.label(s)} can sum to more "
-                           f"than 1 at {self.param_names[k]} in "
-                           f"[{low[k]:g}, {high[k]:g}]")
-        return None
-
-    def _rate_formula(self, e: int) -> str:
-        terms = [f"{self.edge_base[e]:g}"] if self.edge_base[e] else []
-        terms += [f"{c:g}·{name}" for c, name in zip(self.edge_coef[e], self.param_names) if c]
-        return " + ".join(terms) or "0"
+        return box_violation(self, low, high)
 
     def to_sparse(self, theta: Any = None) -> tuple[sp.csr_matrix, np.ndarray]:
         """Sparse sub-intensity matrix and exit vector at ``theta``.

@@ -78,18 +78,22 @@ def make_algorithm(cfg: Mapping[str, Any]) -> Any:
 class _StopFlag:
     """Records SIGTERM/SIGINT; the ranks agree on it at iteration boundaries.
 
-    Until :meth:`defer` (during set-up: feasibility, the algorithm's context
-    and initial state) a signal acts at once as it would without this flag
-    (SIGTERM ends the process): there is nothing to checkpoint yet, and
-    set-up may take long (one stream per initial particle).
+    With ``immediate=True`` (a run's own flag), until :meth:`defer` (during
+    set-up: feasibility, the algorithm's context and initial state) a signal
+    whose previous disposition was the default acts at once as it would
+    without this flag (SIGTERM ends the process, SIGINT raises
+    KeyboardInterrupt): there is nothing to checkpoint yet, and set-up may
+    take long (one stream per initial particle). A caller that handles
+    signals itself (a study) keeps its handler, and the run stops at its
+    first iteration boundary as before.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self) -> None:
+    def __init__(self, immediate: bool = False) -> None:
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
-        self._deferring = False
+        self._deferring = not immediate
 
     def defer(self) -> None:
         """From now on record signals for the next iteration boundary."""
@@ -104,8 +108,9 @@ class _StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if not self._deferring:  # set-up: the previous disposition, now
-            signal.signal(signum, self._previous[signum])
+        previous = self._previous.get(signum)
+        if not self._deferring and previous in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(signum, previous)  # set-up: the default disposition, now
             signal.raise_signal(signum)
             return
         self.received = signum
@@ -323,7 +328,7 @@ def execute(algorithm: Any, density: Any, *, observations: Any = None, comm: Any
         # Installed for the whole run: during set-up a signal acts at once (nothing
         # to save yet); from the first write on it is acted on at an iteration
         # boundary and never kills a rank mid-write.
-        with _StopFlag() as stop, output_lock(out if lock else None, comm):
+        with _StopFlag(immediate=True) as stop, output_lock(out if lock else None, comm):
             return _execute(algorithm, density, observations, comm, out, resume, overwrite,
                             output or OutputSettings(), dict(record or {}), init, stop_hint,
                             stop)

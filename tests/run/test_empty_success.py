@@ -60,7 +60,7 @@ def test_all_invalid_fails_with_one_line_and_keeps_the_file(tmp_path, capsys, al
                        f"{tmp_path / 'run.h5'} records them; check the model, the data and "
                        "the priors")
     with h5py.File(tmp_path / "run.h5") as f:
-        loglik = f["sample_stats/log_likelihood"][()]
+        loglik = f["sample_stats/log_likelihood_total"][()]
         assert loglik.size == count and not np.isfinite(loglik).any()  # independent count
         assert f[f"{algorithm}/diagnostics"].attrs["n_invalid_final"] == count
 
