@@ -155,7 +155,9 @@ def expected_jumps(graph: Graph, rates: np.ndarray) -> float:
 def too_many_jumps(graph: Graph, rates: np.ndarray, mean: float, max_jumps: int) -> str:
     """The message for a simulation refused by :func:`expected_jumps`."""
     positive = rates[rates > 0]
-    return (f"at this theta a walker makes {mean:.3g} jumps on average before absorption, "
+    count = (f"{mean:.3g} jumps" if np.isfinite(mean) else
+             "unboundedly many jumps (the jump chain is singular in double precision)")
+    return (f"at this theta a walker makes {count} on average before absorption, "
             f"more than max_jumps={max_jumps} (rates range from {positive.min():.3g} to "
             f"{positive.max():.3g}); simulating would not end")
 

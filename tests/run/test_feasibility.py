@@ -159,7 +159,7 @@ def test_theta_1e300_is_refused_before_simulating(tmp_path, capsys):
     assert err[0].startswith("phasic-mpi: error: data.simulate.theta: at this theta a walker "
                              "makes ")
     assert "more than max_jumps=1000000 (rates range from 2 to 2e+300)" in err[0]
-    with pytest.raises(ValueError, match="jumps on average before absorption"):
+    with pytest.raises(ValueError, match="on average before absorption, more than max_jumps"):
         models.rabbits(2).sample(5, [1e300, 2.0, 4.0])
 
 
