@@ -16,8 +16,9 @@ does): then every rank knows it is a user error and the job ends with status
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ConvergenceWarning", "InternalError", "MPIUnavailableError",
-           "PhasicError", "RunFileError", "RunInterrupted", "UserError"]
+__all__ = ["ConfigError", "ConvergenceWarning", "EmptyResultError", "InfeasibleError",
+           "InternalError", "MPIUnavailableError", "PhasicError", "RunFileError",
+           "RunInterrupted", "UserError"]
 
 
 class PhasicError(Exception):
@@ -30,6 +31,15 @@ class UserError(PhasicError, ValueError):
 
 class ConfigError(UserError):
     """An invalid configuration; the message starts with the offending key path."""
+
+
+class InfeasibleError(ConfigError):
+    """Requested sizes that cannot run here (memory or time), refused before any work."""
+
+
+class EmptyResultError(ConfigError):
+    """A run ended with no valid draw: every final particle or cold-chain draw has an
+    invalid likelihood (raised on every rank, after the run file is written)."""
 
 
 class RunInterrupted(PhasicError):

@@ -25,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from phasic_mpi.config.schema import MODEL
 from phasic_mpi.config.specs import normalize_theta, resolve_model_spec
 from phasic_mpi.errors import ConfigError
 from phasic_mpi.io.datafile import read_data_file
 from phasic_mpi.model.data import Observations
+from phasic_mpi.model.construct import StateLimitError, exploration_limit
 from phasic_mpi.model.graph import Graph
 
 __all__ = ["DENSITY_MEMBERS", "build_density", "builtin_models", "load_data", "load_density",
@@ -186,14 +188,19 @@ def _build(model_cfg: Mapping[str, Any], base_dir: str | os.PathLike,
     kind, target, func = resolve_model_spec(spec, base, where, builtins=field == "name")
     label = target if kind == "builtin" else f"{target}:{func}"
     stamp = os.stat(target).st_mtime_ns if kind == "file" else None
-    key = json.dumps([field, kind, target, func, stamp, options], sort_keys=True, default=repr)
+    key = json.dumps([field, kind, target, func, stamp, options, model_cfg.get("max_states")],
+                     sort_keys=True, default=repr)
     if _cache.get("key") == key:
         return _cache["model"], label, key
     function = (MODELS[target][0] if kind == "builtin"
                 else _import_function(kind, target, func, base, where))
     _check_options(function, options, label)
     try:
-        model = function(**options)
+        with exploration_limit(model_cfg.get("max_states") or MODEL["max_states"].default):
+            model = function(**options)
+    except StateLimitError as exc:
+        raise ConfigError(f"model.max_states: {label}: {exc}; raise model.max_states if the "
+                          "model is finite") from exc
     except (TypeError, ValueError) as exc:
         args = ", ".join(f"{k}={v!r}" for k, v in options.items())
         raise ConfigError(f"model.options: {label}({args}) failed: "
@@ -269,6 +276,8 @@ def load_data(data_cfg: Mapping[str, Any], graph: Graph,
         raise ConfigError("data: give exactly one of 'simulate' or 'file'")
     path = os.path.abspath(os.path.join(os.fspath(base_dir), data_cfg["file"]))
     obs = read_data_file(path, data_cfg.get("dataset"))
+    if obs.n_observations == 0:  # the run would return the prior and report success
+        raise ConfigError(f"data.file: {path}: no observations (the file holds no data rows)")
     if graph.discrete:
         times = np.concatenate([obs.exact, obs.right_censored, obs.interval_lo,
                                 obs.interval_hi[np.isfinite(obs.interval_hi)]])

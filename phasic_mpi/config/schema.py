@@ -74,6 +74,7 @@ MODEL: dict[str, Key] = {
     "density": Key(string, None, "'module:function' or 'file.py:function' returning "
                                  "a LogDensity (instead of name)"),
     "options": Key(table, {}, "keyword arguments of the model factory"),
+    "max_states": Key(integer(1), 250_000, "stop exploring a model's states beyond this many"),
 }
 
 

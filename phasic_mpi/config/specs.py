@@ -14,7 +14,9 @@ from phasic_mpi.config.schema import number
 if TYPE_CHECKING:  # pragma: no cover
     from phasic_mpi.model.graph import Graph
 
-__all__ = ["normalize_theta", "resolve_model_spec"]
+__all__ = ["SIMULATE_MAX_JUMPS", "normalize_theta", "resolve_model_spec"]
+
+SIMULATE_MAX_JUMPS = 1_000_000  # Graph.sample's default max_jumps, which load_data uses
 
 
 def resolve_model_spec(name: str, base_dir: str | os.PathLike = ".",
@@ -81,4 +83,9 @@ def normalize_theta(value: Any, graph: Graph, path: str = "data.simulate.theta")
     if stuck.size:
         _fail(path, f"{graph.label(stuck[0])} is reachable from the start but cannot "
                     f"reach absorption at theta={theta}")
+    from phasic_mpi.model.simulate import expected_jumps, too_many_jumps
+
+    mean = expected_jumps(graph, rates)
+    if not mean <= SIMULATE_MAX_JUMPS:
+        _fail(path, too_many_jumps(graph, rates, mean, SIMULATE_MAX_JUMPS))
     return theta

@@ -91,7 +91,8 @@ def _model(raw: Any, base: str) -> dict:
                        "(a log-density)")
     if name is not None:
         kind, target, func = resolve_model_spec(name, base)
-        return {"name": _model_name(kind, target, func), "options": model["options"]}
+        return {"name": _model_name(kind, target, func), "options": model["options"],
+                "max_states": model["max_states"]}
     kind, target, func = resolve_model_spec(density, base, "model.density", builtins=False)
     return {"density": _model_name(kind, target, func), "options": model["options"]}
 
@@ -182,6 +183,19 @@ def _transforms(raw: Any, priors: dict, names: list[str]) -> dict:
         except ValueError as exc:
             _fail(path, str(exc).removeprefix("transform: "))
     return out
+
+
+def _check_domain(graph: Graph, cfg: dict) -> None:
+    """Refuse priors that reach parameter values with negative rates (``prior.<name>``)."""
+    from phasic_mpi.inference.posterior import domain_problem
+    from phasic_mpi.inference.priors import make_prior
+    from phasic_mpi.inference.transforms import make_transform
+
+    names = graph.param_names
+    transforms = [make_transform(cfg["transform"][n], make_prior(cfg["prior"][n])) for n in names]
+    problem = domain_problem(graph, transforms)
+    if problem:
+        raise ConfigError(problem)
 
 
 def _check_names(raw: Mapping, names: list[str], path: str, extra: tuple = ()) -> None:
@@ -275,6 +289,7 @@ def validate_config(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".", *
         sim["theta"] = normalize_theta(sim["theta"], graph)
     cfg["prior"] = _priors(raw.get("prior"), names)
     cfg["transform"] = _transforms(raw.get("transform"), cfg["prior"], names)
+    _check_domain(graph, cfg)
     return {name: cfg[name] for name in SECTIONS if name in cfg}
 
 

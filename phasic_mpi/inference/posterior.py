@@ -23,10 +23,10 @@ import numpy as np
 from phasic_mpi.model.data import Observations, as_observations
 from phasic_mpi.model.graph import Graph
 from phasic_mpi.model.terms import LikelihoodTerm
-from phasic_mpi.inference.priors import Prior, make_prior
+from phasic_mpi.inference.priors import Prior, _interval, make_prior
 from phasic_mpi.inference.transforms import Transform, log_density_z, make_transform
 
-__all__ = ["FunctionDensity", "LogDensity", "Posterior", "PosteriorEval"]
+__all__ = ["FunctionDensity", "LogDensity", "Posterior", "PosteriorEval", "domain_problem"]
 
 PriorSpec = Prior | Mapping[str, Any]
 TransformSpec = Transform | str | None
@@ -117,6 +117,28 @@ def _resolve_transforms(transforms: Any, priors: tuple[Prior, ...],
                              f"{len(names)} parameters ({', '.join(names)})")
     return tuple(make_transform(spec, prior, param=name)
                  for spec, prior, name in zip(specs, priors, names))
+
+
+def domain_problem(graph: Graph, transforms: Sequence[Transform]) -> str | None:
+    """Why parameter values the transforms can reach leave the graph's domain, or None.
+
+    Each transform's image is its prior's support (:func:`make_transform`
+    insists), so this is the check that every θ the prior allows gives
+    non-negative rates (:meth:`Graph.box_violation`). The message starts
+    with ``prior.<name>`` of the parameter to change.
+    """
+    transforms = transforms[:graph.n_params]  # parameters of terms alone come after
+    low = [t.image[0] for t in transforms]
+    high = [t.image[1] for t in transforms]
+    found = graph.box_violation(low, high)
+    if found is None:
+        return None
+    k, why = found
+    name = graph.param_names[k]
+    return (f"prior.{name}: its support {_interval(transforms[k].image)} (transform "
+            f"{transforms[k].name}) leaves the model's domain: {why}; choose a prior whose "
+            f"support keeps every rate >= 0 (e.g. gamma, lognormal, or uniform with "
+            f"low >= 0)")
 
 
 class _TransformedDensity:
@@ -305,6 +327,16 @@ class Posterior(_TransformedDensity):
         parameters are matched by name; names the graph does not have (such
         as ``theta_mut``) are appended to ``param_names`` in order of first
         appearance, and need priors too.
+    check_domain : bool
+        Refuse priors whose support reaches parameter values where a rate is
+        negative (:func:`domain_problem`); False leaves such points to the
+        likelihood, which gives them ``-inf``.
+
+    Raises
+    ------
+    ValueError
+        No observations and no terms (the posterior would be the prior); a prior whose
+        support leaves the model's domain (``prior.<name>: ...``).
 
     Examples
     --------
@@ -319,7 +351,7 @@ class Posterior(_TransformedDensity):
     def __init__(self, graph: Graph, data: Observations | Any,
                  priors: Sequence[PriorSpec] | Mapping[str, PriorSpec],
                  transforms: Any = None, *, tol: float | None = None,
-                 terms: Sequence[LikelihoodTerm] = ()) -> None:
+                 terms: Sequence[LikelihoodTerm] = (), check_domain: bool = True) -> None:
         if not isinstance(graph, Graph):
             raise TypeError(f"graph must be a Graph, got {type(graph).__name__}")
         self.terms: tuple[LikelihoodTerm, ...] = tuple(terms)
@@ -331,6 +363,11 @@ class Posterior(_TransformedDensity):
         super().__init__(names, priors, transforms)
         self.graph = graph
         self.data = as_observations(data)
+        if self.data.n_observations == 0 and not self.terms:  # the run would return the prior
+            raise ValueError("data: no observations (the posterior would be the prior)")
+        problem = domain_problem(graph, self.transforms) if check_domain else None
+        if problem:
+            raise ValueError(problem)
         self.tol = tol
         # each term's columns of the full theta, in the term's own order
         self._term_columns = [np.array([names.index(name) for name in term.param_names],

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 
-__all__ = ["Algorithm", "FinalRecord"]
+__all__ = ["Algorithm", "FinalRecord", "Resources"]
 
 
 class FinalRecord(NamedTuple):
@@ -29,6 +29,16 @@ class FinalRecord(NamedTuple):
     independent: bool  # True: draws are not a Markov chain (no R-hat; ESS = count)
     final_z: np.ndarray  # (k, d) unconstrained end points: a warm start for another run
     warnings: tuple[str, ...] = ()  # said at the end of the run (did not converge, stranded modes)
+
+
+class Resources(NamedTuple):
+    """What a run will need per rank (an algorithm's optional ``resources(n_params,
+    n_ranks, kept_iterations)``; the run loop refuses a run that cannot fit before
+    it starts: :mod:`phasic_mpi.run.feasibility`)."""
+
+    bytes_per_rank: float  # the largest arrays a rank holds at once
+    min_seconds: float  # a lower bound of one rank's time
+    what: str  # the sizes that drive them, for messages ("200000 particles x 3 parameters")
 
 
 class Algorithm(Protocol):

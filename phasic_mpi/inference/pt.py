@@ -511,6 +511,11 @@ class PTAlgorithm:
         return PTContext(density, self.settings, comm, block_layout(slots, comm.size, comm.rank),
                          {"comm": 0.0, "bytes": 0})
 
+    def resources(self, n_params: int, n_ranks: int, kept_iterations: int = 0) -> Any:
+        from phasic_mpi.inference.resources import pt_resources  # memory, time lower bound
+
+        return pt_resources(self.settings, n_params, n_ranks, kept_iterations)
+
     def start(self, ctx: PTContext, init: np.ndarray | None = None) -> PTState:
         return initial_state(ctx, init)
 
@@ -580,7 +585,9 @@ class PTAlgorithm:
             sample_stats={"log_likelihood_total": samples[:, :, d], "local_accept": samples[:, :, d + 1]},
             arrays={"final_betas": state.betas},
             diagnostics={"chains": k, "draws_per_chain": s, "replicas": self.settings.replicas,
-                         "comm_time_s": comm_times, "swap_bytes_sent": sent},
+                         "comm_time_s": comm_times, "swap_bytes_sent": sent,
+                         # cold-chain draws whose log-likelihood is -inf or NaN
+                         "n_invalid_final": int((~np.isfinite(samples[:, :, d])).sum())},
             independent=False,
             final_z=samples[:, -1, :d] if s else np.empty((0, d)),
         )

@@ -36,7 +36,8 @@ from phasic_mpi.settings import (boolean, check_settings, choice, fail, from_map
                                 number, setting)
 from phasic_mpi.inference.comm import SerialCommunicator, as_communicator
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, gather_rows, stream
-from phasic_mpi.inference.protocol import FinalRecord
+from phasic_mpi.inference.protocol import FinalRecord, Resources
+from phasic_mpi.inference.resources import svgd_resources
 from phasic_mpi.inference.selection import allgather_values, allreduce_exact, select_pair
 from phasic_mpi.inference.stein import kernelized_stein_discrepancy, ksd_from_rows, stein_direction, stein_terms
 from phasic_mpi.inference.svgd_monitor import (SVGDMonitor, anneal_beta, end_of_run, monitor_arrays, monitor_from_arrays,
@@ -533,6 +534,10 @@ class SVGDAlgorithm:
             )
         return SVGDContext(density, self.settings, comm,
                            block_layout(self.settings.particles, comm.size, comm.rank))
+
+    def resources(self, n_params: int, n_ranks: int, kept_iterations: int = 0) -> Resources:
+        """Memory per rank and a time lower bound (:func:`svgd_resources`)."""
+        return svgd_resources(self.settings, n_params, n_ranks, kept_iterations)
 
     def start(self, ctx: SVGDContext, init: np.ndarray | None = None) -> SVGDState:
         return initial_state(ctx.density, self.settings, ctx.layout, init)

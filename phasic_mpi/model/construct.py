@@ -9,8 +9,10 @@ class as first argument; they are exposed as ``Graph.from_callback`` and
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,12 +22,38 @@ import scipy.sparse as sp
 # without importing it, not even for type checkers: the imports run one way.
 Graph = Any
 
-__all__ = ["ABSORBING", "MASS_TOL", "State", "as_state", "from_callback", "from_matrices"]
+__all__ = ["ABSORBING", "DEFAULT_MAX_STATES", "MASS_TOL", "State", "StateLimitError", "as_state", "exploration_limit",
+           "from_callback", "from_matrices"]
 
 ABSORBING = -1  # same value as PHASE_ABSORBING in phase.h
 MASS_TOL = 1e-12  # slack for start masses that sum to 1 up to round-off
 
 State = tuple[int, ...]
+
+DEFAULT_MAX_STATES = 1_000_000  # from_callback's limit when neither caller nor context sets one
+# The limit a caller that does not build the graph itself (the config's model
+# loader calls the user's factory) imposes on every exploration inside it.
+_MAX_STATES: contextvars.ContextVar[int | None] = contextvars.ContextVar("max_states",
+                                                                       default=None)
+
+
+class StateLimitError(ValueError):
+    """A model's exploration found more states than allowed (``max_states``)."""
+
+
+@contextlib.contextmanager
+def exploration_limit(max_states: int) -> Iterator[None]:
+    """Within the block, ``from_callback`` without its own ``max_states`` stops at this many.
+
+    The config's ``model.max_states``: a model factory calls
+    ``Graph.from_callback`` itself, so the limit reaches it through a context
+    variable rather than an argument.
+    """
+    token = _MAX_STATES.set(operator.index(max_states))
+    try:
+        yield
+    finally:
+        _MAX_STATES.reset(token)
 
 
 def as_state(label: Any) -> State:
@@ -47,7 +75,7 @@ def from_callback(
     n_params: int,
     *,
     discrete: bool = False,
-    max_states: int = 1_000_000,
+    max_states: int | None = None,
     param_names: Sequence[str] | None = None,
 ) -> "Graph":
     """Explore a model breadth-first from its start state(s).
@@ -71,9 +99,10 @@ def from_callback(
         Number of parameters.
     discrete : bool
         Transitions give one-step probabilities (see :class:`Graph`).
-    max_states : int
+    max_states : int, optional
         Limit on the number of distinct states discovered (absorbing ones
-        included).
+        included); default: the enclosing :func:`exploration_limit` (the
+        config's ``model.max_states``), else :data:`DEFAULT_MAX_STATES`.
     param_names : sequence of str, optional
         Parameter names.
 
@@ -88,6 +117,8 @@ def from_callback(
     -----
     States are tuples of ints (ints and lists are normalised).
     """
+    if max_states is None:
+        max_states = _MAX_STATES.get() or DEFAULT_MAX_STATES
     n_params = operator.index(n_params)
     if n_params < 0:
         raise ValueError(f"n_params must be >= 0, got {n_params}")
@@ -99,8 +130,8 @@ def from_callback(
         number = index.get(state)
         if number is None:
             if len(order) >= max_states:
-                raise ValueError(f"more than max_states={max_states} states "
-                                 f"reachable (last found: {state})")
+                raise StateLimitError(f"more than max_states={max_states} states "
+                                      f"reachable (last found: {state})")
             number = index[state] = len(order)
             order.append(state)
         return number

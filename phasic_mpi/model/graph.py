@@ -342,6 +342,13 @@ class Graph:
                     f"{total[over[0]]:.6g} > 1 at theta={self._theta(theta).tolist()}")
         return rates
 
+    def box_violation(self, low: Any, high: Any) -> tuple[int, str] | None:
+        """Whether a box of parameter values leaves the graph's domain (see
+        :func:`phasic_mpi.model.domain.box_violation`): None, or ``(k, message)``."""
+        from phasic_mpi.model.domain import box_violation
+
+        return box_violation(self, low, high)
+
     def to_sparse(self, theta: Any = None) -> tuple[sp.csr_matrix, np.ndarray]:
         """Sparse sub-intensity matrix and exit vector at ``theta``.
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import math
 import operator
+import warnings
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import spsolve
 
 from phasic_mpi.model.construct import ABSORBING
 from phasic_mpi.model.data import Observations
@@ -60,7 +63,9 @@ def sample(graph: Graph, n: int, theta: Any = None, seed: int | None = 0, *,
     ------
     ValueError
         If theta is outside the domain, some state cannot reach absorption at
-        theta, or a walker is still running after ``max_jumps`` jumps.
+        theta, the mean number of jumps to absorption exceeds ``max_jumps``
+        (checked before simulating: :func:`expected_jumps`), or a walker is
+        still running after ``max_jumps`` jumps.
     """
     n = operator.index(n)
     if n < 0:
@@ -70,6 +75,9 @@ def sample(graph: Graph, n: int, theta: Any = None, seed: int | None = 0, *,
     if stuck.size:
         raise ValueError(f"{graph.label(stuck[0])} is reachable from the start but cannot "
                          "reach absorption at this theta; simulated walkers would never stop")
+    mean_jumps = expected_jumps(graph, rates)
+    if not mean_jumps <= max_jumps:  # NaN too: the jump chain is numerically singular
+        raise ValueError(too_many_jumps(graph, rates, mean_jumps, max_jumps))
     reward = _reward_vector(graph, rewards)
     rng = np.random.Generator(np.random.Philox(seed))
 
@@ -120,6 +128,41 @@ def sample(graph: Graph, n: int, theta: Any = None, seed: int | None = 0, *,
     if graph.discrete and reward is None:
         return result.astype(np.int64)
     return result
+
+
+def expected_jumps(graph: Graph, rates: np.ndarray) -> float:
+    """Mean number of jumps from the start to absorption at ``rates`` (inf if unbounded).
+
+    The jump chain moves from state i along edge e with probability
+    ``rates[e] / total_i``; the mean numbers of jumps x solve
+    ``(I - P) x = 1`` over the transient states, and the walk from the start
+    makes ``alpha · x`` on average. One sparse solve, so a simulation whose
+    walkers would not stop (rates 1e300 between states left at rate 1) is
+    refused at once rather than after ``max_jumps`` vectorised steps.
+    """
+    n = graph.n_states
+    total = np.bincount(graph.edge_src, rates, minlength=n)
+    total = np.where(total > 0, total, 1.0)  # a stuck state is unreachable here
+    inner = graph.edge_dst != ABSORBING
+    src, dst = graph.edge_src[inner], graph.edge_dst[inner]
+    jump = sp.csr_matrix((rates[inner] / total[src], (src, dst)), shape=(n, n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a singular matrix gives NaN: reported as inf
+        with np.errstate(all="ignore"):
+            x = np.atleast_1d(spsolve((sp.identity(n, format="csc") - jump).tocsc(),
+                                      np.ones(n)))
+            mean = float(graph.alpha @ x)
+    return mean if np.isfinite(mean) and mean >= 0 and np.all(np.isfinite(x)) else np.inf
+
+
+def too_many_jumps(graph: Graph, rates: np.ndarray, mean: float, max_jumps: int) -> str:
+    """The message for a simulation refused by :func:`expected_jumps`."""
+    positive = rates[rates > 0]
+    count = (f"{mean:.3g} jumps" if np.isfinite(mean) else
+             "unboundedly many jumps (the jump chain is singular in double precision)")
+    return (f"at this theta a walker makes {count} on average before absorption, "
+            f"more than max_jumps={max_jumps} (rates range from {positive.min():.3g} to "
+            f"{positive.max():.3g}); simulating would not end")
 
 
 def _reward_vector(graph: Graph, rewards: Any) -> np.ndarray | None:

@@ -28,11 +28,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from phasic_mpi.errors import ConfigError, ConvergenceWarning
+from phasic_mpi.errors import ConfigError, ConvergenceWarning, EmptyResultError
 from phasic_mpi.inference.comm import Communicator, as_communicator
 from phasic_mpi.inference.protocol import FinalRecord
 from phasic_mpi.inference.registry import algorithm_class, algorithm_names
 from phasic_mpi.io.checkpoint import checkpoint_path, read_checkpoint, write_checkpoint
+from phasic_mpi.run.feasibility import check_feasible
 from phasic_mpi.run.settings import OutputSettings
 from phasic_mpi.run.results import write_model_results
 from phasic_mpi.version import __version__
@@ -75,13 +76,28 @@ def make_algorithm(cfg: Mapping[str, Any]) -> Any:
 
 
 class _StopFlag:
-    """Records SIGTERM/SIGINT; the ranks agree on it at iteration boundaries."""
+    """Records SIGTERM/SIGINT; the ranks agree on it at iteration boundaries.
+
+    With ``immediate=True`` (a run's own flag), until :meth:`defer` (during
+    set-up: feasibility, the algorithm's context and initial state) a signal
+    whose previous disposition was the default acts at once as it would
+    without this flag (SIGTERM ends the process, SIGINT raises
+    KeyboardInterrupt): there is nothing to checkpoint yet, and set-up may
+    take long (one stream per initial particle). A caller that handles
+    signals itself (a study) keeps its handler, and the run stops at its
+    first iteration boundary as before.
+    """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self) -> None:
+    def __init__(self, immediate: bool = False) -> None:
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
+        self._deferring = not immediate
+
+    def defer(self) -> None:
+        """From now on record signals for the next iteration boundary."""
+        self._deferring = True
 
     def __enter__(self) -> "_StopFlag":
         for sig in self.SIGNALS:
@@ -92,6 +108,11 @@ class _StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        previous = self._previous.get(signum)
+        if not self._deferring and previous in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(signum, previous)  # set-up: the default disposition, now
+            signal.raise_signal(signum)
+            return
         self.received = signum
 
     def __exit__(self, *exc: Any) -> None:
@@ -304,9 +325,10 @@ def execute(algorithm: Any, density: Any, *, observations: Any = None, comm: Any
     limit_threads()
     comm = as_communicator(comm).dup()
     try:
-        # Installed for the whole run, set-up and final writes included: a signal
-        # is acted on at an iteration boundary and never kills a rank mid-write.
-        with _StopFlag() as stop, output_lock(out if lock else None, comm):
+        # Installed for the whole run: during set-up a signal acts at once (nothing
+        # to save yet); from the first write on it is acted on at an iteration
+        # boundary and never kills a rank mid-write.
+        with _StopFlag(immediate=True) as stop, output_lock(out if lock else None, comm):
             return _execute(algorithm, density, observations, comm, out, resume, overwrite,
                             output or OutputSettings(), dict(record or {}), init, stop_hint,
                             stop)
@@ -321,6 +343,8 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
     t_start = time.time()
     path = None if out is None else os.fspath(out)
     check_output(path, resume, overwrite, comm)
+    check_feasible(algorithm, density.n_params, comm,
+                   algorithm.n_iterations if path is None else output.checkpoint_every)
     ctx = algorithm.context(density, comm)
     rank0 = comm.rank == 0
     writer = None
@@ -332,10 +356,12 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
         if changed:
             raise ConfigError(f"--resume: the config differs from the checkpoint's in {', '.join(changed)}")
         state = algorithm.restore(arrays, iteration, ctx)
+        stop.defer()
         if rank0:
             writer = RunWriter.reopen(path, rows)
     else:
         state = algorithm.start(ctx, init)
+        stop.defer()
         if rank0 and path is not None:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             writer = RunWriter.create(
@@ -427,11 +453,34 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
         writer.mark_complete()  # every rank got here: the run is complete
     if rank0 and path is not None and os.path.exists(checkpoint_path(path)):
         os.unlink(checkpoint_path(path))
+    _check_draws(algorithm.name, final, comm, path)
     completed = signal_name is None
     if not rank0:
         return RunOutcome(path, completed, state.iteration, signal_name)
     history = buffer.arrays() if writer is None else None
     return RunOutcome(path, completed, state.iteration, signal_name, final, history, attrs)
+
+
+def _check_draws(name: str, final: FinalRecord | None, comm: Communicator,
+                 path: str | None) -> None:
+    """No silent empty success: fail on every rank when no final draw is valid
+    (after the run file is written, as the record of what happened), warn on
+    rank 0 when some are not (they stay in the posterior; ``n_invalid_final``)."""
+    counts = None
+    if final is not None:
+        total = int(sum(np.size(v) for v in list(final.draws.values())[:1]))
+        counts = (total, int(final.diagnostics.get("n_invalid_final", 0)))
+    total, invalid = comm.bcast(counts, root=0)
+    what = {"svgd": "final particles", "pt": "cold-chain draws"}.get(name, "draws")
+    if total and invalid == total:
+        where = f"; {path} records them" if path is not None else ""
+        raise EmptyResultError(
+            f"{name}: all {total} {what} have an invalid likelihood (-inf or NaN), so the "
+            f"run holds no posterior{where}; check the model, the data and the priors")
+    if invalid and comm.rank == 0:
+        warnings.warn(f"{name}: {invalid} of {total} {what} have an invalid likelihood "
+                      "(-inf or NaN); they are kept in the posterior and counted in "
+                      "n_invalid_final", RuntimeWarning, stacklevel=4)
 
 
 def _write_final(writer: Any, group: str, final: FinalRecord, attrs: dict, buffer: _Buffer,

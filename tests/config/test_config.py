@@ -87,7 +87,7 @@ def test_pt_examples_use_every_pt_key():
 
 def test_rabbits_example_structure():
     cfg = load_config(ROOT / "examples" / "rabbits.toml")
-    assert cfg["model"] == {"name": "rabbits", "options": {"n": 2}}
+    assert cfg["model"] == {"name": "rabbits", "options": {"n": 2}, "max_states": 250_000}
     assert cfg["data"] == {"simulate": {"theta": [1.0, 2.0, 4.0], "n": 200, "seed": 1}}
     assert cfg["prior"]["jump"] == {"dist": "gamma", "shape": 2.0, "rate": 1.0}
     assert cfg["prior"]["flood_left"] == {"dist": "lognormal", "mu": 0.0, "sigma": 1.0}

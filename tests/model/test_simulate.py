@@ -95,8 +95,14 @@ def test_same_seed_same_output():
 
 def test_simulation_errors():
     slow = Graph([1.0, 0.0], [0, 1, 1], [1, 0, -1], [1.0, 1.0, 1e-9])
-    with pytest.raises(ValueError, match=r"10 of 10 walkers were not absorbed after max_jumps=50"):
+    # refused before simulating: 2 / 1e-9 jumps on average (expected_jumps)
+    with pytest.raises(ValueError, match=r"a walker makes 2e\+09 jumps on average before "
+                                         r"absorption, more than max_jumps=50"):
         slow.sample(10, seed=0, max_jumps=50)
+    # 4 jumps on average (2k jumps with probability 2^-k): some of 1000 walkers need > 5
+    bouncy = Graph([1.0, 0.0], [0, 1, 1], [1, 0, -1], [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match=r"of 1000 walkers were not absorbed after max_jumps=5"):
+        bouncy.sample(1000, seed=0, max_jumps=5)
     with pytest.raises(ValueError, match=r"state \(1, 1\) is reachable from the start but cannot reach absorption at this theta"):
         models.isolation_migration(1, 1).sample(10, [1.0, 1.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="n must be >= 0"):

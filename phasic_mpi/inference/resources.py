@@ -1,0 +1,68 @@
+"""What a run of each built-in algorithm will need per rank: memory and a time lower bound.
+
+The run loop (:mod:`phasic_mpi.run.feasibility`) compares these with the
+memory a rank may use and refuses a run that cannot fit before any work.
+Both figures are deliberately optimistic (a refused run cannot fit; a run
+that passes may still be too large): the memory counts the arrays that grow
+with the requested sizes, the time only work whose cost per unit is known
+from below.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from phasic_mpi.inference.protocol import Resources
+
+__all__ = ["pt_resources", "svgd_resources"]
+
+# Stein kernel, ns per pair of particles: 1 + 0.2 d, about 1/4 of libphase's
+# measured cost (6.7 ns at d = 1, 7.7 at d = 3, 13.6 at d = 10 on one core).
+STEIN_PAIR_NS = (1.0, 0.2)
+MIN_MOVE_SECONDS = 1e-6  # a PT local move: at least one density call from Python
+
+
+def svgd_resources(settings: Any, n_params: int, n_ranks: int,
+                   kept_iterations: int = 0) -> Resources:
+    """SVGD: every rank holds the global (n, d) arrays, the kernel visits n_local x n pairs.
+
+    The global particles, scores and the arrays of one density evaluation
+    over the global shape (:func:`phasic_mpi.inference.svgd.gather_block`)
+    come to 21-23 n (d + 1) doubles at the peak (tracemalloc, n = 2000-8000,
+    d = 1-20; ``tests/run/test_feasibility.py``), counted as 24; rank 0 also
+    keeps a (n, d) snapshot every ``history_every`` of the
+    ``kept_iterations`` iterations whose history is in memory (between
+    checkpoints, or the whole run without a run file); the exact
+    ``"median"`` bandwidth adds a rank's n_local (n - 1) / 2 pair distances,
+    twice.
+    """
+    n, d = settings.particles, n_params
+    local = -(-n // n_ranks)
+    snapshots = kept_iterations // settings.history_every + 1 if settings.history_every else 0
+    need = 8.0 * (24 * n * (d + 1) + snapshots * n * d)
+    if settings.bandwidth == "median":
+        need += 8.0 * local * (n - 1)
+    per_pair = (STEIN_PAIR_NS[0] + STEIN_PAIR_NS[1] * d) * 1e-9
+    return Resources(need, settings.iterations * local * n * per_pair,
+                     f"{n} particles x {d} parameters")
+
+
+def pt_resources(settings: Any, n_params: int, n_ranks: int,
+                 kept_iterations: int = 0) -> Resources:
+    """PT: the stored b = 1 draws and the log-likelihood pool; >= 1 µs per local move.
+
+    The draws of the sampling rounds (2**rounds - 2**warmup_rounds scans)
+    are kept as d + 2 values per chain and gathered on rank 0 (about 3
+    copies at the end); the pool holds one value per local slot and
+    sampling scan. The history in memory (one small report per round) is
+    not counted (``kept_iterations`` is unused).
+    """
+    s, d = settings, n_params
+    slots = s.chains * s.replicas
+    local = -(-slots // n_ranks)
+    scans = math.inf if s.rounds > 1000 else float(2**s.rounds)  # float(2**1024) overflows
+    sampled = scans - 2.0 ** min(s.warmup_rounds, 1000)
+    need = 8.0 * (3 * s.chains * sampled * (d + 2) + sampled * local)
+    return Resources(need, scans * s.local_steps * local * MIN_MOVE_SECONDS,
+                     f"2**{s.rounds} - 1 scans x {slots} replicas x {d} parameters")
