@@ -34,11 +34,12 @@ import numpy as np
 
 from phasic_mpi.settings import (boolean, check_settings, choice, fail, from_mapping, integer, is_number,
                                 number, setting)
-from phasic_mpi.inference.comm import SerialCommunicator, as_communicator
+from phasic_mpi.inference.comm import as_communicator
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, gather_rows, stream
 from phasic_mpi.inference.protocol import FinalRecord, Resources
 from phasic_mpi.inference.resources import svgd_resources
-from phasic_mpi.inference.selection import allgather_values, allreduce_exact, select_pair
+from phasic_mpi.inference.bandwidth import (PAIR_BLOCK, STREAM_BANDWIDTH, median_bandwidth,  # noqa: F401
+                                           pair_count, pair_sq_distances, subset_median_bandwidth)
 from phasic_mpi.inference.stein import kernelized_stein_discrepancy, ksd_from_rows, stein_direction, stein_terms
 from phasic_mpi.inference.svgd_monitor import (SVGDMonitor, anneal_beta, end_of_run, monitor_arrays, monitor_from_arrays,
                                                new_monitor, relative_to_score, update_monitor)
@@ -61,7 +62,6 @@ __all__ = [
 ]
 
 STREAM_INIT = 1  # purpose id of the initial-particle streams
-STREAM_BANDWIDTH = 2  # purpose id of the bandwidth's pair streams (seed, 2, iteration)
 ADAGRAD_MOMENTUM, ADAGRAD_FUDGE = 0.9, 1e-6  # as in the reference SVGD code
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 
@@ -211,177 +211,6 @@ def initial_state(density: Any, settings: SVGDSettings, layout: BlockLayout,
         particles = np.array(rows, dtype=np.float64).reshape(layout.local_count, d)
     zeros = np.zeros_like(particles)
     return SVGDState(0, particles, zeros, zeros.copy())
-
-
-def pair_count(n: int, rows: range) -> int:
-    """How many pairs :func:`pair_sq_distances` gives for ``rows`` of n particles."""
-    count = len(rows) * ((n - 1) // 2)
-    if n % 2 == 0 and len(rows):  # rows i < n/2 also take partner i + n/2
-        count += max(0, min(rows.stop, n // 2) - rows.start)
-    return count
-
-
-PAIR_BLOCK = 64  # rows per cdist call in pair_sq_distances (scratch ~ PAIR_BLOCK x n/2 doubles)
-
-
-def pair_sq_distances(z: np.ndarray, rows: range) -> np.ndarray:
-    """|z_i - z_j|^2 of the pairs that the particles ``rows`` own, flat, each pair once.
-
-    Parameters
-    ----------
-    z : (n, d) array
-        The global particles.
-    rows : range
-        Global indices i of the rows to compute (this rank's block).
-
-    Returns
-    -------
-    (pair_count(n, rows),) array
-        Row i's values in order of i, then of j = i + 1, ..., i + c_i (mod n),
-        with h = floor((n - 1) / 2) and c_i = h + 1 if n is even and i < n/2,
-        else c_i = h: about n/2 values per row, so blocks of rows are
-        balanced.
-
-    Every unordered pair {i, j} is owned exactly once. Let t = (j - i) mod n
-    in 1..n-1; the pair lies in row i at offset t, or in row j at offset
-    n - t, and nowhere else. If t <= h and n - t <= h, then n <= 2h <= n - 1,
-    impossible: at most one of the two offsets is <= h. If t > h and n - t > h,
-    then n >= 2h + 2, which for odd n (2h + 2 = n + 1) is impossible, and for
-    even n (2h + 2 = n) forces t = n - t = n/2: that pair is taken only by
-    the one of i, j below n/2 (exactly one is, as they differ by n/2).
-    Otherwise exactly one offset is <= h. So the n rows hold
-    n h + [n even] n/2 = n (n - 1) / 2 values, each pair once.
-
-    Each value is scipy's ``sqeuclidean`` of (z_i, z_j), s = 0; s += (z_ic -
-    z_jc)^2 for c = 0..d-1 in order, computed per pair on its own (the same
-    function as main's pdist, so the same bits): they do not depend on the
-    rank or block computing them. Row i's partners are contiguous in the
-    doubled array [z; z[:c]] (the wrap-around, no fancy indexing), so up to
-    ``PAIR_BLOCK`` consecutive rows with the same c_i take one ``cdist`` of
-    the block against the rows spanning all their partners, into a scratch
-    of PAIR_BLOCK x (PAIR_BLOCK - 1 + c) doubles, whose band (row r's
-    columns r .. r + c - 1) is copied into the one preallocated output
-    buffer: no second copy of the pairs.
-    """
-    from numpy.lib.stride_tricks import sliding_window_view
-    from scipy.spatial.distance import cdist
-
-    n, _ = z.shape
-    half = (n - 1) // 2
-    out = np.empty(pair_count(n, rows))
-    if out.size == 0:
-        return out
-    width = half + (n % 2 == 0)  # the largest c_i
-    zz = np.concatenate([z, z[:width]])  # partners of every row are contiguous in zz
-    block = max(1, min(PAIR_BLOCK, len(rows)))
-    scratch = np.empty(block * (block - 1 + width))
-    pos, i0 = 0, rows.start
-    while i0 < rows.stop:
-        c = half + 1 if n % 2 == 0 and i0 < n // 2 else half
-        # a block of rows with the same c (even n: split at n/2)
-        i1 = min(rows.stop, i0 + block, n // 2 if n % 2 == 0 and i0 < n // 2 else n)
-        b, cols = i1 - i0, i1 - i0 - 1 + c
-        if c:
-            tmp = scratch[:b * cols].reshape(b, cols)
-            cdist(z[i0:i1], zz[i0 + 1:i1 + c], "sqeuclidean", out=tmp)
-            # row r's partners i0+r+1 .. i0+r+c are tmp[r, r:r+c]: flat offset r (cols + 1)
-            band = sliding_window_view(scratch[:b * cols], c)[::cols + 1]
-            out[pos:pos + b * c].reshape(b, c)[:] = band
-            pos += b * c
-        i0 = i1
-    return out
-
-
-def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None) -> float:
-    """h = median_{i<j} |z_i - z_j|^2 / log(n + 1); 1 if not positive and finite.
-
-    Parameters
-    ----------
-    z : (n, d) array
-        The global particles (every rank holds them).
-    comm : MPI communicator, optional
-        A collective call on ``comm``; serial (and all rows) if None.
-    rows : range, optional
-        This rank's particles; all n if None.
-
-    Each rank computes the :func:`pair_sq_distances` its rows own (each of
-    the M = n (n - 1) / 2 pairs is owned by exactly one row, each value has
-    the same bits whichever rank computes it), and the median is taken of
-    that multiset as numpy does: the value at sorted position (M - 1) / 2 for
-    odd M, (a + b) / 2 of the values a, b at positions M/2 - 1 and M/2 for
-    even M (np.median's mean of the two middle values is their sum divided
-    by 2). The order statistics are exact, on one rank by an in-place
-    partition of the buffer and a minimum, on several by :func:`select_pair` (comparisons
-    only), so h has the same bits for any number of ranks. A NaN distance
-    gives h = 1, as numpy's NaN median does.
-    """
-    n = z.shape[0]
-    if n < 2:
-        return 1.0
-    comm = SerialCommunicator() if comm is None else as_communicator(comm)
-    rows = range(n) if rows is None else rows
-    values = pair_sq_distances(z, rows)
-    pairs = n * (n - 1) // 2
-    lo, hi = (pairs - 1) // 2, pairs // 2
-    if comm.size == 1:
-        # the buffer is ours: partition it in place (no copy) at lo; position
-        # lo + 1 is then the minimum of the values after lo (one cheap pass,
-        # not a second selection). NaN sorts last, so a NaN ends up at lo or
-        # after it, where min propagates it.
-        values.partition(lo)
-        first = float(values[lo])
-        rest = float(values[lo + 1:].min()) if lo + 1 < pairs else first
-        if np.isnan(first) or np.isnan(rest):
-            return 1.0
-        second = rest if hi > lo else first
-    else:
-        if allreduce_exact(comm, [np.isnan(values.max(initial=-np.inf))], "sum")[0]:  # max propagates NaN
-            return 1.0
-        if pairs == 1:
-            first = second = float(allgather_values(comm, values)[0])
-        else:
-            first, second = select_pair(comm, values, lo)
-    med = first if lo == hi else (first + second) / 2.0
-    h = med / np.log(n + 1.0)
-    return h if h > 0 and np.isfinite(h) else 1.0
-
-
-def subset_median_bandwidth(z: np.ndarray, seed: int, iteration: int, pairs: int) -> float:
-    """h = median of |z_i - z_j|^2 over a pseudo-random subset of pairs / log(n + 1).
-
-    Parameters
-    ----------
-    z : (n, d) array
-        The global particles (every rank holds them).
-    seed, iteration : int
-        Key of the pairs' stream, ``stream(seed, STREAM_BANDWIDTH, iteration)``:
-        every rank draws the same pairs, whatever the rank layout, and a
-        resumed run draws those of the uninterrupted one.
-    pairs : int
-        Number of pairs drawn.
-
-    If n (n - 1) / 2 <= ``pairs``, all pairs are used: this is
-    :func:`median_bandwidth`, bit for bit. Otherwise ``pairs`` ordered pairs
-    are drawn independently and uniformly among those with i != j (i uniform
-    in 0..n-1, j = (i + u) mod n with u uniform in 1..n-1, both draws as
-    vectors of ``pairs`` integers), and h is numpy's median of their
-    |z_i - z_j|^2 (summed over the coordinates in order, the bits of
-    :func:`pair_sq_distances`; the median is the mean of the two middle values for an even count) over
-    log(n + 1); 1 if not positive and finite (e.g. NaN). No communication:
-    O(pairs d) work on every rank.
-    """
-    n = z.shape[0]
-    if n * (n - 1) // 2 <= pairs:
-        return median_bandwidth(z)
-    rng = stream(seed, STREAM_BANDWIDTH, iteration)
-    i = rng.integers(0, n, size=pairs)
-    j = (i + rng.integers(1, n, size=pairs)) % n
-    values = np.zeros(pairs)
-    for c in range(z.shape[1]):  # in order of c: each value has pair_sq_distances' bits
-        t = z[i, c] - z[j, c]
-        values += t * t
-    h = float(np.median(values)) / np.log(n + 1.0)
-    return h if h > 0 and np.isfinite(h) else 1.0
 
 
 def bandwidth(z: np.ndarray, iteration: int, ctx: "SVGDContext") -> float:
