@@ -168,7 +168,10 @@ def _check_values(path: str, meta: dict[str, Any], arrays: Mapping[str, np.ndarr
 
 
 def _finite_enough(name: str, arr: np.ndarray) -> bool:
-    """No NaN or +inf anywhere; -inf only in log-density arrays (an invalid state)."""
+    """No NaN or +inf anywhere; -inf only in log-density arrays (an invalid state);
+    an all-NaN convergence-monitor array means "not measured yet"."""
+    if name.startswith("monitor_") and arr.size and np.isnan(arr).all():
+        return True
     if "log" in name or name == "samples":
         return not (np.isnan(arr).any() or np.isposinf(arr).any())
     return bool(np.isfinite(arr).all())

@@ -122,7 +122,9 @@ def _run_script(tmp_path: Path, env: dict[str, str]) -> list[str]:
         d.mkdir(parents=True, exist_ok=True)
     (fake / "srun").write_text('#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n')
     (venv / "phasic-mpi").write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$ARGS_FILE"\n')
-    for f in (fake / "srun", venv / "phasic-mpi"):
+    # the script's completeness check of the run file: "complete" (the fake run wrote none)
+    (venv / "python").write_text("#!/bin/bash\nexit 0\n")
+    for f in (fake / "srun", venv / "phasic-mpi", venv / "python"):
         f.chmod(0o755)
     script = tmp_path / "job.sbatch"
     script.write_text(jobscript.render("debug", config="c.toml", out="runs/r.h5"))
