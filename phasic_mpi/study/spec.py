@@ -197,8 +197,8 @@ def parse_study(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".",
                               "section when methods are given")
         factors.append(Factor("method", tuple(methods)))
     elif not any(a in base for a in ALGORITHMS):
-        raise ConfigError("study: the base config needs an algorithm section ([svgd] or "
-                          "[pt]) or study.methods")
+        raise ConfigError("study: the base config needs an algorithm section ("
+                          f"{' or '.join(f'[{a}]' for a in ALGORITHMS)}) or study.methods")
     if study["type"] == "calibration":
         if "simulate" not in (base.get("data") or {}):
             raise ConfigError("data.simulate: a calibration study simulates each cell's data "
