@@ -263,7 +263,7 @@ ERRORS = [
     ("data.simulate.n", _DELETE, "data.simulate.n: required key missing"),
     ("data.simulate.sed", 1, "data.simulate.sed: unknown key"),
     ("data.dataset", "x", "data.dataset: only allowed with data.file"),
-    ("data.extra", 1, "data.extra: unknown key (known: simulate, file, dataset)"),
+    ("data.extra", 1, "data.extra: unknown key (known: simulate, file, dataset, sfs, moments)"),
     ("prior.jmp", {"dist": "gamma", "shape": 1, "rate": 1},
      "prior.jmp: unknown parameter (model parameters: jump, flood_left, flood_right)"),
     ("prior.jump", {"dist": "gama", "shape": 1, "rate": 1}, "prior.jump: unknown dist 'gama'"),
