@@ -6,7 +6,8 @@ once the run's graph is built (the SFS graph, the number of classes, the
 simulation theta as a table by parameter name, reward shapes) and
 :func:`term_param_names` gives the parameters the terms add to the model's
 (``theta_mut``), which then need priors. The terms themselves are built by
-:func:`phasic_mpi.config.loaders.build_terms`. Every error names its key path
+:func:`phasic_mpi.config.loaders.build_terms` (and the SFS graph by
+:func:`phasic_mpi.config.loaders.sfs_graph`). Every error names its key path
 (``data.sfs.counts: ...``, ``data.moments[1].se: ...``).
 """
 
@@ -18,13 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from phasic_mpi.config.loaders import sfs_graph
 from phasic_mpi.config.schema import (REQUIRED, Key, boolean, check_section, choice, fail,
                                       integer, number, plain, string, table)
 from phasic_mpi.config.specs import normalize_theta, resolve_model_spec
 from phasic_mpi.model.graph import Graph
 
 __all__ = ["MOMENT", "SFS", "SFS_SIMULATE", "check_moments", "check_sfs", "check_with_model",
-           "sfs_graph", "term_param_names"]
+           "term_param_names"]
 
 
 def _optional(check: Any) -> Any:
@@ -121,16 +123,6 @@ def check_moments(raw: Any) -> list[dict]:
         fail("data.moments", f"expected a non-empty array of tables ([[data.moments]]), "
                              f"got {raw!r}")
     return [check_section(entry, MOMENT, f"data.moments[{i}]") for i, entry in enumerate(raw)]
-
-
-def sfs_graph(sfs: Mapping[str, Any], graph: Graph, base: str | os.PathLike) -> Graph:
-    """The graph of a validated ``[data.sfs]``: its own model, or the run's."""
-    if sfs.get("model") is None:
-        return graph
-    from phasic_mpi.config.loaders import load_model  # builds the model by its spec
-
-    return load_model({"name": sfs["model"], "options": sfs["options"]}, base,
-                      where="data.sfs.model")
 
 
 def term_param_names(data: Mapping[str, Any], graph: Graph,

@@ -34,7 +34,7 @@ from phasic_mpi.model.construct import StateLimitError, exploration_limit
 from phasic_mpi.model.graph import Graph
 
 __all__ = ["DENSITY_MEMBERS", "build_density", "build_terms", "builtin_models", "load_data",
-           "load_density", "load_model"]
+           "load_density", "load_model", "sfs_graph"]
 
 _cache: dict[str, Any] = {}  # the last models built, by key (a run's model and its SFS model)
 _CACHE_SIZE = 4
@@ -301,6 +301,14 @@ def load_data(data_cfg: Mapping[str, Any], graph: Graph,
     return obs
 
 
+def sfs_graph(sfs: Mapping[str, Any], graph: Graph, base: str | os.PathLike) -> Graph:
+    """The graph of a validated ``[data.sfs]``: its own model, or the run's."""
+    if sfs.get("model") is None:
+        return graph
+    return load_model({"name": sfs["model"], "options": sfs["options"]}, base,
+                      where="data.sfs.model")
+
+
 def build_terms(data_cfg: Mapping[str, Any], graph: Graph,
                 base_dir: str | os.PathLike = ".") -> list[Any]:
     """The likelihood terms of a validated ``[data]``: the SFS, then each moment.
@@ -311,7 +319,6 @@ def build_terms(data_cfg: Mapping[str, Any], graph: Graph,
     each ``data.moments`` entry a :class:`~phasic_mpi.model.terms.MomentData`
     of ``graph``.
     """
-    from phasic_mpi.config.dataterms import sfs_graph
     from phasic_mpi.model.sfs import SFSData, simulate_sfs
     from phasic_mpi.model.terms import MomentData
 

@@ -275,8 +275,8 @@ def _draw_truth(raw: dict, spec: StudySpec, data_key: tuple[int, ...]) -> None:
     an SFS); ``data.simulate.theta`` gets the model's, ``data.sfs.simulate``
     the SFS model's and the mutation rate (in place).
     """
-    from phasic_mpi.config.dataterms import check_sfs, sfs_graph, term_param_names
-    from phasic_mpi.config.loaders import load_model
+    from phasic_mpi.config.dataterms import check_sfs, term_param_names
+    from phasic_mpi.config.loaders import load_model, sfs_graph
     from phasic_mpi.config.validate import _model, _priors
     from phasic_mpi.inference.parallel import stream
     from phasic_mpi.inference.priors import make_prior
