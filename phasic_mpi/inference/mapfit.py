@@ -149,7 +149,7 @@ def final_record(fit: MapResult, settings: MapSettings) -> FinalRecord:
 
     Without a Laplace approximation (``-H`` not positive definite) the draws
     are NaN and ``laplace_ok`` is false: the optimum and Hessian are still
-    written, but there is no Gaussian to report.
+    written, but there is no Gaussian to report (the run ends with a warning).
     """
     k, n, d = settings.chains, settings.draws, fit.z.size
     density = fit.density
@@ -173,11 +173,16 @@ def final_record(fit: MapResult, settings: MapSettings) -> FinalRecord:
                    "se_theta": {n: float(v) for n, v in zip(names, fit.se_theta)},
                    "n_starts": int(fit.starts.shape[0]),
                    "n_converged": int(fit.converged.sum()), "laplace_ok": fit.laplace_ok,
-                   "max_abs_grad": float(np.max(np.abs(fit.grad)))}
+                   "max_abs_grad": float(np.max(np.abs(fit.grad))),
+                   # Laplace draws outside the likelihood's domain (the run loop's check)
+                   "n_invalid_final": int(np.sum(~np.isfinite(loglik))) if fit.laplace_ok else 0}
+    warnings = () if fit.laplace_ok else (
+        "map: -H is not positive definite at the optimum, so there is no Laplace "
+        "approximation; the posterior draws are NaN (see map/estimate/hessian)",)
     return FinalRecord(
         draws={name: theta[:, m].reshape(k, n) for m, name in enumerate(names)},
         sample_stats={"lp": lp.reshape(k, n), "log_likelihood_total": loglik.reshape(k, n)},
         arrays=arrays, diagnostics=diagnostics,
         independent=True,  # independent Gaussian draws: no R-hat, ESS = count
-        final_z=z,
+        final_z=z, warnings=warnings,
     )

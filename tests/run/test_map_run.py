@@ -58,6 +58,22 @@ def test_pm_sample_map_warm_starts_from_points():
                                                                    rel=1e-6)
 
 
+def test_map_without_a_laplace_approximation_warns_and_gives_nan_draws():
+    """The log-likelihood -(a - 1)^2 is flat in b: -H is singular."""
+    from phasic_mpi.errors import ConvergenceWarning
+
+    def loglik(theta):
+        r = theta[:, 0] - 1.0
+        return -r * r, np.column_stack([-2 * r, np.zeros(len(r))])
+
+    with pytest.warns(ConvergenceWarning, match="no Laplace approximation"):
+        result = pm.sample(loglik, param_names=["a", "b"], algorithm="map", draws=5,
+                           objective="likelihood", progress="none")
+    assert result.diagnostics["laplace_ok"] is False
+    assert result.diagnostics["theta_hat"]["a"] == pytest.approx(1.0, rel=1e-6)
+    assert np.isnan(result.theta).all()
+
+
 MAP_CONFIG = """
 [model]
 name = "exponential"
