@@ -270,11 +270,9 @@ def _sampling_round_trips(rf: RunFile) -> np.ndarray | None:
 
 def _true_values(rf: RunFile) -> dict[str, float]:
     """The θ that simulated the data, when the run's config says so."""
-    simulate = ((rf.config or {}).get("data") or {}).get("simulate") or {}
-    theta = simulate.get("theta")
-    if not isinstance(theta, list) or len(theta) != len(rf.param_names):
-        return {}
-    return dict(zip(rf.param_names, map(float, theta)))
+    from phasic_mpi.analysis.truth import true_values
+
+    return true_values(rf.config, tuple(rf.param_names))
 
 
 # --------------------------------------------------------------------------

@@ -33,10 +33,18 @@ from phasic_mpi.model.data import Observations
 from phasic_mpi.model.construct import StateLimitError, exploration_limit
 from phasic_mpi.model.graph import Graph
 
-__all__ = ["DENSITY_MEMBERS", "build_density", "builtin_models", "load_data", "load_density",
-           "load_model"]
+__all__ = ["DENSITY_MEMBERS", "build_density", "build_terms", "builtin_models", "load_data",
+           "load_density", "load_model", "sfs_graph"]
 
-_cache: dict[str, Any] = {}  # the last model built: {"key": ..., "model": ...}
+_cache: dict[str, Any] = {}  # the last models built, by key (a run's model and its SFS model)
+_CACHE_SIZE = 4
+
+
+def _remember(key: str, model: Any) -> None:
+    _cache.pop(key, None)
+    _cache[key] = model
+    while len(_cache) > _CACHE_SIZE:
+        del _cache[next(iter(_cache))]
 
 # What the samplers use of a LogDensity (phasic_mpi.inference.posterior.LogDensity).
 DENSITY_MEMBERS = ("param_names", "n_params", "evaluate", "sample_prior_z", "to_theta")
@@ -79,7 +87,8 @@ def _import_function(kind: str, target: str, func: str, base_dir: str,
     return function
 
 
-def load_model(model_cfg: Mapping[str, Any], base_dir: str | os.PathLike = ".") -> Graph:
+def load_model(model_cfg: Mapping[str, Any], base_dir: str | os.PathLike = ".", *,
+               where: str = "model.name") -> Graph:
     """Build the graph named by a ``[model]`` table.
 
     Parameters
@@ -91,11 +100,14 @@ def load_model(model_cfg: Mapping[str, Any], base_dir: str | os.PathLike = ".") 
     base_dir : path-like
         Directory for relative file specs; also searched for ``module`` if
         it is not importable otherwise.
+    where : str
+        Key path of the spec in errors (``data.sfs.model``: options errors
+        then name ``data.sfs.options``).
 
     Returns
     -------
     Graph
-        ``function(**options)``. The last model built is cached (graphs are
+        ``function(**options)``. The last few models built are cached (graphs are
         immutable), so validating a config and then running it builds once.
 
     Raises
@@ -104,11 +116,11 @@ def load_model(model_cfg: Mapping[str, Any], base_dir: str | os.PathLike = ".") 
         Unknown model, import failure, options the factory does not accept or
         rejects (``TypeError``/``ValueError``), or a result that is not a Graph.
     """
-    graph, label, key = _build(model_cfg, base_dir, "name")
+    graph, label, key = _build(model_cfg, base_dir, "name", where)
     if not isinstance(graph, Graph):
-        raise ConfigError(f"model.name: {label} returned {type(graph).__name__}, "
+        raise ConfigError(f"{where}: {label} returned {type(graph).__name__}, "
                           "expected a phasic_mpi.Graph")
-    _cache.update(key=key, model=graph)
+    _remember(key, graph)
     return graph
 
 
@@ -156,7 +168,7 @@ def load_density(model_cfg: Mapping[str, Any], base_dir: str | os.PathLike = "."
     if n_params != len(names):
         raise ConfigError(f"model.density: {label}: n_params = {n_params!r} but "
                           f"{len(names)} param_names")
-    _cache.update(key=key, model=density)
+    _remember(key, density)
     return density
 
 
@@ -172,14 +184,15 @@ def _member(obj: Any, name: str) -> Any:
 
 
 def _build(model_cfg: Mapping[str, Any], base_dir: str | os.PathLike,
-           field: str) -> tuple[Any, str, str]:
+           field: str, where: str | None = None) -> tuple[Any, str, str]:
     """``function(**options)`` for ``model_cfg[field]``, its label and cache key.
 
     The caller checks the result and then caches it (``_cache``).
     """
     from phasic_mpi.model.models import MODELS
 
-    where = f"model.{field}"
+    where = where or f"model.{field}"
+    options_where = where.rpartition(".")[0] + ".options"
     base = os.path.abspath(os.fspath(base_dir))
     spec = model_cfg.get(field)
     if not isinstance(spec, str) or not spec:
@@ -190,11 +203,11 @@ def _build(model_cfg: Mapping[str, Any], base_dir: str | os.PathLike,
     stamp = os.stat(target).st_mtime_ns if kind == "file" else None
     key = json.dumps([field, kind, target, func, stamp, options, model_cfg.get("max_states")],
                      sort_keys=True, default=repr)
-    if _cache.get("key") == key:
-        return _cache["model"], label, key
+    if key in _cache:
+        return _cache[key], label, key
     function = (MODELS[target][0] if kind == "builtin"
                 else _import_function(kind, target, func, base, where))
-    _check_options(function, options, label)
+    _check_options(function, options, label, options_where)
     try:
         with exploration_limit(model_cfg.get("max_states") or MODEL["max_states"].default):
             model = function(**options)
@@ -203,12 +216,13 @@ def _build(model_cfg: Mapping[str, Any], base_dir: str | os.PathLike,
                           "model is finite") from exc
     except (TypeError, ValueError) as exc:
         args = ", ".join(f"{k}={v!r}" for k, v in options.items())
-        raise ConfigError(f"model.options: {label}({args}) failed: "
+        raise ConfigError(f"{options_where}: {label}({args}) failed: "
                           f"{type(exc).__name__}: {exc}") from exc
     return model, label, key
 
 
-def _check_options(function: Callable, options: dict, label: str) -> None:
+def _check_options(function: Callable, options: dict, label: str,
+                   where: str = "model.options") -> None:
     """ConfigError for options the factory's signature does not accept."""
     try:
         signature = inspect.signature(function)
@@ -221,12 +235,12 @@ def _check_options(function: Callable, options: dict, label: str) -> None:
         for key in options:
             if key not in params or params[key].kind in (kind.POSITIONAL_ONLY,
                                                          kind.VAR_POSITIONAL):
-                raise ConfigError(f"model.options.{key}: unknown option of {label} "
+                raise ConfigError(f"{where}.{key}: unknown option of {label} "
                                   f"(accepted: {accepted})")
     try:
         signature.bind(**options)
     except TypeError as exc:
-        raise ConfigError(f"model.options: {label}: {exc} (accepted: {accepted})") from None
+        raise ConfigError(f"{where}: {label}: {exc} (accepted: {accepted})") from None
 
 
 def builtin_models() -> list[dict[str, Any]]:
@@ -287,21 +301,73 @@ def load_data(data_cfg: Mapping[str, Any], graph: Graph,
     return obs
 
 
+def sfs_graph(sfs: Mapping[str, Any], graph: Graph, base: str | os.PathLike) -> Graph:
+    """The graph of a validated ``[data.sfs]``: its own model, or the run's."""
+    if sfs.get("model") is None:
+        return graph
+    return load_model({"name": sfs["model"], "options": sfs["options"]}, base,
+                      where="data.sfs.model")
+
+
+def build_terms(data_cfg: Mapping[str, Any], graph: Graph,
+                base_dir: str | os.PathLike = ".") -> list[Any]:
+    """The likelihood terms of a validated ``[data]``: the SFS, then each moment.
+
+    ``data.sfs`` becomes a :class:`~phasic_mpi.model.sfs.SFSData` of its
+    model (default ``graph``) with its ``counts``, or with counts simulated
+    from genealogies by :func:`~phasic_mpi.model.sfs.simulate_sfs`;
+    each ``data.moments`` entry a :class:`~phasic_mpi.model.terms.MomentData`
+    of ``graph``.
+    """
+    from phasic_mpi.model.sfs import SFSData, simulate_sfs
+    from phasic_mpi.model.terms import MomentData
+
+    terms: list[Any] = []
+    sfs = data_cfg.get("sfs")
+    if sfs is not None:
+        g = sfs_graph(sfs, graph, base_dir)
+        counts, n_loci = sfs["counts"], sfs["n_loci"]
+        if counts is None:
+            sim = sfs["simulate"]
+            theta = normalize_theta(sim["theta"], g, "data.sfs.simulate.theta")
+            counts = simulate_sfs(g, theta, sim["theta_mut"], sim["n_loci"], sim["seed"],
+                                  folded=sfs["folded"])
+            n_loci = sim["n_loci"]
+        try:
+            terms.append(SFSData(g, counts, folded=sfs["folded"], likelihood=sfs["likelihood"],
+                                 theta_mut=sfs["theta_mut"],
+                                 theta_mut_name=sfs["theta_mut_name"], n_loci=n_loci))
+        except ValueError as exc:
+            raise ConfigError(f"data.sfs: {exc}") from None
+    for i, entry in enumerate(data_cfg.get("moments") or ()):
+        try:
+            terms.append(MomentData(graph, entry["value"], entry["se"], kind=entry["kind"],
+                                    rewards=entry["rewards"]))
+        except (ValueError, NotImplementedError) as exc:
+            raise ConfigError(f"data.moments[{i}]: {exc}") from None
+    return terms
+
+
 def build_density(cfg: dict, base_dir: str | os.PathLike = ".") -> tuple[Any, Any]:
     """The target density and its observations from a validated config.
 
     Returns ``(density, observations)`` (the same on every rank): for a
     phase-type model (``model.name``) a :class:`~phasic_mpi.inference.posterior.Posterior`
-    with the config's priors and transforms and the
-    :class:`~phasic_mpi.model.data.Observations`; for ``model.density`` the
-    :class:`~phasic_mpi.inference.posterior.LogDensity` the function returns and
-    ``None`` (its data are its own business).
+    with the config's priors and transforms, the
+    :class:`~phasic_mpi.model.data.Observations` (none when ``[data]`` holds
+    only an SFS or moments) and the terms of :func:`build_terms`; for
+    ``model.density`` the :class:`~phasic_mpi.inference.posterior.LogDensity`
+    the function returns and ``None`` (its data are its own business).
     """
     from phasic_mpi.inference.posterior import Posterior
 
     if "density" in cfg["model"]:
         return load_density(cfg["model"], base_dir), None
     graph = load_model(cfg["model"], base_dir)
-    data = load_data(cfg["data"], graph, base_dir)
-    priors = {name: cfg["prior"][name] for name in graph.param_names}
-    return Posterior(graph, data, priors, cfg.get("transform") or None), data
+    data_cfg = cfg["data"]
+    times = "simulate" in data_cfg or "file" in data_cfg
+    data = load_data(data_cfg, graph, base_dir) if times else Observations([])
+    terms = build_terms(data_cfg, graph, base_dir)
+    names = [name for name in cfg["prior"] if name != "default"]
+    priors = {name: cfg["prior"][name] for name in names}
+    return Posterior(graph, data, priors, cfg.get("transform") or None, terms=terms), data

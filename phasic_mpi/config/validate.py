@@ -79,6 +79,7 @@ TRANSFORMS = ("log", "logit", "identity", "default")
 
 SECTIONS = ("model", "data", "prior", "transform", *ALGORITHMS, "output")
 GRAPH_ONLY = ("data", "prior", "transform")  # sections a log-density model brings itself
+DATA_KEYS = ("simulate", "file", "dataset", "sfs", "moments")
 
 
 # ------------------------------------------------------------- model specs
@@ -108,19 +109,30 @@ def _model_name(kind: str, target: str, func: str | None) -> str:
 
 # --------------------------------------------------------------- sections
 def _data(raw: Any, base: str) -> dict:
+    from phasic_mpi.config.dataterms import check_moments, check_sfs
+
     if not isinstance(raw, Mapping):
         _fail("data", f"expected a table, got {raw!r}")
     for key in raw:
-        if key not in ("simulate", "file", "dataset"):
-            _fail(f"data.{key}", "unknown key (known: simulate, file, dataset)")
-    if ("simulate" in raw) == ("file" in raw):
-        _fail("data", "give exactly one of 'simulate' or 'file'")
+        if key not in DATA_KEYS:
+            _fail(f"data.{key}", f"unknown key (known: {', '.join(DATA_KEYS)})")
+    if ("simulate" in raw and "file" in raw) or not any(
+            key in raw for key in ("simulate", "file", "sfs", "moments")):
+        _fail("data", "give exactly one of 'simulate' or 'file' (absorption times), or "
+                      "none and 'sfs' or 'moments'")
+    out: dict[str, Any] = {}
+    if "sfs" in raw:
+        out["sfs"] = check_sfs(raw["sfs"], base)
+    if "moments" in raw:
+        out["moments"] = check_moments(raw["moments"])
+    if "dataset" in raw and "file" not in raw:
+        _fail("data.dataset", "only allowed with data.file")
     if "simulate" in raw:
-        if "dataset" in raw:
-            _fail("data.dataset", "only allowed with data.file")
         sim = check_section(raw["simulate"], SIMULATE, "data.simulate")
         sim["theta"] = _plain(sim["theta"], "data.simulate.theta")
-        return {"simulate": sim}
+        return {"simulate": sim, **out}
+    if "file" not in raw:
+        return out
     file = os.path.abspath(os.path.join(base, os.path.expanduser(
         string(raw["file"], "data.file"))))
     suffix = Path(file).suffix.lower()
@@ -129,7 +141,7 @@ def _data(raw: Any, base: str) -> dict:
                            f"(known: {', '.join(DATA_SUFFIXES)})")
     if not os.path.isfile(file):
         _fail("data.file", f"no such file: {file}")
-    out = {"file": file}
+    out = {"file": file, **out}
     if "dataset" in raw:
         if suffix not in _H5_SUFFIXES:
             _fail("data.dataset", "only allowed with an HDF5 data.file (.h5, .hdf5)")
@@ -281,12 +293,15 @@ def validate_config(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".", *
         from phasic_mpi.config.loaders import load_model
 
         graph = load_model(cfg["model"], base)
-    names = list(graph.param_names)
-    if "default" in names:
-        _fail("model", "a parameter named 'default' clashes with prior.default")
+    from phasic_mpi.config.dataterms import check_with_model, term_param_names
+
     if "simulate" in cfg["data"]:
         sim = cfg["data"]["simulate"]
         sim["theta"] = normalize_theta(sim["theta"], graph)
+    check_with_model(cfg["data"], graph, base)
+    names = list(term_param_names(cfg["data"], graph, base))  # the model's, then theta_mut...
+    if "default" in names:
+        _fail("model", "a parameter named 'default' clashes with prior.default")
     cfg["prior"] = _priors(raw.get("prior"), names)
     cfg["transform"] = _transforms(raw.get("transform"), cfg["prior"], names)
     _check_domain(graph, cfg)

@@ -33,7 +33,8 @@ from phasic_mpi.inference.comm import as_communicator
 from phasic_mpi.inference.parallel import block_layout, stream
 from phasic_mpi.inference.posterior import LogDensity
 
-__all__ = ["MapResult", "fit_map", "fit_mle"]
+__all__ = ["MapResult", "fit_map", "fit_mle", "optimise_starts", "result_from_rows",
+           "start_points"]
 
 _STARTS = 0x5A47  # stream purposes: prior draws for the starts,
 _DRAWS = 0x1A91   # and Laplace draws
@@ -195,7 +196,7 @@ def _dtheta_dz(density: LogDensity, z: np.ndarray) -> np.ndarray:
     return np.diag(plus - minus) / (2 * h)
 
 
-def _start_points(density: LogDensity, starts: Any, seed: int) -> np.ndarray:
+def start_points(density: LogDensity, starts: Any, seed: int) -> np.ndarray:
     if isinstance(starts, (int, np.integer)) and not isinstance(starts, bool):
         if starts < 1:
             raise ValueError(f"starts must be >= 1, got {starts}")
@@ -255,18 +256,41 @@ def fit_map(density: LogDensity, *, starts: Any = 8, seed: int = 0, comm: Any = 
     >>> round(float(fit.theta[0]), 6)            # (a + n) / (b + sum t) = 5 / 4
     1.25
     """
-    all_starts = _start_points(density, starts, seed)
+    all_starts = start_points(density, starts, seed)
+    facade = None if comm is None else as_communicator(comm)
+    rows = optimise_starts(density, all_starts, facade, likelihood_only=likelihood_only,
+                           maxiter=maxiter, gtol=gtol)
+    return result_from_rows(density, all_starts, rows, likelihood_only=likelihood_only,
+                            hessian_step=hessian_step)
+
+
+def optimise_starts(density: LogDensity, all_starts: np.ndarray, comm: Any = None, *,
+                    likelihood_only: bool = False, maxiter: int = 1000,
+                    gtol: float = 1e-9) -> np.ndarray:
+    """L-BFGS from every start; rows ``[z (d), value, converged, iterations]`` in start order.
+
+    With a :class:`~phasic_mpi.inference.comm.Communicator` the starts are
+    split over its ranks in contiguous blocks and the rows gathered in global
+    order on every rank (a collective call); ``None`` runs them all here.
+    """
     n_starts, d = all_starts.shape
     fun = _objective(density, likelihood_only)
     options = {"maxiter": int(maxiter), "gtol": float(gtol), "ftol": 1e-15}
     if comm is None:
-        rows = np.stack([_optimise(fun, s, options) for s in all_starts])
-    else:
-        comm = as_communicator(comm)
-        layout = block_layout(n_starts, comm.size, comm.rank)
-        local = np.stack([_optimise(fun, s, options) for s in all_starts[layout.rows]]) \
-            if layout.local_count else np.zeros((0, d + 3))
-        rows = comm.allgather_rows(layout, local)
+        return np.stack([_optimise(fun, s, options) for s in all_starts])
+    layout = block_layout(n_starts, comm.size, comm.rank)
+    local = np.stack([_optimise(fun, s, options) for s in all_starts[layout.rows]]) \
+        if layout.local_count else np.zeros((0, d + 3))
+    return comm.allgather_rows(layout, local)
+
+
+def result_from_rows(density: LogDensity, all_starts: np.ndarray, rows: np.ndarray, *,
+                     likelihood_only: bool = False, hessian_step: float = 1e-5) -> MapResult:
+    """The :class:`MapResult` of :func:`optimise_starts`' rows: best, Hessian, errors.
+
+    Computed identically on every rank (no communication).
+    """
+    n_starts, d = all_starts.shape
     values = rows[:, d]
     if not np.any(np.isfinite(values)):
         raise ValueError(f"none of the {n_starts} starts reached a point where the "

@@ -18,6 +18,7 @@ __all__ = ["BUILTIN", "algorithm_class", "algorithm_names", "make_algorithm", "r
 BUILTIN = {
     "svgd": "phasic_mpi.inference.svgd:SVGDAlgorithm",
     "pt": "phasic_mpi.inference.pt:PTAlgorithm",
+    "map": "phasic_mpi.inference.mapfit:MapAlgorithm",
 }
 _registered: dict[str, type] = {}
 

@@ -80,10 +80,11 @@ def plot_run(path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
     else:
         note(view.name, "no posterior draws (did the run finish?): marginals, pair plot, "
                          "traces and predictive check skipped")
-    if view.run.algorithm == "svgd":
-        figures += [svgd.plot_trajectories, svgd.plot_svgd_diagnostics]
-    elif view.run.algorithm == "pt":
-        figures += [pt.plot_trace, pt.plot_ladder, pt.plot_swaps]
+    # each algorithm's own figures; "map" has none (its draws are the Laplace posterior)
+    own = {"svgd": [svgd.plot_trajectories, svgd.plot_svgd_diagnostics],
+           "pt": [pt.plot_trace, pt.plot_ladder, pt.plot_swaps], "map": []}
+    if view.run.algorithm in own:
+        figures += own[view.run.algorithm]
     else:
         note(view.name, f"unknown algorithm {view.run.algorithm!r}: posterior figures only")
     figures.append(predictive.plot_predictive)

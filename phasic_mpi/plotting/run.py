@@ -59,16 +59,10 @@ class RunView:
 
 
 def true_values(config: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, float]:
-    """``data.simulate.theta`` of a run config by parameter name (list or table), else ``{}``."""
-    theta = ((config.get("data") or {}).get("simulate") or {}).get("theta")
-    if isinstance(theta, Mapping):
-        theta = [theta.get(n) for n in names]
-    if not isinstance(theta, (list, tuple)) or len(theta) != len(names):
-        return {}
-    try:
-        return {n: float(v) for n, v in zip(names, theta)}
-    except (TypeError, ValueError):
-        return {}
+    """The θ that simulated the run's data, by parameter name (see :mod:`phasic_mpi.analysis.truth`)."""
+    from phasic_mpi.analysis.truth import true_values as from_config
+
+    return from_config(config, names)
 
 
 def load_view(run: RunFile) -> RunView:

@@ -113,14 +113,15 @@ def sample(model: Any, data: Any = None, *, algorithm: str | Any = "svgd", prior
     model, data, priors, transforms, param_names
         See :func:`posterior`.
     algorithm : str or settings object
-        ``"svgd"`` or ``"pt"`` (settings from ``**settings``), or a settings
-        object such as ``SVGDSettings(particles=128)``.
+        A registered algorithm's name (``"svgd"``, ``"pt"``, ``"map"``; settings
+        from ``**settings``), or a settings object such as
+        ``SVGDSettings(particles=128)``.
     init : Result, MapResult or (k, d) array, optional
         Warm start: a previous :class:`Result` (its draws), a
         :func:`fit_map` result (Laplace draws), or k points in
         parameter space; SVGD needs at least one per particle (evenly spaced
-        rows are taken when there are more), PT gives slot g row g mod k.
-        Read on rank 0 only (where a previous result lives; the other ranks
+        rows are taken when there are more), PT gives slot g row g mod k,
+        MAP starts its optimisations from the rows. Read on rank 0 only (where a previous result lives; the other ranks
         may pass None) and broadcast.
     out : path-like, optional
         Write a run file (the command line's format) with checkpoints.
@@ -232,6 +233,8 @@ def fit_mle(model: Any, data: Any = None, *, priors: Any = None, transforms: Any
 
 
 def _points_needed(algorithm: Any) -> int:
+    if hasattr(algorithm, "n_start_points"):
+        return int(algorithm.n_start_points)
     s = algorithm.settings
     return s.particles if algorithm.name == "svgd" else getattr(s, "chains", 1) * getattr(s, "replicas", 1)
 

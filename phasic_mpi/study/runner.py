@@ -72,13 +72,14 @@ def cell_summary(run_path: str, cfg: dict, spec: StudySpec) -> dict[str, Any]:
     """
     from phasic_mpi.io.runfile import read_run
     from phasic_mpi.analysis.summary import summarize_draws
+    from phasic_mpi.analysis.truth import true_values
 
     rf = read_run(run_path)
     post = rf.posterior()
     independent = bool(rf.group_attrs("posterior").get("draws_are_independent", False))
     names = list(rf.param_names)
-    simulate = (cfg.get("data") or {}).get("simulate") or {}
-    truth = np.array(simulate.get("theta", [np.nan] * len(names)), dtype=np.float64)
+    known = true_values(cfg, names)
+    truth = np.array([known.get(name, np.nan) for name in names], dtype=np.float64)
     levels = np.asarray(spec.levels)
     n_draws = int(post[names[0]].size)
     n_sbc = min(spec.sbc_draws, n_draws)

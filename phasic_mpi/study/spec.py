@@ -53,7 +53,7 @@ __all__ = ["Cell", "Factor", "StudySpec", "cell_config", "config_param_names", "
 # Factors under these sections change the data (or the truth) of a cell.
 DATA_SECTIONS = ("model", "data", "prior")
 # Seed purposes (first id after the study seed).
-_DATA, _TRUTH, _ALGORITHM = 1, 2, 3
+_DATA, _TRUTH, _ALGORITHM, _SFS_DATA = 1, 2, 3, 4
 
 
 def _levels(value: Any, path: str) -> tuple[float, ...]:
@@ -179,7 +179,8 @@ def parse_study(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".",
         if name.split(".", 1)[0] not in (*DATA_SECTIONS, "transform", *ALGORITHMS):
             raise ConfigError(f"{where}: expected a key of [model], [data], [prior], "
                               f"[transform] or an algorithm section")
-        if name in ("data.simulate.seed", *(f"{a}.seed" for a in ALGORITHMS)):
+        if name in ("data.simulate.seed", "data.sfs.simulate.seed",
+                    *(f"{a}.seed" for a in ALGORITHMS)):
             raise ConfigError(f"{where}: seeds are set per cell from study.seed; use "
                               "study.replicates for replicate seeds")
         factors.append(Factor(name, tuple(values)))
@@ -197,15 +198,10 @@ def parse_study(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".",
                               "section when methods are given")
         factors.append(Factor("method", tuple(methods)))
     elif not any(a in base for a in ALGORITHMS):
-        raise ConfigError("study: the base config needs an algorithm section ([svgd] or "
-                          "[pt]) or study.methods")
+        raise ConfigError("study: the base config needs an algorithm section ("
+                          f"{' or '.join(f'[{a}]' for a in ALGORITHMS)}) or study.methods")
     if study["type"] == "calibration":
-        if "simulate" not in (base.get("data") or {}):
-            raise ConfigError("data.simulate: a calibration study simulates each cell's data "
-                              "from a θ drawn from the prior")
-        if any(f.name == "data.simulate.theta" for f in factors):
-            raise ConfigError('study.grid."data.simulate.theta": a calibration study draws θ '
-                              "from the prior; use type = \"grid\" for fixed θ")
+        _check_calibration(base, factors)
     path = study["path"] if study["path"] is not None else default_path
     spec = StudySpec(base=base, base_dir=base_dir, factors=tuple(factors), methods=methods,
                      kind=study["type"], replicates=study["replicates"], seed=study["seed"],
@@ -220,6 +216,26 @@ def parse_study(raw: Mapping[str, Any], base_dir: str | os.PathLike = ".",
     return dataclasses.replace(spec, param_names=config_param_names(first))
 
 
+def _check_calibration(base: dict, factors: list[Factor]) -> None:
+    """Every data source of a calibration study is simulated from the drawn θ."""
+    data = base.get("data") or {}
+    sfs = data.get("sfs") if isinstance(data.get("sfs"), Mapping) else {}
+    if "simulate" not in data and "simulate" not in sfs:
+        raise ConfigError("data.simulate: a calibration study simulates each cell's data "
+                          "from a θ drawn from the prior (data.simulate or "
+                          "data.sfs.simulate)")
+    for key, given in (("data.file", "file" in data), ("data.sfs.counts", "counts" in sfs),
+                       ("data.moments", "moments" in data)):
+        if given:
+            raise ConfigError(f"{key}: a calibration study simulates all of its data from "
+                              "the θ drawn from the prior; observed data are not allowed")
+    for f in factors:
+        if f.name in ("data.simulate.theta", "data.sfs.simulate.theta",
+                      "data.sfs.simulate.theta_mut"):
+            raise ConfigError(f'study.grid."{f.name}": a calibration study draws θ '
+                              "from the prior; use type = \"grid\" for fixed θ")
+
+
 def load_study(path: str | os.PathLike) -> StudySpec:
     """Read and validate a study TOML file (relative paths against its directory)."""
     path = os.path.abspath(os.fspath(path))
@@ -229,11 +245,12 @@ def load_study(path: str | os.PathLike) -> StudySpec:
 
 def config_param_names(cfg: Mapping[str, Any]) -> tuple[str, ...]:
     """Parameter names of a validated run config's model (or log-density)."""
+    from phasic_mpi.config.dataterms import term_param_names
     from phasic_mpi.config.loaders import load_density, load_model
 
     if "density" in cfg["model"]:
         return tuple(load_density(cfg["model"]).param_names)
-    return tuple(load_model(cfg["model"]).param_names)
+    return term_param_names(cfg["data"], load_model(cfg["model"]), ".")  # with theta_mut
 
 
 def derived_seed(seed: int, *ids: int) -> int:
@@ -251,18 +268,36 @@ def _set(raw: dict, dotted: str, value: Any) -> None:
     node[leaf] = copy.deepcopy(value)
 
 
-def _draw_truth(raw: dict, spec: StudySpec, data_key: tuple[int, ...]) -> list[float]:
-    """θ from the prior for a calibration cell."""
+def _draw_truth(raw: dict, spec: StudySpec, data_key: tuple[int, ...]) -> None:
+    """Draw θ from the prior for a calibration cell and put it into every simulation.
+
+    θ covers the posterior's parameters (the model's, then ``theta_mut`` of
+    an SFS); ``data.simulate.theta`` gets the model's, ``data.sfs.simulate``
+    the SFS model's and the mutation rate (in place).
+    """
+    from phasic_mpi.config.dataterms import check_sfs, term_param_names
+    from phasic_mpi.config.loaders import load_model, sfs_graph
     from phasic_mpi.config.validate import _model, _priors
-    from phasic_mpi.config.loaders import load_model
     from phasic_mpi.inference.parallel import stream
     from phasic_mpi.inference.priors import make_prior
 
     graph = load_model(_model(raw["model"], spec.base_dir), spec.base_dir)
-    names = list(graph.param_names)
+    data = {}
+    if "sfs" in raw["data"]:
+        data["sfs"] = check_sfs(raw["data"]["sfs"], spec.base_dir)
+    names = list(term_param_names(data, graph, spec.base_dir))
     priors = _priors(raw.get("prior"), names)
     rng = stream(spec.seed, _TRUTH, *data_key)
-    return [float(make_prior(priors[name], f"prior.{name}").sample(rng)) for name in names]
+    truth = {name: float(make_prior(priors[name], f"prior.{name}").sample(rng))
+             for name in names}
+    if "simulate" in raw["data"]:
+        raw["data"]["simulate"]["theta"] = [truth[n] for n in graph.param_names]
+    if "sfs" in data and data["sfs"]["simulate"] is not None:
+        sfs = data["sfs"]
+        sim = raw["data"]["sfs"]["simulate"]
+        sim["theta"] = {n: truth[n] for n in sfs_graph(sfs, graph, spec.base_dir).param_names}
+        if sfs["theta_mut_name"] in truth:
+            sim["theta_mut"] = truth[sfs["theta_mut_name"]]
 
 
 def cell_config(spec: StudySpec, cell: Cell, run_path: str) -> dict:
@@ -284,11 +319,16 @@ def cell_config(spec: StudySpec, cell: Cell, run_path: str) -> dict:
     truth_key = (cell.replicate,) + tuple(
         index for factor, index in zip(spec.factors, cell.grid_index)
         if factor.name.split(".", 1)[0] in ("model", "prior"))
-    simulate = (raw.get("data") or {}).get("simulate")
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    simulate = data.get("simulate")
     if isinstance(simulate, dict):
         simulate["seed"] = derived_seed(spec.seed, _DATA, *data_key)
-        if spec.kind == "calibration":
-            simulate["theta"] = _draw_truth(raw, spec, truth_key)
+    sfs_simulate = (data.get("sfs") or {}).get("simulate") if isinstance(
+        data.get("sfs"), dict) else None
+    if isinstance(sfs_simulate, dict):
+        sfs_simulate["seed"] = derived_seed(spec.seed, _SFS_DATA, *data_key)
+    if spec.kind == "calibration":
+        _draw_truth(raw, spec, truth_key)
     algorithm = next(name for name in ALGORITHMS if name in raw)
     if not isinstance(raw[algorithm], dict):
         raise ConfigError(f"{algorithm}: expected a table")

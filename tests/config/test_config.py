@@ -66,7 +66,8 @@ def test_examples_validate_and_build(path):
         assert isinstance(graph, Graph)
         assert set(cfg["prior"]) == {"default", *graph.param_names}
         assert list(cfg["transform"]) == list(graph.param_names)
-    assert algorithm_name(cfg) == ("pt" if path.stem in PT_EXAMPLES else "svgd")
+    assert algorithm_name(cfg) == ("pt" if path.stem in PT_EXAMPLES
+                                   else "map" if path.stem.endswith("_map") else "svgd")
     assert Path(cfg["output"]["path"]).is_absolute()
     assert Path(cfg["output"]["path"]).parent.parent == path.parent  # runs/<name>.h5
     assert validate_config(json.loads(dump_config(cfg))) == cfg  # idempotent
@@ -147,7 +148,7 @@ def test_pt_defaults_and_values():
     assert cfg["pt"]["step_size"] == 1.0 and isinstance(cfg["pt"]["step_size"], float)
     assert (cfg["pt"]["target_accept"], cfg["pt"]["adapt_ladder"]) == (0.3, False)
     assert validate_config(json.loads(dump_config(cfg))) == cfg
-    assert list(ALGORITHMS) == ["svgd", "pt"] and list(PT) == list(validate(raw)["pt"])
+    assert list(ALGORITHMS) == ["svgd", "pt", "map"] and list(PT) == list(validate(raw)["pt"])
 
 
 def test_pt_settings_accept_the_validated_section():
@@ -225,8 +226,8 @@ ERRORS = [
     ("svgd.history_every", -1, "svgd.history_every: expected an integer >= 0"),
     ("svgd.particle", 5, "svgd.particle: unknown key (known: particles, iterations"),
     ("svgd", 5, "svgd: expected a table, got 5"),
-    ("pt", {}, "config: expected exactly one algorithm section (svgd or pt), got svgd, pt"),
-    ("svgd", _DELETE, "config: expected exactly one algorithm section (svgd or pt), got none"),
+    ("pt", {}, "config: expected exactly one algorithm section (svgd or pt or map), got svgd, pt"),
+    ("svgd", _DELETE, "config: expected exactly one algorithm section (svgd or pt or map), got none"),
     ("mcmc", {}, "mcmc: unknown section (known: model, data, prior, transform, svgd, pt"),
     ("output.progress", "fancy", "output.progress: expected one of 'auto', 'bar', 'log'"),
     ("output.log_every", 0, "output.log_every: expected a positive number, got 0"),
@@ -262,7 +263,7 @@ ERRORS = [
     ("data.simulate.n", _DELETE, "data.simulate.n: required key missing"),
     ("data.simulate.sed", 1, "data.simulate.sed: unknown key"),
     ("data.dataset", "x", "data.dataset: only allowed with data.file"),
-    ("data.extra", 1, "data.extra: unknown key (known: simulate, file, dataset)"),
+    ("data.extra", 1, "data.extra: unknown key (known: simulate, file, dataset, sfs, moments)"),
     ("prior.jmp", {"dist": "gamma", "shape": 1, "rate": 1},
      "prior.jmp: unknown parameter (model parameters: jump, flood_left, flood_right)"),
     ("prior.jump", {"dist": "gama", "shape": 1, "rate": 1}, "prior.jump: unknown dist 'gama'"),
@@ -631,7 +632,7 @@ def _docs_table(text: str, heading: str) -> dict[str, list[str]]:
     return rows
 
 
-@pytest.mark.parametrize("section", ["svgd", "pt", "output"])
+@pytest.mark.parametrize("section", ["svgd", "pt", "map", "output"])
 def test_docs_tables_match_the_typed_settings(section):
     """docs/config.md's key, type and default columns say what the schema says."""
     from phasic_mpi.inference.registry import settings_class

@@ -216,16 +216,22 @@ def write_pt_config(tmp_path, rounds=6, checkpoint_every=8):
     return path
 
 
-def test_pt_output_is_bitwise_identical_for_1_to_4_ranks(tmp_path):
-    cfg = write_pt_config(tmp_path)  # 10 replicas: 3 and 4 ranks get uneven blocks
+def run_at_rank_counts(cfg, tmp_path, stem, rank_counts):
+    """``phasic-mpi run cfg`` at each rank count; asserts the files' datasets agree."""
     outputs = []
-    for n_ranks in (1, 2, 3, 4):
-        out = tmp_path / f"pt{n_ranks}.h5"
+    for n_ranks in rank_counts:
+        out = tmp_path / f"{stem}{n_ranks}.h5"
         code, _, err = run_ranks(n_ranks, "run", cfg, "--out", out)
         assert code == 0, err
         outputs.append(out)
     for other in outputs[1:]:
         assert_same_datasets(outputs[0], other)
+    return outputs
+
+
+def test_pt_output_is_bitwise_identical_for_1_to_4_ranks(tmp_path):
+    cfg = write_pt_config(tmp_path)  # 10 replicas: 3 and 4 ranks get uneven blocks
+    outputs = run_at_rank_counts(cfg, tmp_path, "pt", (1, 2, 3, 4))
     found = datasets(outputs[0])
     assert found["posterior/jump"].shape == (2, 2**6 - 2**3)
     assert found["pt/betas"].shape == (6, 2, 5)
