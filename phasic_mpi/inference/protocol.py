@@ -53,6 +53,17 @@ class Algorithm(Protocol):
     on the state and the step's diagnostics (equal on every rank), with any
     window of past values kept in the state and its checkpoint, so that every
     rank, at any rank count and after a resume, stops at the same iteration.
+
+    Optional: ``drain(state, ctx) -> (state, rows)`` for results that grow
+    with the run (PT's cold-chain draws): the rows made since the last drain
+    (rank 0; None elsewhere or when there are none), named like history rows,
+    and the state without them. The loop calls it after every ``history``
+    call, before every checkpoint and before ``finish``, and appends the rows
+    to the history: a checkpoint never holds them, and no row is lost or
+    written twice on resume. An algorithm with ``drain`` is finished with
+    ``finish(state, ctx, history)``: ``history`` (rank 0, None elsewhere) is
+    a read-only mapping of every history row of its group, names relative to
+    the group, read back from the run file or, without one, from memory.
     """
 
     name: ClassVar[str]  # group of the run file and config section
@@ -86,4 +97,4 @@ class Algorithm(Protocol):
         """This rank's state from :meth:`checkpoint`'s arrays (any rank count)."""
 
     def finish(self, state: Any, ctx: Any) -> FinalRecord | None:
-        """The result (rank 0; None elsewhere)."""
+        """The result (rank 0; None elsewhere); with ``drain``, also given the history."""

@@ -46,6 +46,7 @@ from phasic_mpi.inference.comm import as_communicator
 from phasic_mpi.inference.counters import STEP_SHIFT, counter_ids, uniforms
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, stream
 from phasic_mpi.inference.protocol import FinalRecord
+from phasic_mpi.inference.ptstream import cold_rows, gather_cold, with_drained
 from phasic_mpi.inference.ptscan import (STREAM_INIT, STREAM_PHASE, STREAM_SWAP, Pairs, evaluate_block, global_map,
                                          hmc_move, local_move, pairs_of, slot_index, swap_log_accept_many)
 
@@ -206,7 +207,7 @@ class PTState(NamedTuple):
     stats: np.ndarray  # (m, 6) round sums: local accept, local moves, swap rejection, swap accepted, swap attempts, round trips
     decisions: np.ndarray  # (m, 4) last swap on the left pair (scan, accepted), then on the right pair
     round_loglik: np.ndarray  # (k, m) log-likelihood after each scan since the ladder last changed
-    samples: np.ndarray  # (m0, S, d + 2) b = 1 draws of the local level-0 slots: z, loglik, local accept
+    samples: np.ndarray  # (m0, S, d + 2) b = 1 draws of the local level-0 slots since the last drain
     report: dict  # the last round's report (identical on every rank)
 
 
@@ -437,7 +438,7 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     round_loglik = np.vstack([state.round_loglik, slots.loglik[None]])
     samples = state.samples
     level0 = slot_index(n, layout.start, layout.stop)[2]
-    if not warmup and level0.size:
+    if not warmup:  # also on a rank without level-0 slots: (0, S, d + 2) keeps S known everywhere
         rows = np.column_stack([slots.x[level0], slots.loglik[level0], scan_accept[level0]])
         samples = np.concatenate([samples, rows[:, None, :]], axis=1)
     betas, report, stats = state.betas, state.report, slots.stats
@@ -537,21 +538,23 @@ class PTAlgorithm:
             return None
         return {name.removeprefix("pt/"): value for name, value in state.report.items()}
 
-    def _gather_samples(self, state: PTState, ctx: PTContext) -> np.ndarray | None:
-        n = self.settings.replicas
-        mine = {g // n: state.samples[k] for k, g in
-                enumerate(g for g in range(ctx.layout.start, ctx.layout.stop) if g % n == 0)}
-        parts = ctx.comm.gather(mine, root=0)
-        if parts is None:
-            return None
-        merged = {c: s for part in parts for c, s in part.items()}
-        return np.stack([merged[c] for c in range(self.settings.chains)])
+    def drain(self, state: PTState, ctx: PTContext) -> tuple[PTState, dict[str, np.ndarray] | None]:
+        """The b = 1 draws since the last drain as history rows (``ptstream.cold_rows``;
+        rank 0), and the state without them. The run loop drains after every
+        history call, before every checkpoint and before :meth:`finish`."""
+        pending = state.samples.shape[1]  # the same on every rank: no collective when 0
+        if pending == 0:
+            return state, None
+        samples = gather_cold(state.samples, ctx)
+        state = state._replace(samples=state.samples[:, :0])
+        return state, None if samples is None else cold_rows(samples, state.iteration)
 
     def checkpoint(self, state: PTState, ctx: PTContext) -> dict[str, np.ndarray] | None:
+        """Per-slot arrays, the ladder and the undrained draws (none in a run loop)."""
         arrays = {name: ctx.comm.gather_rows(ctx.layout, np.asarray(getattr(state, name), float))
                   for name in PER_SLOT}
         arrays["round_loglik"] = ctx.comm.gather_rows(ctx.layout, state.round_loglik.T)
-        samples = self._gather_samples(state, ctx)
+        samples = gather_cold(state.samples, ctx)
         if ctx.comm.rank != 0:
             return None
         arrays["samples"] = samples
@@ -570,9 +573,13 @@ class PTAlgorithm:
                        local["stats"], local["decisions"], np.array(arrays["round_loglik"][rows]).T,
                        samples, {})
 
-    def finish(self, state: PTState, ctx: PTContext) -> dict[str, Any] | None:
-        """The b = 1 draws of the sampling rounds, per chain."""
-        samples = self._gather_samples(state, ctx)
+    def finish(self, state: PTState, ctx: PTContext,
+               history: Mapping[str, np.ndarray] | None = None) -> FinalRecord | None:
+        """The b = 1 draws of the sampling rounds, per chain: the drained ones
+        (``history``'s ``cold/*`` rows, rank 0), then those still in the state."""
+        samples = gather_cold(state.samples, ctx)
+        if samples is not None and history is not None:
+            samples = with_drained(history, samples)
         comm_times = ctx.comm.gather(ctx.timers["comm"], root=0)
         sent = ctx.comm.gather(ctx.timers["bytes"], root=0)
         if samples is None:

@@ -351,6 +351,13 @@ class RunWriter:
         """Valid rows of every history dataset (save these in checkpoints)."""
         return {name: int(ds.attrs[ROWS_ATTR]) for name, ds in sorted(self._history.items())}
 
+    def history(self, name: str) -> np.ndarray:
+        """The valid rows of history dataset ``name`` appended so far (KeyError if none)."""
+        if name not in self._history:
+            raise KeyError(name)
+        ds = self._history[name]
+        return ds[: int(ds.attrs[ROWS_ATTR])]
+
     @_guarded
     def write_chains(self, group: str, arrays: Mapping[str, Any],
                      attrs: Mapping[str, Any] | None = None,

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -178,6 +178,56 @@ class _Buffer:
         if writer is not None:
             writer.append_many(self.arrays())
             self.rows.clear()
+
+
+class _HistoryView(Mapping):
+    """Every history row of the algorithm's group so far, for ``finish`` (rank 0):
+    read back from the run file, or from the in-memory buffer of a run without one.
+    Names are relative to the group; a dataset is read when it is looked up."""
+
+    def __init__(self, buffer: _Buffer, writer: Any) -> None:
+        self.buffer, self.writer = buffer, writer
+        self.prefix = f"{buffer.group}/"
+
+    def _names(self) -> list[str]:
+        names = self.writer.rows() if self.writer is not None else self.buffer.rows
+        return [n.removeprefix(self.prefix) for n in names if n.startswith(self.prefix)]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        full = self.prefix + name
+        if self.writer is not None:
+            return self.writer.history(full)
+        if full not in self.buffer.rows:
+            raise KeyError(name)
+        return np.concatenate(self.buffer.rows[full], axis=0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+def _drain(algorithm: Any, state: Any, ctx: Any, buffer: _Buffer) -> Any:
+    """Move the rows an algorithm streams (``drain``) from its state into the history."""
+    drain = getattr(algorithm, "drain", None)
+    if drain is None:
+        return state
+    state, rows = drain(state, ctx)
+    if rows and ctx.comm.rank == 0:
+        buffer.add(rows)
+    return state
+
+
+def _finish(algorithm: Any, state: Any, ctx: Any, buffer: _Buffer, writer: Any) -> Any:
+    """``finish``; an algorithm that streams rows gets the whole history back (rank 0)."""
+    if getattr(algorithm, "drain", None) is None:
+        return algorithm.finish(state, ctx)
+    view = None
+    if ctx.comm.rank == 0:
+        buffer.flush_to(writer)  # a file run reads what was written
+        view = _HistoryView(buffer, writer)
+    return algorithm.finish(state, ctx, view)
 
 
 def _diagnostic_rows(diag: Any) -> dict[str, np.ndarray]:
@@ -409,6 +459,7 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
             rows = algorithm.history(state, ctx)
             if rank0:
                 buffer.add(rows)
+            state = _drain(algorithm, state, ctx, buffer)
         t0 = time.perf_counter()
         # a signal at the converged iteration: finish the run rather than checkpoint it
         agreed = int(comm.allreduce_exact([stop.received or 0], "max")[0]) * (not done)
@@ -416,6 +467,7 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
         due = (every and state.iteration % every == 0 and state.iteration < algorithm.n_iterations
                and not done)
         if (agreed and path is not None) or due:
+            state = _drain(algorithm, state, ctx, buffer)  # the checkpoint holds no streamed rows
             arrays = algorithm.checkpoint(state, ctx)
             if rank0:
                 buffer.flush_to(writer)
@@ -439,7 +491,8 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
             break
         if done:
             break
-    final = algorithm.finish(state, ctx)
+    state = _drain(algorithm, state, ctx, buffer)
+    final = _finish(algorithm, state, ctx, buffer, writer)
     attrs = _run_attrs(comm)  # collective gather of host names
     attrs.update({"wall_time_s": time.time() - t_start, "loop_time_s": time.time() - t_loop,
                   "stop_check_time_s": t_agree, "resumed": bool(resumed)})
