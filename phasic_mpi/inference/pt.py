@@ -33,7 +33,6 @@ any rank count gives the same bits.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -42,7 +41,7 @@ import numpy as np
 
 from phasic_mpi.settings import (boolean, check_settings, choice, fail, from_mapping, integer, is_int,
                                 is_number, number, setting)
-from phasic_mpi.inference.comm import as_communicator
+from phasic_mpi.inference.comm import as_communicator, traffic_report
 from phasic_mpi.inference.counters import STEP_SHIFT, counter_ids, uniforms
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, stream
 from phasic_mpi.inference.protocol import FinalRecord
@@ -219,7 +218,6 @@ class PTContext(NamedTuple):
     settings: PTSettings
     comm: Any
     layout: BlockLayout
-    timers: dict  # seconds spent in communication (measurement only, never in results)
 
 
 class PTDiagnostics(NamedTuple):
@@ -324,10 +322,7 @@ def _cross_pair(slots: _Slots, g: int, low_local: bool, ctx: PTContext) -> tuple
     side = 2 if low_local else 0  # our record of this pair: right pair of g, left pair of g+1
     other = _owner(layout, g + 1 if low_local else g)
     send = slots.pack(i, slots.decisions[i, side:side + 2])
-    t0 = time.perf_counter()
     recv = comm.sendrecv(send, other, g % 32768)
-    ctx.timers["comm"] += time.perf_counter() - t0
-    ctx.timers["bytes"] += send.nbytes
     if tuple(recv[4:6]) != tuple(slots.decisions[i, side:side + 2]):
         c, j = divmod(g, ctx.settings.replicas)
         raise RuntimeError(
@@ -445,10 +440,8 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     scans_done = scan + 1
     diag_lambda = diag_log_z = math.nan
     if round_ends_after(scans_done):
-        t0 = time.perf_counter()
         all_stats = allgather_rows(ctx.comm, layout, slots.stats)
         all_loglik = allgather_rows(ctx.comm, layout, round_loglik.T)
-        ctx.timers["comm"] += time.perf_counter() - t0
         done = state._replace(iteration=scans_done)
         betas, report = _round_report(done, all_stats, all_loglik, ctx)
         diag_lambda, diag_log_z = float(report["pt/Lambda"][0, 0]), float(report["pt/log_z"][0, 0, 0])
@@ -509,8 +502,7 @@ class PTAlgorithm:
         if slots < comm.size:
             raise ValueError(f"pt: {slots} replicas in all (chains x replicas) for {comm.size} MPI "
                              "ranks; use at least one replica per rank")
-        return PTContext(density, self.settings, comm, block_layout(slots, comm.size, comm.rank),
-                         {"comm": 0.0, "bytes": 0})
+        return PTContext(density, self.settings, comm, block_layout(slots, comm.size, comm.rank))
 
     def resources(self, n_params: int, n_ranks: int, kept_iterations: int = 0) -> Any:
         from phasic_mpi.inference.resources import pt_resources  # memory, time lower bound
@@ -580,8 +572,7 @@ class PTAlgorithm:
         samples = gather_cold(state.samples, ctx)
         if samples is not None and history is not None:
             samples = with_drained(history, samples)
-        comm_times = ctx.comm.gather(ctx.timers["comm"], root=0)
-        sent = ctx.comm.gather(ctx.timers["bytes"], root=0)
+        traffic = ctx.comm.gather(ctx.comm.traffic(), root=0)  # measurement only
         if samples is None:
             return None
         k, s, width = samples.shape
@@ -592,7 +583,9 @@ class PTAlgorithm:
             sample_stats={"log_likelihood_total": samples[:, :, d], "local_accept": samples[:, :, d + 1]},
             arrays={"final_betas": state.betas},
             diagnostics={"chains": k, "draws_per_chain": s, "replicas": self.settings.replicas,
-                         "comm_time_s": comm_times, "swap_bytes_sent": sent,
+                         # per rank: every call of the run's communicator (steps, the loop's
+                         # stop-flag agreement, drains, checkpoints), and the swaps' Sendrecv alone
+                         **traffic_report(traffic), **traffic_report(traffic, "swap", ("sendrecv",)),
                          # cold-chain draws whose log-likelihood is -inf or NaN
                          "n_invalid_final": int((~np.isfinite(samples[:, :, d])).sum())},
             independent=False,
