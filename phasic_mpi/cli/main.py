@@ -255,9 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", metavar="CLUSTER.toml",
                    help="partition, account, modules, mpi plugin, ... (override the profile)")
     p.add_argument("--config", metavar="CONFIG.toml", help="the run (or study) config")
-    p.add_argument("--algorithm", choices=["svgd", "pt", "array", "study"],
-                   help="array (one seed per array task) or study (CONFIG is a study "
-                        "file); svgd or pt must match CONFIG; default: CONFIG's algorithm")
+    p.add_argument("--algorithm", metavar="KIND",
+                   help="a registered algorithm (svgd, pt, map, ...: must match CONFIG), "
+                        "array (one seed per array task) or study (CONFIG is a study "
+                        "file); default: CONFIG's algorithm")
     p.add_argument("--run-out", metavar="PATH", help="the run file the job writes")
     p.add_argument("--out", metavar="PATH", help="write the script here (default stdout)")
     p.set_defaults(func=_cmd_jobscript)

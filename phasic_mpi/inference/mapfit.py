@@ -82,6 +82,7 @@ class MapAlgorithm:
     name = "map"
     Settings = MapSettings
     iteration_label = "fit"
+    figures = ()  # the posterior figures only (its draws are the Laplace posterior)
 
     def __init__(self, settings: MapSettings) -> None:
         self.settings = settings

@@ -71,6 +71,10 @@ class Algorithm(Protocol):
     settings: Any
     n_iterations: int  # iterations of a complete run ("scans" for PT)
     iteration_label: ClassVar[str]  # what one step is called in progress lines
+    # Optional: names of the algorithm's own figures, drawn besides the posterior
+    # ones by functions that plotting owns (phasic_mpi.plotting.FIGURES, more with
+    # plotting.register_figure); the run file stores them (attribute algorithm_figures).
+    figures: ClassVar[tuple[str, ...]]
 
     def context(self, density: Any, comm: Any) -> Any:
         """Everything a step needs besides the state (density, layout, comm)."""

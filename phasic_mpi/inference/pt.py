@@ -491,6 +491,7 @@ class PTAlgorithm:
     name = "pt"
     Settings = PTSettings
     iteration_label = "scan"
+    figures = ("pt_trace", "pt_ladder", "pt_swaps")  # names in plotting's figure table
 
     def __init__(self, settings: PTSettings) -> None:
         self.settings = settings

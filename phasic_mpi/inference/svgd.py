@@ -349,6 +349,7 @@ class SVGDAlgorithm:
     name = "svgd"
     Settings = SVGDSettings
     iteration_label = "iteration"
+    figures = ("svgd_trajectories", "svgd_diagnostics")  # names in plotting's figure table
 
     def __init__(self, settings: SVGDSettings) -> None:
         self.settings = settings

@@ -418,6 +418,7 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
                 path, algorithm=algorithm.name, config=record, seed=algorithm.settings.seed,
                 param_names=list(density.param_names), observations=observations,
                 overwrite=overwrite,
+                attrs={"algorithm_figures": list(getattr(algorithm, "figures", ()))},
             )
     try:
         return _loop(algorithm, ctx, state, writer, path, output, record, t_start, resume,
