@@ -367,7 +367,7 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
             writer = RunWriter.create(
                 path, algorithm=algorithm.name, config=record, seed=algorithm.settings.seed,
                 param_names=list(density.param_names), observations=observations,
-                overwrite=overwrite,
+                overwrite=overwrite, param_shapes=getattr(density, "param_shapes", None),
             )
     try:
         return _loop(algorithm, ctx, state, writer, path, output, record, t_start, resume,
