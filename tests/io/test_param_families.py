@@ -123,3 +123,25 @@ def test_layout_pack_unpack_and_errors():
             param_layout(names, bad)
     with pytest.raises(ValueError, match="fill a grid"):
         param_layout(["c[0]", "c[2]"])
+
+
+def test_a_reopened_file_keeps_its_families(tmp_path):
+    """--resume reopens the file: the stored shapes (data, not code) still pack the draws."""
+    from phasic_mpi.io.store import RunWriter
+
+    names = ["s", *(member_name("w", idx, "_") for idx in np.ndindex(*SHAPE))]
+    path = tmp_path / "r.h5"
+    RunWriter.create(path, algorithm="pt", config={}, param_names=names,
+                     param_shapes={"w": SHAPE}).close()
+    draws = {n: np.full((2, 4), float(m)) for m, n in enumerate(names)}
+    with RunWriter.reopen(path) as w:
+        w.write_posterior(draws)
+    rf = read_run(path)
+    assert rf.group_attrs("model") == {"param_shapes": {"w": list(SHAPE)}}
+    assert rf.model() is None  # shapes alone are no graph
+    post = rf.posterior()
+    assert list(post) == ["s", "w"] and post["w"].shape == (2, 4, *SHAPE)
+    np.testing.assert_array_equal(post["w"][1, 2], np.arange(1.0, 7.0).reshape(SHAPE))
+    with pytest.raises(ValueError, match="needs a parameter w_1_2"):
+        RunWriter.create(tmp_path / "bad.h5", algorithm="pt", config={}, param_names=names[:-1],
+                         param_shapes={"w": SHAPE})
