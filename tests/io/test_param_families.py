@@ -145,3 +145,15 @@ def test_a_reopened_file_keeps_its_families(tmp_path):
     with pytest.raises(ValueError, match="needs a parameter w_1_2"):
         RunWriter.create(tmp_path / "bad.h5", algorithm="pt", config={}, param_names=names[:-1],
                          param_shapes={"w": SHAPE})
+
+
+def test_laplace_inference_data_has_the_families():
+    """MAP's Laplace draws (in memory) show the density's families as array variables."""
+    density = _density("_")
+    fit = pm.fit_map(density, starts=2, seed=1)
+    idata = fit.to_inference_data(n_draws=50, seed=2, chains=2)
+    post = idata.posterior
+    assert list(post.data_vars) == ["s0", "w", "s"]
+    assert post["w"].dims == ("chain", "draw", "w_dim_0", "w_dim_1")
+    flat = fit.sample_theta(100, 2).reshape(2, 50, -1)
+    np.testing.assert_array_equal(post["w"].values, flat[:, :, 1:7].reshape(2, 50, *SHAPE))
