@@ -122,7 +122,7 @@ def compute_costs():
         big = np.resize(z, (4096, d))  # 8 rows inside the global shape of N = 4096
         c_global = max(0.0, median_time(lambda: density.evaluate(big, rows=slice(0, 8))) - 8 * c_lik) / 4096
         # one replica's MALA move (its density call included): one local slot of two
-        ctx = pt.PTContext(density, pt.PTSettings(replicas=2, step_size=0.1), MPI.COMM_SELF,
+        ctx = pt.PTContext(density, pt.PTSettings(replicas=2, chains=1, step_size=0.1), MPI.COMM_SELF,
                            block_layout(2, 2, 0))
         slots, ids = pt._Slots(pt.initial_state(ctx)), np.zeros((1, 4), dtype=np.uint64)
         c_move = median_time(lambda: local_move(slots, np.ones(1), ids, ctx), 21)

@@ -204,7 +204,8 @@ def summarize(run: str | os.PathLike | RunFile, *, group: bool = True) -> Summar
     if not post:
         raise RunFileError(f"{rf.path}: no posterior draws (did the run finish?)")
     independent = bool(rf.group_attrs("posterior").get("draws_are_independent", False))
-    names = [n for n in rf.param_names if n in post]
+    # the posterior's variables in parameter order (a family as one array variable)
+    names = [v for v, _, _ in rf.param_layout().variables if v in post]
     names += [n for n, a in post.items() if n not in names and a.ndim >= 2]
     n_chains, n_draws = post[names[0]].shape[:2] if names else (0, 0)
     families = _families(names, post) if group else {}
@@ -219,8 +220,9 @@ def summarize(run: str | os.PathLike | RunFile, *, group: bool = True) -> Summar
         if name in grouped:
             continue
         x = post[name].reshape(n_chains, n_draws, -1)
-        for j in range(x.shape[2]):  # entries of a small vector variable as name[j]
-            label = name if post[name].ndim == 2 else f"{name}[{j}]"
+        for j in range(x.shape[2]):  # entries of a small array variable as name[i,j]
+            index = np.unravel_index(j, post[name].shape[2:])
+            label = name if post[name].ndim == 2 else f"{name}[{','.join(map(str, index))}]"
             entry = {k: np.ravel(v)[j] for k, v in stats[name].items()}
             params.append(_moments(label, x[:, :, j], entry))
     groups = tuple(_group(base, members, post, stats, int(n_chains))

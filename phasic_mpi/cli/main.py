@@ -104,7 +104,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     graph = load_model(cfg["model"])
     obs = load_data(cfg["data"], graph)
     sim = cfg["data"]["simulate"]
-    obs, censoring = _censored(args, obs, sim["seed"], graph.discrete)
+    if sim.get("censoring"):  # load_data censored them already
+        if any(v is not None for v in (args.censor_at, args.censor_exponential,
+                                       args.censor_uniform)):
+            raise ConfigError("data.simulate.censoring: give censoring in the config or by "
+                              "--censor-*, not both")
+        censoring = ", ".join(f"{k} {v!r}" for k, v in sim["censoring"].items() if v is not None)
+    else:
+        obs, censoring = _censored(args, obs, sim["seed"], graph.discrete)
     comment = (f"simulated by {PROG}: model {cfg['model']['name']} "
                f"options {json.dumps(cfg['model']['options'])}\n"
                f"theta {dict(zip(graph.param_names, sim['theta']))} n {sim['n']} "

@@ -130,6 +130,8 @@ def _data(raw: Any, base: str) -> dict:
     if "simulate" in raw:
         sim = check_section(raw["simulate"], SIMULATE, "data.simulate")
         sim["theta"] = _plain(sim["theta"], "data.simulate.theta")
+        if sim["censoring"] is None:  # configs without censoring keep their old form
+            del sim["censoring"]
         return {"simulate": sim, **out}
     if "file" not in raw:
         return out

@@ -22,6 +22,7 @@ import numpy as np
 
 from phasic_mpi.model.data import Observations, as_observations
 from phasic_mpi.model.graph import Graph
+from phasic_mpi.model.params import param_layout
 from phasic_mpi.model.terms import LikelihoodTerm
 from phasic_mpi.inference.priors import Prior, _interval, make_prior
 from phasic_mpi.inference.transforms import Transform, log_density_z, make_transform
@@ -152,11 +153,15 @@ class _TransformedDensity:
     def __init__(self, param_names: Sequence[str],
                  priors: Sequence[PriorSpec] | Mapping[str, PriorSpec],
                  transforms: Sequence[TransformSpec] | Mapping[str, TransformSpec]
-                 | TransformSpec = None) -> None:
+                 | TransformSpec = None,
+                 param_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
         names = tuple(param_names)
         if not all(isinstance(s, str) for s in names) or len(set(names)) != len(names):
             raise ValueError(f"param_names must be distinct strings, got {names!r}")
         self.param_names: tuple[str, ...] = names
+        # families of parameters (arrays in the posterior's variables), declared
+        # or named w[i,j]; checked here so that a bad declaration fails early
+        self.param_shapes: dict[str, tuple[int, ...]] = param_layout(names, param_shapes).shapes
         self.priors: tuple[Prior, ...] = _resolve_priors(priors, names)
         self.transforms: tuple[Transform, ...] = _resolve_transforms(
             transforms, self.priors, names)
@@ -426,13 +431,21 @@ class FunctionDensity(_TransformedDensity):
         Parameter names, in the column order of ``theta``.
     priors, transforms
         As for :class:`Posterior`.
+    param_shapes : mapping of str to tuple of int, optional
+        Families of parameters that form arrays, e.g. ``{"w1": (50, 10)}``
+        for the entries ``w1_0_0 ... w1_49_9`` (or ``w1[0,0] ...``) of
+        ``param_names``; run files and ``to_inference_data`` show each family
+        as one variable with dims ``(chain, draw, w1_dim_0, w1_dim_1)``
+        (see :func:`~phasic_mpi.model.params.param_layout`). Bracket names
+        need no declaration.
     """
 
     def __init__(self, fn: Callable[[np.ndarray], tuple[Any, Any]] | str,
                  param_names: Sequence[str], *,
                  priors: Sequence[PriorSpec] | Mapping[str, PriorSpec],
-                 transforms: Any = None) -> None:
-        super().__init__(param_names, priors, transforms)
+                 transforms: Any = None,
+                 param_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
+        super().__init__(param_names, priors, transforms, param_shapes)
         self.fn = _load_callable(fn) if isinstance(fn, str) else fn
         if not callable(self.fn):
             raise TypeError(f"fn must be callable, got {fn!r}")

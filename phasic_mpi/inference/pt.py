@@ -75,7 +75,7 @@ class PTSettings:
     section: ClassVar[str] = "pt"
 
     replicas: int = setting(integer(2), 8, "temperatures per chain")
-    chains: int = setting(integer(1), 1, "independent PT ensembles (R-hat needs >= 2)")
+    chains: int = setting(integer(1), 2, "independent PT ensembles (R-hat needs >= 2)")
     rounds: int = setting(integer(1), 10, "rounds; round r has 2**r scans")
     warmup_rounds: int = setting(_warmup_rounds, 6,
                                  "first rounds adapt ladder and step sizes; < rounds",

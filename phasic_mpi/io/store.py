@@ -43,8 +43,9 @@ from phasic_mpi.io.h5 import (
 )
 from phasic_mpi.model.data import Observations, as_observations
 from phasic_mpi.io.runfile import RunFile, read_run
-from phasic_mpi.io.runfile import MODEL_GROUP
+from phasic_mpi.io.runfile import MODEL_GROUP, SHAPES_ATTR
 from phasic_mpi.model.graph import Graph
+from phasic_mpi.model.params import param_layout
 
 __all__ = ["COMPLETE_ATTR", "RunFile", "RunFileError", "RunWriter", "atomic_write",
            "is_complete", "read_run"]
@@ -89,6 +90,8 @@ class RunWriter:
         root = _decode_attrs(file)
         self.algorithm: str = root.get("algorithm", "")
         self.param_names: tuple[str, ...] = tuple(root.get("param_names", ()))
+        shapes = _decode_attrs(file[MODEL_GROUP]).get(SHAPES_ATTR) if MODEL_GROUP in file else None
+        self.layout = param_layout(self.param_names, shapes, detect=False)
         found: dict[str, h5py.Dataset] = {}
         dimids = [-1]
 
@@ -114,6 +117,7 @@ class RunWriter:
         seed: int | None = None,
         attrs: Mapping[str, Any] | None = None,
         overwrite: bool = False,
+        param_shapes: Mapping[str, Sequence[int]] | None = None,
     ) -> RunWriter:
         """Create a run file and open it for appending.
 
@@ -139,6 +143,11 @@ class RunWriter:
             Further root attributes: rank count, MPI library, host, timings...
         overwrite : bool
             Replace an existing file.
+        param_shapes : mapping of str to tuple of int, optional
+            Families of parameters (see :func:`~phasic_mpi.model.params.param_layout`):
+            each is written as one posterior variable ``(chain, draw, *shape)``;
+            the shapes are stored as data, attribute ``param_shapes`` of group
+            ``model``.
         """
         path = os.fspath(path)
         _check_name(algorithm, "algorithm")
@@ -149,6 +158,7 @@ class RunWriter:
         if algorithm in MANAGED_GROUPS or reserved or len(set(names)) < len(names):
             raise ValueError(f"algorithm {algorithm!r} or parameter names {names}: "
                              "reserved or duplicate names")
+        shapes = param_layout(names, param_shapes).shapes
         if os.path.exists(path) and not overwrite:
             raise FileExistsError(f"run file {path!r} exists (pass overwrite=True to replace it)")
         # run_id binds checkpoints to this file; complete turns true only when
@@ -170,6 +180,9 @@ class RunWriter:
             _set_attrs(f, {**(attrs or {}), **fixed})
             if observations is not None:
                 cls(f)._write_observations(as_observations(observations))
+            if shapes:
+                _set_attrs(_require_group(f, MODEL_GROUP),
+                           {SHAPES_ATTR: {k: list(v) for k, v in shapes.items()}})
             _require_group(f, algorithm)
 
         atomic_write(path, skeleton)
@@ -418,8 +431,8 @@ class RunWriter:
         Parameters
         ----------
         draws : mapping of str to array (chain, draw)
-            Every model parameter (written in ``param_names`` order); further
-            entries are allowed.
+            Every model parameter (written in ``param_names`` order, a family
+            of them as one array variable); further entries are allowed.
         sample_stats : mapping of str to array (chain, draw, ...), optional
             E.g. ``lp``; ``None`` or empty removes the group.
         draws_are_independent : bool
@@ -431,8 +444,7 @@ class RunWriter:
         missing = [n for n in self.param_names if n not in draws]
         if missing:
             raise ValueError(f"posterior draws missing for parameters {missing}")
-        ordered = {n: draws[n] for n in self.param_names}
-        ordered.update({k: v for k, v in draws.items() if k not in ordered})
+        ordered = self.layout.pack(draws)
         stats = dict(sample_stats or {})
         shapes = {np.shape(a)[:2] for a in (*ordered.values(), *stats.values())}
         if len(shapes) > 1:

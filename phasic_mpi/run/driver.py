@@ -417,7 +417,7 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
             writer = RunWriter.create(
                 path, algorithm=algorithm.name, config=record, seed=algorithm.settings.seed,
                 param_names=list(density.param_names), observations=observations,
-                overwrite=overwrite,
+                overwrite=overwrite, param_shapes=getattr(density, "param_shapes", None),
                 attrs={"algorithm_figures": list(getattr(algorithm, "figures", ()))},
             )
     try:

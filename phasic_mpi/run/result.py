@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from phasic_mpi.model.params import param_layout
+
 __all__ = ["Result"]
 
 # The row dimension of every per-observation variable (observed data, pointwise
@@ -51,6 +53,9 @@ class Result:
         True for SVGD particles (not a Markov chain: no R-hat, ESS = count).
     attrs : dict
         Run environment and timings (ranks, MPI library, wall time...).
+    param_shapes : dict of str to tuple of int
+        The density's families of parameters (:func:`phasic_mpi.model.params.param_layout`);
+        ``draws`` stays flat, one entry per parameter name.
     """
 
     algorithm: str
@@ -70,6 +75,7 @@ class Result:
     graph: Any = None  # the model, when it is a Graph: pointwise log-likelihood, predictive data
     seed: int | None = None
     tol: float | None = None
+    param_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # families of parameters
 
     @property
     def theta(self) -> np.ndarray:
@@ -87,7 +93,9 @@ class Result:
     def to_inference_data(self) -> Any:
         """An :class:`arviz.InferenceData` with the groups of a run file.
 
-        ``posterior`` (dims ``chain``, ``draw``), ``sample_stats``
+        ``posterior`` (dims ``chain``, ``draw``; a family of parameters, see
+        ``param_shapes``, is one variable with dims ``<name>_dim_0``... as in
+        a run file), ``sample_stats``
         (``log_likelihood_total`` is each draw's total), ``observed_data`` by
         kind (``exact``, ``right_censored``, ``interval_lo``/``interval_hi``
         and their weights where given) and, for a Graph model, the pointwise
@@ -112,7 +120,8 @@ class Result:
             for group, (arrays, _) in model_groups(self.graph, obs, self.draws, seed=self.seed,
                                                    tol=self.tol).items():
                 groups[group] = arrays
-        return az.from_dict(posterior=dict(self.draws), sample_stats=dict(self.sample_stats),
+        posterior = param_layout(self.param_names, self.param_shapes, detect=False).pack(self.draws)
+        return az.from_dict(posterior=posterior, sample_stats=dict(self.sample_stats),
                             dims=dims, attrs={"inference_library": "phasic_mpi",
                                               "algorithm": self.algorithm}, **groups)
 
