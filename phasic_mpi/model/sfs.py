@@ -204,7 +204,11 @@ class SFSData:
         self.graph = graph
         self.folded = bool(folded)
         self.likelihood = likelihood
-        self.rewards = np.ascontiguousarray(_sfs_rewards(graph, rewards, self.folded))
+        # the unfolded branch-length rewards (what a run file stores to rebuild the term)
+        self.branch_rewards = np.ascontiguousarray(_sfs_rewards(graph, rewards, False))
+        self.rewards = np.ascontiguousarray(
+            self.branch_rewards @ fold_matrix(self.branch_rewards.shape[1] + 1)
+            if self.folded else self.branch_rewards)
         self.counts, self.n_loci = _counts(counts, self.rewards.shape[1], n_loci)
         self.theta_mut = None if theta_mut is None else float(theta_mut)
         names = tuple(graph.param_names)

@@ -159,16 +159,19 @@ class MomentData:
         return (res.cross - res.mean**2,
                 res.cross_grad - 2 * res.mean[..., None] * res.mean_grad)
 
+    def model_moments(self, theta: Any) -> np.ndarray:
+        """Model moments ``(P, R)`` without gradients; NaN rows where undefined."""
+        thetas = term_thetas(theta, len(self.param_names))
+        if self.kind == "mean":
+            return reward_moments(self.graph, thetas, self.rewards, errors="nan").mean
+        return self.moments_and_grad(thetas)[0]
+
     def pointwise(self, theta: Any) -> np.ndarray:
         """Each moment's log-likelihood ``(P, R)``; its row sums are :meth:`loglik_and_grad`'s.
 
         ``-inf`` in the rows where a moment cannot be computed.
         """
-        thetas = term_thetas(theta, len(self.param_names))
-        if self.kind == "mean":
-            m = reward_moments(self.graph, thetas, self.rewards, errors="nan").mean
-        else:
-            m = self.moments_and_grad(thetas)[0]
+        m = self.model_moments(theta)
         resid = (self.value - m) / self.se
         out = -0.5 * resid * resid - np.log(self.se) - 0.5 * _LOG_2PI
         return np.where(finite_rows(m)[:, None], out, -math.inf)

@@ -182,7 +182,8 @@ def sample(model: Any, data: Any = None, *, algorithm: str | Any = "svgd", prior
                   iteration=outcome.iteration, settings=chosen.settings,
                   observations=observations, independent=final.independent,
                   attrs=outcome.attrs or {}, graph=getattr(density, "graph", None),
-                  seed=chosen.settings.seed, tol=getattr(density, "tol", None))
+                  seed=chosen.settings.seed, tol=getattr(density, "tol", None),
+                  terms=tuple(getattr(density, "terms", ())))
 
 
 def svgd(model: Any, data: Any = None, **kwargs: Any) -> Result | None:
