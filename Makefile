@@ -41,7 +41,7 @@ CTEST_BIN := $(patsubst libphase/tests/%.c,$(CTEST_DIR)/bin/%,$(CTEST_SRC))
 
 .DEFAULT_GOAL := help
 .SECONDARY: $(CTEST_OBJ)
-.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling bench-peers bench-moments bench-report clean distclean
+.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling bench-peers bench-moments bench-report bench-terms clean distclean
 
 help: ## list the targets
 	@echo "usage: make <target> [NP=$(NP)] [PYTHON=$(PYTHON)] [MPIEXEC_TIMEOUT=$(MPIEXEC_TIMEOUT)]"
@@ -139,6 +139,9 @@ bench-moments: install ## expected SFS + gradient of block-counting n=20,30,40: 
 
 bench-report: install ## wall/CPU s of `phasic-mpi summary` and `plot` on the BNN example's run file (median of 5)
 	$(VPY) benchmarks/bench_report.py
+
+bench-terms: install ## SFS / moment likelihood terms per evaluation (64 rows): old row loop vs vectorised
+	$(VPY) benchmarks/bench_terms.py
 
 bench-scaling: install ## alpha-beta fit at 2 ranks, MPICH collective model, projected efficiency to 512 ranks
 	$(VPY) benchmarks/bench_scaling.py

@@ -12,6 +12,7 @@ from phasic_mpi.io.h5 import ROWS_ATTR, _decode_attrs, _is_history, _is_scale, _
 from phasic_mpi.model.data import Observations
 from phasic_mpi.model.graph import Graph
 from phasic_mpi.model.params import ParamLayout, param_layout
+from phasic_mpi.model.termdata import term_from_arrays
 
 __all__ = ["MODEL_GROUP", "SHAPES_ATTR", "RunFile", "read_run"]
 
@@ -139,6 +140,29 @@ class RunFile:
             return Graph.from_arrays(arrays)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{self.path}: the stored model is not a valid graph: {exc}") from None
+
+    def term_attrs(self) -> list[dict[str, Any]]:
+        """Attributes of each stored likelihood term (``model/terms/<variable>``), in order."""
+        with _open(self.path, "r") as f:
+            g = f.get(f"{MODEL_GROUP}/terms")
+            found = [_decode_attrs(v) for v in g.values()] if isinstance(g, h5py.Group) else []
+        return sorted(found, key=lambda a: int(a.get("index", 0)))
+
+    def terms(self) -> list[Any]:
+        """The run's SFS and moment terms, rebuilt from the stored arrays alone.
+
+        As for :meth:`model`, nothing named in the file is imported or
+        called; invalid data raise ValueError.
+        """
+        out = []
+        for attrs in self.term_attrs():
+            where = f"{MODEL_GROUP}/terms/{attrs.get('variable')}"
+            try:
+                out.append(term_from_arrays(self.read_group(where), attrs))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{self.path}: the stored term {where!r} is not valid: "
+                                 f"{exc}") from None
+        return out
 
     def __repr__(self) -> str:
         return f"RunFile({self.path!r}, algorithm={self.algorithm!r})"

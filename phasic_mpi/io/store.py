@@ -46,6 +46,7 @@ from phasic_mpi.io.runfile import RunFile, read_run
 from phasic_mpi.io.runfile import MODEL_GROUP, SHAPES_ATTR
 from phasic_mpi.model.graph import Graph
 from phasic_mpi.model.params import param_layout
+from phasic_mpi.model.termdata import observed_arrays, term_to_arrays, term_variables
 
 __all__ = ["COMPLETE_ATTR", "RunFile", "RunFileError", "RunWriter", "atomic_write",
            "is_complete", "read_run"]
@@ -488,6 +489,38 @@ class RunWriter:
         meta = {k: arrays.pop(k) for k in ("discrete", "param_names")}
         self.write_group(MODEL_GROUP, arrays, {"discrete": meta["discrete"],
                                                "param_names": list(meta["param_names"])})
+
+    @_guarded
+    def write_terms(self, terms: Sequence[Any]) -> None:
+        """Store a posterior's likelihood terms (SFS, moments) as data.
+
+        Their observations go into ``observed_data`` on named dimensions
+        (``sfs`` on ``sfs_class``; ``moment``/``moment_se`` on ``moment_obs``)
+        and each term, as arrays and attributes
+        (:func:`~phasic_mpi.model.termdata.term_to_arrays`), into
+        ``model/terms/<variable>``, replacing what an earlier call wrote.
+        Terms without a data form are skipped.
+        """
+        variables = term_variables(terms)
+        arrays, dims = observed_arrays(variables)
+        g = _require_group(self._f, "observed_data")
+        for name in arrays:  # a resumed run writes them again
+            if name in g:
+                self._delete(g[name])
+        for dim in set(dims.values()):
+            if dim in g:
+                del g[dim]
+        made: dict[str, h5py.Dataset] = {}
+        for name, arr in arrays.items():
+            if dims[name] not in made:
+                made[dims[name]] = self._dim(g, dims[name], arr.shape[0])
+            self._write_variable(g, name, arr, [made[dims[name]]])
+        if f"{MODEL_GROUP}/terms" in self._f:
+            del self._f[f"{MODEL_GROUP}/terms"]
+        self._f.flush()
+        for variable in variables:
+            term_arrays, attrs = term_to_arrays(variable)
+            self.write_group(f"{MODEL_GROUP}/terms/{variable.name}", term_arrays, attrs)
 
     @_guarded
     def set_attrs(self, attrs: Mapping[str, Any], group: str = "/") -> None:

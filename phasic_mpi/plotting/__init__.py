@@ -120,7 +120,7 @@ def plot_run(path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
     plot, a log-density model for the predictive check) are skipped with a
     message on stderr.
     """
-    from phasic_mpi.plotting import predictive, run
+    from phasic_mpi.plotting import predictive, run, terms
 
     out = os.fspath(out_dir) if out_dir is not None else default_out_dir(path)
     view = run.load_view(read_run(path))
@@ -137,7 +137,7 @@ def plot_run(path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
     if unknown:
         note(view.name, f"no figure function for {', '.join(unknown)} (register one with "
                         "phasic_mpi.plotting.register_figure): skipped")
-    figures.append(predictive.plot_predictive)
+    figures += [predictive.plot_predictive, terms.plot_term_predictive]
     written = [p for p in (fig(view, out, dpi) for fig in figures) if p is not None]
     if view.draws.size and len(view.param_names) > run.MAX_PAIR_PARAMS:
         note(view.name, f"pair plot shows the first {run.MAX_PAIR_PARAMS} of "

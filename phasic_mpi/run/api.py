@@ -183,7 +183,8 @@ def sample(model: Any, data: Any = None, *, algorithm: str | Any = "svgd", prior
                   observations=observations, independent=final.independent,
                   attrs=outcome.attrs or {}, graph=getattr(density, "graph", None),
                   seed=chosen.settings.seed, tol=getattr(density, "tol", None),
-                  param_shapes=getattr(density, "param_shapes", None) or {})
+                  param_shapes=getattr(density, "param_shapes", None) or {},
+                  terms=tuple(getattr(density, "terms", ())))
 
 
 def svgd(model: Any, data: Any = None, **kwargs: Any) -> Result | None:

@@ -76,6 +76,7 @@ class Result:
     seed: int | None = None
     tol: float | None = None
     param_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # families of parameters
+    terms: tuple[Any, ...] = ()  # the posterior's likelihood terms (SFS, moments)
 
     @property
     def theta(self) -> np.ndarray:
@@ -114,16 +115,25 @@ class Result:
                 ("interval_lo", obs.interval_lo), ("interval_hi", obs.interval_hi),
                 ("interval_weights", obs.interval_weights)) if value is not None}
         dims = {name: [_ROW_DIMS[name]] for name in _ROW_DIMS}
+        named: dict[str, tuple[dict[str, np.ndarray], dict[str, str]]] = {}
         if self.graph is not None and obs is not None:
+            from phasic_mpi.model.termdata import observed_arrays, term_variables
             from phasic_mpi.run.results import model_groups
 
-            for group, (arrays, _) in model_groups(self.graph, obs, self.draws, seed=self.seed,
-                                                   tol=self.tol).items():
-                groups[group] = arrays
+            for group, (arrays, group_dims) in model_groups(
+                    self.graph, obs, self.draws, seed=self.seed, tol=self.tol,
+                    terms=self.terms).items():
+                groups[group] = {k: v for k, v in arrays.items() if k in _ROW_DIMS}
+                named[group] = ({k: v for k, v in arrays.items() if k not in _ROW_DIMS},
+                                group_dims)
+            named["observed_data"] = observed_arrays(term_variables(self.terms))
         posterior = param_layout(self.param_names, self.param_shapes, detect=False).pack(self.draws)
-        return az.from_dict(posterior=posterior, sample_stats=dict(self.sample_stats),
-                            dims=dims, attrs={"inference_library": "phasic_mpi",
-                                              "algorithm": self.algorithm}, **groups)
+        idata = az.from_dict(posterior=posterior, sample_stats=dict(self.sample_stats),
+                             dims=dims, attrs={"inference_library": "phasic_mpi",
+                                               "algorithm": self.algorithm}, **groups)
+        for group, (arrays, group_dims) in named.items():
+            _add_variables(idata, group, arrays, group_dims)
+        return idata
 
     def __repr__(self) -> str:
         shape = next(iter(self.draws.values())).shape if self.draws else (0, 0)
@@ -131,3 +141,25 @@ class Result:
         return (f"Result({self.algorithm}, {len(self.param_names)} parameters, "
                 f"{shape[0]} chain(s) x {shape[1]} draws, {state}"
                 f"{', file ' + self.path if self.path else ''})")
+
+
+def _add_variables(idata: Any, group: str, arrays: dict[str, np.ndarray],
+                   dims: dict[str, str]) -> None:
+    """Add variables on their named row dimension to ``group`` (created if missing).
+
+    Likelihood terms' variables go in here rather than through ``from_dict``,
+    whose one ``dims`` mapping cannot give a multinomial SFS's pointwise
+    values (``sfs_spectrum``) another dimension than its counts (``sfs_class``).
+    """
+    import xarray as xr
+
+    if not arrays:
+        return
+    lead = () if group == "observed_data" else ("chain", "draw")
+    variables = {name: ((*lead, dims[name]), np.asarray(arr)) for name, arr in arrays.items()}
+    if group in idata.groups():
+        setattr(idata, group, getattr(idata, group).assign(variables))
+    else:
+        first = next(iter(arrays.values()))
+        coords = {d: np.arange(first.shape[i]) for i, d in enumerate(lead)}
+        idata.add_groups({group: xr.Dataset(variables, coords=coords)})
