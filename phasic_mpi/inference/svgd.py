@@ -18,10 +18,12 @@ the particles, scores, log p, invalid flags and the diagnostics of the step
 just taken (|phi_i|^2, KSD row sums) travel together; the state keeps these
 global arrays for the next iteration. Each rank updates its own block from
 them in global order (the Stein kernel in C sums over j in order,
-:mod:`phasic_mpi.inference.stein`), and the density is always evaluated on an array of
-the global shape, so every bit of the result is the same for any number of
-ranks. Initial particles come from streams keyed by (seed, particle id), the
-bandwidth's pairs from streams keyed by (seed, iteration).
+:mod:`phasic_mpi.inference.stein`), and the density's rows do not depend on the
+rows evaluated with them (a ``rowwise`` density is evaluated on the block
+alone, any other inside an array of the global shape), so every bit of the
+result is the same for any number of ranks. Initial particles come from
+streams keyed by (seed, particle id), the bandwidth's pairs from
+counter-based draws keyed by (seed, iteration).
 """
 
 from __future__ import annotations
@@ -252,11 +254,11 @@ def gather_block(ctx: "SVGDContext", particles: np.ndarray, like: np.ndarray | N
         This rank's block.
     like : (n, d) array or None
         Global particles of the previous iteration (None: this rank's rows
-        repeated). The density is evaluated on this array with the local
-        block written in: numpy may round an element differently depending
-        on the array's shape, so the block is evaluated inside an array of
-        the global shape, as the whole batch would be; the other rows only
-        fill it.
+        repeated). A density that is not ``rowwise`` (see
+        :class:`~phasic_mpi.inference.posterior.LogDensity`) is evaluated on
+        this array with the local block written in, as the whole batch would
+        be (the other rows only fill it); a ``rowwise`` one (Posterior,
+        FunctionDensity) on the block alone.
     extra : (n_local, k) array
         Per-particle values to gather along (diagnostics of the last step).
     beta : float
@@ -271,9 +273,12 @@ def gather_block(ctx: "SVGDContext", particles: np.ndarray, like: np.ndarray | N
         ``extra`` of all ranks in global order.
     """
     layout, d = ctx.layout, particles.shape[1]
-    full = np.resize(particles, (layout.n, d)) if like is None else like.copy()
-    full[layout.rows] = particles
-    ev = ctx.density.evaluate(full, rows=layout.rows)
+    if getattr(ctx.density, "rowwise", False):  # the block alone: O(n_local) work
+        ev = ctx.density.evaluate(particles)
+    else:
+        full = np.resize(particles, (layout.n, d)) if like is None else like.copy()
+        full[layout.rows] = particles
+        ev = ctx.density.evaluate(full, rows=layout.rows)
     grad = ev.grad if beta == 1.0 else ev.logprior_grad + beta * ev.loglik_grad
     local = np.column_stack([particles, grad, ev.logp, ev.invalid.astype(np.float64), extra])
     rows = allgather_rows(ctx.comm, layout, local)
