@@ -13,7 +13,7 @@ the default: no communication), over all pairs (``"median"``: an exact
 distributed selection), or fixed.
 
 Distribution: each rank owns a contiguous block of particles. An iteration
-is one ``Allgatherv``: each rank evaluates the scores of its own block, and
+is one collective (``Allgather`` for equal blocks, else ``Allgatherv``): each rank evaluates the scores of its own block, and
 the particles, scores, log p, invalid flags and the diagnostics of the step
 just taken (|phi_i|^2, KSD row sums) travel together; the state keeps these
 global arrays for the next iteration. Each rank updates its own block from
