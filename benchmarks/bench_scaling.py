@@ -2,7 +2,7 @@
 
 ``make bench-scaling`` (or ``python benchmarks/bench_scaling.py [--quick]``).
 
-1. Under ``mpiexec -n 2`` (worker mode): median times of ``Allgatherv``
+1. Under ``mpiexec -n 2`` (worker mode): 10th-percentile times of ``Allgatherv``
    (total gathered size B, B/2 per rank) and ``Sendrecv`` (B each way) for
    B = 8 B ... 8 MB; least-squares fit (relative errors) ``t = alpha + beta*B``.
 2. At 1 rank, for a cheap model (rabbits n=2, 3 parameters) and an expensive
@@ -10,7 +10,8 @@
    per-particle cost of ``density.evaluate`` (batched, 64 rows) and
    per-replica cost of one MALA step (PT); the Stein kernel per (local row,
    particle) pair (``phase_stein``; and the numpy rows of before issue 15);
-   and **one whole ``svgd_step`` of rank 0 at each (P, m)**, with a
+   and **one whole ``svgd_step`` of rank 0 at each (P, m)** (the mean of the
+   fastest third of the repeats: other processes share the cores), with a
    communicator whose gather tiles the local rows to the global shape (its
    own time subtracted): the step's real per-rank work at N = m P particles,
    Python bookkeeping included. The costs this change removed are measured
@@ -92,8 +93,10 @@ def worker(args):
             if rep >= 2:
                 ag.append(t1 - t0)
                 sr.append(t3 - t2)
-        ag_med = comm.allreduce(float(np.median(ag)), op=MPI.MAX)
-        sr_med = comm.allreduce(float(np.median(sr)), op=MPI.MAX)
+        # the 10th percentile: with other processes on the cores a rank is often descheduled
+        # mid-collective, which the median picks up (milliseconds) and a network does not have
+        ag_med = comm.allreduce(float(np.quantile(ag, 0.1)), op=MPI.MAX)
+        sr_med = comm.allreduce(float(np.quantile(sr, 0.1)), op=MPI.MAX)
         rows.append({"bytes": 16 * half, "sendrecv_bytes": 8 * n, "allgatherv_s": ag_med, "sendrecv_s": sr_med})
     return rows
 
@@ -147,7 +150,7 @@ class TimedDensity:
 
 
 def step_time(density, P, m, repeats):
-    """Medians of one svgd_step of rank 0 at N = m P (gathers excluded): whole step
+    """One svgd_step of rank 0 at N = m P (gathers excluded): whole step
     and its evaluate, Stein kernel and bandwidth parts, and the batched
     likelihood cost per particle measured after each step (seconds)."""
     from phasic_mpi.inference import svgd
@@ -179,8 +182,11 @@ def step_time(density, P, m, repeats):
     finally:
         for name, fn in saved.items():
             setattr(svgd, name, fn)
-    med = np.median(np.array(rows[1:]), axis=0)
-    return dict(zip(("step", "evaluate", "kernel", "bandwidth", "c_lik"), map(float, med)))
+    # other processes share the cores: the fastest third of the repeats (by step time),
+    # averaged, estimates the undisturbed cost better than the median
+    rows = np.array(rows[1:])
+    fast = rows[rows[:, 0] <= np.quantile(rows[:, 0], 1 / 3)].mean(axis=0)
+    return dict(zip(("step", "evaluate", "kernel", "bandwidth", "c_lik"), map(float, fast)))
 
 
 def numpy_subset_bandwidth(z, seed, iteration, pairs):
@@ -228,7 +234,7 @@ def compute_costs(quick):
                            block_layout(2, 2, 0), {"comm": 0.0, "bytes": 0})
         slots, ids = pt._Slots(pt.initial_state(ctx)), np.zeros((1, 4), dtype=np.uint64)
         c_move = median_time(lambda: local_move(slots, np.ones(1), ids, ctx), 21)
-        steps = {f"{P}x{m}": step_time(density, P, m, 3 if quick or d == 1 else 9)
+        steps = {f"{P}x{m}": step_time(density, P, m, 3 if quick or d == 1 else 30)
                  for P in P_GRID for m in M_GRID}
         out[name] = {"d": d, "c_lik_s": c_lik, "c_global_old_s": c_global, "c_move_s": c_move,
                      "step_s": steps}
@@ -242,8 +248,8 @@ def compute_costs(quick):
         out[f"c_pair_old_d{d}_s"] = median_time(old_kernel, 5) / (1024 * 1024)
         out[f"c_pair_new_d{d}_s"] = median_time(lambda: stein_direction(zz, zz, rows, 1.0), 9) / (1024 * 1024)
         zb = rng.standard_normal((4096, d))
-        out[f"c_bw_numpy_d{d}_s"] = median_time(lambda: numpy_subset_bandwidth(zb, 1, 3, 4096), 9)
-        out[f"c_bw_subset_d{d}_s"] = median_time(lambda: subset_median_bandwidth(zb, 1, 3, 4096), 9)
+        out[f"c_bw_numpy_d{d}_s"] = median_time(lambda: numpy_subset_bandwidth(zb, 1, 3, 4096), 31)
+        out[f"c_bw_subset_d{d}_s"] = median_time(lambda: subset_median_bandwidth(zb, 1, 3, 4096), 31)
     return out
 
 
@@ -319,7 +325,7 @@ def main():
     rows = run_two_ranks(Path(__file__).resolve(), ["--quick"] if args.quick else [])
     ag = fit([r["bytes"] for r in rows], [r["allgatherv_s"] for r in rows])
     sr = fit([r["sendrecv_bytes"] for r in rows], [r["sendrecv_s"] for r in rows])
-    print("MPI at 2 ranks (medians, max over ranks):")
+    print("MPI at 2 ranks (10th percentiles, max over ranks):")
     print(table(["bytes", "Allgatherv us", "fit us", "Sendrecv us", "fit us"],
                 [[str(r["bytes"]), 1e6 * r["allgatherv_s"], 1e6 * (ag[0] + ag[1] * r["bytes"]),
                   1e6 * r["sendrecv_s"], 1e6 * (sr[0] + sr[1] * r["sendrecv_bytes"])] for r in rows]))
