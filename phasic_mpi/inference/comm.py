@@ -125,7 +125,8 @@ class Communicator:
         raise NotImplementedError
 
     def allgather_rows(self, layout: Any, local: np.ndarray) -> np.ndarray:
-        """Every rank's block of float64 rows, in global order, on every rank."""
+        """Every rank's block of float64 rows, in global order, on every rank
+        (one ``Allgather`` if the blocks are equal, else one ``Allgatherv``)."""
         raise NotImplementedError
 
     def gather_rows(self, layout: Any, local: np.ndarray, root: int = 0) -> np.ndarray | None:
@@ -231,8 +232,11 @@ class MPICommunicator(Communicator):
         local = _rows(local)
         width = int(np.prod(local.shape[1:], dtype=np.int64))
         out = np.empty((layout.n,) + local.shape[1:], dtype=np.float64)
-        self.comm.Allgatherv(local, [out, layout.counts * width, layout.displs * width,
-                                     self._MPI.DOUBLE])
+        if np.all(layout.counts == layout.counts[0]):  # equal blocks: no counts to pass or check
+            self.comm.Allgather(local, out)
+        else:
+            self.comm.Allgatherv(local, [out, layout.counts * width, layout.displs * width,
+                                         self._MPI.DOUBLE])
         return out
 
     @_metered("local")
