@@ -62,6 +62,7 @@ typedef struct {
     double *u, *un, *D, *H, *link; /* n */
     double *G;                     /* n_trans */
     double *gw;                    /* n_edges */
+    double *gd;                    /* d: one segment's gradient */
     int shift;                     /* the last segment's adjoint scale */
 } reverse_ws;
 

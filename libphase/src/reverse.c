@@ -37,7 +37,8 @@ int reverse_init(reverse_ws *r, const phase_graph *g)
     r->link = calloc(n > 0 ? n : 1, sizeof(double));
     r->G = malloc(sizeof(double) * (size_t)(g->n_trans > 0 ? g->n_trans : 1));
     r->gw = malloc(sizeof(double) * (size_t)(g->n_edges > 0 ? g->n_edges : 1));
-    if (!r->u || !r->un || !r->D || !r->H || !r->link || !r->G || !r->gw)
+    r->gd = malloc(sizeof(double) * (size_t)(g->d > 0 ? g->d : 1));
+    if (!r->u || !r->un || !r->D || !r->H || !r->link || !r->G || !r->gw || !r->gd)
         return phase_fail(PHASE_ENOMEM, "out of memory for the reverse sweep");
     return PHASE_OK;
 }
@@ -51,6 +52,7 @@ void reverse_free(reverse_ws *r)
     free(r->link);
     free(r->G);
     free(r->gw);
+    free(r->gd);
     memset(r, 0, sizeof *r);
 }
 
@@ -226,12 +228,12 @@ static int reverse_sweep(sweep *w, const phase_graph *g, reverse_ws *r, const li
         const int32_t i = g->src[e];
         r->gw[e] = H[i] - D[i] * inv;
     }
-    for (int64_t e = 0; e < g->n_edges; e++) {
-        for (int64_t q = g->coef_ptr[e]; q < g->coef_ptr[e + 1]; q++) {
-            const double x = r->gw[e] * g->coef_val[q];
-            grad[g->coef_idx[q]] += shift ? ldexp(x, -shift) : x;
-        }
-    }
+    double *gd = r->gd;
+    for (int32_t m = 0; m < g->d; m++) gd[m] = 0.0;
+    for (int64_t e = 0; e < g->n_edges; e++)
+        for (int64_t q = g->coef_ptr[e]; q < g->coef_ptr[e + 1]; q++)
+            gd[g->coef_idx[q]] += r->gw[e] * g->coef_val[q];
+    for (int32_t m = 0; m < g->d; m++) grad[m] += shift ? ldexp(gd[m], -shift) : gd[m];
     return PHASE_OK;
 }
 

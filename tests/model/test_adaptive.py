@@ -13,24 +13,11 @@ import numpy as np
 import pytest
 from scipy.linalg import expm, expm_frechet
 
-from phasic_mpi import Graph, Observations, models
+from phasic_mpi import Observations, models
 from phasic_mpi.model.native import Status, evaluate, loglik
+from randgraph import two_rate_kingman
 
 RTOL = 1e-10
-
-
-def two_rate_kingman(n):
-    """Kingman(n) with rate θ₀ k(k-1)/2 for k > 2 and θ₁ for the last merger."""
-    m = n - 1
-    src = np.arange(m)
-    dst = np.where(np.arange(m) == m - 1, -1, np.arange(m) + 1)
-    coef = np.zeros((m, 2))
-    for i in range(m):
-        k = n - i
-        coef[i, 0 if k > 2 else 1] = k * (k - 1) / 2
-    alpha = np.zeros(m)
-    alpha[0] = 1.0
-    return Graph.from_edges(alpha, src, dst, np.zeros(m), coef)
 
 
 CASES = [  # (name, factory, theta, exact times)
