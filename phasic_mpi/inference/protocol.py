@@ -16,7 +16,12 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 
-__all__ = ["Algorithm", "FinalRecord", "Resources"]
+__all__ = ["Algorithm", "ArraySpec", "FinalRecord", "Resources"]
+
+# What a checkpoint array must look like: (shape, dtype kinds), e.g.
+# ``((n, d), "f")``; None in the shape is an axis of any length (it grows with
+# the iterations), kinds are numpy's dtype kind letters that may hold it.
+ArraySpec = tuple[tuple[int | None, ...], str]
 
 
 class FinalRecord(NamedTuple):
@@ -82,8 +87,17 @@ class Algorithm(Protocol):
     def checkpoint(self, state: Any, ctx: Any) -> dict[str, np.ndarray] | None:
         """The global state as arrays (rank 0; None elsewhere)."""
 
+    def checkpoint_layout(self, ctx: Any) -> dict[str, ArraySpec]:
+        """Every array :meth:`checkpoint` writes, with its shape and dtype kinds.
+
+        The run loop checks a checkpoint against it before :meth:`restore`
+        (:func:`phasic_mpi.io.checkpoint.check_layout`): a missing, surplus,
+        misshapen or mistyped array is a one-line error, never a state.
+        """
+
     def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: Any) -> Any:
-        """This rank's state from :meth:`checkpoint`'s arrays (any rank count)."""
+        """This rank's state from :meth:`checkpoint`'s arrays (any rank count), after
+        :meth:`checkpoint_layout` was checked."""
 
     def finish(self, state: Any, ctx: Any) -> FinalRecord | None:
         """The result (rank 0; None elsewhere)."""

@@ -32,7 +32,8 @@ from phasic_mpi.errors import ConfigError, ConvergenceWarning, EmptyResultError
 from phasic_mpi.inference.comm import Communicator, as_communicator
 from phasic_mpi.inference.protocol import FinalRecord
 from phasic_mpi.inference.registry import algorithm_class, algorithm_names
-from phasic_mpi.io.checkpoint import checkpoint_path, read_checkpoint, write_checkpoint
+from phasic_mpi.io.checkpoint import (check_layout, checkpoint_path, read_checkpoint,
+                                      write_checkpoint)
 from phasic_mpi.run.feasibility import check_feasible
 from phasic_mpi.run.settings import OutputSettings
 from phasic_mpi.run.results import write_model_results
@@ -349,12 +350,7 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
     rank0 = comm.rank == 0
     writer = None
     if resume:
-        loaded = (read_checkpoint(checkpoint_path(path), n_iterations=algorithm.n_iterations,
-                                  run_file=path) if rank0 else None)
-        iteration, arrays, rows, saved = comm.bcast(loaded, root=0)
-        changed = _config_differences(record, saved)
-        if changed:
-            raise ConfigError(f"--resume: the config differs from the checkpoint's in {', '.join(changed)}")
+        iteration, arrays, rows = _read_checkpoint(algorithm, ctx, path, record)
         state = algorithm.restore(arrays, iteration, ctx)
         stop.defer()
         if rank0:
@@ -375,6 +371,31 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
     finally:
         if writer is not None:
             writer.close()
+
+
+def _read_checkpoint(algorithm: Any, ctx: Any, path: str, record: Mapping) -> tuple:
+    """``(iteration, arrays, rows)`` of ``path``'s checkpoint on every rank, verified
+    on rank 0 (the config first, then the arrays against the algorithm's layout),
+    or the same user error on every rank: exit 2 at any rank count, nothing touched."""
+    comm = ctx.comm
+    loaded = problem = None
+    if comm.rank == 0:
+        ckpt = checkpoint_path(path)
+        try:
+            iteration, arrays, rows, saved = read_checkpoint(
+                ckpt, n_iterations=algorithm.n_iterations, run_file=path)
+            changed = _config_differences(record, saved)
+            if changed:
+                raise ConfigError("--resume: the config differs from the checkpoint's in "
+                                  + ", ".join(changed))
+            check_layout(ckpt, arrays, algorithm.checkpoint_layout(ctx))
+            loaded = iteration, arrays, rows
+        except ConfigError as exc:  # CheckpointError included
+            problem = exc
+    problem = comm.bcast(problem, root=0)
+    if problem is not None:
+        raise problem
+    return comm.bcast(loaded, root=0)
 
 
 def _loop(algorithm, ctx, state, writer, path, output, record, t_start, resumed, stop_hint,
