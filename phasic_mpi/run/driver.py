@@ -230,7 +230,9 @@ def check_output(path: str | None, resume: bool, overwrite: bool, comm: Communic
     problem = None
     if comm.rank == 0 and path is not None:
         ckpt = checkpoint_path(path)
-        if resume and not os.path.exists(ckpt):
+        if os.path.isdir(path):
+            problem = f"output.path: {path} is a directory; name a file"
+        elif resume and not os.path.exists(ckpt):
             problem = f"--resume: no checkpoint {ckpt} (nothing to resume)"
         elif not resume and os.path.exists(path) and not overwrite:
             problem = (f"output.path: {path} exists; choose another path, remove it, use "
@@ -368,6 +370,10 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
     try:
         return _loop(algorithm, ctx, state, writer, path, output, record, t_start, resume,
                      stop_hint, stop)
+    except BaseException:
+        if writer is not None:  # a --force run that failed before it was worth keeping
+            writer.abandon()    # goes; the earlier file stays as it was
+        raise
     finally:
         if writer is not None:
             writer.close()
@@ -440,6 +446,7 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
             arrays = algorithm.checkpoint(state, ctx)
             if rank0:
                 buffer.flush_to(writer)
+                writer.promote()  # --force: the new file replaces the earlier one from now on
                 write_checkpoint(checkpoint_path(path), state.iteration, arrays, writer.rows(),
                                  record, writer.run_id)
             comm.barrier()  # the checkpoint exists before anyone reports or exits
@@ -515,4 +522,4 @@ def _write_final(writer: Any, group: str, final: FinalRecord, attrs: dict, buffe
         writer.write_group(sub, {leaf: value})
     writer.set_attrs(final.diagnostics, group=f"{group}/diagnostics")
     writer.set_attrs(attrs)
-    writer.flush()
+    writer.promote()
