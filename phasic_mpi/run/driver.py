@@ -323,15 +323,16 @@ def execute(algorithm: Any, density: Any, *, observations: Any = None, comm: Any
     lock : bool
         Hold the output's run lock for the run (False: the caller holds it).
     """
-    from phasic_mpi.run.launch import limit_threads, output_lock
+    from phasic_mpi.run.launch import limit_threads, native_exit_guard, output_lock
 
     limit_threads()
     comm = as_communicator(comm).dup()
     try:
         # Installed for the whole run: during set-up a signal acts at once (nothing
         # to save yet); from the first write on it is acted on at an iteration
-        # boundary and never kills a rank mid-write.
-        with _StopFlag(immediate=True) as stop, output_lock(out if lock else None, comm):
+        # boundary and never kills a rank mid-write. A native exit() fails the job.
+        with _StopFlag(immediate=True) as stop, output_lock(out if lock else None, comm), \
+                native_exit_guard():
             return _execute(algorithm, density, observations, comm, out, resume, overwrite,
                             output or OutputSettings(), dict(record or {}), init, stop_hint,
                             stop)
