@@ -38,12 +38,16 @@ class FinalRecord(NamedTuple):
 
 class Resources(NamedTuple):
     """What a run will need per rank (an algorithm's optional ``resources(n_params,
-    n_ranks, kept_iterations)``; the run loop refuses a run that cannot fit before
-    it starts: :mod:`phasic_mpi.run.feasibility`)."""
+    n_ranks, kept_iterations)``; the run loop adds the density's measured cost
+    per row and refuses a run that cannot fit before it starts:
+    :mod:`phasic_mpi.run.feasibility`)."""
 
     bytes_per_rank: float  # the largest arrays a rank holds at once
-    min_seconds: float  # a lower bound of one rank's time
+    min_seconds: float  # a lower bound of one rank's time besides the density's
     what: str  # the sizes that drive them, for messages ("200000 particles x 3 parameters")
+    rows_per_iteration: float = 0.0  # density rows one rank evaluates per iteration
+    iterations: float = 0.0  # iterations of the run (scans for PT)
+    row_cost_factor: float = 1.0  # a row's cost relative to a prior draw's (PT: proposals)
 
 
 class Algorithm(Protocol):

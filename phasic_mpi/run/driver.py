@@ -15,6 +15,7 @@ command line's entry: a validated config in, the same loop.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import signal
@@ -34,7 +35,7 @@ from phasic_mpi.inference.protocol import FinalRecord
 from phasic_mpi.inference.registry import algorithm_class, algorithm_names
 from phasic_mpi.io.checkpoint import (check_layout, checkpoint_path, read_checkpoint,
                                       write_checkpoint)
-from phasic_mpi.run.feasibility import check_feasible
+from phasic_mpi.run.feasibility import check_feasible, seconds_per_iteration
 from phasic_mpi.run.settings import OutputSettings
 from phasic_mpi.run.results import write_model_results
 from phasic_mpi.version import __version__
@@ -347,8 +348,9 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
     t_start = time.time()
     path = None if out is None else os.fspath(out)
     check_output(path, resume, overwrite, comm)
-    check_feasible(algorithm, density.n_params, comm,
-                   algorithm.n_iterations if path is None else output.checkpoint_every)
+    need = check_feasible(algorithm, density.n_params, comm,
+                          algorithm.n_iterations if path is None else output.checkpoint_every,
+                          density=density)
     ctx = algorithm.context(density, comm)
     rank0 = comm.rank == 0
     writer = None
@@ -369,8 +371,9 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
                 overwrite=overwrite,
             )
     try:
-        return _loop(algorithm, ctx, state, writer, path, output, record, t_start, resume,
-                     stop_hint, stop)
+        estimate = seconds_per_iteration(need) if need is not None else math.nan
+        return _loop(algorithm, ctx, state, writer, path, output, record, (t_start, estimate),
+                     resume, stop_hint, stop)
     except BaseException:
         if writer is not None:  # a --force run that failed before it was worth keeping
             writer.abandon()    # goes; the earlier file stays as it was
@@ -405,7 +408,7 @@ def _read_checkpoint(algorithm: Any, ctx: Any, path: str, record: Mapping) -> tu
     return comm.bcast(loaded, root=0)
 
 
-def _loop(algorithm, ctx, state, writer, path, output, record, t_start, resumed, stop_hint,
+def _loop(algorithm, ctx, state, writer, path, output, record, started, resumed, stop_hint,
           stop) -> RunOutcome:
     comm = ctx.comm
     rank0 = comm.rank == 0
@@ -413,13 +416,13 @@ def _loop(algorithm, ctx, state, writer, path, output, record, t_start, resumed,
     progress = _Progress(output.progress, algorithm.n_iterations, state.iteration,
                          output.log_every, rank0, getattr(algorithm, "iteration_label", "iteration"))
     try:
-        return _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resumed,
+        return _iterate(algorithm, ctx, state, writer, path, every, record, started, resumed,
                         stop_hint, stop, progress)
     finally:
         progress.close()
 
 
-def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resumed, stop_hint,
+def _iterate(algorithm, ctx, state, writer, path, every, record, started, resumed, stop_hint,
              stop, progress) -> RunOutcome:
     comm = ctx.comm
     rank0 = comm.rank == 0
@@ -470,7 +473,9 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
             break
     final = algorithm.finish(state, ctx)
     attrs = _run_attrs(comm)  # collective gather of host names
+    t_start, estimate = started  # estimate: seconds per iteration (feasibility), or NaN
     attrs.update({"wall_time_s": time.time() - t_start, "loop_time_s": time.time() - t_loop,
+                  "estimated_seconds_per_iteration": estimate,
                   "stop_check_time_s": t_agree, "resumed": bool(resumed)})
     if rank0 and writer is not None:
         _write_final(writer, algorithm.name, final, attrs, buffer, ctx.density,
