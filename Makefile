@@ -66,7 +66,8 @@ $(VENV)/.installed: pyproject.toml setup.py | $(VPY)
 # The cffi extension phasic_mpi/_libphase*.so, rebuilt in place when the C
 # sources, the header or the builder change (the editable install imports it
 # from the source tree).
-$(EXT_STAMP): $(VENV)/.installed libphase/build_cffi.py $(LIB_SRC) $(LIB_HDR)
+$(EXT_STAMP): $(VENV)/.installed libphase/build_cffi.py $(LIB_SRC) $(LIB_HDR) \
+		libphase/build_exitguard.py $(wildcard libphase/exitguard/*)
 	$(VPY) setup.py -q build_ext --inplace
 	@mkdir -p $(@D) && touch $@
 

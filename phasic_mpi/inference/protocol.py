@@ -16,7 +16,12 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 
-__all__ = ["Algorithm", "FinalRecord", "Resources"]
+__all__ = ["Algorithm", "ArraySpec", "FinalRecord", "Resources"]
+
+# What a checkpoint array must look like: (shape, dtype kinds), e.g.
+# ``((n, d), "f")``; None in the shape is an axis of any length (it grows with
+# the iterations), kinds are numpy's dtype kind letters that may hold it.
+ArraySpec = tuple[tuple[int | None, ...], str]
 
 
 class FinalRecord(NamedTuple):
@@ -33,12 +38,16 @@ class FinalRecord(NamedTuple):
 
 class Resources(NamedTuple):
     """What a run will need per rank (an algorithm's optional ``resources(n_params,
-    n_ranks, kept_iterations)``; the run loop refuses a run that cannot fit before
-    it starts: :mod:`phasic_mpi.run.feasibility`)."""
+    n_ranks, kept_iterations)``; the run loop adds the density's measured cost
+    per row and refuses a run that cannot fit before it starts:
+    :mod:`phasic_mpi.run.feasibility`)."""
 
     bytes_per_rank: float  # the largest arrays a rank holds at once
-    min_seconds: float  # a lower bound of one rank's time
+    min_seconds: float  # a lower bound of one rank's time besides the density's
     what: str  # the sizes that drive them, for messages ("200000 particles x 3 parameters")
+    rows_per_iteration: float = 0.0  # density rows one rank evaluates per iteration
+    iterations: float = 0.0  # iterations of the run (scans for PT)
+    row_cost_factor: float = 1.0  # a row's cost relative to a prior draw's (PT: proposals)
 
 
 class Algorithm(Protocol):
@@ -97,8 +106,17 @@ class Algorithm(Protocol):
     def checkpoint(self, state: Any, ctx: Any) -> dict[str, np.ndarray] | None:
         """The global state as arrays (rank 0; None elsewhere)."""
 
+    def checkpoint_layout(self, ctx: Any) -> dict[str, ArraySpec]:
+        """Every array :meth:`checkpoint` writes, with its shape and dtype kinds.
+
+        The run loop checks a checkpoint against it before :meth:`restore`
+        (:func:`phasic_mpi.io.checkpoint.check_layout`): a missing, surplus,
+        misshapen or mistyped array is a one-line error, never a state.
+        """
+
     def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: Any) -> Any:
-        """This rank's state from :meth:`checkpoint`'s arrays (any rank count)."""
+        """This rank's state from :meth:`checkpoint`'s arrays (any rank count), after
+        :meth:`checkpoint_layout` was checked."""
 
     def finish(self, state: Any, ctx: Any) -> FinalRecord | None:
         """The result (rank 0; None elsewhere); with ``drain``, also given the history."""

@@ -554,6 +554,13 @@ class PTAlgorithm:
         arrays["betas"] = state.betas
         return arrays
 
+    def checkpoint_layout(self, ctx: PTContext) -> dict[str, tuple]:
+        """Shapes and dtype kinds of :meth:`checkpoint`'s arrays; None: grows with the scans."""
+        m, d, k, n = ctx.layout.n, ctx.density.n_params, self.settings.chains, self.settings.replicas
+        wide = {"x": d, "grad_ll": d, "grad_lp": d, "stats": 6, "decisions": 4, "round_loglik": None}
+        return {**{a: ((m, wide[a]) if a in wide else (m,), "f") for a in (*PER_SLOT, "round_loglik")},
+                "samples": ((k, None, d + 2), "f"), "betas": ((k, n), "f")}
+
     def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: PTContext) -> PTState:
         rows, n = ctx.layout.rows, self.settings.replicas
         local = {name: np.array(arrays[name][rows]) for name in PER_SLOT}

@@ -44,7 +44,7 @@ from phasic_mpi.inference.bandwidth import (PAIR_BLOCK, STREAM_BANDWIDTH, median
                                            pair_count, pair_sq_distances, subset_median_bandwidth)
 from phasic_mpi.inference.stein import kernelized_stein_discrepancy, ksd_from_rows, stein_direction, stein_terms
 from phasic_mpi.inference.svgd_monitor import (SVGDMonitor, anneal_beta, end_of_run, monitor_arrays, monitor_from_arrays,
-                                               new_monitor, relative_to_score, update_monitor)
+                                               monitor_layout, new_monitor, relative_to_score, update_monitor)
 
 __all__ = [
     "SVGDAlgorithm",
@@ -416,6 +416,11 @@ class SVGDAlgorithm:
 
     def checkpoint(self, state: SVGDState, ctx: SVGDContext) -> dict[str, np.ndarray] | None:
         return gather_state(state, ctx)
+
+    def checkpoint_layout(self, ctx: SVGDContext) -> dict[str, tuple]:
+        """Shapes and dtype kinds of :meth:`checkpoint`'s arrays (checked before :meth:`restore`)."""
+        n, d = self.settings.particles, ctx.density.n_params
+        return {**{name: ((n, d), "f") for name in ("particles", "moment1", "moment2")}, **monitor_layout(d)}
 
     def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: SVGDContext) -> SVGDState:
         return scatter_state(arrays, iteration, ctx)

@@ -41,6 +41,7 @@ from phasic_mpi.io.h5 import (
     failure_reason,
     salvage,
 )
+from phasic_mpi.io.files import exclusive_temp, replace_synced
 from phasic_mpi.model.data import Observations, as_observations
 from phasic_mpi.io.runfile import RunFile, read_run
 from phasic_mpi.io.runfile import MODEL_GROUP, SHAPES_ATTR
@@ -88,6 +89,9 @@ class RunWriter:
     def __init__(self, file: h5py.File) -> None:
         self._f = file
         self.path: str = file.filename
+        # --force over an existing file: this writer fills a staging file, renamed
+        # over ``_replaces`` by promote() (None: the file is already at its path)
+        self._replaces: str | None = None
         root = _decode_attrs(file)
         self.algorithm: str = root.get("algorithm", "")
         self.param_names: tuple[str, ...] = tuple(root.get("param_names", ()))
@@ -143,7 +147,11 @@ class RunWriter:
         attrs : mapping, optional
             Further root attributes: rank count, MPI library, host, timings...
         overwrite : bool
-            Replace an existing file.
+            Replace an existing file, but only once the new one is worth it:
+            the new file is written under a temporary name next to ``path``
+            and renamed over it by :meth:`promote` (or a clean :meth:`close`),
+            so a run that fails before then (:meth:`abandon`, a write
+            failure) leaves the earlier file exactly as it was.
         param_shapes : mapping of str to tuple of int, optional
             Families of parameters (see :func:`~phasic_mpi.model.params.param_layout`):
             each is written as one posterior variable ``(chain, draw, *shape)``;
@@ -186,8 +194,21 @@ class RunWriter:
                            {SHAPES_ATTR: {k: list(v) for k, v in shapes.items()}})
             _require_group(f, algorithm)
 
-        atomic_write(path, skeleton)
-        return cls(_open(path, "r+"))
+        staged = os.path.lexists(path)  # overwrite: keep the earlier file for now
+        if staged:
+            fh, target = exclusive_temp(path)  # a name of our own, filled by atomic_write
+            fh.close()
+            try:
+                atomic_write(target, skeleton)
+            except BaseException:
+                os.unlink(target)
+                raise
+        else:
+            target = path
+            atomic_write(path, skeleton)
+        writer = cls(_open(target, "r+"))
+        writer._replaces = path if staged else None
+        return writer
 
     @classmethod
     def reopen(cls, path: str | os.PathLike, rows: Mapping[str, int] | None = None) -> RunWriter:
@@ -539,9 +560,33 @@ class RunWriter:
         self._f.flush()
 
     @_guarded
-    def close(self) -> None:
-        """Flush and close the file (idempotent)."""
+    def promote(self) -> None:
+        """Flush; if the file replaces an earlier one (``overwrite``), make it
+        durable and rename it over that file now (the run loop calls this at
+        every checkpoint and at the end; only the first call renames)."""
+        self._f.flush()
+        if self._replaces is None:
+            return
+        os.fsync(self._f.id.get_vfd_handle())
+        replace_synced(self.path, self._replaces)
+        self.path, self._replaces = self._replaces, None
+
+    def abandon(self) -> None:
+        """After a failure: remove a staging file not yet promoted (the earlier
+        file stays as it was); otherwise the same as :meth:`close`."""
+        if self._replaces is None:
+            self.close()
+            return
         if self._f.id.valid:
+            close_detached(self._f)
+        _remove(self.path)
+        self._replaces = None
+
+    @_guarded
+    def close(self) -> None:
+        """Flush and close the file (idempotent), promoting it first (:meth:`promote`)."""
+        if self._f.id.valid:
+            self.promote()
             self._f.flush()
             self._f.close()
 
@@ -550,6 +595,12 @@ class RunWriter:
         if not self._f.id.valid:
             return RunFileError(f"run file {self.path}: {failure_reason(exc)}")
         self._history.clear()
+        if self._replaces is not None:  # a --force run that never got going
+            earlier = self._replaces
+            self.abandon()
+            return RunFileError(f"run file {earlier}: write failed ({failure_reason(exc)}); "
+                                "the new run's file was removed and the earlier file is "
+                                "unchanged; any checkpoint is untouched")
         close_detached(self._f)
         kept = ("kept, valid up to its last complete append" if salvage(self.path)
                 else "the half-written file was removed")
@@ -559,8 +610,18 @@ class RunWriter:
     def __enter__(self) -> RunWriter:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None:
+            self.abandon()  # an earlier file that this one was to replace stays
+        else:
+            self.close()
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def is_complete(path: str | os.PathLike) -> bool:
