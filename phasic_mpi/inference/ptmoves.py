@@ -24,7 +24,6 @@ sizes for the final metric only.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -225,9 +224,7 @@ def round_end(metric: np.ndarray, moments: np.ndarray, slots: Any, ctx: Any,
     whitened coordinates); the accumulators start afresh for the next round."""
     settings = ctx.settings
     if r in metric_rounds(settings.warmup_rounds):
-        t0 = time.perf_counter()
         all_moments = allgather_rows(ctx.comm, ctx.layout, moments)
-        ctx.timers["comm"] += time.perf_counter() - t0
         metric = updated_metric(metric, all_moments, settings.chains)
         slots.step[:] = whitened_step(settings.local_move, metric.shape[1])
     return metric, np.zeros_like(moments)
