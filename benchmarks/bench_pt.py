@@ -4,10 +4,11 @@
 of R replicas (random graph, 4 states, d parameters, 20 observations, MALA)
 runs ``pt_step`` for 2^rounds - 1 scans at 1 rank and at 2 ranks (under
 ``mpiexec -n 2``, the replicas split in two blocks so one swap pair crosses
-ranks). ``phasic_mpi.inference.pt._swap_phase`` is wrapped by a timer (benchmark-only
-monkeypatch, pt.py is untouched); Sendrecv calls and bytes come from the
-communicator facade's own counters (``Communicator.traffic``). Phases per scan
-(medians over scans, max over ranks):
+ranks), with ``mass_matrix`` "none" (the unit metric) and "auto" (the
+default: dense for d = 4 and 16; d = 1 has no metric). ``phasic_mpi.inference.pt._swap_phase``
+is wrapped by a timer (benchmark-only monkeypatch, pt.py is untouched); Sendrecv calls and
+bytes come from the communicator facade's own counters (``Communicator.traffic``). Phases
+per scan (medians over scans, max over ranks):
 
 * local: pt_step minus swap phase minus round-end work;
 * swaps: the swap phase (pairing, Sendrecv of 6 + 3d doubles, accept);
@@ -54,10 +55,11 @@ def make_density(d):
     return Posterior(graph, data, [LogNormal(0.0, 0.5)] * d)
 
 
-def run_case(raw_comm, d, replicas, rounds, writer):
+def run_case(raw_comm, d, replicas, rounds, writer, metric="auto"):
     from mpi4py import MPI
     density = make_density(d)
-    settings = pt.PTSettings(replicas=replicas, chains=1, rounds=rounds, warmup_rounds=rounds - 1, seed=2)
+    settings = pt.PTSettings(replicas=replicas, chains=1, rounds=rounds, warmup_rounds=rounds - 1, seed=2,
+                             mass_matrix=metric)
     algo = pt.PTAlgorithm(settings)
     ctx = algo.context(density, raw_comm)
     comm = ctx.comm  # the facade: it counts its own calls
@@ -79,7 +81,7 @@ def run_case(raw_comm, d, replicas, rounds, writer):
             state, drained = algo.drain(state, ctx)
             if hist and writer is not None:
                 rows = {**hist, **(drained or {})}
-                writer.append_many({f"pt_d{d}_R{replicas}/{k}": v for k, v in rows.items()})
+                writer.append_many({f"pt_d{d}_R{replicas}_{metric}/{k}": v for k, v in rows.items()})
             out_time += time.perf_counter() - t2
             continue
         plain["local"].append((t1 - t0) - swap)
@@ -92,13 +94,15 @@ def run_case(raw_comm, d, replicas, rounds, writer):
     res["total_s"] = sum(res.values())
     calls = raw_comm.allreduce(comm.traffic()["sendrecv"].calls, op=MPI.SUM)
     sent = raw_comm.allreduce(comm.traffic()["sendrecv"].bytes_sent, op=MPI.SUM)
-    return {"d": d, "replicas": replicas, "ranks": raw_comm.size, "scans": n, **res,
+    return {"d": d, "replicas": replicas, "metric": metric, "ranks": raw_comm.size, "scans": n, **res,
             "sendrecv_calls": int(calls), "bytes_per_swap": (sent / calls) if calls else 0.0,
             "bytes_per_swap_expected": 8 * (6 + 3 * d)}
 
 
 def cases(args):
-    return [(d, r) for d in (1, 4, 16) for r in ((8,) if args.quick else (8, 32))]
+    """(d, replicas, mass_matrix): "auto" is the default (dense for d = 4, 16), "none" the unit metric."""
+    return [(d, r, m) for d in (1, 4, 16) for r in ((8,) if args.quick else (8, 32))
+            for m in (("auto",) if d == 1 else ("none", "auto"))]
 
 
 def worker(args):
@@ -108,8 +112,8 @@ def worker(args):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         writer = RunWriter(h5py.File(Path(tmp) / "pt.h5", "w")) if comm.rank == 0 else None
-        for d, r in cases(args):
-            rows.append(run_case(comm, d, r, args.rounds, writer))
+        for d, r, m in cases(args):
+            rows.append(run_case(comm, d, r, args.rounds, writer, m))
         if writer is not None:
             writer.close()
     return rows
@@ -125,14 +129,15 @@ def main():
           "medians over plain scans, max over ranks\n")
     rows = worker(args)
     rows += run_two_ranks(Path(__file__).resolve(), ["--rounds", str(args.rounds)] + (["--quick"] if args.quick else []))
-    one = {(r["d"], r["replicas"]): r for r in rows if r["ranks"] == 1}
+    one = {(r["d"], r["replicas"], r["metric"]): r for r in rows if r["ranks"] == 1}
     out = []
     for r in rows:
-        r["speedup_vs_1"] = one[(r["d"], r["replicas"])]["total_s"] / r["total_s"]
-        out.append([str(r["d"]), str(r["replicas"]), str(r["ranks"]), 1e3 * r["local_s"], 1e3 * r["swap_s"],
+        r["speedup_vs_1"] = one[(r["d"], r["replicas"], r["metric"])]["total_s"] / r["total_s"]
+        out.append([str(r["d"]), str(r["replicas"]), r["metric"], str(r["ranks"]), 1e3 * r["local_s"],
+                    1e3 * r["swap_s"],
                     1e3 * r["round_end_s"], 1e3 * r["output_s"], 1e3 * r["total_s"], str(r["sendrecv_calls"]),
                     r["bytes_per_swap"], r["speedup_vs_1"]])
-    print(table(["d", "R", "P", "local ms", "swaps ms", "round-end ms", "output ms", "total ms",
+    print(table(["d", "R", "metric", "P", "local ms", "swaps ms", "round-end ms", "output ms", "total ms",
                  "Sendrecv", "B/swap", "speedup"], out))
     print("\nround-end and output: amortised per scan; Sendrecv: calls over all ranks and scans;"
           " B/swap: bytes sent per Sendrecv (expected 8(6+3d))")

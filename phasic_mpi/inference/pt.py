@@ -42,12 +42,13 @@ import numpy as np
 from phasic_mpi.settings import (boolean, check_settings, choice, fail, from_mapping, integer, is_int,
                                 is_number, number, setting)
 from phasic_mpi.inference.comm import as_communicator, traffic_report
-from phasic_mpi.inference.counters import STEP_SHIFT, counter_ids, uniforms
+from phasic_mpi.inference.counters import counter_ids, uniforms
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, stream
 from phasic_mpi.inference.protocol import FinalRecord
+from phasic_mpi.inference import ptmoves
 from phasic_mpi.inference.ptstream import cold_rows, gather_cold, with_drained
 from phasic_mpi.inference.ptscan import (STREAM_INIT, STREAM_PHASE, STREAM_SWAP, Pairs, evaluate_block, global_map,
-                                         hmc_move, local_move, pairs_of, slot_index, swap_log_accept_many)
+                                         pairs_of, slot_index, swap_log_accept_many)
 
 __all__ = ["PTAlgorithm", "PTSettings", "PTState", "stepping_stone", "respace_ladder", "swap_log_accept"]
 
@@ -90,6 +91,10 @@ class PTSettings:
     swap: str = setting(choice("nonreversible", "reversible"), "nonreversible",
                         "deterministic even/odd phases or a random phase")
     adapt_ladder: bool = setting(boolean, True, "re-space the temperatures during warm-up")
+    mass_matrix: str = setting(choice("auto", "none", "diagonal", "dense"), "auto",
+                               "metric of the local moves, adapted per level in warm-up; "
+                               "auto: dense for 2 to 16 parameters, else none")
+    cold_steps: int = setting(integer(0), 0, "extra local moves per scan of the b = 1 slots only")
     seed: int = setting(integer(0), 0, "seed of the counter-based random streams")
 
     def __post_init__(self) -> None:
@@ -208,6 +213,8 @@ class PTState(NamedTuple):
     round_loglik: np.ndarray  # (k, m) log-likelihood after each scan since the ladder last changed
     samples: np.ndarray  # (m0, S, d + 2) b = 1 draws of the local level-0 slots since the last drain
     report: dict  # the last round's report (identical on every rank)
+    metric: np.ndarray | None = None  # (N, d) or (N, d, d) per-level metric factor (mass_matrix != none)
+    moments: np.ndarray | None = None  # (m, width) this round's Welford sums of each slot's states
 
 
 STAT_LOCAL_ACC, STAT_LOCAL_N, STAT_REJ, STAT_SWAP_ACC, STAT_SWAP_N, STAT_TRIPS = range(6)
@@ -234,29 +241,6 @@ class PTDiagnostics(NamedTuple):
 # vectorised accept/reject, swaps and statistics (arithmetic in
 # inference/ptscan.py), counter-based draws (inference/counters.py) keyed by
 # (seed, purpose, chain, level, scan, step) or (seed, purpose, chain, pair, scan).
-def _local_phase(slots: "_Slots", state: PTState, ctx: PTContext) -> np.ndarray:
-    """``local_steps`` moves of every local slot, step sizes adapted in warm-up.
-
-    Returns each slot's mean acceptance probability over the steps.
-    """
-    settings, layout = ctx.settings, ctx.layout
-    scan = state.iteration
-    chain, level, _ = slot_index(settings.replicas, layout.start, layout.stop)
-    beta = state.betas[chain, level]
-    ids = counter_ids(chain, level, scan)
-    scan_accept = np.zeros(layout.local_count)
-    warmup = round_of(scan) < settings.warmup_rounds
-    rate = 1.0 / (scan + 1) ** 0.6
-    move = hmc_move if settings.local_move == "hmc" else local_move
-    for s in range(settings.local_steps):
-        ids[:, 3] = np.uint64(s) << np.uint64(STEP_SHIFT)
-        accept = move(slots, beta, ids, ctx)
-        scan_accept += accept / settings.local_steps
-        if warmup:  # Robbins-Monro on log step towards the target acceptance
-            slots.step *= global_map(np.exp, (accept - settings.target) * rate, layout.rows, layout.n)
-    return scan_accept
-
-
 def _owner(layout: BlockLayout, slot: int) -> int:
     return int(np.searchsorted(layout.displs, slot, side="right") - 1)
 
@@ -424,7 +408,7 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     scan = state.iteration
     warmup = round_of(scan) < settings.warmup_rounds
     slots = _Slots(state)
-    scan_accept = _local_phase(slots, state, ctx)
+    scan_accept = ptmoves.local_phase(slots, state, ctx)
     slots.stats[:, STAT_LOCAL_ACC] += scan_accept
     slots.stats[:, STAT_LOCAL_N] += 1
     _swap_phase(slots, state, ctx)
@@ -448,9 +432,10 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
         stats = np.zeros_like(stats)
         if round_of(scan) < settings.warmup_rounds:  # the ladder may change: start a new pool
             round_loglik = round_loglik[:0]
+    metric, moments = ptmoves.after_scan(state, slots, ctx)  # the metric's warm-up (may reset the steps)
     new = PTState(scans_done, betas, slots.x, slots.loglik, slots.logprior, slots.grad_ll, slots.grad_lp,
                   slots.label, slots.last_end, slots.step, stats, slots.decisions, round_loglik, samples,
-                  report)
+                  report, metric, moments)
     cold = float(slots.loglik[0]) if layout.start == 0 else math.nan
     return new, PTDiagnostics(round_of(scan), cold, diag_lambda, diag_log_z)
 
@@ -511,7 +496,7 @@ class PTAlgorithm:
         return pt_resources(self.settings, n_params, n_ranks, kept_iterations)
 
     def start(self, ctx: PTContext, init: np.ndarray | None = None) -> PTState:
-        return initial_state(ctx, init)
+        return ptmoves.with_metric(initial_state(ctx, init), ctx)
 
     def step(self, state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
         return pt_step(state, ctx)
@@ -547,6 +532,7 @@ class PTAlgorithm:
         arrays = {name: ctx.comm.gather_rows(ctx.layout, np.asarray(getattr(state, name), float))
                   for name in PER_SLOT}
         arrays["round_loglik"] = ctx.comm.gather_rows(ctx.layout, state.round_loglik.T)
+        arrays.update(ptmoves.gathered(state, ctx))
         samples = gather_cold(state.samples, ctx)
         if ctx.comm.rank != 0:
             return None
@@ -571,7 +557,7 @@ class PTAlgorithm:
         return PTState(iteration, np.array(arrays["betas"]), local["x"], local["loglik"], local["logprior"],
                        local["grad_ll"], local["grad_lp"], local["label"], local["last_end"], local["step"],
                        local["stats"], local["decisions"], np.array(arrays["round_loglik"][rows]).T,
-                       samples, {})
+                       samples, {})._replace(**ptmoves.restored(arrays, rows, ctx))
 
     def finish(self, state: PTState, ctx: PTContext,
                history: Mapping[str, np.ndarray] | None = None) -> FinalRecord | None:

@@ -20,8 +20,8 @@ import numpy as np
 from phasic_mpi.inference.counters import normals, uniforms
 from phasic_mpi.inference.parallel import BlockLayout
 
-__all__ = ["Pairs", "evaluate_block", "global_map", "hmc_move", "local_move", "pairs_of", "slot_index",
-           "swap_log_accept_many", "tempered"]
+__all__ = ["Pairs", "evaluate_block", "global_map", "hmc_move", "local_move", "move_parts", "pairs_of",
+           "slot_index", "swap_log_accept_many", "tempered"]
 
 # purposes of the counter-based draws (the second key word; see inference/counters.py)
 STREAM_INIT, STREAM_LOCAL, STREAM_SWAP, STREAM_PHASE, STREAM_ACCEPT = 11, 12, 13, 14, 15
@@ -135,6 +135,15 @@ def _metropolis(slots: Any, log_alpha: np.ndarray, ids: np.ndarray, ctx: Any,
     return accept_prob
 
 
+def move_parts(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any) -> tuple[Any, ...]:
+    """What a MALA or random-walk move starts from: the step column h (m, 1),
+    the scaled noise h xi, the tempered log density, whether it is MALA, h^2 / 2."""
+    step = slots.step[:, None]
+    jump = step * normals(ctx.settings.seed, STREAM_LOCAL, ids, slots.x.shape[1])
+    logpi = tempered(beta, slots.loglik) + slots.logprior
+    return step, jump, logpi, ctx.settings.local_move == "mala", 0.5 * step * step
+
+
 def local_move(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any) -> np.ndarray:
     """One MALA or random-walk Metropolis move of every local slot, in place.
 
@@ -143,12 +152,8 @@ def local_move(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any) -> np.nd
     ``ids`` (m, 4) their counter ids for this step. Returns the acceptance
     probabilities (m,).
     """
-    settings, layout = ctx.settings, ctx.layout
-    step = slots.step[:, None]
-    jump = step * normals(settings.seed, STREAM_LOCAL, ids, slots.x.shape[1])
-    logpi = tempered(beta, slots.loglik) + slots.logprior
-    mala = settings.local_move == "mala"
-    half_var = 0.5 * step * step
+    layout = ctx.layout
+    step, jump, logpi, mala, half_var = move_parts(slots, beta, ids, ctx)
     proposal = slots.x + half_var * (beta[:, None] * slots.grad_ll + slots.grad_lp) + jump if mala else slots.x + jump
     ll2, lp2, gll2, glp2 = evaluated = evaluate_block(ctx.density, layout, proposal)
     with np.errstate(invalid="ignore", over="ignore"):

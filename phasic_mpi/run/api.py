@@ -204,7 +204,8 @@ def pt(model: Any, data: Any = None, **kwargs: Any) -> Result | None:
     Settings (defaults as in ``[pt]``): ``replicas=8``, ``chains=2``,
     ``rounds=10``, ``warmup_rounds=6``, ``local_move="mala"``,
     ``local_steps=1``, ``step_size=0.5``, ``target_accept=0.0``,
-    ``swap="nonreversible"``, ``adapt_ladder=True``, ``seed=0``.
+    ``swap="nonreversible"``, ``adapt_ladder=True``, ``mass_matrix="auto"``,
+    ``cold_steps=0``, ``seed=0``.
     """
     return sample(model, data, algorithm="pt", **kwargs)
 
