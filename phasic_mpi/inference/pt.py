@@ -545,7 +545,7 @@ class PTAlgorithm:
         m, d, k, n = ctx.layout.n, ctx.density.n_params, self.settings.chains, self.settings.replicas
         wide = {"x": d, "grad_ll": d, "grad_lp": d, "stats": 6, "decisions": 4, "round_loglik": None}
         return {**{a: ((m, wide[a]) if a in wide else (m,), "f") for a in (*PER_SLOT, "round_loglik")},
-                "samples": ((k, None, d + 2), "f"), "betas": ((k, n), "f")}
+                "samples": ((k, None, d + 2), "f"), "betas": ((k, n), "f"), **ptmoves.layout(ctx)}
 
     def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: PTContext) -> PTState:
         rows, n = ctx.layout.rows, self.settings.replicas

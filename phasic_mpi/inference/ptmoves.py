@@ -323,6 +323,16 @@ def gathered(state: Any, ctx: Any) -> dict[str, np.ndarray]:
     return {"metric": state.metric, "moments": moments} if ctx.comm.rank == 0 else {}
 
 
+def layout(ctx: Any) -> dict[str, tuple]:
+    """Shapes and dtype kinds of :func:`gathered`'s arrays (for the checkpoint's layout check)."""
+    d = ctx.density.n_params
+    kind = metric_kind(ctx.settings.mass_matrix, d)
+    if kind == "none":
+        return {}
+    metric = (ctx.settings.replicas, d, d) if kind == "dense" else (ctx.settings.replicas, d)
+    return {"metric": (metric, "f"), "moments": ((ctx.layout.n, moment_width(kind, d)), "f")}
+
+
 def with_metric(state: Any, ctx: Any) -> Any:
     """``state`` with the unit metric and empty accumulators if ``mass_matrix`` asks for a metric."""
     kind, d = metric_kind(ctx.settings.mass_matrix, state.x.shape[1]), state.x.shape[1]

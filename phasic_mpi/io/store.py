@@ -13,11 +13,10 @@ only what the caller hands over, so they compare bitwise across runs.
 
 from __future__ import annotations
 
-import functools
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -45,42 +44,18 @@ from phasic_mpi.io.files import exclusive_temp, replace_synced
 from phasic_mpi.model.data import Observations, as_observations
 from phasic_mpi.io.runfile import RunFile, read_run
 from phasic_mpi.io.runfile import MODEL_GROUP, SHAPES_ATTR
-from phasic_mpi.model.graph import Graph
 from phasic_mpi.model.params import param_layout
-from phasic_mpi.model.termdata import observed_arrays, term_to_arrays, term_variables
+from phasic_mpi.io.modelgroups import ModelGroups, guarded
 
 __all__ = ["COMPLETE_ATTR", "RunFile", "RunFileError", "RunWriter", "atomic_write",
            "is_complete", "read_run"]
 
 COMPLETE_ATTR = "complete"  # root attribute: true once every rank finished the run
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _guarded(method: F) -> F:
-    """Turn an I/O failure inside a writing method into one :class:`RunFileError`.
-
-    The file is closed; it is kept if it still reads completely (valid up to
-    its last complete append) and removed otherwise, and the message says
-    which. Argument errors (ValueError, TypeError) pass unchanged.
-    """
-
-    @functools.wraps(method)
-    def wrapper(self: RunWriter, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except RunFileError:
-            raise
-        except (OSError, RuntimeError) as exc:
-            raise self._write_failed(exc) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 # -- writer -------------------------------------------------------------------
 
 
-class RunWriter:
+class RunWriter(ModelGroups):
     """Rank-0 writer of one run file: get one from :meth:`create` or :meth:`reopen`.
 
     A context manager; :meth:`close` flushes and closes the file.
@@ -238,7 +213,7 @@ class RunWriter:
             raise
         return writer
 
-    @_guarded
+    @guarded
     def _truncate(self, rows: Mapping[str, int] | None) -> None:
         unknown = sorted(set(rows or {}) - set(self._history))
         if unknown:
@@ -334,7 +309,7 @@ class RunWriter:
         """
         self.append_many({name: rows})
 
-    @_guarded
+    @guarded
     def append_many(self, batch: Mapping[str, Any]) -> None:
         """Append to several history datasets, with one pair of flushes."""
         pending = []
@@ -376,7 +351,7 @@ class RunWriter:
         value = self._f.attrs.get("run_id")
         return value.decode() if isinstance(value, bytes) else value
 
-    @_guarded
+    @guarded
     def mark_complete(self) -> None:
         """Record that the run finished on every rank (call after the final barrier)."""
         _set_attrs(self._f, {COMPLETE_ATTR: True})
@@ -393,7 +368,7 @@ class RunWriter:
         ds = self._history[name]
         return ds[: int(ds.attrs[ROWS_ATTR])]
 
-    @_guarded
+    @guarded
     def write_chains(self, group: str, arrays: Mapping[str, Any],
                      attrs: Mapping[str, Any] | None = None,
                      dims: Mapping[str, str] | None = None) -> None:
@@ -475,7 +450,7 @@ class RunWriter:
         self.write_chains("posterior", ordered, meta)
         self.write_chains("sample_stats", stats)
 
-    @_guarded
+    @guarded
     def write_group(self, group: str, arrays: Mapping[str, Any],
                     attrs: Mapping[str, Any] | None = None) -> None:
         """Write arrays (and attributes) into ``group``, e.g. ``"svgd/final"``.
@@ -498,52 +473,7 @@ class RunWriter:
         _set_attrs(g, attrs or {})
         self._f.flush()
 
-    def write_model(self, graph: Graph) -> None:
-        """Store the compiled phase-type graph as data, in group ``model``.
-
-        Variables ``alpha``, ``edge_src``, ``edge_dst``, ``edge_base`` and
-        ``edge_coef`` (see :meth:`Graph.to_arrays`); attributes ``discrete``
-        and ``param_names``. Readers rebuild the graph from these numbers
-        alone (:meth:`RunFile.model`), never from the config, which names code.
-        """
-        arrays = graph.to_arrays()
-        meta = {k: arrays.pop(k) for k in ("discrete", "param_names")}
-        self.write_group(MODEL_GROUP, arrays, {"discrete": meta["discrete"],
-                                               "param_names": list(meta["param_names"])})
-
-    @_guarded
-    def write_terms(self, terms: Sequence[Any]) -> None:
-        """Store a posterior's likelihood terms (SFS, moments) as data.
-
-        Their observations go into ``observed_data`` on named dimensions
-        (``sfs`` on ``sfs_class``; ``moment``/``moment_se`` on ``moment_obs``)
-        and each term, as arrays and attributes
-        (:func:`~phasic_mpi.model.termdata.term_to_arrays`), into
-        ``model/terms/<variable>``, replacing what an earlier call wrote.
-        Terms without a data form are skipped.
-        """
-        variables = term_variables(terms)
-        arrays, dims = observed_arrays(variables)
-        g = _require_group(self._f, "observed_data")
-        for name in arrays:  # a resumed run writes them again
-            if name in g:
-                self._delete(g[name])
-        for dim in set(dims.values()):
-            if dim in g:
-                del g[dim]
-        made: dict[str, h5py.Dataset] = {}
-        for name, arr in arrays.items():
-            if dims[name] not in made:
-                made[dims[name]] = self._dim(g, dims[name], arr.shape[0])
-            self._write_variable(g, name, arr, [made[dims[name]]])
-        if f"{MODEL_GROUP}/terms" in self._f:
-            del self._f[f"{MODEL_GROUP}/terms"]
-        self._f.flush()
-        for variable in variables:
-            term_arrays, attrs = term_to_arrays(variable)
-            self.write_group(f"{MODEL_GROUP}/terms/{variable.name}", term_arrays, attrs)
-
-    @_guarded
+    @guarded
     def set_attrs(self, attrs: Mapping[str, Any], group: str = "/") -> None:
         """Set attributes of the root (default) or of ``group`` (created if needed).
 
@@ -554,12 +484,12 @@ class RunWriter:
         _set_attrs(self._f if group.strip("/") == "" else _require_group(self._f, group), attrs)
         self._f.flush()
 
-    @_guarded
+    @guarded
     def flush(self) -> None:
         """Flush HDF5 buffers to the operating system."""
         self._f.flush()
 
-    @_guarded
+    @guarded
     def promote(self) -> None:
         """Flush; if the file replaces an earlier one (``overwrite``), make it
         durable and rename it over that file now (the run loop calls this at
@@ -582,7 +512,7 @@ class RunWriter:
         _remove(self.path)
         self._replaces = None
 
-    @_guarded
+    @guarded
     def close(self) -> None:
         """Flush and close the file (idempotent), promoting it first (:meth:`promote`)."""
         if self._f.id.valid:
