@@ -46,6 +46,8 @@ from phasic_mpi.inference.comm import as_communicator
 from phasic_mpi.inference.counters import STEP_SHIFT, counter_ids, uniforms
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, stream
 from phasic_mpi.inference.protocol import FinalRecord
+from phasic_mpi.inference.ptreference import (Path, accumulate, initial_reference, join_legs, pooled_fit,
+                                              reference_from_arrays, respace_by_leg, sums_width, variational_chains)
 from phasic_mpi.inference.ptscan import (STREAM_INIT, STREAM_PHASE, STREAM_SWAP, Pairs, evaluate_block, global_map,
                                          hmc_move, local_move, pairs_of, slot_index, swap_log_accept_many)
 
@@ -91,12 +93,21 @@ class PTSettings:
                         "deterministic even/odd phases or a random phase")
     adapt_ladder: bool = setting(boolean, True, "re-space the temperatures during warm-up")
     seed: int = setting(integer(0), 0, "seed of the counter-based random streams")
+    reference: str = setting(choice("prior", "variational"), "prior",
+                             "reference of the path: the prior, or a Gaussian fitted in warm-up")
+    variational_family: str = setting(choice("diagonal", "full"), "diagonal",
+                                      "covariance of the variational Gaussian")
+    stabilised: bool = setting(boolean, True, "variational: pair every variational chain with a "
+                                              "prior-referenced one (chains even)")
 
     def __post_init__(self) -> None:
         check_settings(self)
         if not 0 <= self.warmup_rounds < self.rounds:
             fail("pt.warmup_rounds", f"expected an integer in [0, rounds), got "
                                      f"{self.warmup_rounds} (rounds = {self.rounds})")
+        if self.reference == "variational" and self.stabilised and self.chains % 2:
+            fail("pt.chains", f"expected an even number with reference = \"variational\" and "
+                              f"stabilised = true (a prior leg and a variational leg each), got {self.chains}")
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> "PTSettings":
@@ -208,6 +219,8 @@ class PTState(NamedTuple):
     round_loglik: np.ndarray  # (k, m) log-likelihood after each scan since the ladder last changed
     samples: np.ndarray  # (m0, S, d + 2) b = 1 draws of the local level-0 slots: z, loglik, local accept
     report: dict  # the last round's report (identical on every rank)
+    reference: Any = None  # ptreference.Reference of the variational legs (None: prior reference)
+    ref_sums: Any = None  # (m, w) this warm-up round's b = 1 moment sums per slot (ptreference)
 
 
 STAT_LOCAL_ACC, STAT_LOCAL_N, STAT_REJ, STAT_SWAP_ACC, STAT_SWAP_N, STAT_TRIPS = range(6)
@@ -268,7 +281,8 @@ SWAPPED = ("x", "loglik", "logprior", "grad_ll", "grad_lp", "label", "last_end")
 class _Slots:
     """Mutable working copy of a PTState's per-slot arrays during one scan."""
 
-    def __init__(self, state: PTState) -> None:
+    def __init__(self, state: PTState, path: Path | None = None) -> None:
+        self.path = path if path is not None else Path(None, None)  # prior reference
         self.x = state.x.copy()
         self.loglik = state.loglik.copy()
         self.logprior = state.logprior.copy()
@@ -332,7 +346,8 @@ def _cross_pair(slots: _Slots, g: int, low_local: bool, ctx: PTContext) -> tuple
         raise RuntimeError(
             f"swap decisions of chain {c}, levels {j}/{j + 1} disagree between ranks "
             f"{comm.rank} and {other}: {tuple(slots.decisions[i, side:side + 2])} vs {tuple(recv[4:6])}")
-    return recv, *((slots.loglik[i], recv[0]) if low_local else (recv[0], slots.loglik[i]))
+    theirs = slots.path.potential_of(recv, slots.x.shape[1], i)
+    return recv, *((slots.v[i], theirs) if low_local else (theirs, slots.v[i]))
 
 
 def _swap_phase(slots: _Slots, state: PTState, ctx: PTContext) -> None:
@@ -351,7 +366,8 @@ def _swap_phase(slots: _Slots, state: PTState, ctx: PTContext) -> None:
     ids = pairs.ids.copy()
     ids[:, 2] = scan
     u = uniforms(settings.seed, STREAM_SWAP, ids)[:, 0]
-    ll_low, ll_high = slots.loglik[pairs.ends[0]], slots.loglik[pairs.ends[1]]
+    slots.v = slots.path.potential(slots.loglik, slots.logprior, slots.x)  # log L on a prior-referenced path
+    ll_low, ll_high = slots.v[pairs.ends[0]], slots.v[pairs.ends[1]]
     received = {}
     for k in pairs.cross:
         received[k], ll_low[k], ll_high[k] = _cross_pair(slots, int(pairs.g[k]), bool(pairs.low_local[k]), ctx)
@@ -400,11 +416,10 @@ def _round_report(state: PTState, stats: np.ndarray, round_loglik: np.ndarray, c
         log_z[c], log_z_se[c] = (fwd, rev), (se_f, se_r)
     betas = state.betas.copy()
     if settings.adapt_ladder and r < settings.warmup_rounds:
-        # One ladder for all chains, from their pooled swap statistics: K times
-        # the data of a single chain, and the chains stay independent given it.
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pooled = per[:, :-1, STAT_REJ].sum(axis=0) / per[:, :-1, STAT_SWAP_N].sum(axis=0)
-        betas = np.tile(respace_ladder(state.betas[0], pooled), (k, 1))
+        # One ladder for all chains (per leg kind), from their pooled swap statistics:
+        # K times the data of a single chain, and the chains stay independent given it.
+        betas = respace_by_leg(state.betas, per[:, :-1, STAT_REJ], per[:, :-1, STAT_SWAP_N],
+                               variational_chains(settings), respace_ladder)
     report = {
         "pt/round": np.array([r]),
         "pt/round_scans": np.array([2**r]),
@@ -427,14 +442,18 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     n = settings.replicas
     scan = state.iteration
     warmup = round_of(scan) < settings.warmup_rounds
-    slots = _Slots(state)
+    var_slots = variational_chains(settings)[slot_index(n, layout.start, layout.stop)[0]]
+    slots = _Slots(state, Path(state.reference, var_slots))
     scan_accept = _local_phase(slots, state, ctx)
     slots.stats[:, STAT_LOCAL_ACC] += scan_accept
     slots.stats[:, STAT_LOCAL_N] += 1
     _swap_phase(slots, state, ctx)
+    join_legs(slots, layout, settings, scan, ctx.comm, SWAPPED)
     _round_trips(slots, layout, n)
 
-    round_loglik = np.vstack([state.round_loglik, slots.loglik[None]])
+    potential = slots.path.potential(slots.loglik, slots.logprior, slots.x)
+    round_loglik = np.vstack([state.round_loglik, potential[None]])
+    reference, ref_sums = _reference_update(state, slots, var_slots, ctx)
     samples = state.samples
     level0 = slot_index(n, layout.start, layout.stop)[2]
     if not warmup and level0.size:
@@ -456,9 +475,24 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
             round_loglik = round_loglik[:0]
     new = PTState(scans_done, betas, slots.x, slots.loglik, slots.logprior, slots.grad_ll, slots.grad_lp,
                   slots.label, slots.last_end, slots.step, stats, slots.decisions, round_loglik, samples,
-                  report)
+                  report, reference, ref_sums)
     cold = float(slots.loglik[0]) if layout.start == 0 else math.nan
     return new, PTDiagnostics(round_of(scan), cold, diag_lambda, diag_log_z)
+
+
+def _reference_update(state: PTState, slots: _Slots, var_slots: np.ndarray, ctx: PTContext) -> tuple[Any, Any]:
+    """Warm-up: add the variational legs' b = 1 states to the moment sums; at a
+    warm-up round's end refit the Gaussian from them (ptreference) and restart."""
+    settings, layout = ctx.settings, ctx.layout
+    if state.reference is None or round_of(state.iteration) >= settings.warmup_rounds:
+        return state.reference, state.ref_sums
+    sums = state.ref_sums.copy()
+    level0 = slot_index(settings.replicas, layout.start, layout.stop)[2]
+    accumulate(sums, slots.x, level0[var_slots[level0]], settings.variational_family == "diagonal")
+    if not round_ends_after(state.iteration + 1):
+        return state.reference, sums
+    reference = pooled_fit(allgather_rows(ctx.comm, layout, sums), settings, state.reference)
+    return reference, np.zeros_like(sums)
 
 
 # ------------------------------------------------------------ driver plug-in
@@ -483,9 +517,12 @@ def initial_state(ctx: PTContext, init: np.ndarray | None = None) -> PTState:
     betas = np.tile(initial_ladder(n), (settings.chains, 1))
     n_level0 = level0.size
     decisions = np.tile([-1.0, 0.0, -1.0, 0.0], (m, 1))
+    variational = settings.reference == "variational"
     return PTState(0, betas, x, loglik, logprior, grad_ll, grad_lp, labels, np.full(m, -1, np.int64),
                    np.full(m, float(settings.step_size)), np.zeros((m, 6)), decisions,
-                   np.zeros((0, m)), np.zeros((n_level0, 0, d + 2)), {})
+                   np.zeros((0, m)), np.zeros((n_level0, 0, d + 2)), {},
+                   initial_reference(d) if variational else None,
+                   np.zeros((m, sums_width(settings, d))) if variational else None)
 
 
 PER_SLOT = ("x", "loglik", "logprior", "grad_ll", "grad_lp", "label", "last_end", "step", "stats", "decisions")
@@ -552,10 +589,13 @@ class PTAlgorithm:
                   for name in PER_SLOT}
         arrays["round_loglik"] = ctx.comm.gather_rows(ctx.layout, state.round_loglik.T)
         samples = self._gather_samples(state, ctx)
+        ref_sums = None if state.ref_sums is None else ctx.comm.gather_rows(ctx.layout, state.ref_sums)
         if ctx.comm.rank != 0:
             return None
         arrays["samples"] = samples
         arrays["betas"] = state.betas
+        if state.reference is not None:
+            arrays.update(state.reference.arrays(), ref_sums=ref_sums)
         return arrays
 
     def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: PTContext) -> PTState:
@@ -565,10 +605,12 @@ class PTAlgorithm:
             local[name] = local[name].astype(np.int64)
         level0 = [g // n for g in range(ctx.layout.start, ctx.layout.stop) if g % n == 0]
         samples = np.array(arrays["samples"][level0])
+        variational = self.settings.reference == "variational"
         return PTState(iteration, np.array(arrays["betas"]), local["x"], local["loglik"], local["logprior"],
                        local["grad_ll"], local["grad_lp"], local["label"], local["last_end"], local["step"],
                        local["stats"], local["decisions"], np.array(arrays["round_loglik"][rows]).T,
-                       samples, {})
+                       samples, {}, reference_from_arrays(arrays) if variational else None,
+                       np.array(arrays["ref_sums"][rows]) if variational else None)
 
     def finish(self, state: PTState, ctx: PTContext) -> dict[str, Any] | None:
         """The b = 1 draws of the sampling rounds, per chain."""
