@@ -24,6 +24,12 @@ the step sizes are adapted per level during warm-up. Every round reports the
 ladder, swap rejection per pair, the barrier Lambda = sum of rejections,
 round trips, local acceptance and log Z by stepping stone in both directions.
 
+With ``reference = "variational"`` the b = 0 end is a Gaussian fitted during
+warm-up instead of the prior (:mod:`phasic_mpi.inference.ptreference`: the
+path's log-density, gradient and swap potential, the fit, the stabilised
+two-leg join); the swap rule and the stepping stone then use the potential
+V = log pi - log q in place of the log-likelihood.
+
 Each local step evaluates all of a rank's slots in one density call, in an
 array of the global shape (K*N, d); randomness is keyed by (seed, purpose,
 chain, level, scan, step), never by rank (:mod:`phasic_mpi.inference.counters`):
@@ -625,7 +631,8 @@ class PTAlgorithm:
         return FinalRecord(
             draws={name: theta[:, :, m] for m, name in enumerate(ctx.density.param_names)},
             sample_stats={"log_likelihood_total": samples[:, :, d], "local_accept": samples[:, :, d + 1]},
-            arrays={"final_betas": state.betas},
+            arrays={"final_betas": state.betas,  # and the variational Gaussian, if any (ptreference)
+                    **({} if state.reference is None else state.reference.arrays())},
             diagnostics={"chains": k, "draws_per_chain": s, "replicas": self.settings.replicas,
                          "comm_time_s": comm_times, "swap_bytes_sent": sent,
                          # cold-chain draws whose log-likelihood is -inf or NaN

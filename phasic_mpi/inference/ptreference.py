@@ -117,7 +117,7 @@ def sums_width(settings: Any, d: int) -> int:
 def accumulate(sums: np.ndarray, x: np.ndarray, rows: np.ndarray, diagonal: bool) -> None:
     """Add the states ``x[rows]`` to the running sums of those slots, in place."""
     z = x[rows]
-    second = z * z if diagonal else (z[:, :, None] * z[:, None, :]).reshape(len(z), -1)
+    second = z * z if diagonal else (z[:, :, None] * z[:, None, :]).reshape(len(z), z.shape[1] ** 2)
     sums[rows] += np.column_stack([np.ones(len(z)), z, second])
 
 
