@@ -24,11 +24,8 @@ the step sizes are adapted per level during warm-up. Every round reports the
 ladder, swap rejection per pair, the barrier Lambda = sum of rejections,
 round trips, local acceptance and log Z by stepping stone in both directions.
 
-With ``reference = "variational"`` the b = 0 end is a Gaussian fitted during
-warm-up instead of the prior (:mod:`phasic_mpi.inference.ptreference`: the
-path's log-density, gradient and swap potential, the fit, the stabilised
-two-leg join); the swap rule and the stepping stone then use the potential
-V = log pi - log q in place of the log-likelihood.
+With ``reference = "variational"`` the b = 0 end is a Gaussian fitted in warm-up
+(:mod:`phasic_mpi.inference.ptreference`, also the stepping stone).
 
 Each local step evaluates all of a rank's slots in one density call, in an
 array of the global shape (K*N, d); randomness is keyed by (seed, purpose,
@@ -52,8 +49,8 @@ from phasic_mpi.inference.comm import as_communicator
 from phasic_mpi.inference.counters import STEP_SHIFT, counter_ids, uniforms
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, stream
 from phasic_mpi.inference.protocol import FinalRecord
-from phasic_mpi.inference.ptreference import (Path, accumulate, initial_reference, join_legs, pooled_fit,
-                                              reference_from_arrays, respace_by_leg, sums_width, variational_chains)
+from phasic_mpi.inference.ptreference import (Path, check_reference, join_legs, reference_state, respace_by_leg,
+                                              stepping_stone, update_reference, variational_chains)
 from phasic_mpi.inference.ptscan import (STREAM_INIT, STREAM_PHASE, STREAM_SWAP, Pairs, evaluate_block, global_map,
                                          hmc_move, local_move, pairs_of, slot_index, swap_log_accept_many)
 
@@ -99,21 +96,16 @@ class PTSettings:
                         "deterministic even/odd phases or a random phase")
     adapt_ladder: bool = setting(boolean, True, "re-space the temperatures during warm-up")
     seed: int = setting(integer(0), 0, "seed of the counter-based random streams")
-    reference: str = setting(choice("prior", "variational"), "prior",
-                             "reference of the path: the prior, or a Gaussian fitted in warm-up")
-    variational_family: str = setting(choice("diagonal", "full"), "diagonal",
-                                      "covariance of the variational Gaussian")
-    stabilised: bool = setting(boolean, True, "variational: pair every variational chain with a "
-                                              "prior-referenced one (chains even)")
+    reference: str = setting(choice("prior", "variational"), "prior", "b = 0 end: prior, or Gaussian fitted in warm-up")
+    variational_family: str = setting(choice("diagonal", "full"), "diagonal", "covariance of the Gaussian")
+    stabilised: bool = setting(boolean, True, "variational: chains in pairs, one prior-referenced (chains even)")
 
     def __post_init__(self) -> None:
         check_settings(self)
         if not 0 <= self.warmup_rounds < self.rounds:
             fail("pt.warmup_rounds", f"expected an integer in [0, rounds), got "
                                      f"{self.warmup_rounds} (rounds = {self.rounds})")
-        if self.reference == "variational" and self.stabilised and self.chains % 2:
-            fail("pt.chains", f"expected an even number with reference = \"variational\" and "
-                              f"stabilised = true (a prior leg and a variational leg each), got {self.chains}")
+        check_reference(self)
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> "PTSettings":
@@ -176,37 +168,6 @@ def respace_ladder(betas: np.ndarray, rejection: np.ndarray) -> np.ndarray:
     return new
 
 
-def _log_mean_exp(a: np.ndarray) -> float:
-    m = np.max(a)
-    if not np.isfinite(m):
-        return float(m)
-    return float(m + np.log(np.mean(np.exp(a - m))))
-
-
-def stepping_stone(betas: np.ndarray, loglik: np.ndarray, batches: int = 10) -> tuple[float, float, float, float]:
-    """log Z from samples at every level, in both directions, with standard errors.
-
-    ``loglik`` has shape (scans, N): the log-likelihood of the state at each
-    level after each scan. Forward: log Z = sum_j log E_{j+1}[exp((b_j - b_{j+1}) L)];
-    reverse: log Z = -sum_j log E_j[exp((b_{j+1} - b_j) L)]. Standard errors
-    from batch means over the scans (NaN with fewer than 2 batches).
-    """
-
-    def forward(block: np.ndarray) -> float:
-        return sum(_log_mean_exp((betas[j] - betas[j + 1]) * block[:, j + 1]) for j in range(betas.size - 1))
-
-    def reverse(block: np.ndarray) -> float:
-        return -sum(_log_mean_exp((betas[j + 1] - betas[j]) * block[:, j]) for j in range(betas.size - 1))
-
-    fwd, rev = forward(loglik), reverse(loglik)
-    n_batches = min(batches, loglik.shape[0])
-    if n_batches < 2:
-        return fwd, rev, math.nan, math.nan
-    parts = np.array_split(loglik, n_batches)
-    se = [float(np.std([f(p) for p in parts], ddof=1) / math.sqrt(n_batches)) for f in (forward, reverse)]
-    return fwd, rev, se[0], se[1]
-
-
 class PTState(NamedTuple):
     """This rank's slots (m of them) and the ensemble-wide ladder."""
 
@@ -222,7 +183,7 @@ class PTState(NamedTuple):
     step: np.ndarray  # (m,) local step size of the slot's level
     stats: np.ndarray  # (m, 6) round sums: local accept, local moves, swap rejection, swap accepted, swap attempts, round trips
     decisions: np.ndarray  # (m, 4) last swap on the left pair (scan, accepted), then on the right pair
-    round_loglik: np.ndarray  # (k, m) log-likelihood after each scan since the ladder last changed
+    round_loglik: np.ndarray  # (k, m) potential V (log L if prior-referenced) per scan since the ladder changed
     samples: np.ndarray  # (m0, S, d + 2) b = 1 draws of the local level-0 slots: z, loglik, local accept
     report: dict  # the last round's report (identical on every rank)
     reference: Any = None  # ptreference.Reference of the variational legs (None: prior reference)
@@ -422,8 +383,7 @@ def _round_report(state: PTState, stats: np.ndarray, round_loglik: np.ndarray, c
         log_z[c], log_z_se[c] = (fwd, rev), (se_f, se_r)
     betas = state.betas.copy()
     if settings.adapt_ladder and r < settings.warmup_rounds:
-        # One ladder for all chains (per leg kind), from their pooled swap statistics:
-        # K times the data of a single chain, and the chains stay independent given it.
+        # One ladder for all chains (of a leg kind), from their pooled swap statistics:
         betas = respace_by_leg(state.betas, per[:, :-1, STAT_REJ], per[:, :-1, STAT_SWAP_N],
                                variational_chains(settings), respace_ladder)
     report = {
@@ -459,7 +419,8 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
 
     potential = slots.path.potential(slots.loglik, slots.logprior, slots.x)
     round_loglik = np.vstack([state.round_loglik, potential[None]])
-    reference, ref_sums = _reference_update(state, slots, var_slots, ctx)
+    reference, ref_sums = update_reference(state.reference, state.ref_sums, slots.x, var_slots, ctx,
+                                           warmup, round_ends_after(scan + 1))
     samples = state.samples
     level0 = slot_index(n, layout.start, layout.stop)[2]
     if not warmup and level0.size:
@@ -486,21 +447,6 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     return new, PTDiagnostics(round_of(scan), cold, diag_lambda, diag_log_z)
 
 
-def _reference_update(state: PTState, slots: _Slots, var_slots: np.ndarray, ctx: PTContext) -> tuple[Any, Any]:
-    """Warm-up: add the variational legs' b = 1 states to the moment sums; at a
-    warm-up round's end refit the Gaussian from them (ptreference) and restart."""
-    settings, layout = ctx.settings, ctx.layout
-    if state.reference is None or round_of(state.iteration) >= settings.warmup_rounds:
-        return state.reference, state.ref_sums
-    sums = state.ref_sums.copy()
-    level0 = slot_index(settings.replicas, layout.start, layout.stop)[2]
-    accumulate(sums, slots.x, level0[var_slots[level0]], settings.variational_family == "diagonal")
-    if not round_ends_after(state.iteration + 1):
-        return state.reference, sums
-    reference = pooled_fit(allgather_rows(ctx.comm, layout, sums), settings, state.reference)
-    return reference, np.zeros_like(sums)
-
-
 # ------------------------------------------------------------ driver plug-in
 def initial_state(ctx: PTContext, init: np.ndarray | None = None) -> PTState:
     """Every slot starts from a prior draw keyed by (seed, chain, level), or
@@ -523,12 +469,9 @@ def initial_state(ctx: PTContext, init: np.ndarray | None = None) -> PTState:
     betas = np.tile(initial_ladder(n), (settings.chains, 1))
     n_level0 = level0.size
     decisions = np.tile([-1.0, 0.0, -1.0, 0.0], (m, 1))
-    variational = settings.reference == "variational"
     return PTState(0, betas, x, loglik, logprior, grad_ll, grad_lp, labels, np.full(m, -1, np.int64),
                    np.full(m, float(settings.step_size)), np.zeros((m, 6)), decisions,
-                   np.zeros((0, m)), np.zeros((n_level0, 0, d + 2)), {},
-                   initial_reference(d) if variational else None,
-                   np.zeros((m, sums_width(settings, d))) if variational else None)
+                   np.zeros((0, m)), np.zeros((n_level0, 0, d + 2)), {}, *reference_state(settings, d, m))
 
 
 PER_SLOT = ("x", "loglik", "logprior", "grad_ll", "grad_lp", "label", "last_end", "step", "stats", "decisions")
@@ -611,12 +554,10 @@ class PTAlgorithm:
             local[name] = local[name].astype(np.int64)
         level0 = [g // n for g in range(ctx.layout.start, ctx.layout.stop) if g % n == 0]
         samples = np.array(arrays["samples"][level0])
-        variational = self.settings.reference == "variational"
         return PTState(iteration, np.array(arrays["betas"]), local["x"], local["loglik"], local["logprior"],
                        local["grad_ll"], local["grad_lp"], local["label"], local["last_end"], local["step"],
                        local["stats"], local["decisions"], np.array(arrays["round_loglik"][rows]).T,
-                       samples, {}, reference_from_arrays(arrays) if variational else None,
-                       np.array(arrays["ref_sums"][rows]) if variational else None)
+                       samples, {}, *reference_state(self.settings, arrays=arrays, rows=rows))
 
     def finish(self, state: PTState, ctx: PTContext) -> dict[str, Any] | None:
         """The b = 1 draws of the sampling rounds, per chain."""

@@ -27,6 +27,8 @@ Values of log q and its gradient are computed column by column with
 elementwise arithmetic only (no BLAS, no exp/log), so a row's value does
 not depend on how many rows are evaluated with it: both ends of a
 cross-rank swap compute the same potential.
+
+The stepping-stone estimate of log Z along either path is here too.
 """
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from phasic_mpi.inference.ptscan import tempered
+from phasic_mpi.inference.parallel import allgather_rows
+from phasic_mpi.settings import fail
+from phasic_mpi.inference.ptscan import slot_index, tempered
 
-__all__ = ["Path", "Reference", "accumulate", "fit_reference", "initial_reference", "join_legs",
-           "respace_by_leg", "sums_width", "variational_chains"]
+__all__ = ["Path", "Reference", "accumulate", "check_reference", "fit_reference", "initial_reference", "join_legs",
+           "reference_state", "respace_by_leg", "stepping_stone", "sums_width", "update_reference",
+           "variational_chains"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -101,6 +106,24 @@ def initial_reference(d: int) -> Reference:
     return Reference(False, np.zeros(d), np.eye(d), -d * _HALF_LOG_2PI)
 
 
+def check_reference(settings: Any) -> None:
+    """The stabilised form needs the chains in pairs (a prior leg and a variational leg)."""
+    if settings.reference == "variational" and settings.stabilised and settings.chains % 2:
+        fail("pt.chains", f"expected an even number with reference = \"variational\" and stabilised = "
+                          f"true (a prior leg and a variational leg each), got {settings.chains}")
+
+
+def reference_state(settings: Any, d: int = 0, m: int = 0, arrays: dict | None = None,
+                    rows: Any = None) -> tuple[Reference | None, np.ndarray | None]:
+    """(reference, moment sums) of a new PT state (``d`` parameters, ``m`` local
+    slots) or of this rank's ``rows`` of a checkpoint; (None, None) for the prior."""
+    if settings.reference != "variational":
+        return None, None
+    if arrays is not None:
+        return reference_from_arrays(arrays), np.array(arrays["ref_sums"][rows])
+    return initial_reference(d), np.zeros((m, sums_width(settings, d)))
+
+
 def variational_chains(settings: Any) -> np.ndarray:
     """Per chain: does it use the variational reference? (odd chains when stabilised)."""
     chains = np.arange(settings.chains)
@@ -152,6 +175,22 @@ def pooled_fit(all_sums: np.ndarray, settings: Any, previous: Reference) -> Refe
     for c in np.flatnonzero(variational_chains(settings)):
         total = total + all_sums[c * settings.replicas]
     return fit_reference(total, len(previous.mean), settings.variational_family == "diagonal", previous)
+
+
+def update_reference(reference: Reference | None, sums: np.ndarray | None, x: np.ndarray, var_slots: np.ndarray,
+                     ctx: Any, warmup: bool, round_end: bool) -> tuple[Reference | None, np.ndarray | None]:
+    """After a warm-up scan: add the variational legs' b = 1 states ``x`` to the
+    moment sums; at the round's end refit the Gaussian from every rank's sums
+    (a collective call) and start new sums. Returns (reference, sums)."""
+    if reference is None or not warmup:
+        return reference, sums
+    settings, layout = ctx.settings, ctx.layout
+    sums = sums.copy()
+    level0 = slot_index(settings.replicas, layout.start, layout.stop)[2]
+    accumulate(sums, x, level0[var_slots[level0]], settings.variational_family == "diagonal")
+    if not round_end:
+        return reference, sums
+    return pooled_fit(allgather_rows(ctx.comm, layout, sums), settings, reference), np.zeros_like(sums)
 
 
 class Path:
@@ -233,3 +272,35 @@ def join_legs(slots: Any, layout: Any, settings: Any, scan: int, comm: Any, fiel
             owner = int(np.searchsorted(layout.displs, other, side="right") - 1)
             recv = comm.sendrecv(slots.pack(i, np.zeros(2)), owner, 32767 - e % 16384)
             slots.unpack(i, recv)
+
+
+# ------------------------------------------------- evidence along the path
+def _log_mean_exp(a: np.ndarray) -> float:
+    m = np.max(a)
+    if not np.isfinite(m):
+        return float(m)
+    return float(m + np.log(np.mean(np.exp(a - m))))
+
+
+def stepping_stone(betas: np.ndarray, loglik: np.ndarray, batches: int = 10) -> tuple[float, float, float, float]:
+    """log Z from samples at every level, in both directions, with standard errors.
+
+    ``loglik`` has shape (scans, N): the potential V of the state at each
+    level after each scan (the log-likelihood on a prior-referenced path). Forward: log Z = sum_j log E_{j+1}[exp((b_j - b_{j+1}) L)];
+    reverse: log Z = -sum_j log E_j[exp((b_{j+1} - b_j) L)]. Standard errors
+    from batch means over the scans (NaN with fewer than 2 batches).
+    """
+
+    def forward(block: np.ndarray) -> float:
+        return sum(_log_mean_exp((betas[j] - betas[j + 1]) * block[:, j + 1]) for j in range(betas.size - 1))
+
+    def reverse(block: np.ndarray) -> float:
+        return -sum(_log_mean_exp((betas[j + 1] - betas[j]) * block[:, j]) for j in range(betas.size - 1))
+
+    fwd, rev = forward(loglik), reverse(loglik)
+    n_batches = min(batches, loglik.shape[0])
+    if n_batches < 2:
+        return fwd, rev, math.nan, math.nan
+    parts = np.array_split(loglik, n_batches)
+    se = [float(np.std([f(p) for p in parts], ddof=1) / math.sqrt(n_batches)) for f in (forward, reverse)]
+    return fwd, rev, se[0], se[1]
