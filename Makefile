@@ -41,7 +41,7 @@ CTEST_BIN := $(patsubst libphase/tests/%.c,$(CTEST_DIR)/bin/%,$(CTEST_SRC))
 
 .DEFAULT_GOAL := help
 .SECONDARY: $(CTEST_OBJ)
-.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling bench-peers bench-moments bench-pt-reference clean distclean
+.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling bench-peers bench-moments bench-report bench-terms bench-pt-reference clean distclean
 
 help: ## list the targets
 	@echo "usage: make <target> [NP=$(NP)] [PYTHON=$(PYTHON)] [MPIEXEC_TIMEOUT=$(MPIEXEC_TIMEOUT)]"
@@ -66,7 +66,8 @@ $(VENV)/.installed: pyproject.toml setup.py | $(VPY)
 # The cffi extension phasic_mpi/_libphase*.so, rebuilt in place when the C
 # sources, the header or the builder change (the editable install imports it
 # from the source tree).
-$(EXT_STAMP): $(VENV)/.installed libphase/build_cffi.py $(LIB_SRC) $(LIB_HDR)
+$(EXT_STAMP): $(VENV)/.installed libphase/build_cffi.py $(LIB_SRC) $(LIB_HDR) \
+		libphase/build_exitguard.py $(wildcard libphase/exitguard/*)
 	$(VPY) setup.py -q build_ext --inplace
 	@mkdir -p $(@D) && touch $@
 
@@ -139,6 +140,12 @@ bench-moments: install ## expected SFS + gradient of block-counting n=20,30,40: 
 
 bench-pt-reference: install ## PT prior vs variational reference: Lambda, round trips/scan, bulk-ESS/s (rabbits, hypoexp)
 	$(VPY) benchmarks/bench_pt_reference.py
+
+bench-report: install ## wall/CPU s of `phasic-mpi summary` and `plot` on the BNN example's run file (median of 5)
+	$(VPY) benchmarks/bench_report.py
+
+bench-terms: install ## SFS / moment likelihood terms per evaluation (64 rows): old row loop vs vectorised
+	$(VPY) benchmarks/bench_terms.py
 
 bench-scaling: install ## alpha-beta fit at 2 ranks, MPICH collective model, projected efficiency to 512 ranks
 	$(VPY) benchmarks/bench_scaling.py

@@ -38,7 +38,7 @@ from phasic_mpi.model import native as _core
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from randgraph import random_graph
+from randgraph import random_graph, two_rate_kingman
 
 N_OBS = 100  # observations per model
 DENSE_MAX_STATES = 700  # scipy: dense expm is tried only up to this many states
@@ -238,14 +238,16 @@ def bench_scipy(graph, times, thetas, budget):
 
 
 def adaptive_extra(n_theta, repeats):
-    """Models outside MODELS for the before/after table: Erlang(20), a random cyclic graph.
+    """Models outside MODELS for the before/after table: Erlang(20), a random cyclic graph,
+    and a two-parameter Kingman(150) (stiff; its gradient runs in reverse mode).
 
     Their Δ columns compare with dense ``expm`` on 2 θ × 20 observations.
     """
     rows = []
     for name, graph, reference in [
             ("erlang(20)", models.erlang(20), [1.0]),
-            ("random cyclic(200)", random_graph(200, 1, 0.02, seed=11, defect=False), [1.0])]:
+            ("random cyclic(200)", random_graph(200, 1, 0.02, seed=11, defect=False), [1.0]),
+            ("kingman(150), 2 rates", two_rate_kingman(150), [1.0, 1.0])]:
         data = graph.sample(N_OBS, reference, seed=2024)
         thetas = jittered(reference, n_theta)
         diffs = {}

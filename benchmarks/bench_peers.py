@@ -14,7 +14,11 @@ through ``LogProb``, the same Posterior's value without the gradient they
 do not use. Per repetition r (seed 7 + r), for each target: PT and SVGD on
 1 rank in this process, then emcee and ptemcee each for as long as that PT
 run took (equal wall time); then PT and SVGD on 2 ranks (one ``mpiexec -n 2``
-of this script for both targets). Medians over the repetitions.
+of this script for both targets). Medians over the repetitions. PT runs
+twice: ``pt`` with the settings' defaults (``mass_matrix = "auto"``: a metric
+adapted in warm-up) and ``pt_unit`` with ``mass_matrix = "none"`` (the unit
+metric PT had before), so before and after are measured in the same run;
+``pt_4x4`` spends the same 16 slots on 4 chains of 4 temperatures.
 
 Timed (wall clock): for phasic_mpi the ``driver.run`` call (model and data
 set-up, initial state, every scan or iteration including warm-up, gathers,
@@ -53,7 +57,7 @@ MIN_STEPS = 200  # emcee/ptemcee steps even if the time budget is shorter
 
 
 def run_phasic(target, algorithm, seed, out, quick=False, comm=None):
-    """phasic_mpi's ``algorithm`` (pt or svgd) on ``target`` at the example's settings.
+    """phasic_mpi's ``algorithm`` (pt, pt_unit, pt_4x4 or svgd) on ``target`` at the example's settings.
 
     The one place that calls phasic_mpi's sampler (switch it to the public
     API here). A collective call; returns ``(draws (chains, draws, d) in θ,
@@ -67,6 +71,7 @@ def run_phasic(target, algorithm, seed, out, quick=False, comm=None):
 
     comm = MPI.COMM_WORLD if comm is None else comm
     cfg = targets.run_config(target, algorithm, seed, out, quick)
+    algorithm = "svgd" if algorithm == "svgd" else "pt"  # pt_unit and pt_4x4 are pt runs
     comm.Barrier()
     t0 = time.perf_counter()
     run(cfg, build=build_density, out=out, overwrite=True, comm=comm, base_dir=targets.ROOT)
@@ -150,7 +155,7 @@ def phasic_rows(args, ranks, rep, tmp):
     """PT and SVGD on both targets at this communicator's size (rows on rank 0 only)."""
     rows = []
     for target in targets.TARGETS:
-        for algorithm in ("pt", "svgd"):
+        for algorithm in ("pt", "pt_unit", "pt_4x4", "svgd"):
             out = str(Path(tmp) / f"{target}_{algorithm}_{ranks}.h5")
             draws, wall, evals = run_phasic(target, algorithm, 7 + rep, out, args.quick)
             if draws is not None:
@@ -231,7 +236,7 @@ def bitwise(rows):
 
 
 def print_table(summary, refs):
-    order = {"emcee": 0, "ptemcee": 1, "pt": 2, "svgd": 3}
+    order = {"emcee": 0, "ptemcee": 1, "pt_unit": 2, "pt": 3, "pt_4x4": 4, "svgd": 5}
     for target in targets.TARGETS:
         ref = refs[target]
         print(f"\n{target}: reference mean {np.round(ref.mean, 4).tolist()}, sd {np.round(ref.sd, 4).tolist()} "

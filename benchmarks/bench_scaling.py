@@ -2,42 +2,48 @@
 
 ``make bench-scaling`` (or ``python benchmarks/bench_scaling.py [--quick]``).
 
-1. Under ``mpiexec -n 2`` (worker mode): median times of ``Allgatherv``
+1. Under ``mpiexec -n 2`` (worker mode): 10th-percentile times of ``Allgatherv``
    (total gathered size B, B/2 per rank) and ``Sendrecv`` (B each way) for
    B = 8 B ... 8 MB; least-squares fit (relative errors) ``t = alpha + beta*B``.
-2. At 1 rank: per-particle cost of ``density.evaluate`` (batched, SVGD) and
-   per-replica cost of one MALA step (one point, PT), for a cheap model
-   (rabbits n=2, 3 parameters) and an expensive one (block_counting n=20,
-   626 states, 1 parameter), 100 observations. Replicated per-iteration
-   costs of SVGD that do not shrink with the ranks: evaluating a block
-   inside an array of the global shape (the Posterior applies its
-   transcendental functions to all N rows so that a block has the whole
-   batch's bits), per global particle; and the ``median_subset`` bandwidth
-   (4096 pairs, a constant). SVGD kernel per (local row, particle) pair, old
-   (numpy rows + exact median) and new (``phase_stein``).
+2. At 1 rank, for a cheap model (rabbits n=2, 3 parameters) and an expensive
+   one (block_counting n=20, 626 states, 1 parameter), 100 observations:
+   per-particle cost of ``density.evaluate`` (batched, 64 rows) and
+   per-replica cost of one MALA step (PT); the Stein kernel per (local row,
+   particle) pair (``phase_stein``; and the numpy rows of before issue 15);
+   and **one whole ``svgd_step`` of rank 0 at each (P, m)** (the mean of the
+   fastest third of the repeats: other processes share the cores), with a
+   communicator whose gather tiles the local rows to the global shape (its
+   own time subtracted): the step's real per-rank work at N = m P particles,
+   Python bookkeeping included. The costs this change removed are measured
+   in the same run: the prior/transform work on an N-row array (what
+   ``evaluate`` did so that a block had the whole batch's bits) and the
+   numpy ``median_subset`` bandwidth (a Philox generator object, fancy
+   indexing, a full median); "before" = the measured step + these - their
+   replacements.
 3. Projection to P = 8, 64, 512 ranks, m particles/replicas per rank
-   (weak scaling, N = m P), with a model of MPICH's collective algorithms
-   (its classic ``auto`` selection; B = total bytes gathered):
+   (weak scaling, N = m P). A model, not a measurement: MPICH's collective
+   algorithms (its default tuning, maint/tuning/coll/mpir/generic.json,
+   selects the same for Allgather and Allgatherv; B = total bytes gathered):
 
-   * Allgatherv: recursive doubling if P is a power of two and B < 512 KiB
-     (``MPIR_CVAR_ALLGATHER_LONG_MSG_SIZE``), ``log2(P) alpha + (P-1)/P B
-     beta``; else Bruck if B < 80 KiB (``..._SHORT_MSG_SIZE``),
-     ``ceil(log2 P) alpha + (P-1)/P B beta``; else ring, ``(P-1) alpha +
-     (P-1)/P B beta``. alpha, beta: least squares of the 2-rank times
-     (one step of any of them), mpi4py's call overhead included in alpha.
+   * recursive doubling if P is a power of two and B < 512 KiB,
+     ``log2(P) alpha + (P-1)/P B beta_r``; else Bruck if B < 80 KiB,
+     ``ceil(log2 P) alpha + (P-1)/P B beta_r``; else ring, ``(P-1) alpha +
+     (P-1)/P B beta_r``. alpha, beta: least squares of the 2-rank times
+     ``t = alpha + beta B`` (mpi4py's call overhead included in alpha); at 2
+     ranks each rank receives B/2, so the cost per *received* byte is
+     beta_r = 2 beta (the model before this change used beta, half the
+     fitted cost).
    * Allreduce of a few numbers: recursive doubling, ``ceil(log2 P) alpha``.
-   * SVGD old (before issue 15): compute ``m c_lik + m N c_pair_old``, comm =
-     3 Allgatherv of N d, N (d+2), N doubles + the exact median's selection
-     (``SELECT_ROUNDS`` rounds of an Allgatherv of the pivot sample and 3
-     small Allreduce, then one Allgatherv of at most ``SELECT_GATHER``);
-     new: compute ``m c_lik + m N c_pair_new``, comm = 1 Allgatherv of
-     N (2d + 4) doubles; both: the replicated costs above and the driver's
-     per-iteration stop-flag Allreduce;
+   * SVGD per iteration: compute = ``m c_lik`` (c_lik batched, per particle)
+     + the Stein kernel's time in the step (the work that parallelises);
+     per-rank time = the measured step + comm, comm = one
+     gather of N (3d + 4) doubles (particles, scores, log p, invalid,
+     |phi|^2, KSD row, phi) + the driver's stop-flag Allreduce.
    * PT per scan: compute ``m c_move``, comm = 1 Sendrecv of 8 (6 + 3d) bytes
      (nearest neighbour, independent of P) + the round-end Allgatherv of
      N (6 + 2^k) doubles amortised over the 2^k scans of round k = 10;
-   * efficiency = compute / (compute + replicated + comm); m* = smallest m
-     (power of 2) with efficiency >= 50 %.
+   * efficiency = compute / (per-rank time); m* = smallest m (power of 2)
+     with efficiency >= 50 %.
 """
 
 import sys
@@ -46,6 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
+from phasic_mpi.inference.comm import Communicator
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import banner, median_time, parse_args, serve_worker, machine_info, run_two_ranks, table, world, write_json  # noqa: E402
 
@@ -53,7 +61,6 @@ SIZES = [8 * 4**k for k in range(11)]  # 8 B ... 8 MiB (min. 16 B: one double pe
 P_GRID = (8, 64, 512)
 M_GRID = (1, 4, 8, 16, 64)
 ROUND_K = 10
-SELECT_ROUNDS = 3  # typical rounds of the median bandwidth's selection at N = 10^3..10^5
 
 
 def _repeats(nbytes):
@@ -86,8 +93,10 @@ def worker(args):
             if rep >= 2:
                 ag.append(t1 - t0)
                 sr.append(t3 - t2)
-        ag_med = comm.allreduce(float(np.median(ag)), op=MPI.MAX)
-        sr_med = comm.allreduce(float(np.median(sr)), op=MPI.MAX)
+        # the 10th percentile: with other processes on the cores a rank is often descheduled
+        # mid-collective, which the median picks up (milliseconds) and a network does not have
+        ag_med = comm.allreduce(float(np.quantile(ag, 0.1)), op=MPI.MAX)
+        sr_med = comm.allreduce(float(np.quantile(sr, 0.1)), op=MPI.MAX)
         rows.append({"bytes": 16 * half, "sendrecv_bytes": 8 * n, "allgatherv_s": ag_med, "sendrecv_s": sr_med})
     return rows
 
@@ -100,7 +109,102 @@ def fit(b, t):
     return max(float(alpha), 0.0), float(beta)
 
 
-def compute_costs():
+class TiledComm(Communicator):
+    """Rank 0 of P: the gather tiles the local rows to the global shape (timed, to subtract)."""
+
+    rank = 0
+
+    def __init__(self, size):
+        self.size, self.gather_s = size, 0.0
+
+    def allgather_rows(self, layout, local):
+        t0 = time.perf_counter()
+        out = np.resize(np.ascontiguousarray(local, dtype=np.float64), (layout.n,) + local.shape[1:])
+        self.gather_s += time.perf_counter() - t0
+        return out
+
+
+class Timed:
+    """Wraps a function (or a density's evaluate) and sums the seconds spent in it."""
+
+    def __init__(self, fn):
+        self.fn, self.seconds = fn, 0.0
+
+    def __call__(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+class TimedDensity:
+    """A density whose evaluate is timed (rowwise like the one it wraps)."""
+
+    def __init__(self, density):
+        self.density, self.evaluate = density, Timed(density.evaluate)
+        self.rowwise = getattr(density, "rowwise", False)
+
+    def __getattr__(self, name):
+        return getattr(self.density, name)
+
+
+def step_time(density, P, m, repeats):
+    """One svgd_step of rank 0 at N = m P (gathers excluded): whole step
+    and its evaluate, Stein kernel and bandwidth parts, and the batched
+    likelihood cost per particle measured after each step (seconds)."""
+    from phasic_mpi.inference import svgd
+    from phasic_mpi.inference.parallel import block_layout
+
+    settings = svgd.SVGDSettings(particles=m * P, iterations=10**6, seed=1, ksd_every=0, tolerance=0.0)
+    comm, timed = TiledComm(P), TimedDensity(density)
+    ctx = svgd.SVGDContext(timed, settings, comm, block_layout(m * P, P, 0))
+    state, _ = svgd.svgd_step(svgd.initial_state(density, settings, ctx.layout), ctx)  # gathers the arrays
+    parts = {"stein_terms": Timed(svgd.stein_terms), "subset_median_bandwidth": Timed(svgd.subset_median_bandwidth)}
+    saved = {name: getattr(svgd, name) for name in parts}
+    rows = []
+    try:
+        for name, fn in parts.items():
+            setattr(svgd, name, fn)
+        for _ in range(repeats + 1):
+            comm.gather_s = timed.evaluate.seconds = 0.0
+            for fn in parts.values():
+                fn.seconds = 0.0
+            t0 = time.perf_counter()
+            state, _ = svgd.svgd_step(state, ctx)
+            step = time.perf_counter() - t0 - comm.gather_s
+            batch = np.resize(state.particles, (64, state.particles.shape[1]))
+            t0 = time.perf_counter()
+            density.evaluate(batch)  # the batched cost per particle, next to the step (same load)
+            c_lik = (time.perf_counter() - t0) / 64
+            rows.append((step, timed.evaluate.seconds, parts["stein_terms"].seconds,
+                         parts["subset_median_bandwidth"].seconds, c_lik))
+    finally:
+        for name, fn in saved.items():
+            setattr(svgd, name, fn)
+    # other processes share the cores: the fastest third of the repeats (by step time),
+    # averaged, estimates the undisturbed cost better than the median
+    rows = np.array(rows[1:])
+    fast = rows[rows[:, 0] <= np.quantile(rows[:, 0], 1 / 3)].mean(axis=0)
+    return dict(zip(("step", "evaluate", "kernel", "bandwidth", "c_lik"), map(float, fast)))
+
+
+def numpy_subset_bandwidth(z, seed, iteration, pairs):
+    """The median_subset bandwidth as computed before (numpy Philox generator + np.median)."""
+    from phasic_mpi.inference.parallel import stream
+
+    n = z.shape[0]
+    rng = stream(seed, 2, iteration)
+    i = rng.integers(0, n, size=pairs)
+    j = (i + rng.integers(1, n, size=pairs)) % n
+    values = np.zeros(pairs)
+    for c in range(z.shape[1]):
+        t = z[i, c] - z[j, c]
+        values += t * t
+    return float(np.median(values)) / np.log(n + 1.0)
+
+
+def compute_costs(quick):
     from phasic_mpi.model import models
     from phasic_mpi.inference import pt
     from phasic_mpi.inference.parallel import block_layout
@@ -117,16 +221,23 @@ def compute_costs():
                                                                     models.block_counting(20))):
         d = graph.n_params
         density = Posterior(graph, rng.exponential(1.0, 100) + 0.05, [LogNormal(0.0, 0.3)] * d)
-        z = 0.1 * rng.standard_normal((64, d))
+        z = density.sample_prior_z(np.random.default_rng(1), 64)  # where the SVGD steps below start
         c_lik = median_time(lambda: density.evaluate(z)) / len(z)
-        big = np.resize(z, (4096, d))  # 8 rows inside the global shape of N = 4096
-        c_global = max(0.0, median_time(lambda: density.evaluate(big, rows=slice(0, 8))) - 8 * c_lik) / 4096
+        big = np.resize(z, (4096, d))
+
+        def global_shape_work():  # what evaluate did on all N rows before (prior, transforms)
+            density.logprior(big), density.to_theta(big), density.dtheta_dz(big)
+
+        c_global = median_time(global_shape_work) / 4096
         # one replica's MALA move (its density call included): one local slot of two
-        ctx = pt.PTContext(density, pt.PTSettings(replicas=2, step_size=0.1), MPI.COMM_SELF,
-                           block_layout(2, 2, 0), {"comm": 0.0, "bytes": 0})
+        ctx = pt.PTContext(density, pt.PTSettings(replicas=2, chains=1, step_size=0.1), MPI.COMM_SELF,
+                           block_layout(2, 2, 0))
         slots, ids = pt._Slots(pt.initial_state(ctx)), np.zeros((1, 4), dtype=np.uint64)
         c_move = median_time(lambda: local_move(slots, np.ones(1), ids, ctx), 21)
-        out[name] = {"d": d, "c_lik_s": c_lik, "c_global_s": c_global, "c_move_s": c_move}
+        steps = {f"{P}x{m}": step_time(density, P, m, 3 if quick or d == 1 else 30)
+                 for P in P_GRID for m in M_GRID}
+        out[name] = {"d": d, "c_lik_s": c_lik, "c_global_old_s": c_global, "c_move_s": c_move,
+                     "step_s": steps}
     for d in (1, 3):
         zz = rng.standard_normal((1024, d))
         rows = range(1024)  # all rows: the median needs the whole pair multiset
@@ -137,7 +248,8 @@ def compute_costs():
         out[f"c_pair_old_d{d}_s"] = median_time(old_kernel, 5) / (1024 * 1024)
         out[f"c_pair_new_d{d}_s"] = median_time(lambda: stein_direction(zz, zz, rows, 1.0), 9) / (1024 * 1024)
         zb = rng.standard_normal((4096, d))
-        out[f"c_bw_subset_d{d}_s"] = median_time(lambda: subset_median_bandwidth(zb, 1, 3, 4096), 9)
+        out[f"c_bw_numpy_d{d}_s"] = median_time(lambda: numpy_subset_bandwidth(zb, 1, 3, 4096), 31)
+        out[f"c_bw_subset_d{d}_s"] = median_time(lambda: subset_median_bandwidth(zb, 1, 3, 4096), 31)
     return out
 
 
@@ -146,36 +258,48 @@ ALLGATHER_SHORT_MSG_SIZE = 81920  # MPICH: Bruck below this (other P)
 
 
 def allgatherv(P, alpha, beta, B):
-    """MPICH's Allgatherv of B bytes in total on P ranks (see the module docstring)."""
+    """MPICH's Allgather(v) of B bytes in total on P ranks (see the module docstring).
+
+    ``beta`` is the 2-rank fit's cost per gathered byte; a rank receives
+    (P-1)/P B bytes, B/2 at the fit, so per received byte it costs 2 beta."""
     steps = int(np.ceil(np.log2(P)))
+    transfer = 2.0 * beta * B * (P - 1) / P
     if (P & (P - 1)) == 0 and B < ALLGATHER_LONG_MSG_SIZE or B < ALLGATHER_SHORT_MSG_SIZE:
-        return steps * alpha + beta * B * (P - 1) / P
-    return (P - 1) * alpha + beta * B * (P - 1) / P
+        return steps * alpha + transfer
+    return (P - 1) * alpha + transfer
 
 
 def allreduce_small(P, alpha):
     return int(np.ceil(np.log2(P))) * alpha
 
 
-def median_comm(P, N, ag):
-    """Collectives of the exact median bandwidth's selection (see the module docstring)."""
-    from phasic_mpi.inference.selection import SELECT_GATHER, SELECT_SAMPLE
-    pairs = N * (N - 1) // 2
-    sample, final = 8 * min(SELECT_SAMPLE, pairs), 8 * min(SELECT_GATHER, pairs)
-    return SELECT_ROUNDS * (allgatherv(P, *ag, sample) + 3 * allreduce_small(P, ag[0])) + allgatherv(P, *ag, final)
+def svgd_row_width(d):
+    """Doubles per particle in SVGD's one gather: z, score, log p, invalid, |phi|^2, KSD row, phi."""
+    return 3 * d + 4
 
 
-def svgd_eff(P, m, d, cost, pair, ag, path, replicated=True):
-    """(efficiency, compute, replicated, comm) per iteration of the old or new SVGD step."""
-    N = m * P
-    compute = m * cost["c_lik_s"] + m * N * pair[f"c_pair_{path}"]
-    extra = N * cost["c_global_s"] + (pair["c_bw_subset"] if path == "new" else 0.0) if replicated else 0.0
-    if path == "old":
-        comm = sum(allgatherv(P, *ag, 8 * N * w) for w in (d, d + 2, 1)) + median_comm(P, N, ag)
-    else:
-        comm = allgatherv(P, *ag, 8 * N * (2 * d + 4))
-    comm += allreduce_small(P, ag[0])  # the driver's stop flag
-    return compute / (compute + extra + comm), compute, extra, comm
+def svgd_iteration(P, m, cost, costs, ag):
+    """Per-iteration terms of SVGD at (P, m), after and before this change (seconds)."""
+    d, N = cost["d"], m * P
+    key = 1 if d == 1 else 3
+    t = cost["step_s"][f"{P}x{m}"]
+    step, evaluate, kernel, bandwidth = t["step"], t["evaluate"], t["kernel"], t["bandwidth"]
+    bw_old = costs[f"c_bw_numpy_d{key}_s"] if N * (N - 1) // 2 > 4096 else bandwidth
+    bw_new = costs[f"c_bw_subset_d{key}_s"] if N * (N - 1) // 2 > 4096 else bandwidth
+    removed = N * cost["c_global_old_s"] + bw_old - bw_new  # the costs this change took out
+    B = 8 * N * svgd_row_width(d)
+    gather = allgatherv(P, *ag, B)
+    latency = gather - 2.0 * ag[1] * B * (P - 1) / P
+    stop_flag = allreduce_small(P, ag[0])
+    comm = gather + stop_flag
+    compute = m * t["c_lik"] + kernel  # batched likelihood cost + the Stein kernel inside the step
+    return {"P": P, "m": m, "N": N, "eff": compute / (step + comm), "eff_before": compute / (step + removed + comm),
+            "evaluate_overhead_s": evaluate - m * t["c_lik"],
+            "eff_no_stop_flag": compute / (step + gather), "iter_s": step + comm,
+            "iter_before_s": step + removed + comm, "step_s": step, "evaluate_s": evaluate, "kernel_s": kernel,
+            "bandwidth_s": bandwidth, "other_s": step - evaluate - kernel - bandwidth, "removed_s": removed,
+            "gather_latency_s": latency, "gather_bytes_s": gather - latency, "stop_flag_s": stop_flag,
+            "gather_bytes": B}
 
 
 def pt_eff(P, m, d, cost, sr, ag):
@@ -185,10 +309,10 @@ def pt_eff(P, m, d, cost, sr, ag):
     return compute / (compute + comm), compute, comm
 
 
-def threshold(fn):
-    for k in range(0, 21):
-        if fn(2**k)[0] >= 0.5:
-            return 2**k
+def threshold(fn, grid=tuple(2**k for k in range(21))):
+    for m in grid:
+        if fn(m) >= 0.5:
+            return m
     return None
 
 
@@ -201,7 +325,7 @@ def main():
     rows = run_two_ranks(Path(__file__).resolve(), ["--quick"] if args.quick else [])
     ag = fit([r["bytes"] for r in rows], [r["allgatherv_s"] for r in rows])
     sr = fit([r["sendrecv_bytes"] for r in rows], [r["sendrecv_s"] for r in rows])
-    print("MPI at 2 ranks (medians, max over ranks):")
+    print("MPI at 2 ranks (10th percentiles, max over ranks):")
     print(table(["bytes", "Allgatherv us", "fit us", "Sendrecv us", "fit us"],
                 [[str(r["bytes"]), 1e6 * r["allgatherv_s"], 1e6 * (ag[0] + ag[1] * r["bytes"]),
                   1e6 * r["sendrecv_s"], 1e6 * (sr[0] + sr[1] * r["sendrecv_bytes"])] for r in rows]))
@@ -210,55 +334,62 @@ def main():
     print("P-rank model: MPICH's Allgatherv (recursive doubling / Bruck / ring by P and size) and")
     print("Allreduce (recursive doubling), alpha and beta from the 2-rank fit (see the module docstring)\n")
 
-    costs = compute_costs()
-    print(table(["model", "d", "evaluate us/particle", "global shape us/particle", "MALA step us/replica"],
-                [[k, str(v["d"]), 1e6 * v["c_lik_s"], 1e6 * v["c_global_s"], 1e6 * v["c_move_s"]]
-                 for k, v in costs.items() if isinstance(v, dict)]))
-    print(table(["d", "old kernel ns/pair", "new kernel ns/pair", "kernel speed-up", "subset bandwidth us"],
+    costs = compute_costs(args.quick)
+    models_ = {k: v for k, v in costs.items() if isinstance(v, dict)}
+    print(table(["model", "d", "evaluate us/particle", "N-row prior+transform us/particle (before)",
+                 "MALA step us/replica"],
+                [[k, str(v["d"]), 1e6 * v["c_lik_s"], 1e6 * v["c_global_old_s"], 1e6 * v["c_move_s"]]
+                 for k, v in models_.items()]))
+    print(table(["d", "pre-15 kernel ns/pair", "kernel ns/pair", "subset bandwidth us before", "after",
+                 "ratio"],
                 [[str(d), 1e9 * costs[f"c_pair_old_d{d}_s"], 1e9 * costs[f"c_pair_new_d{d}_s"],
-                  costs[f"c_pair_old_d{d}_s"] / costs[f"c_pair_new_d{d}_s"], 1e6 * costs[f"c_bw_subset_d{d}_s"]]
-                 for d in (1, 3)]))
-    print("(old kernel: numpy Stein rows + exact median over all pairs; new: phase_stein; the subset")
-    print(" bandwidth, 4096 pairs at N = 4096, is a per-iteration constant on every rank)\n")
+                  1e6 * costs[f"c_bw_numpy_d{d}_s"], 1e6 * costs[f"c_bw_subset_d{d}_s"],
+                  costs[f"c_bw_numpy_d{d}_s"] / costs[f"c_bw_subset_d{d}_s"]] for d in (1, 3)]))
+    print("(subset bandwidth: 4096 pairs at N = 4096, a per-iteration constant on every rank;")
+    print(" before: numpy Philox generator + fancy indexing + np.median; after: phase_pair_median)\n")
 
+    reference = (4.21e-6, 1.0 / 2.57e9)  # last session's 2-rank fit, for comparison across runs
     proj, thr = [], []
-    for name, cost in ((k, v) for k, v in costs.items() if isinstance(v, dict)):
-        d = cost["d"]
-        key = 1 if d == 1 else 3
-        pair = {"c_pair_old": costs[f"c_pair_old_d{key}_s"], "c_pair_new": costs[f"c_pair_new_d{key}_s"],
-                "c_bw_subset": costs[f"c_bw_subset_d{key}_s"]}
+    for name, cost in models_.items():
         for P in P_GRID:
             for m in M_GRID:
-                old, new = svgd_eff(P, m, d, cost, pair, ag, "old"), svgd_eff(P, m, d, cost, pair, ag, "new")
-                bare = svgd_eff(P, m, d, cost, pair, ag, "new", replicated=False)
-                ep = pt_eff(P, m, d, cost, sr, ag)
-                proj.append({"model": name, "P": P, "m": m, "svgd_old_eff": old[0], "svgd_eff": new[0],
-                             "svgd_eff_no_replicated": bare[0], "svgd_compute_s": new[1],
-                             "svgd_replicated_s": new[2], "svgd_comm_s": new[3], "svgd_old_comm_s": old[3],
-                             "svgd_old_iter_s": sum(old[1:]), "svgd_iter_s": sum(new[1:]),
-                             "pt_eff": ep[0], "pt_compute_s": ep[1], "pt_comm_s": ep[2]})
+                it = svgd_iteration(P, m, cost, costs, ag)
+                ref = svgd_iteration(P, m, cost, costs, reference)
+                pe = pt_eff(P, m, cost["d"], cost, sr, ag)
+                proj.append({"model": name, **it, "eff_reference_fit": ref["eff"],
+                             "eff_before_reference_fit": ref["eff_before"],
+                             "pt_eff": pe[0], "pt_compute_s": pe[1], "pt_comm_s": pe[2]})
             thr.append({"model": name, "P": P,
-                        "svgd_old_m_star": threshold(lambda m: svgd_eff(P, m, d, cost, pair, ag, "old")),
-                        "svgd_m_star": threshold(lambda m: svgd_eff(P, m, d, cost, pair, ag, "new")),
-                        "pt_m_star": threshold(lambda m: pt_eff(P, m, d, cost, sr, ag))})
-    print("Projected efficiency = compute / (compute + replicated + comm), m per rank, N = m P:")
-    print(table(["model", "P", "m", "SVGD old eff", "SVGD eff", "(no repl.)", "old iter us", "iter us",
-                 "compute us", "repl. us", "comm us", "old comm us", "PT eff", "PT comm us"],
-                [[r["model"], str(r["P"]), str(r["m"]), r["svgd_old_eff"], r["svgd_eff"],
-                  r["svgd_eff_no_replicated"], 1e6 * r["svgd_old_iter_s"], 1e6 * r["svgd_iter_s"],
-                  1e6 * r["svgd_compute_s"], 1e6 * r["svgd_replicated_s"], 1e6 * r["svgd_comm_s"],
-                  1e6 * r["svgd_old_comm_s"], r["pt_eff"], 1e6 * r["pt_comm_s"]] for r in proj]))
-    print("(old eff counts the old, slower kernel as compute; compare the iteration times)")
-    print("\n(no repl.): without the replicated per-iteration costs (global-shape evaluation, subset bandwidth)")
-    print("\nBelow m* particles (SVGD) / replicas (PT) per rank, efficiency < 50 %:")
-    print(table(["model", "P", "SVGD old m*", "SVGD m*", "PT m*"],
-                [[r["model"], str(r["P"]), str(r["svgd_old_m_star"]), str(r["svgd_m_star"]), str(r["pt_m_star"])]
-                 for r in thr]))
+                        "svgd_m_star": threshold(lambda m: svgd_iteration(P, m, cost, costs, ag)["eff"],
+                                                 M_GRID),
+                        "pt_m_star": threshold(lambda m: pt_eff(P, m, cost["d"], cost, sr, ag)[0])})
+    print("SVGD per iteration, rank 0 (a model: measured step + modelled collectives), N = m P:")
+    print(table(["model", "P", "m", "eff before", "eff", "(no stop flag)", "eff ref. fit before", "after",
+                 "iter us before", "after", "evaluate us", "kernel us", "bandwidth us", "other us",
+                 "gather lat. us", "gather bytes us", "stop flag us"],
+                [[r["model"], str(r["P"]), str(r["m"]), r["eff_before"], r["eff"], r["eff_no_stop_flag"],
+                  r["eff_before_reference_fit"], r["eff_reference_fit"], 1e6 * r["iter_before_s"],
+                  1e6 * r["iter_s"], 1e6 * r["evaluate_s"], 1e6 * r["kernel_s"], 1e6 * r["bandwidth_s"],
+                  1e6 * r["other_s"], 1e6 * r["gather_latency_s"], 1e6 * r["gather_bytes_s"],
+                  1e6 * r["stop_flag_s"]] for r in proj]))
+    print("eff = (m c_lik + kernel) / (measured step + gather + stop-flag Allreduce), c_lik the batched")
+    print("cost per particle (64 rows, timed after each step); evaluate = its time inside the step")
+    print("(per-call overhead included);")
+    print("before: the step plus the N-row prior/transform work and the numpy bandwidth, minus the new one.")
+    print("ref. fit: alpha = 4.21 us, 1/beta = 2.57 GB/s (the 2-rank fit of the previous session).")
+    print("other: the step's remaining bookkeeping (optimizer, stacking, diagnostics, monitor).")
+    print("\nPT per scan (model): efficiency, comm us")
+    print(table(["model", "P", "m", "PT eff", "PT comm us"],
+                [[r["model"], str(r["P"]), str(r["m"]), r["pt_eff"], 1e6 * r["pt_comm_s"]] for r in proj]))
+    print("\nBelow m* particles (SVGD, m in M_GRID) / replicas (PT) per rank, efficiency < 50 %:")
+    print(table(["model", "P", "SVGD m*", "PT m*"],
+                [[r["model"], str(r["P"]), str(r["svgd_m_star"]), str(r["pt_m_star"])] for r in thr]))
     path = write_json("bench_scaling", {
         "machine": machine, "mpi_2ranks": rows,
         "fit": {"allgatherv": {"alpha_s": ag[0], "beta_s_per_byte": ag[1]},
                 "sendrecv": {"alpha_s": sr[0], "beta_s_per_byte": sr[1]},
-                "allgatherv_model": "MPICH auto: recursive doubling (P = 2^k, B < 512 KiB) | Bruck (B < 80 KiB) | ring"},
+                "allgatherv_model": "MPICH generic tuning: recursive doubling (P = 2^k, B < 512 KiB) | "
+                                    "Bruck (B < 80 KiB) | ring; 2 beta per received byte"},
         "compute": costs, "projection": proj, "thresholds": thr})
     print(f"wrote {path}")
 

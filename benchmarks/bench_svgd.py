@@ -13,9 +13,10 @@
      Allgatherv of scores+logp+invalid, exact distributed median bandwidth,
      numpy Stein direction, Allgatherv of |phi|^2, optimizer;
    * new: the Stein direction in C with the ``median_subset`` bandwidth
-     (4096 pairs, no communication), optimizer, ``density.evaluate`` of the
-     new block (inside an array of the global shape), one Allgatherv of
-     particles+scores+logp+invalid+|phi|^2+KSD rows.
+     (4096 pairs in libphase, no communication), optimizer,
+     ``density.evaluate`` of the new block on its own (a rowwise density),
+     one Allgather(v) of particles+scores+logp+invalid+|phi|^2+KSD rows+phi
+     (as svgd_step).
 
    Phases: likelihood (density.evaluate), kernel (bandwidth, Stein
    direction, optimizer; "bw" is the bandwidth's part), comm (the
@@ -94,11 +95,9 @@ def new_iteration(comm, layout, density, state, settings, t, shared):
     phi, _ = stein_terms(z, scores, rows, h)
     state = _optimizer_update(state, phi, settings)
     t["updated"] = time.perf_counter()
-    full = z.copy()
-    full[layout.rows] = state.particles
-    ev = density.evaluate(full, rows=layout.rows)
+    ev = density.evaluate(state.particles)  # a rowwise density: the block alone
     local = np.column_stack([state.particles, ev.grad, ev.logp, ev.invalid.astype(np.float64),
-                             (phi * phi).sum(axis=1), np.zeros(len(phi))])
+                             (phi * phi).sum(axis=1), np.zeros(len(phi)), phi])
     t["evaluated"] = time.perf_counter()
     comm.Barrier()
     t["waited"] = time.perf_counter()

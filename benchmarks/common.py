@@ -85,6 +85,10 @@ class CountingComm:
         self._note("Allgatherv", _nbytes(sendbuf), _nbytes(recvbuf))
         return self._comm.Allgatherv(sendbuf, recvbuf)
 
+    def Allgather(self, sendbuf, recvbuf):
+        self._note("Allgather", _nbytes(sendbuf), _nbytes(recvbuf))
+        return self._comm.Allgather(sendbuf, recvbuf)
+
     def Gatherv(self, sendbuf, recvbuf, root=0):
         self._note("Gatherv", _nbytes(sendbuf), _nbytes(recvbuf))
         return self._comm.Gatherv(sendbuf, recvbuf, root=root)

@@ -45,7 +45,13 @@ SVGD = {"particles": 64, "iterations": 1000, "optimizer": "adagrad", "step_size"
         "decay": 0.0, "bandwidth": "median", "history_every": 10, "ksd_every": 50}
 PT = {"replicas": 8, "chains": 2, "rounds": 10, "warmup_rounds": 7, "local_move": "mala",
       "local_steps": 1, "step_size": 0.5, "target_accept": 0, "swap": "nonreversible",
-      "adapt_ladder": True}
+      "adapt_ladder": True, "mass_matrix": "auto", "cold_steps": 0}
+# "pt_unit": the same with the unit metric of the local moves (PT before mass_matrix
+# existed), run alongside so that before and after are measured in one run.
+PT_UNIT = {**PT, "mass_matrix": "none"}
+# "pt_4x4": the same 16 slots as 4 chains of 4 temperatures (Λ ≈ 2.2 on rabbits(2)):
+# more b = 1 draws per scan at the same cost, fewer levels per chain.
+PT_4X4 = {**PT, "chains": 4, "replicas": 4}
 # --quick: shorter runs of the same samplers (a smoke test of the benchmark).
 QUICK = {"svgd": {"iterations": 300}, "pt": {"rounds": 8, "warmup_rounds": 5}}
 
@@ -66,15 +72,16 @@ def hypoexponential():
 
 def run_config(target: str, algorithm: str | None = None, seed: int = 7, out: str = "run.h5",
                quick: bool = False) -> dict:
-    """Validated config of ``target`` with the example's ``algorithm`` section (svgd or pt)."""
+    """Validated config of ``target`` with the example's ``algorithm`` section (svgd, pt, pt_unit or pt_4x4)."""
     from phasic_mpi.config import validate_config
 
     raw: dict[str, Any] = copy.deepcopy(TARGETS[target])
     if algorithm is not None:
-        section = dict(SVGD if algorithm == "svgd" else PT)
+        section = dict({"svgd": SVGD, "pt": PT, "pt_unit": PT_UNIT, "pt_4x4": PT_4X4}[algorithm])
+        kind = "svgd" if algorithm == "svgd" else "pt"
         if quick:
-            section.update(QUICK[algorithm])
-        raw[algorithm] = {**section, "seed": seed}
+            section.update(QUICK[kind])
+        raw[kind] = {**section, "seed": seed}
     # No checkpoints and no progress output: the run is timed, not watched.
     raw["output"] = {"path": out, "checkpoint_every": 0, "progress": "none"}
     return validate_config(raw, ROOT, require_algorithm=algorithm is not None)

@@ -130,4 +130,6 @@ def make_density(n_data: int = 100, noise: float = 0.1, seed: int = 0,
 
     names = param_names()
     prior = {"dist": "normal", "mu": 0.0, "sigma": float(prior_sd)}
-    return FunctionDensity(loglik, names, priors=[prior] * len(names), transforms="identity")
+    # each weight matrix and bias vector is one array variable of the posterior
+    return FunctionDensity(loglik, names, priors=[prior] * len(names), transforms="identity",
+                           param_shapes=dict(layer_shapes()))

@@ -1,4 +1,4 @@
-"""Test models: random sparse cyclic parameterized graphs and the fixed-rate rabbits.
+"""Test models: random sparse cyclic parameterized graphs, the fixed-rate rabbits, a two-rate Kingman.
 
 Import with ``from randgraph import random_graph`` (pytest puts ``tests/`` on
 ``sys.path`` because the directory has no ``__init__.py``).
@@ -102,3 +102,21 @@ def rabbits_fixed() -> Graph:
             moves += [((left + 1, right - 1), 1.0), ((left, 0), 4.0)]
         return moves
     return Graph.from_callback(transitions, (2, 0), 0)
+
+
+def two_rate_kingman(n: int) -> Graph:
+    """Kingman(n) with rate θ₀ k(k-1)/2 for k > 2 and θ₁ for the last merger.
+
+    A stiff model with two parameters, so that the gradient runs in reverse
+    mode by default.
+    """
+    m = n - 1
+    src = np.arange(m)
+    dst = np.where(np.arange(m) == m - 1, ABSORBING, np.arange(m) + 1)
+    coef = np.zeros((m, 2))
+    for i in range(m):
+        k = n - i
+        coef[i, 0 if k > 2 else 1] = k * (k - 1) / 2
+    alpha = np.zeros(m)
+    alpha[0] = 1.0
+    return Graph.from_edges(alpha, src, dst, np.zeros(m), coef)

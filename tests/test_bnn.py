@@ -116,6 +116,10 @@ def test_example_config_validates():
     cfg = load_config(ROOT / "examples" / "bnn.toml")
     assert algorithm_name(cfg) == "pt" and list(cfg) == ["model", "pt", "output"]
     assert cfg["model"]["density"] == f"{ROOT / 'examples' / 'bnn.py'}:make_density"
-    assert (cfg["pt"]["replicas"], cfg["pt"]["rounds"], cfg["pt"]["local_move"]) == (8, 8, "mala")
+    assert (cfg["pt"]["replicas"], cfg["pt"]["chains"], cfg["pt"]["rounds"],
+            cfg["pt"]["local_move"]) == (8, 2, 7, "mala")
     density, observations = build_density(cfg)
     assert observations is None and density.n_params == 3151
+    # the weight arrays are families of parameters: one posterior variable each
+    assert density.param_shapes == {"w1": (50, 10), "b1": (50,), "w2": (50, 50),
+                                    "b2": (50,), "w3": (1, 50), "b3": (1,)}

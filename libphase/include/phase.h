@@ -199,6 +199,20 @@ int phase_reward_moments(const phase_graph *g, int64_t n_theta, const double *th
 int phase_stein(int64_t n, int64_t d, const double *z, const double *scores, double h,
                 int64_t start, int64_t stop, double *phi, double *ksd_rows);
 
+/* SVGD's subset-median bandwidth: numpy's median of the squared distances
+ * |z_i - z_j|^2 (summed over the components in order) of `pairs` pseudo-random
+ * pairs of the n particles z (row-major n x d). Pair p takes word w = word
+ * p mod 4 of the Philox4x64-10 counter (ids[0], ids[1], ids[2], ids[3] + p / 4)
+ * under the key (seed, purpose) (see phase_philox4x64), and
+ *     i = ((w >> 32) n) >> 32,  u = 1 + (((w & 0xFFFFFFFF) (n - 1)) >> 32),
+ *     j = (i + u) mod n  (never i).
+ * *median: the middle value of an odd count, (a + b) / 2 of the two middle
+ * values of an even one, NaN if any value is NaN. work: `pairs` doubles of
+ * scratch (caller-allocated; the values, reordered). Cost O(pairs d), not
+ * O(n). PHASE_EINVAL for n < 2 or n > 2^32, d < 1, pairs < 1, NULL arrays. */
+int phase_pair_median(int64_t n, int64_t d, const double *z, uint64_t seed, uint64_t purpose,
+                      const uint64_t ids[4], int64_t pairs, double *work, double *median);
+
 /* Counter-based random numbers (Philox4x64-10 of Salmon et al. 2011, the
  * generator of numpy's Philox): a draw is a pure function of its key and
  * counter, so samplers can key every draw by ids that do not depend on the

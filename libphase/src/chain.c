@@ -32,8 +32,9 @@
  * hold negligible mass, so, as Lambda in the single-rate sweep, they are
  * held fixed and the tangents go through the same steps: the segment end
  * sums the tangents with the same weights and the drop zeroes them with the
- * values. Segments are used only in forward (tangent) mode and for values;
- * the reverse sweep keeps the single rate.
+ * values. The reverse sweep (reverse.c) runs back through the segments,
+ * passing each segment's adjoint of its start vector to the terms of the
+ * previous segment's end sum.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -96,7 +97,7 @@ int chain_init(chain *c, const phase_graph *g, const phase_options *opts, int mo
     c->opts = *opts;
     c->mode = mode;
     c->t_max = t_max;
-    c->allow = opts->adaptive && !g->discrete && mode != PHASE_GRADIENT_REVERSE && g->n > 0;
+    c->allow = opts->adaptive && !g->discrete && g->n > 0;
     c->seg_cap = 4;
     c->seg = calloc((size_t)c->seg_cap, sizeof(sweep));
     c->tau = malloc(sizeof(double) * (size_t)(c->seg_cap + 1));

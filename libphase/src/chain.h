@@ -57,4 +57,20 @@ int chain_retry(const chain *c, int st);
  * the previous segment's end sum. */
 void chain_fold_c(chain *c);
 
+/* The reverse sweep's workspace (reverse.c). */
+typedef struct {
+    double *u, *un, *D, *H, *link; /* n */
+    double *G;                     /* n_trans */
+    double *gw;                    /* n_edges */
+    double *gd;                    /* d: one segment's gradient */
+    int shift;                     /* the last segment's adjoint scale */
+} reverse_ws;
+
+int reverse_init(reverse_ws *r, const phase_graph *g);
+void reverse_free(reverse_ws *r);
+/* Gradient (g->d entries) of the log-likelihood whose adjoint weights the
+ * observations left in the chain's segments (adj_c folded), by reverse
+ * sweeps from the last segment back to the first. */
+int chain_reverse(chain *c, reverse_ws *r, double *grad);
+
 #endif

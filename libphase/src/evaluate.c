@@ -2,16 +2,12 @@
  * Public evaluations: densities and distribution functions (phase_eval) and
  * log-likelihoods with their exact gradients (phase_loglik).
  *
- * Gradient. With the adjoint weights A_k, B_k of the log-likelihood (the
- * derivative of the log-likelihood with respect to a_k and b_k, computed
- * from the Poisson weights and the values of pass 1), the log-likelihood is,
- * to first order, L = sum_k A_k (v_k . s) + B_k (v_k . 1). Lambda is held
- * fixed (f does not depend on it), so a reverse sweep
- *     u_K = A_K s + B_K 1,   u_k = A_k s + B_k 1 + P u_{k+1}
- * gives dL/dP_ij = sum_k v_k[i] u_{k+1}[j] and dL/ds_i = sum_k A_k v_k[i],
- * hence dL/dw for every edge, and dL/dtheta = coef^T dL/dw: the cost does not
- * depend on the number of parameters. Everything is carried in the scaled
- * variables vt_k = v_k 2^-ex[k], with the adjoint scaled the opposite way.
+ * Gradient. The observations leave adjoint weights A_k, B_k (the derivative
+ * of the log-likelihood with respect to a_k and b_k, from the Poisson
+ * weights and the values of pass 1) in every segment's sequences; forward
+ * mode dots them with the tangents d a_k, d b_k, reverse mode turns them
+ * into a gradient by the adjoint sweep of reverse.c. Everything is carried
+ * in the scaled variables vt_k = v_k 2^-ex[k].
  */
 #include <math.h>
 #include <stdlib.h>
@@ -109,8 +105,14 @@ static void fill_info(phase_info *info, const chain *c)
         info->n_terms += c->seg[j].K + 1;
         if (c->seg[j].trunc > info->truncation_bound) info->truncation_bound = c->seg[j].trunc;
     }
-    info->stored_vectors = w->n_stored;
-    info->checkpoint_stride = w->mode == PHASE_GRADIENT_REVERSE ? w->stride : 0;
+    info->stored_vectors = 0;
+    info->checkpoint_stride = 0;
+    for (int32_t j = 0; j < c->n_seg; j++) { /* reverse mode keeps each segment's */
+        const sweep *x = &c->seg[j];
+        info->stored_vectors += x->n_stored;
+        if (x->mode == PHASE_GRADIENT_REVERSE && x->stride > info->checkpoint_stride)
+            info->checkpoint_stride = x->stride;
+    }
     info->gradient_mode = w->mode;
 }
 
@@ -259,22 +261,6 @@ static scaled scaled_diff(scaled a, scaled b)
     return (scaled){(d > -1100 ? ldexp(a.m, (int)d) : 0.0) - b.m, b.e};
 }
 
-typedef struct {
-    double *u, *un, *D, *H; /* n */
-    double *G;              /* n_trans */
-    double *gw;             /* n_edges */
-} reverse_ws;
-
-static void reverse_free(reverse_ws *r)
-{
-    free(r->u);
-    free(r->un);
-    free(r->D);
-    free(r->H);
-    free(r->G);
-    free(r->gw);
-}
-
 /* Forward mode: the tangents already hold d a_k / d theta and d b_k / d theta. */
 static void tangent_gradient(const chain *c, const phase_graph *g, double *grad)
 {
@@ -289,21 +275,6 @@ static void tangent_gradient(const chain *c, const phase_graph *g, double *grad)
                 grad[m] += A * w->da[k * d + m] + B * w->db[k * d + m];
         }
     }
-}
-
-static int reverse_init(reverse_ws *r, const phase_graph *g)
-{
-    memset(r, 0, sizeof *r);
-    size_t n = (size_t)g->n;
-    r->u = malloc(sizeof(double) * n);
-    r->un = malloc(sizeof(double) * n);
-    r->D = malloc(sizeof(double) * n);
-    r->H = malloc(sizeof(double) * n);
-    r->G = malloc(sizeof(double) * (size_t)(g->n_trans > 0 ? g->n_trans : 1));
-    r->gw = malloc(sizeof(double) * (size_t)(g->n_edges > 0 ? g->n_edges : 1));
-    if (!r->u || !r->un || !r->D || !r->H || !r->G || !r->gw)
-        return phase_fail(PHASE_ENOMEM, "out of memory for the reverse sweep");
-    return PHASE_OK;
 }
 
 /* log P(lo < T <= hi) (wt times it in *term) for lo < hi, lo < 0 meaning
@@ -432,126 +403,6 @@ static int observations_pass(chain *c, const phase_graph *g, const phase_data *d
     return PHASE_OK;
 }
 
-/* Reverse sweep: gradient of sum_k adj_a[k] (vt_k . s) + adj_b[k] (vt_k . 1).
- *
- * G_q accumulates v_k[i] (u_{k+1}[j] - u_{k+1}[i]) for the transient edge
- * q = i -> j (the -u[i] is the diagonal's share); D and H are needed only
- * for states with exits. Step k touches only states near the support of
- * v_k and v_{k-1}: G needs u_{k+1} on supp(v_k) and its successors, and
- * u_{k+1} was computed on exactly that range (one step of reach from
- * [lo[k], hi[k]]). Entries outside the computed range are stale but finite
- * and are only ever multiplied by zero entries of v. */
-/* Scale adj_a and adj_b by 2^shift so that the largest is in [1, 2); returns
- * shift. The gradient is linear in them: scaling by an exact power of two
- * keeps the reverse sweep's values clear of FLUSH_BELOW when the loglik's
- * sensitivity is tiny (log S(c) ~ -1e-300 at a tiny c). */
-static int adjoint_shift(sweep *w)
-{
-    double big = 0.0;
-    for (int64_t k = 0; k <= w->K; k++) {
-        if (fabs(w->adj_a[k]) > big) big = fabs(w->adj_a[k]);
-        if (fabs(w->adj_b[k]) > big) big = fabs(w->adj_b[k]);
-    }
-    if (!(big > 0.0) || !isfinite(big)) return 0;
-    const int shift = -fast_ilogb(big);
-    for (int64_t k = 0; k <= w->K; k++) {
-        w->adj_a[k] = ldexp(w->adj_a[k], shift);
-        w->adj_b[k] = ldexp(w->adj_b[k], shift);
-    }
-    return shift;
-}
-
-static int reverse_sweep(sweep *w, const phase_graph *g, reverse_ws *r, double *grad)
-{
-    const int shift = adjoint_shift(w);
-    const int32_t n = g->n, n_exit = g->n_exit_states;
-    const int32_t *exits = g->exit_states;
-    const int64_t K = w->K;
-    const double *adj_a = w->adj_a, *adj_b = w->adj_b, *s = w->s, *diag = w->diag;
-    const int64_t *out_ptr = g->out_ptr;
-    const int32_t *out_dst = g->out_dst;
-    const double *out_p = w->out_p;
-    double *un = r->un, *u = r->u, *D = r->D, *H = r->H, *G = r->G;
-
-    const double *seg = sweep_vector(w, g, K);
-    if (!seg) return phase_fail(PHASE_ENOMEM, "out of memory recomputing state vectors");
-#define V_AT(k, i) ((i) >= w->lo[k] && (i) <= w->hi[k] ? seg[(i) - w->lo[k]] : 0.0)
-    for (int32_t i = 0; i < n; i++) {
-        un[i] = adj_b[K];
-        u[i] = D[i] = H[i] = 0.0;
-    }
-    for (int32_t q = 0; q < n_exit; q++) {
-        const int32_t i = exits[q];
-        un[i] += adj_a[K] * s[i];
-        H[i] = adj_a[K] * V_AT(K, i);
-    }
-    memset(G, 0, sizeof(double) * (size_t)(g->n_trans > 0 ? g->n_trans : 1));
-    for (int64_t k = K - 1; k >= 0; k--) {
-        seg = sweep_vector(w, g, k);
-        if (!seg) return phase_fail(PHASE_ENOMEM, "out of memory recomputing state vectors");
-        const double sig = ldexp(1.0, w->shift[k + 1]);
-        const double A = adj_a[k], B = adj_b[k];
-        const int32_t lo = w->lo[k], hi = w->hi[k];
-        /* u_k is read next on one step of reach from v_{k-1}'s range. */
-        int32_t a = 0, b = -1;
-        if (k >= 1 && w->lo[k - 1] <= w->hi[k - 1]) {
-            a = g->reach_lo[w->lo[k - 1]];
-            b = g->reach_hi[w->hi[k - 1]];
-        }
-        /* Outside supp(v_k): only u. */
-        for (int32_t i = a; i <= b; i++) {
-            if (i >= lo && i <= hi) { /* done in the loop below */
-                i = hi;
-                continue;
-            }
-            double acc = diag[i] * un[i];
-            for (int64_t q = out_ptr[i]; q < out_ptr[i + 1]; q++) acc += out_p[q] * un[out_dst[q]];
-            const double ui_new = sig * acc + B;
-            u[i] = fabs(ui_new) < FLUSH_BELOW ? 0.0 : ui_new; /* as in the forward sweep */
-        }
-        /* On supp(v_k): u and the edge accumulators. Descending, so that the
-         * kept vectors are read in one descending stream across steps. */
-        int64_t q_end = hi >= lo ? out_ptr[hi + 1] : 0;
-        for (int32_t i = hi; i >= lo; i--) {
-            const int64_t q_begin = out_ptr[i];
-            const double ui = un[i], vi = sig * seg[i - lo];
-            double acc = diag[i] * ui;
-            for (int64_t q = q_begin; q < q_end; q++) {
-                const double x = un[out_dst[q]];
-                acc += out_p[q] * x;
-                G[q] += vi * (x - ui);
-            }
-            q_end = q_begin;
-            const double ui_new = sig * acc + B;
-            u[i] = fabs(ui_new) < FLUSH_BELOW ? 0.0 : ui_new;
-        }
-        for (int32_t q = 0; q < n_exit; q++) {
-            const int32_t i = exits[q];
-            const double vi = V_AT(k, i);
-            D[i] += sig * vi * un[i];
-            H[i] += A * vi;
-            u[i] += A * s[i];
-        }
-        double *t = un;
-        un = u;
-        u = t;
-    }
-#undef V_AT
-    const double inv = 1.0 / w->Lambda;
-    for (int64_t q = 0; q < g->n_trans; q++) r->gw[g->out_edge[q]] = G[q] * inv;
-    for (int64_t x = 0; x < g->n_exit; x++) {
-        const int64_t e = g->exit_edge[x];
-        const int32_t i = g->src[e];
-        r->gw[e] = H[i] - D[i] * inv;
-    }
-    for (int32_t m = 0; m < g->d; m++) grad[m] = 0.0;
-    for (int64_t e = 0; e < g->n_edges; e++)
-        for (int64_t q = g->coef_ptr[e]; q < g->coef_ptr[e + 1]; q++)
-            grad[g->coef_idx[q]] += r->gw[e] * g->coef_val[q];
-    for (int32_t m = 0; shift && m < g->d; m++) grad[m] = ldexp(grad[m], -shift);
-    return PHASE_OK;
-}
-
 int phase_loglik(const phase_graph *g, const phase_options *opts, const phase_data *data,
                  int64_t n_theta, const double *thetas, double *loglik, double *grad,
                  int *theta_status, phase_info *info)
@@ -596,7 +447,7 @@ int phase_loglik(const phase_graph *g, const phase_options *opts, const phase_da
         if (chain_retry(&c, st) && !(st = chain_set_theta(&c, theta, 0)))
             st = observations_pass(&c, g, data, &ll);
         if (st == PHASE_OK && mode == PHASE_GRADIENT_REVERSE)
-            st = reverse_sweep(&c.seg[0], g, &r, grow_p); /* reverse mode: one segment */
+            st = chain_reverse(&c, &r, grow_p);
         if (st == PHASE_OK && mode == PHASE_GRADIENT_FORWARD) tangent_gradient(&c, g, grow_p);
         if (st == PHASE_ENOMEM || st == PHASE_EINVAL) break;
         if (st != PHASE_OK) {

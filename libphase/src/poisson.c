@@ -54,6 +54,11 @@ static int weights_room(sweep *w, int64_t need)
     int64_t *we = sweep_grow(w->we, &cap, need, sizeof(int64_t));
     if (!we) return phase_fail(PHASE_ENOMEM, "out of memory for Poisson weights");
     w->we = we;
+    cap = w->wcap;
+    double *inv = sweep_grow(w->inv_k, &cap, need, sizeof(double));
+    if (!inv) return phase_fail(PHASE_ENOMEM, "out of memory for Poisson weights");
+    w->inv_k = inv;
+    for (int64_t k = w->wcap > 1 ? w->wcap : 1; k < cap; k++) inv[k] = 1.0 / (double)k;
     w->wcap = cap;
     return PHASE_OK;
 }
@@ -80,48 +85,63 @@ static int64_t needed_log2(scaled acc, int64_t log2_tol, int64_t floor_log2)
     return need < floor_log2 ? floor_log2 : need;
 }
 
-int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *result)
+/* sum_k a[k] b[k] over k < n in four interleaved partial sums (a fixed
+ * order: the same bits on every call), so that the additions do not wait on
+ * each other; kept out of line so that the sums stay in registers. */
+__attribute__((noinline)) static double dot(const double *a, const double *b, int64_t n)
 {
-    const double tol = w->tol;
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        s0 += a[k] * b[k];
+        s1 += a[k + 1] * b[k + 1];
+        s2 += a[k + 2] * b[k + 2];
+        s3 += a[k + 3] * b[k + 3];
+    }
+    for (; k < n; k++) s0 += a[k] * b[k];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* The core window of Poisson(mu) weights relative to the mode M (w_M = 1):
+ * [*L, *R] with sum *W, outside mass below 1e-4 tol (tighter than tol: W
+ * normalises every value, so its own truncation is a relative error of the
+ * result); w->core_rel gets that outside mass relative to W. The
+ * recurrences multiply by factors computed off the dependency chain (a
+ * division per step on the chain would dominate the cost of small models):
+ * mu / (k + 1) as mu * inv_k[k + 1], the same bits as mu * (1.0 / (k + 1)).
+ * The exponents we are zero on the core, set in one pass at the end. */
+static int core_window(sweep *w, double mu, int64_t *L_out, int64_t *R_out, double *W_out)
+{
     int st;
-    result->m = 0.0;
-    result->e = 0;
-    if ((st = weights_room(w, 2))) return st;
-    if (mu == 0.0) {
-        w->wm[0] = 1.0;
-        w->we[0] = 0;
-        w->win_lo = w->win_hi = 0;
-        w->win_norm = 1.0;
-        result->m = which == SEQ_A ? w->am[0] : which == SEQ_B ? w->bm[0] : w->cm[0];
-        result->e = which == SEQ_C ? 0 : w->ex[0];
+    if (mu == w->core_mu) { /* the last call's core is intact (see sweep.h) */
+        *L_out = w->core_lo;
+        *R_out = w->core_hi;
+        *W_out = w->core_w;
         return PHASE_OK;
     }
-    if (!(mu < 9.0e15) || (int64_t)mu + 1 >= w->max_terms)
-        return phase_fail(PHASE_ERANGE,
-                          "Lambda * t = %g needs more than %lld terms; raise memory_limit or "
-                          "rescale time",
-                          mu, (long long)w->max_terms);
     const int64_t M = (int64_t)floor(mu);
     int64_t R = M, L = M;
     /* Room for the core window (about +-9 sqrt(mu) at 1e-16): no checks in
      * the loops below unless it is exceeded. */
     if ((st = weights_room(w, M + 64 + (int64_t)(20.0 * sqrt(mu + 1.0))))) return st;
-    w->wm[M] = 1.0;
-    w->we[M] = 0;
+    double *wm = w->wm;
+    const double *inv = w->inv_k;
+    int64_t cap = w->wcap;
+    wm[M] = 1.0;
     double W = 1.0;
-    /* Core window. Tighter than tol: W normalises every value, so its own
-     * truncation is a relative error of the result. The recurrences multiply
-     * by factors computed off the dependency chain (a division per step on
-     * the chain would dominate the cost of small models). */
-    const double core_tol = tol * 1e-4, inv_mu = 1.0 / mu;
+    const double core_tol = w->tol * 1e-4, inv_mu = 1.0 / mu;
     double wk = 1.0;
     for (;;) {
-        const double next = wk * (mu * (1.0 / (double)(R + 1)));
+        const double next = wk * (mu * inv[R + 1]);
         if (next <= core_tol * W && next / (1.0 - mu / (double)(R + 2)) <= core_tol * W) break;
-        if (R + 2 > w->wcap && (st = weights_room(w, R + 2))) return st;
+        if (R + 2 >= cap) {
+            if ((st = weights_room(w, R + 3))) return st;
+            wm = w->wm;
+            inv = w->inv_k;
+            cap = w->wcap;
+        }
         R++;
-        w->wm[R] = wk = next;
-        w->we[R] = 0;
+        wm[R] = wk = next;
         W += next;
     }
     const double right_tail = wk * (mu / (double)(R + 1)) / (1.0 - mu / (double)(R + 2));
@@ -137,10 +157,43 @@ int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *
             }
         }
         L--;
-        w->wm[L] = wk = prev;
-        w->we[L] = 0;
+        wm[L] = wk = prev;
         W += prev;
     }
+    memset(w->we + L, 0, sizeof(int64_t) * (size_t)(R - L + 1));
+    w->core_rel = (right_tail + left_tail) / W;
+    w->core_mu = mu;
+    w->core_lo = *L_out = L;
+    w->core_hi = *R_out = R;
+    w->core_w = *W_out = W;
+    return PHASE_OK;
+}
+
+int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *result)
+{
+    const double tol = w->tol;
+    int st;
+    result->m = 0.0;
+    result->e = 0;
+    if ((st = weights_room(w, 2))) return st;
+    if (mu == 0.0) {
+        w->core_mu = 0.0; /* wm[0] may have been a cached core's */
+        w->wm[0] = 1.0;
+        w->we[0] = 0;
+        w->win_lo = w->win_hi = 0;
+        w->win_norm = 1.0;
+        result->m = which == SEQ_A ? w->am[0] : which == SEQ_B ? w->bm[0] : w->cm[0];
+        result->e = which == SEQ_C ? 0 : w->ex[0];
+        return PHASE_OK;
+    }
+    if (!(mu < 9.0e15) || (int64_t)mu + 1 >= w->max_terms)
+        return phase_fail(PHASE_ERANGE,
+                          "Lambda * t = %g needs more than %lld terms; raise memory_limit or "
+                          "rescale time",
+                          mu, (long long)w->max_terms);
+    int64_t L, R;
+    double W;
+    if ((st = core_window(w, mu, &L, &R, &W))) return st;
     if ((st = sweep_ensure(w, g, R))) return st;
     /* The sequences move when the sweep grows: always read them through w. */
     /* c is unscaled (exponent 0) and non-decreasing (its prefix maximum is
@@ -154,8 +207,7 @@ int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *
     scaled acc = {0.0, 0};
     if (EX_AT(L) == EX_AT(R)) { /* ex is non-increasing: one scale on [L, R] */
         const double *x = which == SEQ_A ? w->am : which == SEQ_B ? w->bm : w->cm;
-        double sum = 0.0;
-        for (int64_t k = L; k <= R; k++) sum += w->wm[k] * x[k];
+        const double sum = dot(w->wm + L, x + L, R - L + 1);
         acc.m = sum;
         acc.e = sum != 0.0 ? EX_AT(L) : 0;
     } else {
@@ -205,8 +257,7 @@ int sweep_poisson(sweep *w, const phase_graph *g, double mu, int which, scaled *
 #undef X_AT
 #undef EX_AT
 #undef PMAX_AT
-    const double poisson_rel = (right_tail + left_tail) / W;
-    if (poisson_rel > w->trunc) w->trunc = poisson_rel;
+    if (w->core_rel > w->trunc) w->trunc = w->core_rel;
     w->win_lo = L;
     w->win_hi = R;
     w->win_norm = W;

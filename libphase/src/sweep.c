@@ -38,11 +38,6 @@ void *sweep_grow(void *p, int64_t *cap, int64_t need, size_t elem)
     return q;
 }
 
-int64_t sweep_log2_bound(double m, int64_t e)
-{
-    if (m <= 0.0) return NEG_INF_LOG2;
-    return (int64_t)fast_ilogb(m) + 1 + e;
-}
 
 int sweep_init(sweep *w, const phase_graph *g, const phase_options *opts, int mode)
 {
@@ -122,6 +117,7 @@ void sweep_free(sweep *w)
     free(w->block_hi);
     free(w->wm);
     free(w->we);
+    free(w->inv_k);
     memset(w, 0, sizeof *w);
 }
 
@@ -402,7 +398,8 @@ static int record(sweep *w, const phase_graph *g, int64_t k, double total, int32
         w->c_comp = 0.0;
     } else { /* c_k = c_{k-1} + a_{k-1} / Lambda, compensated (Neumaier) */
         const int64_t e = w->ex[k - 1];
-        const double x = (e > -1100 ? ldexp(w->am[k - 1], (int)e) : 0.0) / w->Lambda;
+        const double x = (e == 0 ? w->am[k - 1] : e > -1100 ? ldexp(w->am[k - 1], (int)e) : 0.0) /
+                         w->Lambda; /* ldexp(x, 0) is x: no libm call in the common case */
         const double t = w->c_sum + x;
         w->c_comp += w->c_sum >= x ? (w->c_sum - t) + x : (x - t) + w->c_sum;
         w->c_sum = t;

@@ -91,6 +91,15 @@ typedef struct {
     double *wm;
     int64_t *we, wcap, win_lo, win_hi;
     double win_norm;
+    /* inv_k[k] = 1 / k for 0 < k < wcap (the recurrence's factors without a
+     * division per term), and the last core window (Poisson(core_mu) on
+     * [core_lo, core_hi], sum core_w, relative tails core_rel): the core
+     * depends on mu and tol alone, and widening never writes inside it, so
+     * a point with the same mu (a repeated time, a censored bound evaluated
+     * twice) reuses it. */
+    double *inv_k;
+    double core_mu, core_w, core_rel;
+    int64_t core_lo, core_hi;
     double trunc;         /* largest relative truncation bound so far */
     double c_max;         /* bound on every c_k: sum(alpha) */
     double c0;            /* c_0: mass absorbed before the sweep's start */
@@ -124,8 +133,12 @@ int sweep_ensure(sweep *w, const phase_graph *g, int64_t k);
 /* vt_k on its range: element i - lo[k] is vt_k[i] for lo[k] <= i <= hi[k]
  * (gradient mode only; valid until the next call); NULL if memory ran out. */
 const double *sweep_vector(sweep *w, const phase_graph *g, int64_t k);
-/* log2 bound: m 2^e < 2^result. */
-int64_t sweep_log2_bound(double m, int64_t e);
+/* log2 bound: m 2^e < 2^result (inline: the sweep calls it twice a term). */
+static inline int64_t sweep_log2_bound(double m, int64_t e)
+{
+    if (m <= 0.0) return NEG_INF_LOG2;
+    return (int64_t)fast_ilogb(m) + 1 + e;
+}
 
 /* Fold adj_c into adj_a (c_k = sum_{j<k} a_j / Lambda) and clear adj_c. */
 void sweep_fold_c(sweep *w);

@@ -88,22 +88,30 @@ static void test_fast_slow_closed_form(void)
     memset(&data, 0, sizeof data);
     data.n_exact = 4;
     data.exact = obs;
-    double ll, grad, want_ll = 0.0, want_grad = 0.0;
-    int status = -1;
-    phase_options opts;
-    phase_options_default(&opts);
-    opts.gradient_mode = PHASE_GRADIENT_FORWARD;
-    CHECK(phase_loglik(g, &opts, &data, 1, &theta, &ll, &grad, &status, NULL) == PHASE_OK &&
-              status == PHASE_OK,
-          "%s", phase_last_error());
+    double want_ll = 0.0, want_grad = 0.0;
     for (int i = 0; i < 4; i++) {
         double f, df, s;
         fast_slow_exact(theta, obs[i], &f, &df, &s);
         want_ll += log(f);
         want_grad += (f + obs[i] * df) / theta / f;
     }
-    CHECK_REL(ll, want_ll, 1e-10);
-    CHECK_REL(grad, want_grad, 1e-10);
+    /* Tangents through the segments, and the adjoint back through them. */
+    const int modes[] = {PHASE_GRADIENT_FORWARD, PHASE_GRADIENT_REVERSE};
+    for (int m = 0; m < 2; m++) {
+        double ll, grad;
+        int status = -1;
+        phase_info info;
+        phase_options opts;
+        phase_options_default(&opts);
+        opts.gradient_mode = modes[m];
+        CHECK(phase_loglik(g, &opts, &data, 1, &theta, &ll, &grad, &status, &info) == PHASE_OK &&
+                  status == PHASE_OK,
+              "%s", phase_last_error());
+        CHECK(info.gradient_mode == modes[m] && info.n_terms < 1000, "mode %d: %lld terms",
+              info.gradient_mode, (long long)info.n_terms);
+        CHECK_REL(ll, want_ll, 1e-10);
+        CHECK_REL(grad, want_grad, 1e-10);
+    }
     phase_graph_free(g);
 }
 
@@ -129,22 +137,30 @@ static void test_kingman_against_single_rate(void)
     const double exact[] = {0.4, 1.1, 2.5, 6.0}, right[] = {1.7, 7.5};
     const double lo[] = {0.3, 2.0, -1.0}, hi[] = {0.9, 4.0, 0.6};
     phase_data data = {4, exact, NULL, 2, right, NULL, 3, lo, hi, NULL};
-    double ll[2], grad[2];
-    int status[2];
-    phase_info info[2];
-    phase_options opts;
-    phase_options_default(&opts);
-    opts.gradient_mode = PHASE_GRADIENT_FORWARD;
-    for (int a = 0; a < 2; a++) {
-        opts.adaptive = 1 - a;
-        CHECK(phase_loglik(g, &opts, &data, 1, &theta, &ll[a], &grad[a], &status[a], &info[a]) ==
-                  PHASE_OK && status[a] == PHASE_OK,
-              "%s", phase_last_error());
+    /* Forward, reverse, and reverse with the kept vectors thinned
+     * (memory_limit small: checkpointed recomputation inside segments). */
+    const int modes[] = {PHASE_GRADIENT_FORWARD, PHASE_GRADIENT_REVERSE, PHASE_GRADIENT_REVERSE};
+    for (int m = 0; m < 3; m++) {
+        double ll[2], grad[2];
+        int status[2];
+        phase_info info[2];
+        phase_options opts;
+        phase_options_default(&opts);
+        opts.gradient_mode = modes[m];
+        if (m == 2) opts.memory_limit = 4096;
+        for (int a = 0; a < 2; a++) {
+            opts.adaptive = 1 - a;
+            CHECK(phase_loglik(g, &opts, &data, 1, &theta, &ll[a], &grad[a], &status[a],
+                               &info[a]) == PHASE_OK && status[a] == PHASE_OK,
+                  "%s", phase_last_error());
+        }
+        CHECK_REL(ll[0], ll[1], 1e-12);
+        CHECK_REL(grad[0], grad[1], 1e-10);
+        CHECK(info[0].n_terms * 10 < info[1].n_terms, "loglik: %lld terms vs %lld",
+              (long long)info[0].n_terms, (long long)info[1].n_terms);
+        if (m == 2) CHECK(info[0].checkpoint_stride > 1, "stride %lld",
+                          (long long)info[0].checkpoint_stride);
     }
-    CHECK_REL(ll[0], ll[1], 1e-12);
-    CHECK_REL(grad[0], grad[1], 1e-10);
-    CHECK(info[0].n_terms * 10 < info[1].n_terms, "loglik: %lld terms vs %lld",
-          (long long)info[0].n_terms, (long long)info[1].n_terms);
     phase_graph_free(g);
 }
 

@@ -116,6 +116,7 @@ class Summary:
     true_values: dict[str, float] = field(default_factory=dict)  # θ that simulated the data
     groups: tuple[GroupSummary, ...] = ()
     warnings: tuple[str, ...] = ()
+    terms: tuple[str, ...] = ()  # one line per stored likelihood term (SFS, moments)
 
 
 def _moments(name: str, x: np.ndarray, stats: dict[str, Any]) -> ParameterSummary:
@@ -204,7 +205,8 @@ def summarize(run: str | os.PathLike | RunFile, *, group: bool = True) -> Summar
     if not post:
         raise RunFileError(f"{rf.path}: no posterior draws (did the run finish?)")
     independent = bool(rf.group_attrs("posterior").get("draws_are_independent", False))
-    names = [n for n in rf.param_names if n in post]
+    # the posterior's variables in parameter order (a family as one array variable)
+    names = [v for v, _, _ in rf.param_layout().variables if v in post]
     names += [n for n, a in post.items() if n not in names and a.ndim >= 2]
     n_chains, n_draws = post[names[0]].shape[:2] if names else (0, 0)
     families = _families(names, post) if group else {}
@@ -219,8 +221,9 @@ def summarize(run: str | os.PathLike | RunFile, *, group: bool = True) -> Summar
         if name in grouped:
             continue
         x = post[name].reshape(n_chains, n_draws, -1)
-        for j in range(x.shape[2]):  # entries of a small vector variable as name[j]
-            label = name if post[name].ndim == 2 else f"{name}[{j}]"
+        for j in range(x.shape[2]):  # entries of a small array variable as name[i,j]
+            index = np.unravel_index(j, post[name].shape[2:])
+            label = name if post[name].ndim == 2 else f"{name}[{','.join(map(str, index))}]"
             entry = {k: np.ravel(v)[j] for k, v in stats[name].items()}
             params.append(_moments(label, x[:, :, j], entry))
     groups = tuple(_group(base, members, post, stats, int(n_chains))
@@ -233,8 +236,30 @@ def summarize(run: str | os.PathLike | RunFile, *, group: bool = True) -> Summar
         run_info={k: v for k, v in rf.attrs.items() if k not in {"config", "param_names"}},
         observations=_observation_counts(rf), diagnostics=rf.diagnostics(),
         last_values=_last_values(rf), true_values=_true_values(rf), groups=groups,
-        warnings=tuple(found),
+        warnings=tuple(found), terms=_term_lines(rf),
     )
+
+
+def _term_lines(rf: RunFile) -> tuple[str, ...]:
+    """What each stored likelihood term observed, from ``model/terms`` and ``observed_data``."""
+    obs = rf.read_group("observed_data")
+    lines = []
+    for a in rf.term_attrs():
+        name = str(a.get("variable"))
+        values = obs.get(name, np.zeros(0))
+        if a.get("term") == "sfs":
+            mut = (f"theta_mut = {a['theta_mut']:.6g}" if "theta_mut" in a else
+                   f"theta_mut the parameter {a['theta_mut_param']}"
+                   if "theta_mut_param" in a else "free of theta_mut")
+            lines.append(f"{name}: {'folded' if a.get('folded') else 'unfolded'} SFS, "
+                         f"{values.size} classes, {values.sum():.0f} segregating sites over "
+                         f"{a.get('n_loci', 1)} loci, {a.get('likelihood')} likelihood, {mut}")
+        else:
+            se = obs.get(f"{name}_se", np.full(values.size, np.nan))
+            shown = ", ".join(f"{v:.4g} ± {e:.2g}" for v, e in zip(values[:4], se[:4]))
+            lines.append(f"{name}: {values.size} observed {a.get('kind')}"
+                         f"{'s' * (values.size != 1)} ({shown}{', ...' * (values.size > 4)})")
+    return tuple(lines)
 
 
 def _observation_counts(rf: RunFile) -> dict[str, int]:
@@ -323,6 +348,7 @@ def format_summary(summary: Summary) -> str:
         kinds = {"right_censored": "right-censored", "interval": "interval-censored"}
         lines.append("observations: " + ", ".join(
             f"{n} {kinds.get(k, k)}" for k, n in s.observations.items()))
+    lines += [f"likelihood term {line}" for line in s.terms]
     lines.append("")
     lines += _table(s)
     if s.groups:

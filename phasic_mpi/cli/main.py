@@ -104,7 +104,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     graph = load_model(cfg["model"])
     obs = load_data(cfg["data"], graph)
     sim = cfg["data"]["simulate"]
-    obs, censoring = _censored(args, obs, sim["seed"], graph.discrete)
+    if sim.get("censoring"):  # load_data censored them already
+        if any(v is not None for v in (args.censor_at, args.censor_exponential,
+                                       args.censor_uniform)):
+            raise ConfigError("data.simulate.censoring: give censoring in the config or by "
+                              "--censor-*, not both")
+        censoring = ", ".join(f"{k} {v!r}" for k, v in sim["censoring"].items() if v is not None)
+    else:
+        obs, censoring = _censored(args, obs, sim["seed"], graph.discrete)
     comment = (f"simulated by {PROG}: model {cfg['model']['name']} "
                f"options {json.dumps(cfg['model']['options'])}\n"
                f"theta {dict(zip(graph.param_names, sim['theta']))} n {sim['n']} "
@@ -255,9 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", metavar="CLUSTER.toml",
                    help="partition, account, modules, mpi plugin, ... (override the profile)")
     p.add_argument("--config", metavar="CONFIG.toml", help="the run (or study) config")
-    p.add_argument("--algorithm", choices=["svgd", "pt", "array", "study"],
-                   help="array (one seed per array task) or study (CONFIG is a study "
-                        "file); svgd or pt must match CONFIG; default: CONFIG's algorithm")
+    p.add_argument("--algorithm", metavar="KIND",
+                   help="a registered algorithm (svgd, pt, map, ...: must match CONFIG), "
+                        "array (one seed per array task) or study (CONFIG is a study "
+                        "file); default: CONFIG's algorithm")
     p.add_argument("--run-out", metavar="PATH", help="the run file the job writes")
     p.add_argument("--out", metavar="PATH", help="write the script here (default stdout)")
     p.set_defaults(func=_cmd_jobscript)

@@ -270,8 +270,9 @@ def load_data(data_cfg: Mapping[str, Any], graph: Graph,
               base_dir: str | os.PathLike = ".") -> Observations:
     """Observations for a ``[data]`` table: simulated from ``graph`` or read.
 
-    ``{"simulate": {"theta", "n", "seed"}}`` draws
-    ``graph.sample(n, theta, seed=seed)`` (exact times);
+    ``{"simulate": {"theta", "n", "seed", "censoring"}}`` draws
+    ``graph.sample(n, theta, seed=seed)`` (exact times), right-censored if
+    ``censoring`` is given (:func:`censor_simulated`);
     ``{"file": path, "dataset": name?}`` reads a file with
     :func:`read_data_file` (``path`` relative to ``base_dir``).
 
@@ -285,6 +286,9 @@ def load_data(data_cfg: Mapping[str, Any], graph: Graph,
         sim = data_cfg["simulate"]
         theta = normalize_theta(sim["theta"], graph)
         times = graph.sample(int(sim["n"]), theta, seed=int(sim.get("seed", 0)))
+        if sim.get("censoring"):
+            return censor_simulated(times, sim["censoring"], int(sim.get("seed", 0)),
+                                    graph.discrete)
         return Observations(times)
     if "file" not in data_cfg:
         raise ConfigError("data: give exactly one of 'simulate' or 'file'")
@@ -299,6 +303,22 @@ def load_data(data_cfg: Mapping[str, Any], graph: Graph,
             raise ConfigError(f"data.file: {path}: the model is discrete, so the times "
                               "must be integers")
     return obs
+
+
+def censor_simulated(times: np.ndarray, censoring: Mapping[str, Any], seed: int,
+                     discrete: bool) -> Observations:
+    """Simulated ``times`` right-censored as a validated ``data.simulate.censoring`` says.
+
+    The censoring times come from :func:`~phasic_mpi.model.simulate.censor`'s
+    own stream keyed by ``seed``, so a config and ``phasic-mpi simulate
+    --censor-*`` with the same seed give the same data.
+    """
+    from phasic_mpi.model.simulate import censor
+
+    kind = censoring["kind"]
+    random = None if kind == "fixed" else (
+        kind, censoring["rate"] if kind == "exponential" else censoring["high"])
+    return censor(times, tau=censoring.get("at"), random=random, seed=seed, integer=discrete)
 
 
 def sfs_graph(sfs: Mapping[str, Any], graph: Graph, base: str | os.PathLike) -> Graph:

@@ -25,7 +25,7 @@ from phasic_mpi.settings import (Checker, boolean, choice, fail, integer, is_int
                                  number, plain, string, table)
 
 __all__ = [
-    "ALGORITHMS", "MODEL", "OUTPUT", "PT", "REQUIRED", "SECTION_RULES", "SIMULATE", "SVGD",
+    "ALGORITHMS", "CENSORING", "MODEL", "OUTPUT", "PT", "REQUIRED", "SECTION_RULES", "SIMULATE", "SVGD",
     "ConfigError", "Key", "boolean", "check_section", "choice", "fail", "integer", "number",
     "plain", "string", "table",
 ]
@@ -103,10 +103,37 @@ ALGORITHMS: tuple[str, ...] = algorithm_names()  # exactly one section must be p
 
 SECTION_RULES: dict[str, Callable[[dict], None]] = {}  # cross-key rules of config-only sections
 
+_KIND = Key(choice("fixed", "exponential", "uniform"), REQUIRED, "censoring scheme")
+_AT = "fixed censoring time: the end of observation"
+#: ``[data.simulate] censoring`` by kind: what ``phasic-mpi simulate --censor-*`` does.
+CENSORING: dict[str, dict[str, Key]] = {
+    "fixed": {"kind": _KIND, "at": Key(number(positive=True), REQUIRED, _AT)},
+    "exponential": {"kind": _KIND, "rate": Key(number(positive=True), REQUIRED,
+                                               "censoring times ~ Exponential(rate)"),
+                    "at": Key(number(positive=True), None, _AT + " as well (optional)")},
+    "uniform": {"kind": _KIND, "high": Key(number(positive=True), REQUIRED,
+                                           "censoring times ~ Uniform(0, high)"),
+                "at": Key(number(positive=True), None, _AT + " as well (optional)")},
+}
+
+
+def _censoring(value: Any, path: str) -> dict | None:
+    """A censoring table ``{ kind = "fixed", at = 4.0 }``... checked by kind (or None)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        fail(path, f"expected a table like {{ kind = \"fixed\", at = 4.0 }}, got {value!r}")
+    if "kind" not in value:
+        fail(f"{path}.kind", "required key missing (one of 'fixed', 'exponential', 'uniform')")
+    kind = _KIND.check(value["kind"], f"{path}.kind")
+    return check_section(value, CENSORING[kind], path)
+
+
 SIMULATE: dict[str, Key] = {
     "theta": Key(lambda v, p: v, REQUIRED, "parameter values (list, or table by name)"),
     "n": Key(integer(1), REQUIRED, "number of observations"),
     "seed": Key(integer(0), 0, "seed of the simulation"),
+    "censoring": Key(_censoring, None, "right-censor the simulated times (a table by kind)"),
 }
 
 

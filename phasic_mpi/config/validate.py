@@ -55,7 +55,7 @@ from phasic_mpi.config.schema import (
 from phasic_mpi.config.schema import fail as _fail
 from phasic_mpi.config.specs import normalize_theta, resolve_model_spec
 from phasic_mpi.inference.priors import DEFAULT_PRIOR
-from phasic_mpi.inference.registry import settings_class
+from phasic_mpi.inference.registry import algorithm_names, settings_class
 from phasic_mpi.run.settings import OutputSettings
 from phasic_mpi.settings import from_mapping, to_dict
 from phasic_mpi.config.schema import plain as _plain
@@ -66,8 +66,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ALGORITHMS", "DATA_SUFFIXES", "MODEL", "OUTPUT", "REQUIRED", "SIMULATE",
     "ConfigError", "Key", "algorithm_name", "boolean", "choice", "dump_config", "integer",
-    "is_density_model", "load_config", "normalize_theta", "number", "resolve_model_spec",
-    "string", "table", "validate_config",
+    "is_density_model", "load_config", "normalize_theta", "number", "registered_algorithms",
+    "resolve_model_spec", "string", "table", "validate_config",
 ]
 
 DATA_SUFFIXES = (".csv", ".txt", ".npy", ".h5", ".hdf5")
@@ -130,6 +130,8 @@ def _data(raw: Any, base: str) -> dict:
     if "simulate" in raw:
         sim = check_section(raw["simulate"], SIMULATE, "data.simulate")
         sim["theta"] = _plain(sim["theta"], "data.simulate.theta")
+        if sim["censoring"] is None:  # configs without censoring keep their old form
+            del sim["censoring"]
         return {"simulate": sim, **out}
     if "file" not in raw:
         return out
@@ -334,6 +336,12 @@ def load_config(path: str | os.PathLike, *, graph: Graph | None = None,
     return validate_config(raw, os.path.dirname(path), graph=graph,
                            require_algorithm=require_algorithm,
                            default_output=Path(path).stem + ".h5")
+
+
+def registered_algorithms() -> tuple[str, ...]:
+    """Every algorithm the registry knows now (built-ins first), for layers above
+    this one that may not import inference (job scripts)."""
+    return algorithm_names()
 
 
 def algorithm_name(cfg: Mapping[str, Any]) -> str | None:

@@ -8,14 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from phasic_mpi._libphase import ffi, lib
 from phasic_mpi.inference.comm import SerialCommunicator, as_communicator
-from phasic_mpi.inference.parallel import stream
 from phasic_mpi.inference.selection import allgather_values, allreduce_exact, select_pair
 
 __all__ = ["PAIR_BLOCK", "STREAM_BANDWIDTH", "median_bandwidth", "pair_count", "pair_sq_distances",
            "subset_median_bandwidth"]
 
-STREAM_BANDWIDTH = 2  # purpose id of the bandwidth's pair streams (seed, 2, iteration)
+STREAM_BANDWIDTH = 2  # purpose of the bandwidth's pair draws: key (seed, 2), counters (iteration, 0, 0, b)
+_MASK = (1 << 64) - 1
 
 
 def pair_count(n: int, rows: range) -> int:
@@ -159,31 +160,34 @@ def subset_median_bandwidth(z: np.ndarray, seed: int, iteration: int, pairs: int
     z : (n, d) array
         The global particles (every rank holds them).
     seed, iteration : int
-        Key of the pairs' stream, ``stream(seed, STREAM_BANDWIDTH, iteration)``:
-        every rank draws the same pairs, whatever the rank layout, and a
-        resumed run draws those of the uninterrupted one.
+        Key of the pairs: libphase's Philox4x64-10 under the key (seed,
+        ``STREAM_BANDWIDTH``), counters (iteration, 0, 0, b): every rank draws
+        the same pairs, whatever the rank layout, and a resumed run draws
+        those of the uninterrupted one.
     pairs : int
         Number of pairs drawn.
 
     If n (n - 1) / 2 <= ``pairs``, all pairs are used: this is
-    :func:`median_bandwidth`, bit for bit. Otherwise ``pairs`` ordered pairs
-    are drawn independently and uniformly among those with i != j (i uniform
-    in 0..n-1, j = (i + u) mod n with u uniform in 1..n-1, both draws as
-    vectors of ``pairs`` integers), and h is numpy's median of their
-    |z_i - z_j|^2 (summed over the coordinates in order, the bits of
-    :func:`pair_sq_distances`; the median is the mean of the two middle values for an even count) over
-    log(n + 1); 1 if not positive and finite (e.g. NaN). No communication:
-    O(pairs d) work on every rank.
+    :func:`median_bandwidth`, bit for bit. Otherwise pair p takes the 64-bit
+    word p of the counters (word p mod 4 of counter (iteration, 0, 0, p // 4)):
+    i = (hi32 n) >> 32 uniform in 0..n-1, u = 1 + ((lo32 (n - 1)) >> 32) in
+    1..n-1, j = (i + u) mod n (``phase_pair_median``, libphase/include/phase.h),
+    and h is numpy's median of their |z_i - z_j|^2 (summed over the
+    coordinates in order, the bits of :func:`pair_sq_distances`; the mean of
+    the two middle values for an even count) over log(n + 1); 1 if not
+    positive and finite (e.g. NaN). No communication, and O(pairs d) work on
+    every rank, independent of n: one libphase call.
     """
-    n = z.shape[0]
+    n, d = z.shape
     if n * (n - 1) // 2 <= pairs:
         return median_bandwidth(z)
-    rng = stream(seed, STREAM_BANDWIDTH, iteration)
-    i = rng.integers(0, n, size=pairs)
-    j = (i + rng.integers(1, n, size=pairs)) % n
-    values = np.zeros(pairs)
-    for c in range(z.shape[1]):  # in order of c: each value has pair_sq_distances' bits
-        t = z[i, c] - z[j, c]
-        values += t * t
-    h = float(np.median(values)) / np.log(n + 1.0)
+    z = np.ascontiguousarray(z, dtype=np.float64)
+    ids = np.array([iteration, 0, 0, 0], dtype=np.uint64)
+    work, median = np.empty(pairs), ffi.new("double *")
+    status = lib.phase_pair_median(n, d, ffi.from_buffer("double[]", z), int(seed) & _MASK,
+                                   STREAM_BANDWIDTH, ffi.from_buffer("uint64_t[]", ids), pairs,
+                                   ffi.from_buffer("double[]", work), median)
+    if status != lib.PHASE_OK:
+        raise ValueError(ffi.string(lib.phase_last_error()).decode())
+    h = median[0] / np.log(n + 1.0)
     return h if h > 0 and np.isfinite(h) else 1.0

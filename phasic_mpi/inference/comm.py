@@ -12,22 +12,81 @@ mpi4py and an MPI library load, the serial one otherwise; if the process was
 started as one of several MPI ranks but MPI cannot load, it raises
 :class:`MPIUnavailableError` with a one-line message saying how to install
 an MPI library.
+
+Every communicator also measures itself (measurement only, never in
+results): :meth:`Communicator.traffic` gives the seconds spent in, the bytes
+handed to, and the number of calls of each operation since it was made
+(``perf_counter`` around each call of :class:`MPICommunicator`; zeros for
+the serial one, which does not communicate).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from phasic_mpi.errors import MPIUnavailableError
 
-__all__ = ["Communicator", "MPICommunicator", "MPIUnavailableError", "SerialCommunicator",
-           "as_communicator", "launched_ranks", "mpi_available", "world"]
+__all__ = ["Communicator", "MPICommunicator", "MPIUnavailableError", "OPERATIONS",
+           "SerialCommunicator", "Traffic", "as_communicator", "launched_ranks",
+           "mpi_available", "traffic_report", "world"]
 
 INSTALL_HINT = ("install one with pip install 'phasic-mpi[mpi]' (MPICH), or build mpi4py "
                 "against the site MPI (pip install --no-binary mpi4py mpi4py)")
+
+
+# The operations a communicator counts (the methods of the same names).
+OPERATIONS = ("barrier", "bcast", "gather", "allgather", "allgather_rows", "gather_rows",
+              "allgather_values", "allreduce_exact", "sendrecv")
+
+
+class Traffic(NamedTuple):
+    """One operation's use of a communicator (measurement only)."""
+
+    seconds: float = 0.0  # wall time inside the calls
+    bytes_sent: int = 0  # bytes of this rank's array argument (0 for pickled objects)
+    calls: int = 0
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _metered(payload: str | None = None) -> Callable[[F], F]:
+    """Count a method's seconds, calls and bytes (the size of its argument ``payload``)."""
+
+    def wrap(method: F) -> F:
+        op = method.__name__
+        where = list(inspect.signature(method).parameters).index(payload) - 1 if payload else -1
+
+        @functools.wraps(method)
+        def counted(self: "Communicator", *args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                value = args[where] if 0 <= where < len(args) else kwargs.get(payload or "")
+                sent = 0 if value is None else np.asarray(value).nbytes
+                seconds, total, calls = self._traffic.get(op, (0.0, 0, 0))
+                self._traffic[op] = (seconds + time.perf_counter() - t0, total + sent, calls + 1)
+
+        return counted  # type: ignore[return-value]
+
+    return wrap
+
+
+def traffic_report(per_rank: list[dict[str, Traffic]], prefix: str = "comm",
+                   operations: tuple[str, ...] = OPERATIONS) -> dict[str, list]:
+    """Run diagnostics from every rank's :meth:`Communicator.traffic`: per rank,
+    ``<prefix>_time_s`` (seconds) and ``<prefix>_bytes_sent`` summed over ``operations``."""
+    return {f"{prefix}_time_s": [sum(rank[op].seconds for op in operations) for rank in per_rank],
+            f"{prefix}_bytes_sent": [sum(rank[op].bytes_sent for op in operations)
+                                     for rank in per_rank]}
 
 
 class Communicator:
@@ -35,6 +94,13 @@ class Communicator:
 
     rank: int = 0
     size: int = 1
+    _traffic: dict[str, tuple[float, int, int]]
+
+    def traffic(self) -> dict[str, Traffic]:
+        """Seconds, bytes sent and calls of each of :data:`OPERATIONS` so far
+        (this rank; a :meth:`dup` starts from zero)."""
+        counted = getattr(self, "_traffic", {})
+        return {op: Traffic(*counted.get(op, (0.0, 0, 0))) for op in OPERATIONS}
 
     def dup(self) -> "Communicator":
         """A duplicate to work on (free it with :meth:`free`)."""
@@ -59,7 +125,8 @@ class Communicator:
         raise NotImplementedError
 
     def allgather_rows(self, layout: Any, local: np.ndarray) -> np.ndarray:
-        """Every rank's block of float64 rows, in global order, on every rank."""
+        """Every rank's block of float64 rows, in global order, on every rank
+        (one ``Allgather`` if the blocks are equal, else one ``Allgatherv``)."""
         raise NotImplementedError
 
     def gather_rows(self, layout: Any, local: np.ndarray, root: int = 0) -> np.ndarray | None:
@@ -136,6 +203,7 @@ class MPICommunicator(Communicator):
         self._MPI = MPI
         self.comm = comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self._traffic = {}
 
     def dup(self) -> "MPICommunicator":
         return MPICommunicator(self.comm.Dup())
@@ -143,26 +211,35 @@ class MPICommunicator(Communicator):
     def free(self) -> None:
         self.comm.Free()
 
+    @_metered()
     def barrier(self) -> None:
         self.comm.Barrier()
 
+    @_metered()
     def bcast(self, obj: Any, root: int = 0) -> Any:
         return self.comm.bcast(obj, root=root)
 
+    @_metered()
     def gather(self, obj: Any, root: int = 0) -> list | None:
         return self.comm.gather(obj, root=root)
 
+    @_metered()
     def allgather(self, obj: Any) -> list:
         return self.comm.allgather(obj)
 
+    @_metered("local")
     def allgather_rows(self, layout: Any, local: np.ndarray) -> np.ndarray:
         local = _rows(local)
         width = int(np.prod(local.shape[1:], dtype=np.int64))
         out = np.empty((layout.n,) + local.shape[1:], dtype=np.float64)
-        self.comm.Allgatherv(local, [out, layout.counts * width, layout.displs * width,
-                                     self._MPI.DOUBLE])
+        if np.all(layout.counts == layout.counts[0]):  # equal blocks: no counts to pass or check
+            self.comm.Allgather(local, out)
+        else:
+            self.comm.Allgatherv(local, [out, layout.counts * width, layout.displs * width,
+                                         self._MPI.DOUBLE])
         return out
 
+    @_metered("local")
     def gather_rows(self, layout: Any, local: np.ndarray, root: int = 0) -> np.ndarray | None:
         local = _rows(local)
         width = int(np.prod(local.shape[1:], dtype=np.int64))
@@ -174,6 +251,7 @@ class MPICommunicator(Communicator):
                                   self._MPI.DOUBLE], root=root)
         return out
 
+    @_metered("local")
     def allgather_values(self, local: np.ndarray) -> np.ndarray:
         local = _rows(local)
         counts = np.array(self.comm.allgather(local.size), dtype=np.int64)
@@ -182,6 +260,7 @@ class MPICommunicator(Communicator):
         self.comm.Allgatherv(local, [out, counts, displs, self._MPI.DOUBLE])
         return out
 
+    @_metered("values")
     def allreduce_exact(self, values: Any, op: str) -> np.ndarray:
         MPI = self._MPI
         local = np.asarray(values, dtype=np.int64 if op == "sum" else np.float64)
@@ -189,6 +268,7 @@ class MPICommunicator(Communicator):
         self.comm.Allreduce(local, out, op={"sum": MPI.SUM, "min": MPI.MIN, "max": MPI.MAX}[op])
         return out
 
+    @_metered("send")
     def sendrecv(self, send: np.ndarray, peer: int, tag: int) -> np.ndarray:
         send = _rows(send)
         recv = np.empty_like(send)

@@ -32,6 +32,7 @@ from scipy.optimize import minimize
 from phasic_mpi.inference.comm import as_communicator
 from phasic_mpi.inference.parallel import block_layout, stream
 from phasic_mpi.inference.posterior import LogDensity
+from phasic_mpi.model.params import param_layout
 
 __all__ = ["MapResult", "fit_map", "fit_mle", "optimise_starts", "result_from_rows",
            "start_points"]
@@ -126,13 +127,17 @@ class MapResult:
                           chains: int = 1) -> Any:
         """Laplace draws as an ArviZ ``InferenceData`` (``posterior`` group, in theta).
 
-        ``chains * n_draws`` draws, split into ``chains`` chains; the optimum
-        and its standard errors are in the group's attributes.
+        ``chains * n_draws`` draws, split into ``chains`` chains (a family of
+        parameters, the density's ``param_shapes``, is one array variable);
+        the optimum and its standard errors are in the group's attributes.
         """
         import arviz as az  # an optional dependency, loaded on use
 
         draws = self.sample_theta(chains * n_draws, seed).reshape(chains, n_draws, -1)
         posterior = {name: draws[:, :, m] for m, name in enumerate(self.param_names)}
+        # families of parameters as one array variable each, as in a run file
+        shapes = getattr(self.density, "param_shapes", None)
+        posterior = param_layout(self.param_names, shapes, detect=False).pack(posterior)
         attrs = {"inference_method": f"laplace ({self.kind})",
                  **{f"{name}_hat": float(t) for name, t in zip(self.param_names, self.theta)},
                  **{f"{name}_se": float(s) for name, s in zip(self.param_names, self.se_theta)}}

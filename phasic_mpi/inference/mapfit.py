@@ -82,6 +82,7 @@ class MapAlgorithm:
     name = "map"
     Settings = MapSettings
     iteration_label = "fit"
+    figures = ()  # the posterior figures only (its draws are the Laplace posterior)
 
     def __init__(self, settings: MapSettings) -> None:
         self.settings = settings
@@ -128,6 +129,11 @@ class MapAlgorithm:
         if ctx.comm.rank != 0:
             return None
         return {"starts": state.starts, "rows": state.rows}
+
+    def checkpoint_layout(self, ctx: MapContext) -> dict[str, tuple]:
+        """Shapes and dtype kinds of :meth:`checkpoint`'s arrays (a warm start sets the count)."""
+        d = ctx.density.n_params
+        return {"starts": ((None, d), "f"), "rows": ((None, d + 3), "f")}
 
     def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: MapContext) -> MapState:
         return MapState(iteration, np.array(arrays["starts"]), np.array(arrays["rows"]))

@@ -65,7 +65,8 @@ def block_layout(n: int, size: int, rank: int) -> BlockLayout:
 def allgather_rows(comm: Any, layout: BlockLayout, local: np.ndarray) -> np.ndarray:
     """Every rank's block of rows, concatenated in global order on every rank.
 
-    One buffer-based ``Allgatherv`` of float64 rows (shape ``(count, ...)``);
+    One buffer-based ``Allgather`` (equal blocks) or ``Allgatherv`` of float64
+    rows (shape ``(count, ...)``);
     ``comm`` is a :class:`~phasic_mpi.inference.comm.Communicator` or an
     mpi4py communicator.
     """

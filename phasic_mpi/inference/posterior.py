@@ -22,6 +22,7 @@ import numpy as np
 
 from phasic_mpi.model.data import Observations, as_observations
 from phasic_mpi.model.graph import Graph
+from phasic_mpi.model.params import param_layout
 from phasic_mpi.model.terms import LikelihoodTerm
 from phasic_mpi.inference.priors import Prior, _interval, make_prior
 from phasic_mpi.inference.transforms import Transform, log_density_z, make_transform
@@ -29,6 +30,7 @@ from phasic_mpi.inference.transforms import Transform, log_density_z, make_trans
 __all__ = ["FunctionDensity", "LogDensity", "Posterior", "PosteriorEval", "domain_problem"]
 
 PriorSpec = Prior | Mapping[str, Any]
+MIN_ROWS = 8  # blocks are evaluated as at least this many rows (see _TransformedDensity.evaluate)
 TransformSpec = Transform | str | None
 
 
@@ -60,7 +62,16 @@ class PosteriorEval(NamedTuple):
 
 @runtime_checkable
 class LogDensity(Protocol):
-    """What the samplers need from a target density in z-space."""
+    """What the samplers need from a target density in z-space.
+
+    A density may also set ``rowwise = True``: each row's results are a
+    function of that row alone, bit for bit, so ``evaluate(z[rows])`` equals
+    ``evaluate(z, rows=rows)`` for any array around it. SVGD then evaluates a
+    rank's block on its own; without it (the default), the block is written
+    into an array of the global shape and evaluated with ``rows=``, which
+    keeps densities that compute across rows (matrix products over the
+    batch) bitwise independent of the rank layout.
+    """
 
     param_names: tuple[str, ...]
 
@@ -146,17 +157,25 @@ class _TransformedDensity:
 
     Subclasses provide ``_loglik_theta(theta (Q, d)) -> (loglik (Q,), grad
     (Q, d))`` in θ-space, called once per :meth:`evaluate` with the rows
-    whose θ is finite; non-finite values mark a row invalid.
+    whose θ is finite; non-finite values mark a row invalid. It must be
+    row-wise (each row's values from that row alone, bit for bit: libphase's
+    likelihood is), which makes the whole density :attr:`rowwise`.
     """
+
+    rowwise = True  # evaluate(z[rows]) has the bits of evaluate(z, rows=rows): see LogDensity
 
     def __init__(self, param_names: Sequence[str],
                  priors: Sequence[PriorSpec] | Mapping[str, PriorSpec],
                  transforms: Sequence[TransformSpec] | Mapping[str, TransformSpec]
-                 | TransformSpec = None) -> None:
+                 | TransformSpec = None,
+                 param_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
         names = tuple(param_names)
         if not all(isinstance(s, str) for s in names) or len(set(names)) != len(names):
             raise ValueError(f"param_names must be distinct strings, got {names!r}")
         self.param_names: tuple[str, ...] = names
+        # families of parameters (arrays in the posterior's variables), declared
+        # or named w[i,j]; checked here so that a bad declaration fails early
+        self.param_shapes: dict[str, tuple[int, ...]] = param_layout(names, param_shapes).shapes
         self.priors: tuple[Prior, ...] = _resolve_priors(priors, names)
         self.transforms: tuple[Transform, ...] = _resolve_transforms(
             transforms, self.priors, names)
@@ -255,22 +274,26 @@ class _TransformedDensity:
         the support, or z not finite) get ``loglik = -inf``, a zero
         ``loglik_grad`` and ``invalid = True``; nothing is NaN.
         """
-        z_all = self._points(z)
-        # Transcendental functions run on the whole array and rows are picked
-        # afterwards: numpy may round an element differently depending on the
-        # array's shape and layout (SIMD body or tail, strided or not), and a
-        # rank's block must give the bits the whole batch gives.
-        logprior, logprior_grad = self.logprior(z_all)
-        with np.errstate(over="ignore", invalid="ignore"):
-            theta = self.to_theta(z_all)
-            jac = self.dtheta_dz(z_all)
+        z = self._points(z)
         if rows is not None:
-            pick = rows if isinstance(rows, slice) else np.asarray(rows, dtype=np.intp)
-            z, theta, jac = z_all[pick], theta[pick], jac[pick]
-            logprior, logprior_grad = logprior[pick], logprior_grad[pick]
-        else:
-            z = z_all
+            z = z[rows if isinstance(rows, slice) else np.asarray(rows, dtype=np.intp)]
+        # Only the requested rows are computed: every step is row-wise (elementwise
+        # ufuncs, sums along axis 1 of C-ordered arrays, the likelihood per θ),
+        # so a block has the bits of the whole batch (tests/inference/
+        # test_posterior_rowwise.py checks every offset and size). Blocks below
+        # MIN_ROWS rows are padded with z = 0 rows: every array a transcendental
+        # ufunc sees is then >= 64 bytes, so numpy builds that fall back to
+        # scalar libm for inputs and outputs closer than a vector (64 bytes)
+        # cannot take another code path for a small block than for a large one.
+        z = np.ascontiguousarray(z)
         n_points, d = z.shape
+        padded = z if n_points >= MIN_ROWS or n_points == 0 else np.concatenate(
+            [z, np.zeros((MIN_ROWS - n_points, d))])
+        logprior, logprior_grad = self.logprior(padded)
+        with np.errstate(over="ignore", invalid="ignore"):
+            theta = self.to_theta(padded)[:n_points]
+            jac = self.dtheta_dz(padded)[:n_points]
+        logprior, logprior_grad = logprior[:n_points], logprior_grad[:n_points]
         loglik = np.full(n_points, -math.inf)
         loglik_grad = np.zeros((n_points, d))
         rows = np.flatnonzero(np.isfinite(z).all(axis=1) & np.isfinite(theta).all(axis=1))
@@ -426,13 +449,21 @@ class FunctionDensity(_TransformedDensity):
         Parameter names, in the column order of ``theta``.
     priors, transforms
         As for :class:`Posterior`.
+    param_shapes : mapping of str to tuple of int, optional
+        Families of parameters that form arrays, e.g. ``{"w1": (50, 10)}``
+        for the entries ``w1_0_0 ... w1_49_9`` (or ``w1[0,0] ...``) of
+        ``param_names``; run files and ``to_inference_data`` show each family
+        as one variable with dims ``(chain, draw, w1_dim_0, w1_dim_1)``
+        (see :func:`~phasic_mpi.model.params.param_layout`). Bracket names
+        need no declaration.
     """
 
     def __init__(self, fn: Callable[[np.ndarray], tuple[Any, Any]] | str,
                  param_names: Sequence[str], *,
                  priors: Sequence[PriorSpec] | Mapping[str, PriorSpec],
-                 transforms: Any = None) -> None:
-        super().__init__(param_names, priors, transforms)
+                 transforms: Any = None,
+                 param_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
+        super().__init__(param_names, priors, transforms, param_shapes)
         self.fn = _load_callable(fn) if isinstance(fn, str) else fn
         if not callable(self.fn):
             raise TypeError(f"fn must be callable, got {fn!r}")

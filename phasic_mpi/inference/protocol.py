@@ -16,7 +16,12 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 
-__all__ = ["Algorithm", "FinalRecord", "Resources"]
+__all__ = ["Algorithm", "ArraySpec", "FinalRecord", "Resources"]
+
+# What a checkpoint array must look like: (shape, dtype kinds), e.g.
+# ``((n, d), "f")``; None in the shape is an axis of any length (it grows with
+# the iterations), kinds are numpy's dtype kind letters that may hold it.
+ArraySpec = tuple[tuple[int | None, ...], str]
 
 
 class FinalRecord(NamedTuple):
@@ -33,12 +38,16 @@ class FinalRecord(NamedTuple):
 
 class Resources(NamedTuple):
     """What a run will need per rank (an algorithm's optional ``resources(n_params,
-    n_ranks, kept_iterations)``; the run loop refuses a run that cannot fit before
-    it starts: :mod:`phasic_mpi.run.feasibility`)."""
+    n_ranks, kept_iterations)``; the run loop adds the density's measured cost
+    per row and refuses a run that cannot fit before it starts:
+    :mod:`phasic_mpi.run.feasibility`)."""
 
     bytes_per_rank: float  # the largest arrays a rank holds at once
-    min_seconds: float  # a lower bound of one rank's time
+    min_seconds: float  # a lower bound of one rank's time besides the density's
     what: str  # the sizes that drive them, for messages ("200000 particles x 3 parameters")
+    rows_per_iteration: float = 0.0  # density rows one rank evaluates per iteration
+    iterations: float = 0.0  # iterations of the run (scans for PT)
+    row_cost_factor: float = 1.0  # a row's cost relative to a prior draw's (PT: proposals)
 
 
 class Algorithm(Protocol):
@@ -53,6 +62,17 @@ class Algorithm(Protocol):
     on the state and the step's diagnostics (equal on every rank), with any
     window of past values kept in the state and its checkpoint, so that every
     rank, at any rank count and after a resume, stops at the same iteration.
+
+    Optional: ``drain(state, ctx) -> (state, rows)`` for results that grow
+    with the run (PT's cold-chain draws): the rows made since the last drain
+    (rank 0; None elsewhere or when there are none), named like history rows,
+    and the state without them. The loop calls it after every ``history``
+    call, before every checkpoint and before ``finish``, and appends the rows
+    to the history: a checkpoint never holds them, and no row is lost or
+    written twice on resume. An algorithm with ``drain`` is finished with
+    ``finish(state, ctx, history)``: ``history`` (rank 0, None elsewhere) is
+    a read-only mapping of every history row of its group, names relative to
+    the group, read back from the run file or, without one, from memory.
     """
 
     name: ClassVar[str]  # group of the run file and config section
@@ -60,6 +80,10 @@ class Algorithm(Protocol):
     settings: Any
     n_iterations: int  # iterations of a complete run ("scans" for PT)
     iteration_label: ClassVar[str]  # what one step is called in progress lines
+    # Optional: names of the algorithm's own figures, drawn besides the posterior
+    # ones by functions that plotting owns (phasic_mpi.plotting.FIGURES, more with
+    # plotting.register_figure); the run file stores them (attribute algorithm_figures).
+    figures: ClassVar[tuple[str, ...]]
 
     def context(self, density: Any, comm: Any) -> Any:
         """Everything a step needs besides the state (density, layout, comm)."""
@@ -82,8 +106,17 @@ class Algorithm(Protocol):
     def checkpoint(self, state: Any, ctx: Any) -> dict[str, np.ndarray] | None:
         """The global state as arrays (rank 0; None elsewhere)."""
 
+    def checkpoint_layout(self, ctx: Any) -> dict[str, ArraySpec]:
+        """Every array :meth:`checkpoint` writes, with its shape and dtype kinds.
+
+        The run loop checks a checkpoint against it before :meth:`restore`
+        (:func:`phasic_mpi.io.checkpoint.check_layout`): a missing, surplus,
+        misshapen or mistyped array is a one-line error, never a state.
+        """
+
     def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: Any) -> Any:
-        """This rank's state from :meth:`checkpoint`'s arrays (any rank count)."""
+        """This rank's state from :meth:`checkpoint`'s arrays (any rank count), after
+        :meth:`checkpoint_layout` was checked."""
 
     def finish(self, state: Any, ctx: Any) -> FinalRecord | None:
-        """The result (rank 0; None elsewhere)."""
+        """The result (rank 0; None elsewhere); with ``drain``, also given the history."""

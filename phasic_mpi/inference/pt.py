@@ -36,7 +36,6 @@ any rank count gives the same bits.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -45,14 +44,16 @@ import numpy as np
 
 from phasic_mpi.settings import (boolean, check_settings, choice, fail, from_mapping, integer, is_int,
                                 is_number, number, setting)
-from phasic_mpi.inference.comm import as_communicator
-from phasic_mpi.inference.counters import STEP_SHIFT, counter_ids, uniforms
+from phasic_mpi.inference.comm import as_communicator, traffic_report
+from phasic_mpi.inference.counters import counter_ids, uniforms
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, stream
 from phasic_mpi.inference.protocol import FinalRecord
-from phasic_mpi.inference.ptreference import (Path, check_reference, join_legs, reference_state, respace_by_leg,
-                                              stepping_stone, update_reference, variational_chains)
+from phasic_mpi.inference import ptmoves
+from phasic_mpi.inference.ptstream import cold_rows, gather_cold, with_drained
+from phasic_mpi.inference.ptreference import (Path, check_reference, join_legs, reference_layout, reference_state,
+                                              respace_by_leg, stepping_stone, update_reference, variational_chains)
 from phasic_mpi.inference.ptscan import (STREAM_INIT, STREAM_PHASE, STREAM_SWAP, Pairs, evaluate_block, global_map,
-                                         hmc_move, local_move, pairs_of, slot_index, swap_log_accept_many)
+                                         pairs_of, slot_index, swap_log_accept_many)
 
 __all__ = ["PTAlgorithm", "PTSettings", "PTState", "stepping_stone", "respace_ladder", "swap_log_accept"]
 
@@ -80,7 +81,7 @@ class PTSettings:
     section: ClassVar[str] = "pt"
 
     replicas: int = setting(integer(2), 8, "temperatures per chain")
-    chains: int = setting(integer(1), 1, "independent PT ensembles (R-hat needs >= 2)")
+    chains: int = setting(integer(1), 2, "independent PT ensembles (R-hat needs >= 2)")
     rounds: int = setting(integer(1), 10, "rounds; round r has 2**r scans")
     warmup_rounds: int = setting(_warmup_rounds, 6,
                                  "first rounds adapt ladder and step sizes; < rounds",
@@ -95,6 +96,10 @@ class PTSettings:
     swap: str = setting(choice("nonreversible", "reversible"), "nonreversible",
                         "deterministic even/odd phases or a random phase")
     adapt_ladder: bool = setting(boolean, True, "re-space the temperatures during warm-up")
+    mass_matrix: str = setting(choice("auto", "none", "diagonal", "dense"), "auto",
+                               "metric of the local moves, adapted per level in warm-up; "
+                               "auto: dense for 2 to 16 parameters, else none")
+    cold_steps: int = setting(integer(0), 0, "extra local moves per scan of the b = 1 slots only")
     seed: int = setting(integer(0), 0, "seed of the counter-based random streams")
     reference: str = setting(choice("prior", "variational"), "prior", "b = 0 end: prior, or Gaussian fitted in warm-up")
     variational_family: str = setting(choice("diagonal", "full"), "diagonal", "covariance of the Gaussian")
@@ -184,8 +189,10 @@ class PTState(NamedTuple):
     stats: np.ndarray  # (m, 6) round sums: local accept, local moves, swap rejection, swap accepted, swap attempts, round trips
     decisions: np.ndarray  # (m, 4) last swap on the left pair (scan, accepted), then on the right pair
     round_loglik: np.ndarray  # (k, m) potential V (log L if prior-referenced) per scan since the ladder changed
-    samples: np.ndarray  # (m0, S, d + 2) b = 1 draws of the local level-0 slots: z, loglik, local accept
+    samples: np.ndarray  # (m0, S, d + 2) b = 1 draws of the local level-0 slots since the last drain
     report: dict  # the last round's report (identical on every rank)
+    metric: np.ndarray | None = None  # (N, d) or (N, d, d) per-level metric factor (mass_matrix != none)
+    moments: np.ndarray | None = None  # (m, width) this round's Welford sums of each slot's states
     reference: Any = None  # ptreference.Reference of the variational legs (None: prior reference)
     ref_sums: Any = None  # (m, w) this warm-up round's b = 1 moment sums per slot (ptreference)
 
@@ -198,7 +205,6 @@ class PTContext(NamedTuple):
     settings: PTSettings
     comm: Any
     layout: BlockLayout
-    timers: dict  # seconds spent in communication (measurement only, never in results)
 
 
 class PTDiagnostics(NamedTuple):
@@ -215,29 +221,6 @@ class PTDiagnostics(NamedTuple):
 # vectorised accept/reject, swaps and statistics (arithmetic in
 # inference/ptscan.py), counter-based draws (inference/counters.py) keyed by
 # (seed, purpose, chain, level, scan, step) or (seed, purpose, chain, pair, scan).
-def _local_phase(slots: "_Slots", state: PTState, ctx: PTContext) -> np.ndarray:
-    """``local_steps`` moves of every local slot, step sizes adapted in warm-up.
-
-    Returns each slot's mean acceptance probability over the steps.
-    """
-    settings, layout = ctx.settings, ctx.layout
-    scan = state.iteration
-    chain, level, _ = slot_index(settings.replicas, layout.start, layout.stop)
-    beta = state.betas[chain, level]
-    ids = counter_ids(chain, level, scan)
-    scan_accept = np.zeros(layout.local_count)
-    warmup = round_of(scan) < settings.warmup_rounds
-    rate = 1.0 / (scan + 1) ** 0.6
-    move = hmc_move if settings.local_move == "hmc" else local_move
-    for s in range(settings.local_steps):
-        ids[:, 3] = np.uint64(s) << np.uint64(STEP_SHIFT)
-        accept = move(slots, beta, ids, ctx)
-        scan_accept += accept / settings.local_steps
-        if warmup:  # Robbins-Monro on log step towards the target acceptance
-            slots.step *= global_map(np.exp, (accept - settings.target) * rate, layout.rows, layout.n)
-    return scan_accept
-
-
 def _owner(layout: BlockLayout, slot: int) -> int:
     return int(np.searchsorted(layout.displs, slot, side="right") - 1)
 
@@ -304,10 +287,7 @@ def _cross_pair(slots: _Slots, g: int, low_local: bool, ctx: PTContext) -> tuple
     side = 2 if low_local else 0  # our record of this pair: right pair of g, left pair of g+1
     other = _owner(layout, g + 1 if low_local else g)
     send = slots.pack(i, slots.decisions[i, side:side + 2])
-    t0 = time.perf_counter()
     recv = comm.sendrecv(send, other, g % 32768)
-    ctx.timers["comm"] += time.perf_counter() - t0
-    ctx.timers["bytes"] += send.nbytes
     if tuple(recv[4:6]) != tuple(slots.decisions[i, side:side + 2]):
         c, j = divmod(g, ctx.settings.replicas)
         raise RuntimeError(
@@ -410,7 +390,7 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     warmup = round_of(scan) < settings.warmup_rounds
     var_slots = variational_chains(settings)[slot_index(n, layout.start, layout.stop)[0]]
     slots = _Slots(state, Path(state.reference, var_slots))
-    scan_accept = _local_phase(slots, state, ctx)
+    scan_accept = ptmoves.local_phase(slots, state, ctx)
     slots.stats[:, STAT_LOCAL_ACC] += scan_accept
     slots.stats[:, STAT_LOCAL_N] += 1
     _swap_phase(slots, state, ctx)
@@ -423,26 +403,25 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
                                            warmup, round_ends_after(scan + 1))
     samples = state.samples
     level0 = slot_index(n, layout.start, layout.stop)[2]
-    if not warmup and level0.size:
+    if not warmup:  # also on a rank without level-0 slots: (0, S, d + 2) keeps S known everywhere
         rows = np.column_stack([slots.x[level0], slots.loglik[level0], scan_accept[level0]])
         samples = np.concatenate([samples, rows[:, None, :]], axis=1)
     betas, report, stats = state.betas, state.report, slots.stats
     scans_done = scan + 1
     diag_lambda = diag_log_z = math.nan
     if round_ends_after(scans_done):
-        t0 = time.perf_counter()
         all_stats = allgather_rows(ctx.comm, layout, slots.stats)
         all_loglik = allgather_rows(ctx.comm, layout, round_loglik.T)
-        ctx.timers["comm"] += time.perf_counter() - t0
         done = state._replace(iteration=scans_done)
         betas, report = _round_report(done, all_stats, all_loglik, ctx)
         diag_lambda, diag_log_z = float(report["pt/Lambda"][0, 0]), float(report["pt/log_z"][0, 0, 0])
         stats = np.zeros_like(stats)
         if round_of(scan) < settings.warmup_rounds:  # the ladder may change: start a new pool
             round_loglik = round_loglik[:0]
+    metric, moments = ptmoves.after_scan(state, slots, ctx)  # the metric's warm-up (may reset the steps)
     new = PTState(scans_done, betas, slots.x, slots.loglik, slots.logprior, slots.grad_ll, slots.grad_lp,
                   slots.label, slots.last_end, slots.step, stats, slots.decisions, round_loglik, samples,
-                  report, reference, ref_sums)
+                  report, metric, moments, reference, ref_sums)
     cold = float(slots.loglik[0]) if layout.start == 0 else math.nan
     return new, PTDiagnostics(round_of(scan), cold, diag_lambda, diag_log_z)
 
@@ -471,7 +450,7 @@ def initial_state(ctx: PTContext, init: np.ndarray | None = None) -> PTState:
     decisions = np.tile([-1.0, 0.0, -1.0, 0.0], (m, 1))
     return PTState(0, betas, x, loglik, logprior, grad_ll, grad_lp, labels, np.full(m, -1, np.int64),
                    np.full(m, float(settings.step_size)), np.zeros((m, 6)), decisions,
-                   np.zeros((0, m)), np.zeros((n_level0, 0, d + 2)), {}, *reference_state(settings, d, m))
+                   np.zeros((0, m)), np.zeros((n_level0, 0, d + 2)), {}, **reference_state(settings, d, m))
 
 
 PER_SLOT = ("x", "loglik", "logprior", "grad_ll", "grad_lp", "label", "last_end", "step", "stats", "decisions")
@@ -483,6 +462,7 @@ class PTAlgorithm:
     name = "pt"
     Settings = PTSettings
     iteration_label = "scan"
+    figures = ("pt_trace", "pt_ladder", "pt_swaps")  # names in plotting's figure table
 
     def __init__(self, settings: PTSettings) -> None:
         self.settings = settings
@@ -494,8 +474,7 @@ class PTAlgorithm:
         if slots < comm.size:
             raise ValueError(f"pt: {slots} replicas in all (chains x replicas) for {comm.size} MPI "
                              "ranks; use at least one replica per rank")
-        return PTContext(density, self.settings, comm, block_layout(slots, comm.size, comm.rank),
-                         {"comm": 0.0, "bytes": 0})
+        return PTContext(density, self.settings, comm, block_layout(slots, comm.size, comm.rank))
 
     def resources(self, n_params: int, n_ranks: int, kept_iterations: int = 0) -> Any:
         from phasic_mpi.inference.resources import pt_resources  # memory, time lower bound
@@ -503,7 +482,7 @@ class PTAlgorithm:
         return pt_resources(self.settings, n_params, n_ranks, kept_iterations)
 
     def start(self, ctx: PTContext, init: np.ndarray | None = None) -> PTState:
-        return initial_state(ctx, init)
+        return ptmoves.with_metric(initial_state(ctx, init), ctx)
 
     def step(self, state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
         return pt_step(state, ctx)
@@ -523,21 +502,24 @@ class PTAlgorithm:
             return None
         return {name.removeprefix("pt/"): value for name, value in state.report.items()}
 
-    def _gather_samples(self, state: PTState, ctx: PTContext) -> np.ndarray | None:
-        n = self.settings.replicas
-        mine = {g // n: state.samples[k] for k, g in
-                enumerate(g for g in range(ctx.layout.start, ctx.layout.stop) if g % n == 0)}
-        parts = ctx.comm.gather(mine, root=0)
-        if parts is None:
-            return None
-        merged = {c: s for part in parts for c, s in part.items()}
-        return np.stack([merged[c] for c in range(self.settings.chains)])
+    def drain(self, state: PTState, ctx: PTContext) -> tuple[PTState, dict[str, np.ndarray] | None]:
+        """The b = 1 draws since the last drain as history rows (``ptstream.cold_rows``;
+        rank 0), and the state without them. The run loop drains after every
+        history call, before every checkpoint and before :meth:`finish`."""
+        pending = state.samples.shape[1]  # the same on every rank: no collective when 0
+        if pending == 0:
+            return state, None
+        samples = gather_cold(state.samples, ctx)
+        state = state._replace(samples=state.samples[:, :0])
+        return state, None if samples is None else cold_rows(samples, state.iteration)
 
     def checkpoint(self, state: PTState, ctx: PTContext) -> dict[str, np.ndarray] | None:
+        """Per-slot arrays, the ladder and the undrained draws (none in a run loop)."""
         arrays = {name: ctx.comm.gather_rows(ctx.layout, np.asarray(getattr(state, name), float))
                   for name in PER_SLOT}
         arrays["round_loglik"] = ctx.comm.gather_rows(ctx.layout, state.round_loglik.T)
-        samples = self._gather_samples(state, ctx)
+        arrays.update(ptmoves.gathered(state, ctx))
+        samples = gather_cold(state.samples, ctx)
         ref_sums = None if state.ref_sums is None else ctx.comm.gather_rows(ctx.layout, state.ref_sums)
         if ctx.comm.rank != 0:
             return None
@@ -546,6 +528,14 @@ class PTAlgorithm:
         if state.reference is not None:
             arrays.update(state.reference.arrays(), ref_sums=ref_sums)
         return arrays
+
+    def checkpoint_layout(self, ctx: PTContext) -> dict[str, tuple]:
+        """Shapes and dtype kinds of :meth:`checkpoint`'s arrays; None: grows with the scans."""
+        m, d, k, n = ctx.layout.n, ctx.density.n_params, self.settings.chains, self.settings.replicas
+        wide = {"x": d, "grad_ll": d, "grad_lp": d, "stats": 6, "decisions": 4, "round_loglik": None}
+        return {**{a: ((m, wide[a]) if a in wide else (m,), "f") for a in (*PER_SLOT, "round_loglik")},
+                "samples": ((k, None, d + 2), "f"), "betas": ((k, n), "f"),
+                **ptmoves.metric_layout(self.settings, m, d), **reference_layout(self.settings, m, d)}
 
     def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: PTContext) -> PTState:
         rows, n = ctx.layout.rows, self.settings.replicas
@@ -557,13 +547,17 @@ class PTAlgorithm:
         return PTState(iteration, np.array(arrays["betas"]), local["x"], local["loglik"], local["logprior"],
                        local["grad_ll"], local["grad_lp"], local["label"], local["last_end"], local["step"],
                        local["stats"], local["decisions"], np.array(arrays["round_loglik"][rows]).T,
-                       samples, {}, *reference_state(self.settings, arrays=arrays, rows=rows))
+                       samples, {})._replace(**ptmoves.restored(arrays, rows, ctx),
+                                             **reference_state(self.settings, arrays=arrays, rows=rows))
 
-    def finish(self, state: PTState, ctx: PTContext) -> dict[str, Any] | None:
-        """The b = 1 draws of the sampling rounds, per chain."""
-        samples = self._gather_samples(state, ctx)
-        comm_times = ctx.comm.gather(ctx.timers["comm"], root=0)
-        sent = ctx.comm.gather(ctx.timers["bytes"], root=0)
+    def finish(self, state: PTState, ctx: PTContext,
+               history: Mapping[str, np.ndarray] | None = None) -> FinalRecord | None:
+        """The b = 1 draws of the sampling rounds, per chain: the drained ones
+        (``history``'s ``cold/*`` rows, rank 0), then those still in the state."""
+        samples = gather_cold(state.samples, ctx)
+        if samples is not None and history is not None:
+            samples = with_drained(history, samples)
+        traffic = ctx.comm.gather(ctx.comm.traffic(), root=0)  # measurement only
         if samples is None:
             return None
         k, s, width = samples.shape
@@ -575,7 +569,9 @@ class PTAlgorithm:
             arrays={"final_betas": state.betas,  # and the variational Gaussian, if any (ptreference)
                     **({} if state.reference is None else state.reference.arrays())},
             diagnostics={"chains": k, "draws_per_chain": s, "replicas": self.settings.replicas,
-                         "comm_time_s": comm_times, "swap_bytes_sent": sent,
+                         # per rank: every call of the run's communicator (steps, the loop's
+                         # stop-flag agreement, drains, checkpoints), and the swaps' Sendrecv alone
+                         **traffic_report(traffic), **traffic_report(traffic, "swap", ("sendrecv",)),
                          # cold-chain draws whose log-likelihood is -inf or NaN
                          "n_invalid_final": int((~np.isfinite(samples[:, :, d])).sum())},
             independent=False,

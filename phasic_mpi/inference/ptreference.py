@@ -43,7 +43,7 @@ from phasic_mpi.settings import fail
 from phasic_mpi.inference.ptscan import slot_index, tempered
 
 __all__ = ["Path", "Reference", "accumulate", "check_reference", "fit_reference", "initial_reference", "join_legs",
-           "reference_state", "respace_by_leg", "stepping_stone", "sums_width", "update_reference",
+           "reference_layout", "reference_state", "respace_by_leg", "stepping_stone", "sums_width", "update_reference",
            "variational_chains"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -114,14 +114,23 @@ def check_reference(settings: Any) -> None:
 
 
 def reference_state(settings: Any, d: int = 0, m: int = 0, arrays: dict | None = None,
-                    rows: Any = None) -> tuple[Reference | None, np.ndarray | None]:
-    """(reference, moment sums) of a new PT state (``d`` parameters, ``m`` local
-    slots) or of this rank's ``rows`` of a checkpoint; (None, None) for the prior."""
+                    rows: Any = None) -> dict[str, Any]:
+    """The PTState fields ``reference`` and ``ref_sums`` of a new state (``d``
+    parameters, ``m`` local slots) or of this rank's ``rows`` of a checkpoint;
+    none (the defaults, None) for the prior reference."""
     if settings.reference != "variational":
-        return None, None
+        return {}
     if arrays is not None:
-        return reference_from_arrays(arrays), np.array(arrays["ref_sums"][rows])
-    return initial_reference(d), np.zeros((m, sums_width(settings, d)))
+        return {"reference": reference_from_arrays(arrays), "ref_sums": np.array(arrays["ref_sums"][rows])}
+    return {"reference": initial_reference(d), "ref_sums": np.zeros((m, sums_width(settings, d)))}
+
+
+def reference_layout(settings: Any, m: int, d: int) -> dict[str, tuple]:
+    """Shapes and dtype kinds of the checkpoint's reference arrays (``PTAlgorithm.checkpoint_layout``)."""
+    if settings.reference != "variational":
+        return {}
+    return {"ref_active": ((), "f"), "ref_mean": ((d,), "f"), "ref_inv_chol": ((d, d), "f"),
+            "ref_log_norm": ((), "f"), "ref_sums": ((m, sums_width(settings, d)), "f")}
 
 
 def variational_chains(settings: Any) -> np.ndarray:
@@ -203,6 +212,10 @@ class Path:
     def __init__(self, reference: Reference | None, var: np.ndarray | None) -> None:
         self.reference = reference
         self.var = var if reference is not None and reference.active and var is not None and var.any() else None
+
+    def subset(self, index: np.ndarray) -> "Path":
+        """The path of the slots ``index`` of this one (ptmoves' cold-only moves)."""
+        return Path(self.reference, None if self.var is None else self.var[index])
 
     def logpi(self, beta: np.ndarray, ll: np.ndarray, lp: np.ndarray, x: np.ndarray) -> np.ndarray:
         out = tempered(beta, ll) + lp

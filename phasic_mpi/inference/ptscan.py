@@ -20,8 +20,8 @@ import numpy as np
 from phasic_mpi.inference.counters import normals, uniforms
 from phasic_mpi.inference.parallel import BlockLayout
 
-__all__ = ["Pairs", "evaluate_block", "global_map", "hmc_move", "local_move", "pairs_of", "slot_index",
-           "swap_log_accept_many", "tempered"]
+__all__ = ["Pairs", "evaluate_block", "global_map", "hmc_move", "local_move", "move_parts", "pairs_of",
+           "slot_index", "swap_log_accept_many", "tempered"]
 
 # purposes of the counter-based draws (the second key word; see inference/counters.py)
 STREAM_INIT, STREAM_LOCAL, STREAM_SWAP, STREAM_PHASE, STREAM_ACCEPT = 11, 12, 13, 14, 15
@@ -135,6 +135,16 @@ def _metropolis(slots: Any, log_alpha: np.ndarray, ids: np.ndarray, ctx: Any,
     return accept_prob
 
 
+def move_parts(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any) -> tuple[Any, ...]:
+    """What a MALA or random-walk move starts from: the step column h (m, 1),
+    the scaled noise h xi, log pi_b on the slots' path (``slots.path``, see
+    inference/ptreference.py), whether it is MALA, h^2 / 2."""
+    step = slots.step[:, None]
+    jump = step * normals(ctx.settings.seed, STREAM_LOCAL, ids, slots.x.shape[1])
+    logpi = slots.path.logpi(beta, slots.loglik, slots.logprior, slots.x)
+    return step, jump, logpi, ctx.settings.local_move == "mala", 0.5 * step * step
+
+
 def local_move(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any) -> np.ndarray:
     """One MALA or random-walk Metropolis move of every local slot, in place.
 
@@ -143,13 +153,9 @@ def local_move(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any) -> np.nd
     ``ids`` (m, 4) their counter ids for this step. Returns the acceptance
     probabilities (m,).
     """
-    settings, layout = ctx.settings, ctx.layout
-    step = slots.step[:, None]
-    jump = step * normals(settings.seed, STREAM_LOCAL, ids, slots.x.shape[1])
+    layout = ctx.layout
+    step, jump, logpi, mala, half_var = move_parts(slots, beta, ids, ctx)
     path = slots.path  # log pi_b and its gradient (inference/ptreference.py)
-    logpi = path.logpi(beta, slots.loglik, slots.logprior, slots.x)
-    mala = settings.local_move == "mala"
-    half_var = 0.5 * step * step
     proposal = (slots.x + half_var * path.grad(beta, slots.grad_ll, slots.grad_lp, slots.x) + jump if mala
                 else slots.x + jump)
     ll2, lp2, gll2, glp2 = evaluated = evaluate_block(ctx.density, layout, proposal)

@@ -1,7 +1,9 @@
 """What a run of each built-in algorithm will need per rank: memory and a time lower bound.
 
-The run loop (:mod:`phasic_mpi.run.feasibility`) compares these with the
-memory a rank may use and refuses a run that cannot fit before any work.
+The run loop (:mod:`phasic_mpi.run.feasibility`) adds the density's own
+cost (rows evaluated per iteration, declared here, times its measured cost
+per row), compares the sums with the memory a rank may use and refuses a run
+that cannot fit before any work.
 Both figures are deliberately optimistic (a refused run cannot fit; a run
 that passes may still be too large): the memory counts the arrays that grow
 with the requested sizes, the time only work whose cost per unit is known
@@ -21,6 +23,11 @@ __all__ = ["pt_resources", "svgd_resources"]
 # measured cost (6.7 ns at d = 1, 7.7 at d = 3, 13.6 at d = 10 on one core).
 STEIN_PAIR_NS = (1.0, 0.2)
 MIN_MOVE_SECONDS = 1e-6  # a PT local move: at least one density call from Python
+# PT evaluates proposals, which (in the warm-up above all, before the step sizes
+# adapt) reach further into the tails than prior draws, where the likelihood
+# costs more: 1.7x (Kingman(50)) and 3.9x (rabbits) the prior draws' cost per row
+# measured (benchmarks/bench_feasibility.py), counted as 2.
+PT_ROW_COST_FACTOR = 2.0
 
 
 def svgd_resources(settings: Any, n_params: int, n_ranks: int,
@@ -44,8 +51,9 @@ def svgd_resources(settings: Any, n_params: int, n_ranks: int,
     if settings.bandwidth == "median":
         need += 8.0 * local * (n - 1)
     per_pair = (STEIN_PAIR_NS[0] + STEIN_PAIR_NS[1] * d) * 1e-9
+    # one density call per iteration over the rank's particles
     return Resources(need, settings.iterations * local * n * per_pair,
-                     f"{n} particles x {d} parameters")
+                     f"{n} particles x {d} parameters", local, settings.iterations)
 
 
 def pt_resources(settings: Any, n_params: int, n_ranks: int,
@@ -64,5 +72,8 @@ def pt_resources(settings: Any, n_params: int, n_ranks: int,
     scans = math.inf if s.rounds > 1000 else float(2**s.rounds)  # float(2**1024) overflows
     sampled = scans - 2.0 ** min(s.warmup_rounds, 1000)
     need = 8.0 * (3 * s.chains * sampled * (d + 2) + sampled * local)
+    # a local step evaluates the rank's slots once (HMC: once per leapfrog step)
+    per_step = s.leapfrog_steps if s.local_move == "hmc" else 1
     return Resources(need, scans * s.local_steps * local * MIN_MOVE_SECONDS,
-                     f"2**{s.rounds} - 1 scans x {slots} replicas x {d} parameters")
+                     f"2**{s.rounds} - 1 scans x {slots} replicas x {d} parameters",
+                     s.local_steps * per_step * local, scans, PT_ROW_COST_FACTOR)

@@ -13,15 +13,17 @@ the default: no communication), over all pairs (``"median"``: an exact
 distributed selection), or fixed.
 
 Distribution: each rank owns a contiguous block of particles. An iteration
-is one ``Allgatherv``: each rank evaluates the scores of its own block, and
+is one collective (``Allgather`` for equal blocks, else ``Allgatherv``): each rank evaluates the scores of its own block, and
 the particles, scores, log p, invalid flags and the diagnostics of the step
 just taken (|phi_i|^2, KSD row sums) travel together; the state keeps these
 global arrays for the next iteration. Each rank updates its own block from
 them in global order (the Stein kernel in C sums over j in order,
-:mod:`phasic_mpi.inference.stein`), and the density is always evaluated on an array of
-the global shape, so every bit of the result is the same for any number of
-ranks. Initial particles come from streams keyed by (seed, particle id), the
-bandwidth's pairs from streams keyed by (seed, iteration).
+:mod:`phasic_mpi.inference.stein`), and the density's rows do not depend on the
+rows evaluated with them (a ``rowwise`` density is evaluated on the block
+alone, any other inside an array of the global shape), so every bit of the
+result is the same for any number of ranks. Initial particles come from
+streams keyed by (seed, particle id), the bandwidth's pairs from
+counter-based draws keyed by (seed, iteration).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from phasic_mpi.inference.bandwidth import (PAIR_BLOCK, STREAM_BANDWIDTH, median
                                            pair_count, pair_sq_distances, subset_median_bandwidth)
 from phasic_mpi.inference.stein import kernelized_stein_discrepancy, ksd_from_rows, stein_direction, stein_terms
 from phasic_mpi.inference.svgd_monitor import (SVGDMonitor, anneal_beta, end_of_run, monitor_arrays, monitor_from_arrays,
-                                               new_monitor, relative_to_score, update_monitor)
+                                               monitor_layout, new_monitor, relative_to_score, update_monitor)
 
 __all__ = [
     "SVGDAlgorithm",
@@ -252,11 +254,11 @@ def gather_block(ctx: "SVGDContext", particles: np.ndarray, like: np.ndarray | N
         This rank's block.
     like : (n, d) array or None
         Global particles of the previous iteration (None: this rank's rows
-        repeated). The density is evaluated on this array with the local
-        block written in: numpy may round an element differently depending
-        on the array's shape, so the block is evaluated inside an array of
-        the global shape, as the whole batch would be; the other rows only
-        fill it.
+        repeated). A density that is not ``rowwise`` (see
+        :class:`~phasic_mpi.inference.posterior.LogDensity`) is evaluated on
+        this array with the local block written in, as the whole batch would
+        be (the other rows only fill it); a ``rowwise`` one (Posterior,
+        FunctionDensity) on the block alone.
     extra : (n_local, k) array
         Per-particle values to gather along (diagnostics of the last step).
     beta : float
@@ -271,9 +273,12 @@ def gather_block(ctx: "SVGDContext", particles: np.ndarray, like: np.ndarray | N
         ``extra`` of all ranks in global order.
     """
     layout, d = ctx.layout, particles.shape[1]
-    full = np.resize(particles, (layout.n, d)) if like is None else like.copy()
-    full[layout.rows] = particles
-    ev = ctx.density.evaluate(full, rows=layout.rows)
+    if getattr(ctx.density, "rowwise", False):  # the block alone: O(n_local) work
+        ev = ctx.density.evaluate(particles)
+    else:
+        full = np.resize(particles, (layout.n, d)) if like is None else like.copy()
+        full[layout.rows] = particles
+        ev = ctx.density.evaluate(full, rows=layout.rows)
     grad = ev.grad if beta == 1.0 else ev.logprior_grad + beta * ev.loglik_grad
     local = np.column_stack([particles, grad, ev.logp, ev.invalid.astype(np.float64), extra])
     rows = allgather_rows(ctx.comm, layout, local)
@@ -304,7 +309,10 @@ def svgd_step(state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagno
                                         anneal_beta(settings, t + 1))
     valid = shared.logp[~shared.invalid]
     step_norm = float(np.sqrt(gathered[:, 0].sum() / layout.n))
-    rel = relative_to_score(float(np.linalg.norm(gathered[:, 2:].mean(axis=0))), shared.scores)
+    # mean_i phi_i from a (d, n) copy summed along its rows: numpy reduces axis 0 of an
+    # (n, d) array one row at a time (~15 ns a row, 60 us at n = 4096, on every rank)
+    mean_phi = np.ascontiguousarray(gathered[:, 2:].T).sum(axis=1) / layout.n
+    rel = relative_to_score(float(np.linalg.norm(mean_phi)), shared.scores)
     diag = SVGDDiagnostics(
         step_norm=step_norm,
         bandwidth=h,
@@ -349,6 +357,7 @@ class SVGDAlgorithm:
     name = "svgd"
     Settings = SVGDSettings
     iteration_label = "iteration"
+    figures = ("svgd_trajectories", "svgd_diagnostics")  # names in plotting's figure table
 
     def __init__(self, settings: SVGDSettings) -> None:
         self.settings = settings
@@ -407,6 +416,11 @@ class SVGDAlgorithm:
 
     def checkpoint(self, state: SVGDState, ctx: SVGDContext) -> dict[str, np.ndarray] | None:
         return gather_state(state, ctx)
+
+    def checkpoint_layout(self, ctx: SVGDContext) -> dict[str, tuple]:
+        """Shapes and dtype kinds of :meth:`checkpoint`'s arrays (checked before :meth:`restore`)."""
+        n, d = self.settings.particles, ctx.density.n_params
+        return {**{name: ((n, d), "f") for name in ("particles", "moment1", "moment2")}, **monitor_layout(d)}
 
     def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: SVGDContext) -> SVGDState:
         return scatter_state(arrays, iteration, ctx)

@@ -58,6 +58,7 @@ __all__ = [
     "end_of_run",
     "monitor_arrays",
     "monitor_from_arrays",
+    "monitor_layout",
     "new_monitor",
     "relative_to_score",
     "stranded_gap",
@@ -148,6 +149,12 @@ def monitor_arrays(monitor: SVGDMonitor, d: int) -> dict[str, np.ndarray]:
             "monitor_mean": nan if monitor.mean is None else monitor.mean,
             "monitor_sd": nan if monitor.sd is None else monitor.sd,
             "monitor_converged_at": np.array([monitor.converged_at], dtype=np.int64)}
+
+
+def monitor_layout(d: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Shapes and dtype kinds of :func:`monitor_arrays` (a checkpoint's layout)."""
+    return {"monitor_rel_sum": ((1,), "f"), "monitor_mean": ((d,), "f"),
+            "monitor_sd": ((d,), "f"), "monitor_converged_at": ((1,), "iu")}
 
 
 def monitor_from_arrays(arrays: dict[str, np.ndarray]) -> SVGDMonitor:

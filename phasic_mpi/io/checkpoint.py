@@ -10,8 +10,12 @@ history row counts of the run file, the run's settings, the run file's
 Reading verifies before anything is used or overwritten: a SHA-256 checksum
 over the metadata and every array, the format, the iteration range, finite
 values, and (given the run file) that the checkpoint belongs to that file and
-that its row counts are ones the file holds. Any failure is one
-:class:`CheckpointError` line; no file is touched by reading.
+that its row counts are ones the file holds; :func:`check_layout` then
+compares the arrays' names, shapes and dtypes with the algorithm's
+``checkpoint_layout`` (the driver does, after comparing the configs: whoever
+edits a checkpoint can recompute its checksum, but not make a misshapen
+state restorable). Any failure is one :class:`CheckpointError` line; no file
+is touched by reading.
 """
 
 from __future__ import annotations
@@ -25,19 +29,21 @@ from typing import Any
 
 import numpy as np
 
-from phasic_mpi.errors import ConfigError
+from phasic_mpi.errors import ConfigError, RunFileError
 from phasic_mpi.io.files import commit_temp, discard_temp, exclusive_temp
 
-__all__ = ["CheckpointError", "checkpoint_path", "read_checkpoint", "write_checkpoint"]
+__all__ = ["CheckpointError", "check_layout", "checkpoint_path", "read_checkpoint",
+           "write_checkpoint"]
 
 FORMAT = 2  # version of the layout below; 1 had neither checksum nor run_id
 _META, _SUM = "__meta__", "__checksum__"
 # The driver appends one row per iteration to every "<algorithm>/diagnostics/<x>"
 # history dataset, so their counts in a checkpoint equal its iteration.
 _PER_ITERATION = "/diagnostics/"
+_KINDS = {"b": "bool", "i": "int", "u": "unsigned int", "f": "float"}
 
 
-class CheckpointError(ConfigError):
+class CheckpointError(ConfigError, RunFileError):
     """A checkpoint that cannot be trusted: unreadable, tampered, or another run's."""
 
 
@@ -132,6 +138,49 @@ def read_checkpoint(path: str, *, n_iterations: int | None = None,
     if run_file is not None:
         _check_run_file(path, meta, run_file)
     return meta["iteration"], loaded, meta["rows"], meta["config"]
+
+
+def _shape_text(shape: tuple[int | None, ...]) -> str:
+    """``(8, *, 4)``: None is an axis of any length."""
+    dims = ["*" if n is None else str(n) for n in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def check_layout(path: str, arrays: Mapping[str, np.ndarray],
+                 layout: Mapping[str, tuple[tuple[int | None, ...], str]]) -> None:
+    """Raise :class:`CheckpointError` unless ``arrays`` are exactly ``layout``'s.
+
+    Parameters
+    ----------
+    path : str
+        The checkpoint file (named in the message).
+    arrays : mapping of str to ndarray
+        The checkpoint's arrays.
+    layout : mapping of str to (shape, kinds)
+        An algorithm's ``checkpoint_layout``: per array its shape (None: an
+        axis of any length) and the numpy dtype kinds it may have ("f", "iu").
+    """
+    missing = sorted(set(layout) - set(arrays))
+    if missing:
+        shape = _shape_text(layout[missing[0]][0])
+        raise CheckpointError(f"checkpoint {path}: array {missing[0]!r} is missing "
+                              f"(expected shape {shape})")
+    surplus = sorted(set(arrays) - set(layout))
+    if surplus:
+        raise CheckpointError(f"checkpoint {path}: unexpected array {surplus[0]!r} "
+                              f"(shape {_shape_text(arrays[surplus[0]].shape)}) for this "
+                              "algorithm")
+    for name in sorted(layout):
+        shape, kinds = layout[name]
+        arr = arrays[name]
+        if arr.dtype.kind not in kinds:
+            expected = " or ".join(_KINDS.get(k, k) for k in kinds)
+            raise CheckpointError(f"checkpoint {path}: array {name!r} has dtype {arr.dtype}, "
+                                  f"expected {expected}")
+        if arr.ndim != len(shape) or any(n is not None and n != m
+                                         for n, m in zip(shape, arr.shape)):
+            raise CheckpointError(f"checkpoint {path}: array {name!r} has shape "
+                                  f"{_shape_text(arr.shape)}, expected {_shape_text(shape)}")
 
 
 def _parse_meta(path: str, text: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import socket
 from typing import Any, BinaryIO
 
 __all__ = ["RunLock", "RunLockError", "commit_temp", "discard_temp", "exclusive_temp",
-           "locking_disabled"]
+           "locking_disabled", "replace_synced"]
 
 _TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -74,10 +74,16 @@ def commit_temp(fh: BinaryIO, tmp: str, path: str | os.PathLike) -> None:
     ``os.replace`` replaces a symlink at ``path`` itself, never its target.
     The directory is fsynced afterwards (best effort: some file systems refuse).
     """
-    path = os.fspath(path)
     fh.flush()
     os.fsync(fh.fileno())
     fh.close()
+    replace_synced(tmp, path)
+
+
+def replace_synced(tmp: str, path: str | os.PathLike) -> None:
+    """``os.replace(tmp, path)``, then fsync the directory (best effort) so that
+    the new name survives a crash; ``tmp``'s bytes must already be synced."""
+    path = os.fspath(path)
     os.replace(tmp, path)
     directory = os.path.dirname(os.path.abspath(path))
     try:

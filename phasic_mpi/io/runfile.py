@@ -11,10 +11,13 @@ import numpy as np
 from phasic_mpi.io.h5 import ROWS_ATTR, _decode_attrs, _is_history, _is_scale, _open
 from phasic_mpi.model.data import Observations
 from phasic_mpi.model.graph import Graph
+from phasic_mpi.model.params import ParamLayout, param_layout
+from phasic_mpi.model.termdata import term_from_arrays
 
-__all__ = ["MODEL_GROUP", "RunFile", "read_run"]
+__all__ = ["MODEL_GROUP", "SHAPES_ATTR", "RunFile", "read_run"]
 
 MODEL_GROUP = "model"  # the compiled graph as data (RunWriter.write_model)
+SHAPES_ATTR = "param_shapes"  # attribute of group model: the families of parameters
 
 
 class RunFile:
@@ -63,8 +66,26 @@ class RunFile:
             return _decode_attrs(f[group]) if group in f else {}
 
     def posterior(self) -> dict[str, np.ndarray]:
-        """Posterior draws: name -> array (chain, draw, ...); empty until written."""
+        """Posterior variables: name -> array (chain, draw, ...); empty until written.
+
+        A family of parameters is one variable ``(chain, draw, *shape)``
+        (:meth:`param_layout`); :meth:`flat_posterior` has one entry per parameter.
+        """
         return self.read_group("posterior")
+
+    def param_layout(self) -> ParamLayout:
+        """How ``param_names`` form the posterior's variables (the stored ``param_shapes``)."""
+        shapes = self.group_attrs(MODEL_GROUP).get(SHAPES_ATTR)
+        try:
+            return param_layout(self.param_names, shapes, detect=False)
+        except ValueError as exc:
+            raise ValueError(f"{self.path}: the stored param_shapes do not fit "
+                             f"param_names: {exc}") from None
+
+    def flat_posterior(self) -> dict[str, np.ndarray]:
+        """Posterior draws by parameter name: name -> array (chain, draw); empty until written."""
+        post = self.posterior()
+        return self.param_layout().unpack(post) if post else {}
 
     def sample_stats(self) -> dict[str, np.ndarray]:
         """Sample statistics: name -> array (chain, draw, ...)."""
@@ -113,11 +134,35 @@ class RunFile:
         arrays: dict[str, Any] = self.read_group(MODEL_GROUP)
         if not arrays:
             return None
-        arrays.update(self.group_attrs(MODEL_GROUP))
+        arrays.update({k: v for k, v in self.group_attrs(MODEL_GROUP).items()
+                       if k != SHAPES_ATTR})
         try:
             return Graph.from_arrays(arrays)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{self.path}: the stored model is not a valid graph: {exc}") from None
+
+    def term_attrs(self) -> list[dict[str, Any]]:
+        """Attributes of each stored likelihood term (``model/terms/<variable>``), in order."""
+        with _open(self.path, "r") as f:
+            g = f.get(f"{MODEL_GROUP}/terms")
+            found = [_decode_attrs(v) for v in g.values()] if isinstance(g, h5py.Group) else []
+        return sorted(found, key=lambda a: int(a.get("index", 0)))
+
+    def terms(self) -> list[Any]:
+        """The run's SFS and moment terms, rebuilt from the stored arrays alone.
+
+        As for :meth:`model`, nothing named in the file is imported or
+        called; invalid data raise ValueError.
+        """
+        out = []
+        for attrs in self.term_attrs():
+            where = f"{MODEL_GROUP}/terms/{attrs.get('variable')}"
+            try:
+                out.append(term_from_arrays(self.read_group(where), attrs))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{self.path}: the stored term {where!r} is not valid: "
+                                 f"{exc}") from None
+        return out
 
     def __repr__(self) -> str:
         return f"RunFile({self.path!r}, algorithm={self.algorithm!r})"

@@ -41,10 +41,13 @@ from phasic_mpi.io.h5 import (
     failure_reason,
     salvage,
 )
+from phasic_mpi.io.files import exclusive_temp, replace_synced
 from phasic_mpi.model.data import Observations, as_observations
 from phasic_mpi.io.runfile import RunFile, read_run
-from phasic_mpi.io.runfile import MODEL_GROUP
+from phasic_mpi.io.runfile import MODEL_GROUP, SHAPES_ATTR
 from phasic_mpi.model.graph import Graph
+from phasic_mpi.model.params import param_layout
+from phasic_mpi.model.termdata import observed_arrays, term_to_arrays, term_variables
 
 __all__ = ["COMPLETE_ATTR", "RunFile", "RunFileError", "RunWriter", "atomic_write",
            "is_complete", "read_run"]
@@ -86,9 +89,14 @@ class RunWriter:
     def __init__(self, file: h5py.File) -> None:
         self._f = file
         self.path: str = file.filename
+        # --force over an existing file: this writer fills a staging file, renamed
+        # over ``_replaces`` by promote() (None: the file is already at its path)
+        self._replaces: str | None = None
         root = _decode_attrs(file)
         self.algorithm: str = root.get("algorithm", "")
         self.param_names: tuple[str, ...] = tuple(root.get("param_names", ()))
+        shapes = _decode_attrs(file[MODEL_GROUP]).get(SHAPES_ATTR) if MODEL_GROUP in file else None
+        self.layout = param_layout(self.param_names, shapes, detect=False)
         found: dict[str, h5py.Dataset] = {}
         dimids = [-1]
 
@@ -114,6 +122,7 @@ class RunWriter:
         seed: int | None = None,
         attrs: Mapping[str, Any] | None = None,
         overwrite: bool = False,
+        param_shapes: Mapping[str, Sequence[int]] | None = None,
     ) -> RunWriter:
         """Create a run file and open it for appending.
 
@@ -138,7 +147,16 @@ class RunWriter:
         attrs : mapping, optional
             Further root attributes: rank count, MPI library, host, timings...
         overwrite : bool
-            Replace an existing file.
+            Replace an existing file, but only once the new one is worth it:
+            the new file is written under a temporary name next to ``path``
+            and renamed over it by :meth:`promote` (or a clean :meth:`close`),
+            so a run that fails before then (:meth:`abandon`, a write
+            failure) leaves the earlier file exactly as it was.
+        param_shapes : mapping of str to tuple of int, optional
+            Families of parameters (see :func:`~phasic_mpi.model.params.param_layout`):
+            each is written as one posterior variable ``(chain, draw, *shape)``;
+            the shapes are stored as data, attribute ``param_shapes`` of group
+            ``model``.
         """
         path = os.fspath(path)
         _check_name(algorithm, "algorithm")
@@ -149,6 +167,7 @@ class RunWriter:
         if algorithm in MANAGED_GROUPS or reserved or len(set(names)) < len(names):
             raise ValueError(f"algorithm {algorithm!r} or parameter names {names}: "
                              "reserved or duplicate names")
+        shapes = param_layout(names, param_shapes).shapes
         if os.path.exists(path) and not overwrite:
             raise FileExistsError(f"run file {path!r} exists (pass overwrite=True to replace it)")
         # run_id binds checkpoints to this file; complete turns true only when
@@ -170,10 +189,26 @@ class RunWriter:
             _set_attrs(f, {**(attrs or {}), **fixed})
             if observations is not None:
                 cls(f)._write_observations(as_observations(observations))
+            if shapes:
+                _set_attrs(_require_group(f, MODEL_GROUP),
+                           {SHAPES_ATTR: {k: list(v) for k, v in shapes.items()}})
             _require_group(f, algorithm)
 
-        atomic_write(path, skeleton)
-        return cls(_open(path, "r+"))
+        staged = os.path.lexists(path)  # overwrite: keep the earlier file for now
+        if staged:
+            fh, target = exclusive_temp(path)  # a name of our own, filled by atomic_write
+            fh.close()
+            try:
+                atomic_write(target, skeleton)
+            except BaseException:
+                os.unlink(target)
+                raise
+        else:
+            target = path
+            atomic_write(path, skeleton)
+        writer = cls(_open(target, "r+"))
+        writer._replaces = path if staged else None
+        return writer
 
     @classmethod
     def reopen(cls, path: str | os.PathLike, rows: Mapping[str, int] | None = None) -> RunWriter:
@@ -351,6 +386,13 @@ class RunWriter:
         """Valid rows of every history dataset (save these in checkpoints)."""
         return {name: int(ds.attrs[ROWS_ATTR]) for name, ds in sorted(self._history.items())}
 
+    def history(self, name: str) -> np.ndarray:
+        """The valid rows of history dataset ``name`` appended so far (KeyError if none)."""
+        if name not in self._history:
+            raise KeyError(name)
+        ds = self._history[name]
+        return ds[: int(ds.attrs[ROWS_ATTR])]
+
     @_guarded
     def write_chains(self, group: str, arrays: Mapping[str, Any],
                      attrs: Mapping[str, Any] | None = None,
@@ -411,8 +453,8 @@ class RunWriter:
         Parameters
         ----------
         draws : mapping of str to array (chain, draw)
-            Every model parameter (written in ``param_names`` order); further
-            entries are allowed.
+            Every model parameter (written in ``param_names`` order, a family
+            of them as one array variable); further entries are allowed.
         sample_stats : mapping of str to array (chain, draw, ...), optional
             E.g. ``lp``; ``None`` or empty removes the group.
         draws_are_independent : bool
@@ -424,8 +466,7 @@ class RunWriter:
         missing = [n for n in self.param_names if n not in draws]
         if missing:
             raise ValueError(f"posterior draws missing for parameters {missing}")
-        ordered = {n: draws[n] for n in self.param_names}
-        ordered.update({k: v for k, v in draws.items() if k not in ordered})
+        ordered = self.layout.pack(draws)
         stats = dict(sample_stats or {})
         shapes = {np.shape(a)[:2] for a in (*ordered.values(), *stats.values())}
         if len(shapes) > 1:
@@ -471,6 +512,38 @@ class RunWriter:
                                                "param_names": list(meta["param_names"])})
 
     @_guarded
+    def write_terms(self, terms: Sequence[Any]) -> None:
+        """Store a posterior's likelihood terms (SFS, moments) as data.
+
+        Their observations go into ``observed_data`` on named dimensions
+        (``sfs`` on ``sfs_class``; ``moment``/``moment_se`` on ``moment_obs``)
+        and each term, as arrays and attributes
+        (:func:`~phasic_mpi.model.termdata.term_to_arrays`), into
+        ``model/terms/<variable>``, replacing what an earlier call wrote.
+        Terms without a data form are skipped.
+        """
+        variables = term_variables(terms)
+        arrays, dims = observed_arrays(variables)
+        g = _require_group(self._f, "observed_data")
+        for name in arrays:  # a resumed run writes them again
+            if name in g:
+                self._delete(g[name])
+        for dim in set(dims.values()):
+            if dim in g:
+                del g[dim]
+        made: dict[str, h5py.Dataset] = {}
+        for name, arr in arrays.items():
+            if dims[name] not in made:
+                made[dims[name]] = self._dim(g, dims[name], arr.shape[0])
+            self._write_variable(g, name, arr, [made[dims[name]]])
+        if f"{MODEL_GROUP}/terms" in self._f:
+            del self._f[f"{MODEL_GROUP}/terms"]
+        self._f.flush()
+        for variable in variables:
+            term_arrays, attrs = term_to_arrays(variable)
+            self.write_group(f"{MODEL_GROUP}/terms/{variable.name}", term_arrays, attrs)
+
+    @_guarded
     def set_attrs(self, attrs: Mapping[str, Any], group: str = "/") -> None:
         """Set attributes of the root (default) or of ``group`` (created if needed).
 
@@ -487,9 +560,33 @@ class RunWriter:
         self._f.flush()
 
     @_guarded
-    def close(self) -> None:
-        """Flush and close the file (idempotent)."""
+    def promote(self) -> None:
+        """Flush; if the file replaces an earlier one (``overwrite``), make it
+        durable and rename it over that file now (the run loop calls this at
+        every checkpoint and at the end; only the first call renames)."""
+        self._f.flush()
+        if self._replaces is None:
+            return
+        os.fsync(self._f.id.get_vfd_handle())
+        replace_synced(self.path, self._replaces)
+        self.path, self._replaces = self._replaces, None
+
+    def abandon(self) -> None:
+        """After a failure: remove a staging file not yet promoted (the earlier
+        file stays as it was); otherwise the same as :meth:`close`."""
+        if self._replaces is None:
+            self.close()
+            return
         if self._f.id.valid:
+            close_detached(self._f)
+        _remove(self.path)
+        self._replaces = None
+
+    @_guarded
+    def close(self) -> None:
+        """Flush and close the file (idempotent), promoting it first (:meth:`promote`)."""
+        if self._f.id.valid:
+            self.promote()
             self._f.flush()
             self._f.close()
 
@@ -498,6 +595,12 @@ class RunWriter:
         if not self._f.id.valid:
             return RunFileError(f"run file {self.path}: {failure_reason(exc)}")
         self._history.clear()
+        if self._replaces is not None:  # a --force run that never got going
+            earlier = self._replaces
+            self.abandon()
+            return RunFileError(f"run file {earlier}: write failed ({failure_reason(exc)}); "
+                                "the new run's file was removed and the earlier file is "
+                                "unchanged; any checkpoint is untouched")
         close_detached(self._f)
         kept = ("kept, valid up to its last complete append" if salvage(self.path)
                 else "the half-written file was removed")
@@ -507,8 +610,18 @@ class RunWriter:
     def __enter__(self) -> RunWriter:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None:
+            self.abandon()  # an earlier file that this one was to replace stays
+        else:
+            self.close()
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def is_complete(path: str | os.PathLike) -> bool:

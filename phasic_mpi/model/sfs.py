@@ -33,7 +33,7 @@ from phasic_mpi.model.graph import Graph
 from phasic_mpi.model.models import sfs_rewards
 from phasic_mpi.model.moments import reward_moments
 from phasic_mpi.model.simulate import sample
-from phasic_mpi.model.terms import per_row, reward_matrix, term_thetas
+from phasic_mpi.model.terms import finite_rows, masked, ordered_sum, reward_matrix, term_thetas
 
 __all__ = ["SFSData", "expected_sfs", "fold_matrix", "simulate_sfs"]
 
@@ -204,7 +204,11 @@ class SFSData:
         self.graph = graph
         self.folded = bool(folded)
         self.likelihood = likelihood
-        self.rewards = np.ascontiguousarray(_sfs_rewards(graph, rewards, self.folded))
+        # the unfolded branch-length rewards (what a run file stores to rebuild the term)
+        self.branch_rewards = np.ascontiguousarray(_sfs_rewards(graph, rewards, False))
+        self.rewards = np.ascontiguousarray(
+            self.branch_rewards @ fold_matrix(self.branch_rewards.shape[1] + 1)
+            if self.folded else self.branch_rewards)
         self.counts, self.n_loci = _counts(counts, self.rewards.shape[1], n_loci)
         self.theta_mut = None if theta_mut is None else float(theta_mut)
         names = tuple(graph.param_names)
@@ -225,49 +229,85 @@ class SFSData:
         """Whether ``theta_mut`` is the last entry of :attr:`param_names`."""
         return self.likelihood == "poisson" and self.theta_mut is None
 
-    def expected(self, theta: Any) -> np.ndarray:
-        """Expected counts ``(P, C)`` (Poisson) or class probabilities (multinomial)."""
+    def expected(self, theta: Any, *, errors: str = "raise") -> np.ndarray:
+        """Expected counts ``(P, C)`` (Poisson) or class probabilities (multinomial).
+
+        ``errors="nan"`` gives NaN rows where θ is outside the model's domain
+        instead of raising.
+        """
         thetas = term_thetas(theta, len(self.param_names))
         mean = reward_moments(self.graph, thetas[:, :self.graph.n_params],
-                              self.rewards).mean
+                              self.rewards, errors=errors).mean
         if self.likelihood == "multinomial":
             return mean / mean.sum(axis=1, keepdims=True)
         mut = thetas[:, -1:] if self.theta_mut_is_param else self.theta_mut
         return 0.5 * self.n_loci * mut * mean
+
+    def _mutation(self, thetas: np.ndarray) -> np.ndarray:
+        """``(P,)`` theta_mut of each row (the fixed value, or the parameter)."""
+        if self.theta_mut_is_param:
+            return np.array(thetas[:, -1])
+        return np.full(thetas.shape[0], self.theta_mut)
+
+    def pointwise(self, theta: Any) -> np.ndarray:
+        """Log-likelihood per class ``(P, C)`` (Poisson) or per spectrum ``(P, 1)``.
+
+        Under the Poisson random field the classes are independent given
+        θ, so the class terms ``log Pois(xi_i; lambda_i)`` are the pointwise
+        values (leave-one-class-out is a valid LOO). Under the multinomial
+        the classes are not independent (they sum to the number of
+        segregating sites, which is conditioned on), so the whole spectrum
+        is one observation. Row sums equal :meth:`loglik_and_grad`'s values
+        to rounding; ``-inf`` where θ is outside the domain.
+        """
+        thetas = term_thetas(theta, len(self.param_names))
+        expected = self.expected(thetas, errors="nan")
+        xi = self.counts
+        ok = finite_rows(expected) & np.all(expected >= 0, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.likelihood == "multinomial":
+                ok &= np.all(np.isfinite(expected), axis=1)
+                out = (ordered_sum(xlogy(xi, expected)) + self._const)[:, None]
+            else:
+                ok &= self._mutation(thetas) > 0
+                out = xlogy(xi, expected) - expected - gammaln(xi + 1)
+        return np.where(ok[:, None], out, -math.inf)
 
     def loglik_and_grad(self, theta: Any) -> tuple[np.ndarray, np.ndarray]:
         """Log-likelihood ``(P,)`` and its exact gradient ``(P, k)`` in theta."""
         thetas = term_thetas(theta, len(self.param_names))
         res = reward_moments(self.graph, thetas[:, :self.graph.n_params], self.rewards,
                              grad=True, errors="nan")
-        row = self._poisson_row if self.likelihood == "poisson" else self._multinomial_row
-        return per_row(row, len(self.param_names), res.mean, res.mean_grad, thetas)
+        ok = finite_rows(res.mean, res.mean_grad, thetas) & np.all(res.mean >= 0, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if self.likelihood == "poisson":
+                value, grad, good = self._poisson(res.mean, res.mean_grad, thetas)
+            else:
+                value, grad, good = self._multinomial(res.mean, res.mean_grad)
+        return masked(value, grad, ok & good)
 
-    def _poisson_row(self, mean: np.ndarray, dmean: np.ndarray,
-                     theta: np.ndarray) -> tuple[float, np.ndarray]:
+    def _poisson(self, mean: np.ndarray, dmean: np.ndarray,
+                 thetas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         xi = self.counts
-        mut = float(theta[-1]) if self.theta_mut_is_param else self.theta_mut
+        mut = self._mutation(thetas)
         scale = 0.5 * self.n_loci * mut
-        lam = scale * mean
-        if not (mut > 0) or np.any(lam < 0):
-            return -math.inf, np.zeros(theta.size)
-        value = float(xlogy(xi, lam).sum() - lam.sum()) + self._const
+        lam = scale[:, None] * mean
+        value = ordered_sum(xlogy(xi, lam) - lam) + self._const
         dlam = np.where(xi > 0, xi / lam, 0.0) - 1.0  # d loglik / d lambda_i
-        grad = scale * (dlam @ dmean)
+        grad = scale[:, None] * ordered_sum(dlam[:, :, None] * dmean)
         if self.theta_mut_is_param:
-            grad = np.append(grad, float(np.sum(xi - lam)) / mut)
-        return value, grad
+            grad = np.column_stack([grad, ordered_sum(xi - lam) / mut])
+        return value, grad, mut > 0
 
-    def _multinomial_row(self, mean: np.ndarray, dmean: np.ndarray,
-                         theta: np.ndarray) -> tuple[float, np.ndarray]:
+    def _multinomial(self, mean: np.ndarray,
+                     dmean: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         xi = self.counts
-        total = float(mean.sum())
-        if np.any(mean < 0) or not total > 0:
-            return -math.inf, np.zeros(theta.size)
-        value = float(xlogy(xi, mean / total).sum()) + self._const
+        total = ordered_sum(mean)
+        value = ordered_sum(xlogy(xi, mean / total[:, None])) + self._const
         # d/dtheta sum_i xi_i (log E[L_i] - log sum_j E[L_j])
-        grad = np.where(xi > 0, xi / mean, 0.0) @ dmean - xi.sum() / total * dmean.sum(axis=0)
-        return value, grad
+        grad = (ordered_sum(np.where(xi > 0, xi / mean, 0.0)[:, :, None] * dmean)
+                - (xi.sum() / total)[:, None] * ordered_sum(dmean))
+        return value, grad, total > 0
 
     def __repr__(self) -> str:
         mut = "parameter" if self.theta_mut_is_param else self.theta_mut

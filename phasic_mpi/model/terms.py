@@ -9,16 +9,26 @@ values mark a row invalid. :class:`~phasic_mpi.inference.posterior.Posterior`
 adds the terms to the absorption-time likelihood (``terms=[...]``); see
 docs/sfs.md.
 
-Every term computes each row on its own (a Python loop over rows of
-length-``R`` vectors): numpy may round a transcendental function differently
-depending on an element's position in a batch, and a rank's block of
-particles must give the bits the whole batch gives.
+Terms are vectorised over rows, and a row's bits do not depend on the batch
+it is in (a rank's block of particles must give the bits the whole batch
+gives):
+
+* sums over classes or moments are :func:`ordered_sum`: one elementwise
+  addition per column, in column order. Elementwise ``+ - * /`` round
+  exactly (IEEE), whatever the SIMD width or the row's position; a
+  reduction (``sum(axis=1)``, ``@``, ``einsum``) may block or vectorise its
+  additions differently for a different number of rows;
+* the one transcendental, ``log``, comes from :func:`scipy.special.xlogy`,
+  whose ufunc loop calls the scalar libm ``log`` element by element. numpy's
+  own ``log`` may run SIMD code (SVML on AVX-512) or a scalar fallback
+  depending on the array's layout, whose last bits can differ.
+
+tests/model/test_terms_layout.py checks both on every kind of term.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -26,7 +36,7 @@ import numpy as np
 from phasic_mpi.model.graph import Graph
 from phasic_mpi.model.moments import reward_moments
 
-__all__ = ["LikelihoodTerm", "MomentData"]
+__all__ = ["LikelihoodTerm", "MomentData", "finite_rows", "masked", "ordered_sum"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -50,22 +60,30 @@ def term_thetas(theta: Any, n_params: int) -> np.ndarray:
     return arr
 
 
-def per_row(fn: Callable[..., tuple[float, np.ndarray]], n_params: int,
-            *arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Apply ``fn(row_0, row_1, ...) -> (value, grad (n_params,))`` row by row.
+def ordered_sum(a: np.ndarray) -> np.ndarray:
+    """Sum over axis 1 of ``a`` ``(P, C, ...)``, adding the columns in order.
 
-    Rows whose inputs are not finite (moments that could not be computed)
-    get ``-inf`` and a zero gradient without calling ``fn``.
+    The same bits for a row whatever ``P`` is (see the module docstring):
+    ``((a[:, 0] + a[:, 1]) + a[:, 2]) + ...``.
     """
-    n_rows = arrays[0].shape[0]
-    value = np.full(n_rows, -math.inf)
-    grad = np.zeros((n_rows, n_params))
-    for p in range(n_rows):
-        rows = [np.ascontiguousarray(a[p]) for a in arrays]
-        if all(np.isfinite(r).all() for r in rows):
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                value[p], grad[p] = fn(*rows)
-    return value, grad
+    out = np.array(a[:, 0], dtype=np.float64, copy=True)
+    for i in range(1, a.shape[1]):
+        out += a[:, i]
+    return out
+
+
+def finite_rows(*arrays: np.ndarray) -> np.ndarray:
+    """``(P,)`` bool: the rows where every entry of every array is finite."""
+    ok = np.ones(arrays[0].shape[0], dtype=bool)
+    for a in arrays:
+        ok &= np.isfinite(a).all(axis=tuple(range(1, a.ndim)))
+    return ok
+
+
+def masked(value: np.ndarray, grad: np.ndarray,
+           ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``value`` with ``-inf`` and ``grad`` with zeros outside the rows ``ok``."""
+    return np.where(ok, value, -math.inf), np.where(ok[:, None], grad, 0.0)
 
 
 def reward_matrix(graph: Graph, rewards: Any) -> tuple[np.ndarray, bool]:
@@ -141,17 +159,34 @@ class MomentData:
         return (res.cross - res.mean**2,
                 res.cross_grad - 2 * res.mean[..., None] * res.mean_grad)
 
+    def model_moments(self, theta: Any) -> np.ndarray:
+        """Model moments ``(P, R)`` without gradients; NaN rows where undefined."""
+        thetas = term_thetas(theta, len(self.param_names))
+        if self.kind == "mean":
+            return reward_moments(self.graph, thetas, self.rewards, errors="nan").mean
+        return self.moments_and_grad(thetas)[0]
+
+    def pointwise(self, theta: Any) -> np.ndarray:
+        """Each moment's log-likelihood ``(P, R)``; its row sums are :meth:`loglik_and_grad`'s.
+
+        ``-inf`` in the rows where a moment cannot be computed.
+        """
+        m = self.model_moments(theta)
+        resid = (self.value - m) / self.se
+        out = -0.5 * resid * resid - np.log(self.se) - 0.5 * _LOG_2PI
+        return np.where(finite_rows(m)[:, None], out, -math.inf)
+
     def loglik_and_grad(self, theta: Any) -> tuple[np.ndarray, np.ndarray]:
         """Gaussian log-likelihood ``(P,)`` and its gradient in theta ``(P, d)``."""
         m, dm = self.moments_and_grad(theta)
         y, s = self.value, self.se
         const = float(np.sum(np.log(s))) + 0.5 * _LOG_2PI * y.size
-
-        def row(mean: np.ndarray, dmean: np.ndarray) -> tuple[float, np.ndarray]:
-            resid = (y - mean) / s
-            return -0.5 * float(resid @ resid) - const, (resid / s) @ dmean
-
-        return per_row(row, len(self.param_names), m, dm)
+        ok = finite_rows(m, dm)
+        with np.errstate(invalid="ignore", over="ignore"):
+            resid = (y - m) / s
+            value = -0.5 * ordered_sum(resid * resid) - const
+            grad = ordered_sum((resid / s)[:, :, None] * dm)
+        return masked(value, grad, ok)
 
     def __repr__(self) -> str:
         return (f"MomentData({self.kind}, value={self.value.tolist()}, "

@@ -3,7 +3,10 @@
 Reads only the file (no MPI, no display: matplotlib's Agg backend). A run file
 gives the posterior marginals, a pair plot, the algorithm's own figures (SVGD:
 particle trajectories and convergence; PT: β = 1 traces, ladder, swaps and
-round trips) and a posterior-predictive check; a study file (root attribute
+round trips) and a posterior-predictive check. The algorithm's figures are the
+names in the file's ``algorithm_figures`` attribute (its class's ``figures``,
+stored by the run loop), drawn by the functions of :data:`FIGURES`; a new
+algorithm's own figures join with :func:`register_figure`; a study file (root attribute
 ``file_kind = "study"``) is handed to :func:`phasic_mpi.plotting.study.plot_study`.
 Each figure is described in ``docs/plots.md``.
 """
@@ -11,8 +14,10 @@ Each figure is described in ``docs/plots.md``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import h5py
 
@@ -20,7 +25,54 @@ from phasic_mpi.errors import ConfigError
 from phasic_mpi.plotting._style import DEFAULT_DPI, note
 from phasic_mpi.io.runfile import read_run
 
-__all__ = ["default_out_dir", "file_kind", "main", "plot_file", "plot_run"]
+__all__ = ["FIGURES", "algorithm_figures", "default_out_dir", "file_kind", "main", "plot_file",
+           "plot_run", "register_figure"]
+
+Figure = Callable[[Any, str, int], "str | None"]  # (RunView, out_dir, dpi) -> path or None
+
+# Figure name -> "module:function" in this package (imported on use: matplotlib
+# is slow to load) or a function. An algorithm names its figures in a class
+# attribute ``figures``; the run file carries the names, so that plotting needs
+# no algorithm code (plotting does not import inference).
+FIGURES: dict[str, str | Figure] = {
+    "svgd_trajectories": "svgd:plot_trajectories",
+    "svgd_diagnostics": "svgd:plot_svgd_diagnostics",
+    "pt_trace": "pt:plot_trace",
+    "pt_ladder": "pt:plot_ladder",
+    "pt_swaps": "pt:plot_swaps",
+}
+# Run files written before they named their figures: the built-in algorithms' sets.
+_UNNAMED = {"svgd": ("svgd_trajectories", "svgd_diagnostics"),
+            "pt": ("pt_trace", "pt_ladder", "pt_swaps")}
+
+
+def register_figure(name: str, function: Figure) -> Figure:
+    """Add a figure an algorithm can name in its ``figures``.
+
+    ``function(view, out_dir, dpi)`` gets a :class:`phasic_mpi.plotting.run.RunView`
+    and returns the path it wrote, or None when the file has nothing to show.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"a figure needs an identifier as its name, got {name!r}")
+    FIGURES[name] = function
+    return function
+
+
+def algorithm_figures(run: Any) -> tuple[list[Figure], list[str]]:
+    """The figure functions a run file names, and the names nobody registered."""
+    names = run.attrs.get("algorithm_figures")
+    names = _UNNAMED.get(run.algorithm, ()) if names is None else names
+    found, unknown = [], []
+    for name in names:
+        entry = FIGURES.get(name)
+        if entry is None:
+            unknown.append(name)
+        elif isinstance(entry, str):
+            module, _, attr = entry.partition(":")
+            found.append(getattr(importlib.import_module(f"phasic_mpi.plotting.{module}"), attr))
+        else:
+            found.append(entry)
+    return found, unknown
 
 
 def default_out_dir(path: str | os.PathLike) -> str:
@@ -68,7 +120,7 @@ def plot_run(path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
     plot, a log-density model for the predictive check) are skipped with a
     message on stderr.
     """
-    from phasic_mpi.plotting import predictive, pt, run, svgd
+    from phasic_mpi.plotting import predictive, run, terms
 
     out = os.fspath(out_dir) if out_dir is not None else default_out_dir(path)
     view = run.load_view(read_run(path))
@@ -80,14 +132,12 @@ def plot_run(path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
     else:
         note(view.name, "no posterior draws (did the run finish?): marginals, pair plot, "
                          "traces and predictive check skipped")
-    # each algorithm's own figures; "map" has none (its draws are the Laplace posterior)
-    own = {"svgd": [svgd.plot_trajectories, svgd.plot_svgd_diagnostics],
-           "pt": [pt.plot_trace, pt.plot_ladder, pt.plot_swaps], "map": []}
-    if view.run.algorithm in own:
-        figures += own[view.run.algorithm]
-    else:
-        note(view.name, f"unknown algorithm {view.run.algorithm!r}: posterior figures only")
-    figures.append(predictive.plot_predictive)
+    own, unknown = algorithm_figures(view.run)  # "map" names none: its draws are Laplace's
+    figures += own
+    if unknown:
+        note(view.name, f"no figure function for {', '.join(unknown)} (register one with "
+                        "phasic_mpi.plotting.register_figure): skipped")
+    figures += [predictive.plot_predictive, terms.plot_term_predictive]
     written = [p for p in (fig(view, out, dpi) for fig in figures) if p is not None]
     if view.draws.size and len(view.param_names) > run.MAX_PAIR_PARAMS:
         note(view.name, f"pair plot shows the first {run.MAX_PAIR_PARAMS} of "

@@ -118,7 +118,8 @@ def _graph(view: RunView) -> Graph | None:
         else:
             _skip(view, "the run file stores no model graph (group 'model')")
         return None
-    if tuple(graph.param_names) != view.param_names:
+    if tuple(view.param_names[:graph.n_params]) != tuple(graph.param_names):
+        # likelihood terms may add parameters (theta_mut), after the model's own
         _skip(view, f"the model's parameters {graph.param_names} differ from the run's "
                     f"{view.param_names}")
         return None
@@ -158,7 +159,7 @@ def plot_predictive(view: RunView, out_dir: str, dpi: int) -> str | None:
     if obs is None or obs.n_observations == 0:
         _skip(view, "the run file holds no observed data")
         return None
-    thetas = draw_subsample(view.flat)
+    thetas = draw_subsample(view.flat)[:, :graph.n_params]
     title = (f"{view.name}: posterior-predictive check ({thetas.shape[0]} posterior draws, "
              f"{_count(obs)})")
     if obs.right_censored.size or obs.interval_lo.size:

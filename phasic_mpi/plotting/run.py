@@ -67,7 +67,7 @@ def true_values(config: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, 
 
 def load_view(run: RunFile) -> RunView:
     """Read the posterior draws and the true θ of ``run``."""
-    post = run.posterior()
+    post = run.flat_posterior()  # families of parameters as their entries
     names = tuple(n for n in run.param_names if n in post and post[n].ndim == 2)
     if names:
         draws = np.stack([np.asarray(post[n], float) for n in names], axis=-1)

@@ -182,7 +182,9 @@ def sample(model: Any, data: Any = None, *, algorithm: str | Any = "svgd", prior
                   iteration=outcome.iteration, settings=chosen.settings,
                   observations=observations, independent=final.independent,
                   attrs=outcome.attrs or {}, graph=getattr(density, "graph", None),
-                  seed=chosen.settings.seed, tol=getattr(density, "tol", None))
+                  seed=chosen.settings.seed, tol=getattr(density, "tol", None),
+                  param_shapes=getattr(density, "param_shapes", None) or {},
+                  terms=tuple(getattr(density, "terms", ())))
 
 
 def svgd(model: Any, data: Any = None, **kwargs: Any) -> Result | None:
@@ -199,10 +201,11 @@ def svgd(model: Any, data: Any = None, **kwargs: Any) -> Result | None:
 def pt(model: Any, data: Any = None, **kwargs: Any) -> Result | None:
     """Parallel tempering: :func:`sample` with ``algorithm="pt"``.
 
-    Settings (defaults as in ``[pt]``): ``replicas=8``, ``chains=1``,
+    Settings (defaults as in ``[pt]``): ``replicas=8``, ``chains=2``,
     ``rounds=10``, ``warmup_rounds=6``, ``local_move="mala"``,
     ``local_steps=1``, ``step_size=0.5``, ``target_accept=0.0``,
-    ``swap="nonreversible"``, ``adapt_ladder=True``, ``seed=0``.
+    ``swap="nonreversible"``, ``adapt_ladder=True``, ``mass_matrix="auto"``,
+    ``cold_steps=0``, ``seed=0``.
     """
     return sample(model, data, algorithm="pt", **kwargs)
 

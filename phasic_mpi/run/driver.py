@@ -15,6 +15,7 @@ command line's entry: a validated config in, the same loop.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import signal
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,8 +33,9 @@ from phasic_mpi.errors import ConfigError, ConvergenceWarning, EmptyResultError
 from phasic_mpi.inference.comm import Communicator, as_communicator
 from phasic_mpi.inference.protocol import FinalRecord
 from phasic_mpi.inference.registry import algorithm_class, algorithm_names
-from phasic_mpi.io.checkpoint import checkpoint_path, read_checkpoint, write_checkpoint
-from phasic_mpi.run.feasibility import check_feasible
+from phasic_mpi.io.checkpoint import (check_layout, checkpoint_path, read_checkpoint,
+                                      write_checkpoint)
+from phasic_mpi.run.feasibility import check_feasible, seconds_per_iteration
 from phasic_mpi.run.settings import OutputSettings
 from phasic_mpi.run.results import write_model_results
 from phasic_mpi.version import __version__
@@ -180,6 +182,56 @@ class _Buffer:
             self.rows.clear()
 
 
+class _HistoryView(Mapping):
+    """Every history row of the algorithm's group so far, for ``finish`` (rank 0):
+    read back from the run file, or from the in-memory buffer of a run without one.
+    Names are relative to the group; a dataset is read when it is looked up."""
+
+    def __init__(self, buffer: _Buffer, writer: Any) -> None:
+        self.buffer, self.writer = buffer, writer
+        self.prefix = f"{buffer.group}/"
+
+    def _names(self) -> list[str]:
+        names = self.writer.rows() if self.writer is not None else self.buffer.rows
+        return [n.removeprefix(self.prefix) for n in names if n.startswith(self.prefix)]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        full = self.prefix + name
+        if self.writer is not None:
+            return self.writer.history(full)
+        if full not in self.buffer.rows:
+            raise KeyError(name)
+        return np.concatenate(self.buffer.rows[full], axis=0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+def _drain(algorithm: Any, state: Any, ctx: Any, buffer: _Buffer) -> Any:
+    """Move the rows an algorithm streams (``drain``) from its state into the history."""
+    drain = getattr(algorithm, "drain", None)
+    if drain is None:
+        return state
+    state, rows = drain(state, ctx)
+    if rows and ctx.comm.rank == 0:
+        buffer.add(rows)
+    return state
+
+
+def _finish(algorithm: Any, state: Any, ctx: Any, buffer: _Buffer, writer: Any) -> Any:
+    """``finish``; an algorithm that streams rows gets the whole history back (rank 0)."""
+    if getattr(algorithm, "drain", None) is None:
+        return algorithm.finish(state, ctx)
+    view = None
+    if ctx.comm.rank == 0:
+        buffer.flush_to(writer)  # a file run reads what was written
+        view = _HistoryView(buffer, writer)
+    return algorithm.finish(state, ctx, view)
+
+
 def _diagnostic_rows(diag: Any) -> dict[str, np.ndarray]:
     return {f"diagnostics/{k}": np.array([v]) for k, v in diag._asdict().items()}
 
@@ -229,7 +281,9 @@ def check_output(path: str | None, resume: bool, overwrite: bool, comm: Communic
     problem = None
     if comm.rank == 0 and path is not None:
         ckpt = checkpoint_path(path)
-        if resume and not os.path.exists(ckpt):
+        if os.path.isdir(path):
+            problem = f"output.path: {path} is a directory; name a file"
+        elif resume and not os.path.exists(ckpt):
             problem = f"--resume: no checkpoint {ckpt} (nothing to resume)"
         elif not resume and os.path.exists(path) and not overwrite:
             problem = (f"output.path: {path} exists; choose another path, remove it, use "
@@ -320,15 +374,16 @@ def execute(algorithm: Any, density: Any, *, observations: Any = None, comm: Any
     lock : bool
         Hold the output's run lock for the run (False: the caller holds it).
     """
-    from phasic_mpi.run.launch import limit_threads, output_lock
+    from phasic_mpi.run.launch import limit_threads, native_exit_guard, output_lock
 
     limit_threads()
     comm = as_communicator(comm).dup()
     try:
         # Installed for the whole run: during set-up a signal acts at once (nothing
         # to save yet); from the first write on it is acted on at an iteration
-        # boundary and never kills a rank mid-write.
-        with _StopFlag(immediate=True) as stop, output_lock(out if lock else None, comm):
+        # boundary and never kills a rank mid-write. A native exit() fails the job.
+        with _StopFlag(immediate=True) as stop, output_lock(out if lock else None, comm), \
+                native_exit_guard():
             return _execute(algorithm, density, observations, comm, out, resume, overwrite,
                             output or OutputSettings(), dict(record or {}), init, stop_hint,
                             stop)
@@ -343,18 +398,14 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
     t_start = time.time()
     path = None if out is None else os.fspath(out)
     check_output(path, resume, overwrite, comm)
-    check_feasible(algorithm, density.n_params, comm,
-                   algorithm.n_iterations if path is None else output.checkpoint_every)
+    need = check_feasible(algorithm, density.n_params, comm,
+                          algorithm.n_iterations if path is None else output.checkpoint_every,
+                          density=density)
     ctx = algorithm.context(density, comm)
     rank0 = comm.rank == 0
     writer = None
     if resume:
-        loaded = (read_checkpoint(checkpoint_path(path), n_iterations=algorithm.n_iterations,
-                                  run_file=path) if rank0 else None)
-        iteration, arrays, rows, saved = comm.bcast(loaded, root=0)
-        changed = _config_differences(record, saved)
-        if changed:
-            raise ConfigError(f"--resume: the config differs from the checkpoint's in {', '.join(changed)}")
+        iteration, arrays, rows = _read_checkpoint(algorithm, ctx, path, record)
         state = algorithm.restore(arrays, iteration, ctx)
         stop.defer()
         if rank0:
@@ -367,17 +418,48 @@ def _execute(algorithm, density, observations, comm, out, resume, overwrite, out
             writer = RunWriter.create(
                 path, algorithm=algorithm.name, config=record, seed=algorithm.settings.seed,
                 param_names=list(density.param_names), observations=observations,
-                overwrite=overwrite,
+                overwrite=overwrite, param_shapes=getattr(density, "param_shapes", None),
+                attrs={"algorithm_figures": list(getattr(algorithm, "figures", ()))},
             )
     try:
-        return _loop(algorithm, ctx, state, writer, path, output, record, t_start, resume,
-                     stop_hint, stop)
+        estimate = seconds_per_iteration(need) if need is not None else math.nan
+        return _loop(algorithm, ctx, state, writer, path, output, record, (t_start, estimate),
+                     resume, stop_hint, stop)
+    except BaseException:
+        if writer is not None:  # a --force run that failed before it was worth keeping
+            writer.abandon()    # goes; the earlier file stays as it was
+        raise
     finally:
         if writer is not None:
             writer.close()
 
 
-def _loop(algorithm, ctx, state, writer, path, output, record, t_start, resumed, stop_hint,
+def _read_checkpoint(algorithm: Any, ctx: Any, path: str, record: Mapping) -> tuple:
+    """``(iteration, arrays, rows)`` of ``path``'s checkpoint on every rank, verified
+    on rank 0 (the config first, then the arrays against the algorithm's layout),
+    or the same user error on every rank: exit 2 at any rank count, nothing touched."""
+    comm = ctx.comm
+    loaded = problem = None
+    if comm.rank == 0:
+        ckpt = checkpoint_path(path)
+        try:
+            iteration, arrays, rows, saved = read_checkpoint(
+                ckpt, n_iterations=algorithm.n_iterations, run_file=path)
+            changed = _config_differences(record, saved)
+            if changed:
+                raise ConfigError("--resume: the config differs from the checkpoint's in "
+                                  + ", ".join(changed))
+            check_layout(ckpt, arrays, algorithm.checkpoint_layout(ctx))
+            loaded = iteration, arrays, rows
+        except ConfigError as exc:  # CheckpointError included
+            problem = exc
+    problem = comm.bcast(problem, root=0)
+    if problem is not None:
+        raise problem
+    return comm.bcast(loaded, root=0)
+
+
+def _loop(algorithm, ctx, state, writer, path, output, record, started, resumed, stop_hint,
           stop) -> RunOutcome:
     comm = ctx.comm
     rank0 = comm.rank == 0
@@ -385,13 +467,13 @@ def _loop(algorithm, ctx, state, writer, path, output, record, t_start, resumed,
     progress = _Progress(output.progress, algorithm.n_iterations, state.iteration,
                          output.log_every, rank0, getattr(algorithm, "iteration_label", "iteration"))
     try:
-        return _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resumed,
+        return _iterate(algorithm, ctx, state, writer, path, every, record, started, resumed,
                         stop_hint, stop, progress)
     finally:
         progress.close()
 
 
-def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resumed, stop_hint,
+def _iterate(algorithm, ctx, state, writer, path, every, record, started, resumed, stop_hint,
              stop, progress) -> RunOutcome:
     comm = ctx.comm
     rank0 = comm.rank == 0
@@ -409,6 +491,7 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
             rows = algorithm.history(state, ctx)
             if rank0:
                 buffer.add(rows)
+            state = _drain(algorithm, state, ctx, buffer)
         t0 = time.perf_counter()
         # a signal at the converged iteration: finish the run rather than checkpoint it
         agreed = int(comm.allreduce_exact([stop.received or 0], "max")[0]) * (not done)
@@ -416,9 +499,11 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
         due = (every and state.iteration % every == 0 and state.iteration < algorithm.n_iterations
                and not done)
         if (agreed and path is not None) or due:
+            state = _drain(algorithm, state, ctx, buffer)  # the checkpoint holds no streamed rows
             arrays = algorithm.checkpoint(state, ctx)
             if rank0:
                 buffer.flush_to(writer)
+                writer.promote()  # --force: the new file replaces the earlier one from now on
                 write_checkpoint(checkpoint_path(path), state.iteration, arrays, writer.rows(),
                                  record, writer.run_id)
             comm.barrier()  # the checkpoint exists before anyone reports or exits
@@ -439,9 +524,12 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, t_start, resume
             break
         if done:
             break
-    final = algorithm.finish(state, ctx)
+    state = _drain(algorithm, state, ctx, buffer)
+    final = _finish(algorithm, state, ctx, buffer, writer)
     attrs = _run_attrs(comm)  # collective gather of host names
+    t_start, estimate = started  # estimate: seconds per iteration (feasibility), or NaN
     attrs.update({"wall_time_s": time.time() - t_start, "loop_time_s": time.time() - t_loop,
+                  "estimated_seconds_per_iteration": estimate,
                   "stop_check_time_s": t_agree, "resumed": bool(resumed)})
     if rank0 and writer is not None:
         _write_final(writer, algorithm.name, final, attrs, buffer, ctx.density,
@@ -494,4 +582,4 @@ def _write_final(writer: Any, group: str, final: FinalRecord, attrs: dict, buffe
         writer.write_group(sub, {leaf: value})
     writer.set_attrs(final.diagnostics, group=f"{group}/diagnostics")
     writer.set_attrs(attrs)
-    writer.flush()
+    writer.promote()

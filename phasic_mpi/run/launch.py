@@ -17,8 +17,8 @@ from typing import Any, NoReturn
 from phasic_mpi.errors import ConfigError, UserError
 
 __all__ = ["LaunchError", "RankExit", "abort_on_failure", "check_launch", "cores_per_rank",
-           "launch_info", "launcher_name", "limit_threads", "output_lock", "slurm_task_count",
-           "world"]
+           "launch_info", "launcher_name", "limit_threads", "native_exit_guard", "output_lock",
+           "slurm_task_count", "world"]
 
 
 class LaunchError(RuntimeError):
@@ -202,6 +202,54 @@ def _exit_guard() -> Iterator[None]:
         yield
     finally:
         os._exit = real  # type: ignore[assignment]
+
+
+def _mpi_abort_pointer(world_: Any) -> tuple[int, int]:
+    """``(address of MPI_Abort, COMM_WORLD's handle)`` for the native exit guard,
+    or ``(0, 0)`` where they cannot be found (the guard then ends with _exit(1))."""
+    import ctypes
+
+    MPI = sys.modules.get("mpi4py.MPI")
+    try:
+        # dlsym on mpi4py's extension module searches the MPI library it links
+        address = ctypes.cast(ctypes.CDLL(MPI.__file__).MPI_Abort, ctypes.c_void_p).value
+        return int(address or 0), int(MPI._handleof(world_))
+    except Exception:  # noqa: BLE001 - no MPI, an unusual build: exit(1) alone
+        return 0, 0
+
+
+@contextmanager
+def native_exit_guard() -> Iterator[None]:
+    """While the block runs, a C ``exit()`` in this process (a compiled user
+    extension, ``ctypes``' libc ``exit``) fails the job instead of ending it.
+
+    Under MPICH's mpiexec a rank that exits with status 0 mid-run makes the
+    whole job exit 0. The guard (``phasic_mpi._exitguard``, a C exit handler)
+    prints ``phasic-mpi: error: rank R exited (status S) during a run`` and
+    calls ``MPI_Abort(COMM_WORLD, 1)`` (``_exit(1)`` without MPI). Outside the
+    block it does nothing. ``_exit()`` from native code, ``quick_exit()`` and
+    ``kill -9`` run no exit handlers and cannot be intercepted: the run file's
+    ``complete`` attribute, checked by the job scripts, tells them. Nested
+    blocks keep the guard armed until the outermost one ends.
+    """
+    try:
+        from phasic_mpi._exitguard import lib
+    except ImportError:  # an old build without the helper: no guard
+        yield
+        return
+    armed_before = bool(lib.exit_guard_is_armed())
+    if not armed_before:
+        world_ = _initialised_world()
+        rank = world_.Get_rank() if world_ is not None else 0
+        address, handle = _mpi_abort_pointer(world_) if world_ is not None else (0, 0)
+        from phasic_mpi._exitguard import ffi
+
+        lib.exit_guard_arm(rank, ffi.cast("void *", address), handle)
+    try:
+        yield
+    finally:
+        if not armed_before:
+            lib.exit_guard_disarm()
 
 
 @contextmanager

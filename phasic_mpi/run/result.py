@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from phasic_mpi.model.params import param_layout
+
 __all__ = ["Result"]
 
 # The row dimension of every per-observation variable (observed data, pointwise
@@ -51,6 +53,9 @@ class Result:
         True for SVGD particles (not a Markov chain: no R-hat, ESS = count).
     attrs : dict
         Run environment and timings (ranks, MPI library, wall time...).
+    param_shapes : dict of str to tuple of int
+        The density's families of parameters (:func:`phasic_mpi.model.params.param_layout`);
+        ``draws`` stays flat, one entry per parameter name.
     """
 
     algorithm: str
@@ -70,6 +75,8 @@ class Result:
     graph: Any = None  # the model, when it is a Graph: pointwise log-likelihood, predictive data
     seed: int | None = None
     tol: float | None = None
+    param_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # families of parameters
+    terms: tuple[Any, ...] = ()  # the posterior's likelihood terms (SFS, moments)
 
     @property
     def theta(self) -> np.ndarray:
@@ -87,7 +94,9 @@ class Result:
     def to_inference_data(self) -> Any:
         """An :class:`arviz.InferenceData` with the groups of a run file.
 
-        ``posterior`` (dims ``chain``, ``draw``), ``sample_stats``
+        ``posterior`` (dims ``chain``, ``draw``; a family of parameters, see
+        ``param_shapes``, is one variable with dims ``<name>_dim_0``... as in
+        a run file), ``sample_stats``
         (``log_likelihood_total`` is each draw's total), ``observed_data`` by
         kind (``exact``, ``right_censored``, ``interval_lo``/``interval_hi``
         and their weights where given) and, for a Graph model, the pointwise
@@ -106,15 +115,25 @@ class Result:
                 ("interval_lo", obs.interval_lo), ("interval_hi", obs.interval_hi),
                 ("interval_weights", obs.interval_weights)) if value is not None}
         dims = {name: [_ROW_DIMS[name]] for name in _ROW_DIMS}
+        named: dict[str, tuple[dict[str, np.ndarray], dict[str, str]]] = {}
         if self.graph is not None and obs is not None:
+            from phasic_mpi.model.termdata import observed_arrays, term_variables
             from phasic_mpi.run.results import model_groups
 
-            for group, (arrays, _) in model_groups(self.graph, obs, self.draws, seed=self.seed,
-                                                   tol=self.tol).items():
-                groups[group] = arrays
-        return az.from_dict(posterior=dict(self.draws), sample_stats=dict(self.sample_stats),
-                            dims=dims, attrs={"inference_library": "phasic_mpi",
-                                              "algorithm": self.algorithm}, **groups)
+            for group, (arrays, group_dims) in model_groups(
+                    self.graph, obs, self.draws, seed=self.seed, tol=self.tol,
+                    terms=self.terms).items():
+                groups[group] = {k: v for k, v in arrays.items() if k in _ROW_DIMS}
+                named[group] = ({k: v for k, v in arrays.items() if k not in _ROW_DIMS},
+                                group_dims)
+            named["observed_data"] = observed_arrays(term_variables(self.terms))
+        posterior = param_layout(self.param_names, self.param_shapes, detect=False).pack(self.draws)
+        idata = az.from_dict(posterior=posterior, sample_stats=dict(self.sample_stats),
+                             dims=dims, attrs={"inference_library": "phasic_mpi",
+                                               "algorithm": self.algorithm}, **groups)
+        for group, (arrays, group_dims) in named.items():
+            _add_variables(idata, group, arrays, group_dims)
+        return idata
 
     def __repr__(self) -> str:
         shape = next(iter(self.draws.values())).shape if self.draws else (0, 0)
@@ -122,3 +141,25 @@ class Result:
         return (f"Result({self.algorithm}, {len(self.param_names)} parameters, "
                 f"{shape[0]} chain(s) x {shape[1]} draws, {state}"
                 f"{', file ' + self.path if self.path else ''})")
+
+
+def _add_variables(idata: Any, group: str, arrays: dict[str, np.ndarray],
+                   dims: dict[str, str]) -> None:
+    """Add variables on their named row dimension to ``group`` (created if missing).
+
+    Likelihood terms' variables go in here rather than through ``from_dict``,
+    whose one ``dims`` mapping cannot give a multinomial SFS's pointwise
+    values (``sfs_spectrum``) another dimension than its counts (``sfs_class``).
+    """
+    import xarray as xr
+
+    if not arrays:
+        return
+    lead = () if group == "observed_data" else ("chain", "draw")
+    variables = {name: ((*lead, dims[name]), np.asarray(arr)) for name, arr in arrays.items()}
+    if group in idata.groups():
+        setattr(idata, group, getattr(idata, group).assign(variables))
+    else:
+        first = next(iter(arrays.values()))
+        coords = {d: np.arange(first.shape[i]) for i, d in enumerate(lead)}
+        idata.add_groups({group: xr.Dataset(variables, coords=coords)})

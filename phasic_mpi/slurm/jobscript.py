@@ -37,7 +37,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["PROFILES", "ALGORITHMS", "JobscriptError", "load_cluster", "render"]
+__all__ = ["PROFILES", "ALGORITHMS", "JOB_KINDS", "JobscriptError", "job_kinds", "load_cluster",
+           "render"]
 
 #: nodes, tasks per node, cpus per task, time limit, memory per node
 PROFILES: dict[str, dict[str, Any]] = {
@@ -52,10 +53,14 @@ PROFILES: dict[str, dict[str, Any]] = {
     "production": {"nodes": 8, "tasks_per_node": 64, "cpus_per_task": 1,
                    "time": "48:00:00", "mem": "128G"},
 }
-ALGORITHMS = ("svgd", "pt", "array", "study")
+# Job kinds that are not algorithms: one seed per array task; a study file.
+# ``--algorithm`` takes these and every registered algorithm (:func:`job_kinds`).
+JOB_KINDS = ("array", "study")
 MPI_PLUGINS = ("pmi2", "pmix", "pmi1", "none")
+# an example config per kind; another algorithm's default is ``<name>.toml``
 _DEFAULT_CONFIG = {"svgd": "examples/rabbits.toml", "pt": "examples/rabbits_pt.toml",
-                   "array": "examples/rabbits.toml", "study": "examples/compare_study.toml"}
+                   "map": "examples/exponential_map.toml", "array": "examples/rabbits.toml",
+                   "study": "examples/compare_study.toml"}
 _TIME_RE = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$|^\d+-\d{1,2}$")
 _MEM_RE = re.compile(r"^\d+[KMGT]?$")
 _KEYS = {"partition": str, "account": str, "modules": list, "nodes": int,
@@ -65,6 +70,29 @@ _KEYS = {"partition": str, "account": str, "modules": list, "nodes": int,
 
 class JobscriptError(ConfigError):
     """A bad cluster file or option; the message starts with the key."""
+
+
+def job_kinds() -> tuple[str, ...]:
+    """What ``--algorithm`` takes: every registered algorithm (the registry's, as
+    the config layer sees it now), then :data:`JOB_KINDS`."""
+    from phasic_mpi.config import registered_algorithms
+
+    return registered_algorithms() + JOB_KINDS
+
+
+def __getattr__(name: str) -> Any:
+    # ALGORITHMS follows the registry: computed when read, so that an algorithm
+    # registered after this module was imported is in it
+    if name == "ALGORITHMS":
+        return job_kinds()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _check_kind(algorithm: str) -> str:
+    kinds = job_kinds()
+    if algorithm not in kinds:
+        raise JobscriptError(f"--algorithm: expected one of {', '.join(kinds)}, got {algorithm!r}")
+    return algorithm
 
 
 def _check(key: str, value: Any) -> Any:
@@ -146,11 +174,11 @@ def render(profile: str = "debug", cluster: dict[str, Any] | None = None,
     config : str, optional
         The run config (default ``examples/rabbits.toml``, or
         ``examples/rabbits_pt.toml`` for ``pt``).
-    algorithm : "svgd", "pt", "array" or "study"
-        Only the defaults and the job name differ between ``svgd`` and
-        ``pt`` (the algorithm is the config's); ``array`` runs one seed per
-        array task; ``study`` runs ``phasic-mpi study`` on a study file
-        (a requeued job continues it: finished cells are skipped).
+    algorithm : a registered algorithm ("svgd", "pt", "map", ...), "array" or "study"
+        Only the defaults and the job name differ between algorithms (the
+        algorithm is the config's); ``array`` runs one seed per array task;
+        ``study`` runs ``phasic-mpi study`` on a study file (a requeued job
+        continues it: finished cells are skipped).
     out : str, optional
         The run file (default ``runs/<config name>.h5``; for ``array``
         ``runs/<config name>_seed<N>.h5``).
@@ -159,16 +187,14 @@ def render(profile: str = "debug", cluster: dict[str, Any] | None = None,
     if profile not in PROFILES:
         raise JobscriptError(f"--profile: expected one of {', '.join(PROFILES)}, "
                              f"got {profile!r}")
-    if algorithm not in ALGORITHMS:
-        raise JobscriptError(f"--algorithm: expected one of {', '.join(ALGORITHMS)}, "
-                             f"got {algorithm!r}")
+    _check_kind(algorithm)
     s: dict[str, Any] = {"mpi": "pmi2", "modules": [], "extra": [], "venv": ".venv",
                          "array": "0-3"}
     s.update(PROFILES[profile])
     s.update(validate_cluster(dict(cluster or {})))
     limit = _time_seconds(s["time"])
     grace = s.get("signal_grace", 120 if limit > 600 else max(10, limit // 4))
-    config = config or _DEFAULT_CONFIG[algorithm]
+    config = config or _DEFAULT_CONFIG.get(algorithm, f"{algorithm}.toml")
     stem = re.sub(r"\.toml$", "", config.rsplit("/", 1)[-1]) or "run"
     name = job_name or f"phasic-{stem}" + ("-array" if algorithm == "array" else "")
     name = re.sub(r"[^A-Za-z0-9._-]", "_", name)  # sbatch splits its directives at spaces
@@ -297,8 +323,8 @@ def render(profile: str = "debug", cluster: dict[str, Any] | None = None,
 def _checked_config(path: str | None, algorithm: str | None) -> tuple[str, str]:
     """Validate the config (or study file) the job will run; returns it and the algorithm.
 
-    ``algorithm`` ``None`` means the config's own; ``svgd`` or ``pt`` must be
-    the config's; ``array`` runs the config once per seed; ``study`` needs a
+    ``algorithm`` ``None`` means the config's own; an algorithm must be the
+    config's; ``array`` runs the config once per seed; ``study`` needs a
     study file (only its TOML is checked here: studies are validated by
     ``phasic-mpi study``, which this layer does not import).
     """
@@ -309,9 +335,11 @@ def _checked_config(path: str | None, algorithm: str | None) -> tuple[str, str]:
         path = path or _DEFAULT_CONFIG["study"]
         read_toml(path, "study file")
         return path, algorithm
-    path = path or _DEFAULT_CONFIG[algorithm or "svgd"]
+    if algorithm is not None:
+        _check_kind(algorithm)
+    path = path or _DEFAULT_CONFIG.get(algorithm or "svgd", f"{algorithm}.toml")
     configured = algorithm_name(load_config(path))
-    if algorithm in ("svgd", "pt") and algorithm != configured:
+    if algorithm not in (None, *JOB_KINDS) and algorithm != configured:
         raise JobscriptError(f"--algorithm: {algorithm}, but {path} configures "
                              f"{configured} (leave --algorithm out to use the config's)")
     return path, algorithm or configured or "svgd"

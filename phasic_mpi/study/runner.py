@@ -75,7 +75,7 @@ def cell_summary(run_path: str, cfg: dict, spec: StudySpec) -> dict[str, Any]:
     from phasic_mpi.analysis.truth import true_values
 
     rf = read_run(run_path)
-    post = rf.posterior()
+    post = rf.flat_posterior()  # one (chain, draw) array per parameter
     independent = bool(rf.group_attrs("posterior").get("draws_are_independent", False))
     names = list(rf.param_names)
     known = true_values(cfg, names)

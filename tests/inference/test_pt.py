@@ -77,7 +77,7 @@ def test_swap_phase_only_permutes_states():
     from phasic_mpi.inference.pt import PTContext, PTState
 
     layout = block_layout(12, 1, 0)
-    ctx = PTContext(Flat(), settings, comm_self(), layout, {"comm": 0.0, "bytes": 0})
+    ctx = PTContext(Flat(), settings, comm_self(), layout)
     rng = np.random.default_rng(4)
     m = 12
     state = PTState(0, np.tile(np.linspace(1, 0, 6), (2, 1)), rng.normal(size=(m, 2)), rng.normal(size=m),

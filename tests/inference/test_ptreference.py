@@ -18,11 +18,13 @@ from phasic_mpi.inference.posterior import Posterior, PosteriorEval
 from phasic_mpi.inference.priors import Gamma, LogNormal
 from phasic_mpi.inference.pt import PTSettings
 from phasic_mpi.inference.ptreference import Path, accumulate, fit_reference, initial_reference
+from phasic_mpi.inference.ptmoves import preconditioned_hmc, preconditioned_step
 from phasic_mpi.inference.ptscan import STREAM_LOCAL, local_move
 from phasic_mpi.model.graph import Graph
 from phasic_mpi.errors import ConfigError
 
 from test_pt import run_pt
+from test_ptmoves import dense, leapfrog_mh, preconditioned_mh, random_factors
 from test_ptscan import gaussian_slots
 
 
@@ -62,28 +64,43 @@ def test_too_few_or_degenerate_draws_keep_the_previous_reference():
     assert fit_reference(moment_sums(line, False), 2, False, previous) is previous
 
 
-def test_mala_acceptance_on_the_variational_path_is_the_metropolis_hastings_ratio():
-    settings = PTSettings(replicas=6, chains=1, local_move="mala", seed=4)
-    ctx, state, slots, ids = gaussian_slots(settings, 5, (0.3, 1.5))
+def variational_slots(settings, seed, steps):
+    """Slots of the Gaussian test density on a path whose slots 0, 1, 3, 4, 5 are
+    variational (reference fitted to 50 draws, full covariance), slot 2 prior-referenced."""
+    ctx, state, slots, ids = gaussian_slots(settings, seed, steps)
     draws = np.random.default_rng(3).normal([0.4, -0.2], [0.5, 0.8], size=(50, 2))
     ref = fit_reference(moment_sums(draws, False), 2, False, initial_reference(2))
     var = np.array([True, True, False, True, True, True])
     slots.path = Path(ref, var)
-    density, x = ctx.density, state.x
-    beta = np.array([1.0, 0.7, 0.4, 0.2, 0.05, 0.0])
-    accept = local_move(slots, beta, ids, ctx)
-    noise = normals(settings.seed, STREAM_LOCAL, ids, 2)
-    gauss = multivariate_normal(ref.mean, np.linalg.inv(ref.inv_chol.T @ ref.inv_chol))
-    for i in range(6):
-        h, b = state.step[i], beta[i]
+    return ctx, state, slots, ids, ref, var
 
-        def log_pi(z):  # pi_0^(1-b) (prior L)^b, pi_0 = q on the variational slots, the prior elsewhere
-            e = density.evaluate(z[None])
-            target, grad = e.loglik[0] + e.logprior[0], e.loglik_grad[0] + e.logprior_grad[0]
-            if not var[i]:
-                return b * e.loglik[0] + e.logprior[0], b * e.loglik_grad[0] + e.logprior_grad[0]
-            grad_q = -np.linalg.solve(gauss.cov, z - ref.mean)
-            return (1 - b) * gauss.logpdf(z) + b * target, (1 - b) * grad_q + b * grad
+
+def path_log_pi(density, ref, variational, b):
+    """z -> (log pi_b, its gradient) by hand: pi_0^(1-b) (prior L)^b with pi_0 = q
+    (scipy's Gaussian) on a variational slot, prior L^b otherwise."""
+    gauss = multivariate_normal(ref.mean, np.linalg.inv(ref.inv_chol.T @ ref.inv_chol))
+
+    def log_pi(z):
+        e = density.evaluate(z[None])
+        if not variational:
+            return b * e.loglik[0] + e.logprior[0], b * e.loglik_grad[0] + e.logprior_grad[0]
+        target, grad = e.loglik[0] + e.logprior[0], e.loglik_grad[0] + e.logprior_grad[0]
+        grad_q = -np.linalg.solve(gauss.cov, z - ref.mean)
+        return (1 - b) * gauss.logpdf(z) + b * target, (1 - b) * grad_q + b * grad
+    return log_pi
+
+
+BETAS = np.array([1.0, 0.7, 0.4, 0.2, 0.05, 0.0])
+
+
+def test_mala_acceptance_on_the_variational_path_is_the_metropolis_hastings_ratio():
+    settings = PTSettings(replicas=6, chains=1, local_move="mala", seed=4)
+    ctx, state, slots, ids, ref, var = variational_slots(settings, 5, (0.3, 1.5))
+    x = state.x
+    accept = local_move(slots, BETAS, ids, ctx)
+    noise = normals(settings.seed, STREAM_LOCAL, ids, 2)
+    for i in range(6):
+        h, log_pi = state.step[i], path_log_pi(ctx.density, ref, var[i], BETAS[i])
 
         def log_prop(to, frm):
             return multivariate_normal.logpdf(to, frm + 0.5 * h * h * log_pi(frm)[1], h * h)
@@ -92,6 +109,28 @@ def test_mala_acceptance_on_the_variational_path_is_the_metropolis_hastings_rati
         prop = z + 0.5 * h * h * log_pi(z)[1] + h * noise[i]
         want = min(1.0, math.exp(log_pi(prop)[0] - log_pi(z)[0] + log_prop(z, prop) - log_prop(prop, z)))
         assert accept[i] == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["diagonal", "dense"])
+@pytest.mark.parametrize("move", ["mala", "rwm", "hmc"])
+def test_preconditioned_moves_on_the_variational_path_accept_with_the_exact_ratio(kind, move):
+    """pt.mass_matrix's whitened moves (ptmoves) follow the path's gradient and
+    accept with the path's exact ratio: MALA's proposal N(z + h^2/2 M^-1 grad log pi_b,
+    h^2 M^-1), HMC's textbook leapfrog with mass matrix M on log pi_b."""
+    hmc = move == "hmc"
+    settings = PTSettings(replicas=6, chains=1, local_move=move, leapfrog_steps=3, seed=8 if hmc else 4)
+    ctx, state, slots, ids, ref, var = variational_slots(settings, 9 if hmc else 5, (0.2, 1.2) if hmc else (0.3, 1.5))
+    x = state.x
+    factor = random_factors(kind, 6, 2, 7 if hmc else 3)
+    accept = (preconditioned_hmc if hmc else preconditioned_step)(slots, BETAS, ids, ctx, factor)
+    noise = normals(settings.seed, STREAM_LOCAL, ids, 2)
+    for i in range(6):
+        log_pi, h, L = path_log_pi(ctx.density, ref, var[i], BETAS[i]), state.step[i], dense(factor)[i]
+        want, end = leapfrog_mh(log_pi, x[i], h, L, noise[i], 3) if hmc else preconditioned_mh(log_pi, x[i], h, L,
+                                                                                               noise[i], move)
+        assert accept[i] == pytest.approx(want, rel=1e-9, abs=1e-14)
+        assert np.array_equal(slots.x[i], x[i]) or np.allclose(slots.x[i], end, rtol=1e-12)
+    assert np.count_nonzero(accept < 1) > 0 and np.count_nonzero(accept > 0) > 0
 
 
 class GaussianPosterior:

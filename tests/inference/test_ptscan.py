@@ -50,7 +50,7 @@ class Gaussian:
 def gaussian_slots(settings, seed, steps):
     """A one-rank context on Gaussian() and a scan's slots at random points; their ids."""
     density, m = Gaussian(), settings.replicas
-    ctx = PTContext(density, settings, None, block_layout(m, 1, 0), {})
+    ctx = PTContext(density, settings, None, block_layout(m, 1, 0))
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(m, 2))
     ev = density.evaluate(x)

@@ -317,29 +317,47 @@ def test_c_kernel_rejects_a_bad_bandwidth():
         c_stein(np.zeros((3, 1)), np.zeros((3, 1)), range(3), 0.0)
 
 
-def drawn_pairs(n, seed, iteration, pairs):
-    """The pairs of the documented convention: i uniform, j = (i + u) mod n, u in 1..n-1."""
-    from phasic_mpi.inference.parallel import stream
-
-    rng = stream(seed, svgd_module.STREAM_BANDWIDTH, iteration)
-    i = rng.integers(0, n, size=pairs)
-    return i, (i + rng.integers(1, n, size=pairs)) % n
-
-
 def test_subset_median_is_numpys_median_of_the_drawn_pairs():
+    """The pairs from numpy's Philox words (pairs_reference.subset_pairs), the
+    values as a Python loop, numpy's median: equal (==), odd and even counts."""
+    from pairs_reference import subset_pairs
     from phasic_mpi.inference.svgd import subset_median_bandwidth
 
     rng = np.random.default_rng(23)
-    for n, d, pairs in ((50, 2, 100), (300, 3, 4096), (301, 17, 999), (1000, 1, 4096)):
+    for n, d, pairs in ((50, 2, 100), (300, 3, 4096), (301, 17, 999), (1000, 1, 4096), (7000, 2, 5)):
         z = rng.normal(size=(n, d))
         for iteration in (0, 1, 77):
-            i, j = drawn_pairs(n, 5, iteration, pairs)
-            values = np.array([pair_value(z, a, b) for a, b in zip(i, j)])
+            drawn = subset_pairs(n, 5, iteration, pairs)
+            assert all(0 <= i < n and 0 <= j < n and i != j for i, j in drawn)
+            values = np.array([pair_value(z, i, j) for i, j in drawn])
             want = np.median(values) / np.log(n + 1.0)
             assert subset_median_bandwidth(z, 5, iteration, pairs) == want
         # another iteration or seed draws other pairs
         assert subset_median_bandwidth(z, 5, 0, pairs) != subset_median_bandwidth(z, 5, 1, pairs)
         assert subset_median_bandwidth(z, 5, 0, pairs) != subset_median_bandwidth(z, 6, 0, pairs)
+
+
+def test_subset_median_with_ties():
+    """Many equal values (integer particles): the selection still gives numpy's median."""
+    from pairs_reference import subset_pairs
+    from phasic_mpi.inference.svgd import subset_median_bandwidth
+
+    rng = np.random.default_rng(26)
+    for pairs in (1, 2, 3, 64, 65, 1000):
+        z = rng.integers(0, 3, size=(400, 2)).astype(float)
+        values = np.array([pair_value(z, i, j) for i, j in subset_pairs(400, 8, 4, pairs)])
+        want = np.median(values) / np.log(401.0)
+        assert subset_median_bandwidth(z, 8, 4, pairs) == (want if want > 0 else 1.0)
+
+
+def test_subset_pairs_are_uniform():
+    """i and the offset u = j - i mod n are uniform (chi-square, 200 000 pairs of n = 10)."""
+    from pairs_reference import subset_pairs
+    from scipy import stats
+
+    drawn = np.array(subset_pairs(10, 3, 0, 200_000))
+    for counts in (np.bincount(drawn[:, 0], minlength=10), np.bincount((drawn[:, 1] - drawn[:, 0]) % 10)[1:]):
+        assert stats.chisquare(counts).pvalue > 1e-4
 
 
 def test_subset_median_with_all_pairs_is_the_exact_median():
@@ -384,7 +402,9 @@ class CountingComm:
 
 @pytest.mark.parametrize("bandwidth, pairs", [("median_subset", 4096), ("median_subset", 10), (0.7, 4096)])
 def test_one_collective_per_iteration(bandwidth, pairs):
-    """After the first iteration (which gathers the new state's arrays), a step is one Allgatherv."""
+    """After the first iteration (which gathers the new state's arrays), a step is one
+    collective: Allgather, the blocks being equal on one rank (Allgatherv for unequal
+    blocks: tests/mpi/test_svgd_mpi.py)."""
     comm = CountingComm()
     settings = SVGDSettings(particles=30, iterations=6, seed=3, bandwidth=bandwidth, bandwidth_pairs=pairs,
                             ksd_every=2)
@@ -396,8 +416,8 @@ def test_one_collective_per_iteration(bandwidth, pairs):
         comm.calls = {}
         state, diag = svgd_step(state, ctx)
         counts.append(dict(comm.calls))
-    assert counts[0] == {"Allgatherv": 2}
-    assert all(c == {"Allgatherv": 1} for c in counts[1:])
+    assert counts[0] == {"Allgather": 2}
+    assert all(c == {"Allgather": 1} for c in counts[1:])
     assert np.isfinite(diag.ksd)
 
 

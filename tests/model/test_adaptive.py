@@ -13,28 +13,17 @@ import numpy as np
 import pytest
 from scipy.linalg import expm, expm_frechet
 
-from phasic_mpi import Graph, Observations, models
+from phasic_mpi import Observations, models
 from phasic_mpi.model.native import Status, evaluate, loglik
+from randgraph import two_rate_kingman
 
 RTOL = 1e-10
 
 
-def two_rate_kingman(n):
-    """Kingman(n) with rate θ₀ k(k-1)/2 for k > 2 and θ₁ for the last merger."""
-    m = n - 1
-    src = np.arange(m)
-    dst = np.where(np.arange(m) == m - 1, -1, np.arange(m) + 1)
-    coef = np.zeros((m, 2))
-    for i in range(m):
-        k = n - i
-        coef[i, 0 if k > 2 else 1] = k * (k - 1) / 2
-    alpha = np.zeros(m)
-    alpha[0] = 1.0
-    return Graph.from_edges(alpha, src, dst, np.zeros(m), coef)
-
-
 CASES = [  # (name, factory, theta, exact times)
     ("kingman200", lambda: models.kingman(200), [0.8], [0.6, 1.3, 2.9, 5.5, 9.0]),
+    ("block_counting10", lambda: models.block_counting(10), [1.0], [0.3, 1.2, 3.3, 9.0]),
+    ("block_counting15", lambda: models.block_counting(15), [0.9], [0.4, 1.7, 4.1, 12.0]),
     ("block_counting20", lambda: models.block_counting(20), [1.1], [0.5, 1.6, 3.8, 7.0]),
     ("kingman150_two_rates", lambda: two_rate_kingman(150), [1.2, 0.7], [0.8, 2.0, 4.5, 8.0]),
 ]
@@ -92,7 +81,8 @@ def test_values_against_expm(case):
     assert rel(logsurv, [np.log(ref[t][1]) for t in times]) <= RTOL
 
 
-def test_loglik_and_gradient_of_every_kind_of_observation(case):
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_loglik_and_gradient_of_every_kind_of_observation(case, mode):
     graph, theta, times, ref = case
     data = Observations(times, right_censored=[2.2, 4.0], interval=([0.9, 2.2], [2.2, 4.0]))
     want_ll = sum(np.log(ref[t][0]) for t in times)
@@ -104,25 +94,27 @@ def test_loglik_and_gradient_of_every_kind_of_observation(case):
         mass = ref[lo][1] - ref[hi][1]
         want_ll += np.log(mass)
         want_grad += (ref[lo][3] - ref[hi][3]) / mass
-    ll, grad, status = loglik(graph, data, theta[None], grad=True, gradient_mode="forward")
+    ll, grad, status = loglik(graph, data, theta[None], grad=True, gradient_mode=mode)
     assert status[0] == Status.OK
     assert ll[0] == pytest.approx(want_ll, rel=RTOL)
     np.testing.assert_allclose(grad[0], want_grad, rtol=RTOL)
 
 
-def test_adaptive_needs_a_fraction_of_the_terms_and_agrees(case):
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_adaptive_needs_a_fraction_of_the_terms_and_agrees(case, mode):
     graph, theta, times, _ = case
     data = graph.sample(100, theta, seed=5)
     out = {}
     for adaptive in (True, False):
         info = {}
-        ll, grad, status = loglik(graph, data, theta[None], grad=True, gradient_mode="forward",
+        ll, grad, status = loglik(graph, data, theta[None], grad=True, gradient_mode=mode,
                                   adaptive=adaptive, info=info)
         assert status[0] == Status.OK
         out[adaptive] = ll[0], grad[0], int(info["n_terms"][0])
     assert out[True][0] == pytest.approx(out[False][0], rel=1e-12)
     np.testing.assert_allclose(out[True][1], out[False][1], rtol=RTOL)
-    assert out[True][2] * 2 < out[False][2]
+    if out[False][2] >= 2048:  # below about MIN_TERMS (chain.c) one rate is kept
+        assert out[True][2] * 2 < out[False][2]
 
 
 def test_far_tail_point_gives_the_single_rate_bits():

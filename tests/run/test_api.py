@@ -23,6 +23,7 @@ from phasic_mpi.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_run import MPIEXEC, assert_same_datasets, env, run_ranks  # noqa: E402
+from idata_checks import assert_same_groups  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -242,12 +243,7 @@ def test_inference_data_has_the_run_files_groups(tmp_path):
                    out=tmp_path / "r.h5", progress="none")
     memory = result.to_inference_data()
     stored = az.from_netcdf(tmp_path / "r.h5")
-    for group in ("posterior", "log_likelihood", "posterior_predictive", "observed_data"):
-        a, b = getattr(memory, group), getattr(stored, group)
-        assert set(a.data_vars) == set(b.data_vars), group
-        for name in a.data_vars:
-            assert a[name].dims == b[name].dims, (group, name)
-            assert a[name].values.tobytes() == b[name].values.tobytes(), (group, name)
+    assert_same_groups(memory, stored)
     # the pointwise terms sum to each draw's total, which ArviZ's loo reads
     total = sum(memory.log_likelihood[k].values.sum(axis=-1) for k in memory.log_likelihood.data_vars)
     assert np.allclose(total, memory.sample_stats["log_likelihood_total"].values, rtol=1e-12)

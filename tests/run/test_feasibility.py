@@ -27,6 +27,7 @@ from phasic_mpi.model.construct import StateLimitError, exploration_limit
 from phasic_mpi.model.simulate import expected_jumps
 from phasic_mpi.run import feasibility
 from phasic_mpi.run.feasibility import available_memory, check_feasible
+from phasic_mpi.inference.comm import SerialCommunicator
 from phasic_mpi.inference.svgd import SVGDAlgorithm, SVGDSettings
 
 GiB = 2.0**30
@@ -118,15 +119,23 @@ def test_memory_estimate_bounds_the_measured_peak():
 
 
 def test_time_lower_bound_beyond_a_year_is_refused():
-    # 1e7 iterations x 1e10 pairs x 1.2 ns = 3.81 years
+    # 1e7 iterations x 1e10 pairs x 1.2 ns = 3.81 years of Stein kernel alone
+    algorithm = SVGDAlgorithm(SVGDSettings(particles=10**5, iterations=10**7, history_every=0))
     with pytest.raises(InfeasibleError, match=r"^svgd: 100000 particles x 1 parameters on 1 "
                                               r"rank\(s\) needs at least 3\.81 years per rank "
-                                              r"\(limit 1 years\)"):
+                                              r"\(about 12 s per iteration\) \(limit 1 years\)"):
+        check_feasible(algorithm, 1, SerialCommunicator())
+    # the API adds the density's measured cost (1e12 rows): never less
+    with pytest.raises(InfeasibleError, match=r"^svgd: 100000 particles x 1 parameters on 1 "
+                                              r"rank\(s\) needs at least (\d\.\d+) years per "
+                                              r"rank \(about [\d.]+ s per iteration\) \(limit 1 "
+                                              r"years\)") as info:
         pm.svgd(density(), particles=10**5, iterations=10**7, history_every=0)
+    assert float(str(info.value).split("needs at least ")[1].split()[0]) >= 3.81
 
 
 def test_pt_with_too_many_rounds_is_refused():
-    with pytest.raises(InfeasibleError, match=r"^pt: 2\*\*60 - 1 scans x 8 replicas x 1 "
+    with pytest.raises(InfeasibleError, match=r"^pt: 2\*\*60 - 1 scans x 16 replicas x 1 "
                                               r"parameters on 1 rank\(s\) needs about"):
         pm.pt(density(), rounds=60, warmup_rounds=2)
 

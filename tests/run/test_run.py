@@ -238,7 +238,12 @@ def test_pt_output_is_bitwise_identical_for_1_to_4_ranks(tmp_path):
 
 
 def test_pt_resume_after_sigterm_equals_an_uninterrupted_run(tmp_path):
-    cfg = write_pt_config(tmp_path, rounds=11, checkpoint_every=16)
+    assert_resume_equals_uninterrupted(write_pt_config(tmp_path, rounds=11, checkpoint_every=16), tmp_path)
+
+
+def assert_resume_equals_uninterrupted(cfg, tmp_path):
+    """A 2-rank run; a 3-rank run of ``cfg`` stopped by SIGTERM at its first
+    checkpoint, then resumed on 1 rank: the same datasets."""
     reference = tmp_path / "reference.h5"
     code, _, err = run_ranks(2, "run", cfg, "--out", reference, timeout=300)
     assert code == 0, err

@@ -41,7 +41,7 @@ METHODS = """
 [study.methods.svgd]
 svgd = { particles = 40, iterations = 300, optimizer = "adam", step_size = 0.1, history_every = 0, ksd_every = 0 }
 [study.methods.pt]
-pt = { replicas = 3, rounds = 7, warmup_rounds = 4 }
+pt = { replicas = 3, rounds = 6, warmup_rounds = 4 }
 """
 
 
