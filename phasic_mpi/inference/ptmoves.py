@@ -7,7 +7,10 @@ covariance of pi_{b_j} in z: ``diagonal`` stores the standard deviations
 unit-metric MALA, random-walk or HMC kernels in whitened coordinates
 y = L^-1 z: a y-step dy is the z-step L dy and the y-gradient is L^T grad_z.
 The map is linear, so its Jacobian cancels in every Metropolis-Hastings
-ratio, and neither L^-1 nor y itself is ever formed. Products with L run as
+ratio, and neither L^-1 nor y itself is ever formed. log pi_b and grad_z come
+from the slots' path (``slots.path``, inference/ptreference.py): prior L^b, or
+q^(1-b) (prior L)^b on a variational leg. The metric is pooled per level over
+all chains, so with ``stabilised`` it mixes a level's prior and variational legs. Products with L run as
 elementwise multiply-adds over columns (no BLAS), so a row's bits do not
 depend on how many rows a rank holds.
 

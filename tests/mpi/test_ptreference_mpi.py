@@ -1,7 +1,7 @@
 """PT with a variational reference gives the serial bits at any rank count
 (the fit pools the chains in chain order; the legs' b = 1 exchange crosses
 ranks) and after a resume at another rank count (the reference and its moment
-sums are in the checkpoint)."""
+sums are in the checkpoint), also with an adapted metric on the variational path."""
 
 import numpy as np
 import pytest
@@ -12,7 +12,9 @@ from test_pt_mpi import Bimodal, run
 
 CASES = [dict(reference="variational", variational_family="full", chains=2),  # stabilised
          dict(reference="variational", variational_family="diagonal", stabilised=False, chains=3,
-              local_move="hmc", leapfrog_steps=2)]
+              local_move="hmc", leapfrog_steps=2),
+         # with an adapted metric (updated after warm-up round 3) and cold-only moves
+         dict(reference="variational", chains=2, mass_matrix="diagonal", cold_steps=1, warmup_rounds=5)]
 
 
 def resumed(comm, settings, stop):
@@ -51,13 +53,15 @@ def test_variational_pt_is_bitwise_serial_and_resumes_at_any_rank_count(case):
 
     comm = MPI.COMM_WORLD.Dup()
     try:
-        settings = PTSettings(replicas=5, rounds=6, warmup_rounds=4, seed=5, **case)
+        settings = PTSettings(**{"replicas": 5, "rounds": 6, "warmup_rounds": 4, "seed": 5, **case})
         state, final, reports = run(comm, settings)
         # 20 scans: inside warm-up round 4 (scans 15..30), moment sums half full
         after_resume = resumed(comm, settings, 20)
         if comm.rank == 0:
             serial_state, serial_final, _ = run(MPI.COMM_SELF, settings)
             assert serial_state["ref_active"] == 1.0  # the Gaussian was fitted and used
+            if case.get("mass_matrix") == "diagonal":  # the metric was adapted, not the unit one
+                assert not np.allclose(serial_state["metric"], 1.0)
             assert_same((state, final), (serial_state, serial_final))
             for got in after_resume:
                 assert_same(got, (serial_state, serial_final))
