@@ -41,7 +41,7 @@ CTEST_BIN := $(patsubst libphase/tests/%.c,$(CTEST_DIR)/bin/%,$(CTEST_SRC))
 
 .DEFAULT_GOAL := help
 .SECONDARY: $(CTEST_OBJ)
-.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling bench-peers bench-moments bench-report bench-terms clean distclean
+.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling bench-peers bench-moments bench-report bench-terms bench-pt-reference clean distclean
 
 help: ## list the targets
 	@echo "usage: make <target> [NP=$(NP)] [PYTHON=$(PYTHON)] [MPIEXEC_TIMEOUT=$(MPIEXEC_TIMEOUT)]"
@@ -137,6 +137,9 @@ bench-pt: install ## PT time per scan (local/swaps/output) and bytes per swap, 1
 
 bench-moments: install ## expected SFS + gradient of block-counting n=20,30,40: libphase vs scipy splu
 	$(VPY) benchmarks/bench_moments.py
+
+bench-pt-reference: install ## PT prior vs variational reference: Lambda, round trips/scan, bulk-ESS/s (rabbits, hypoexp)
+	$(VPY) benchmarks/bench_pt_reference.py
 
 bench-report: install ## wall/CPU s of `phasic-mpi summary` and `plot` on the BNN example's run file (median of 5)
 	$(VPY) benchmarks/bench_report.py

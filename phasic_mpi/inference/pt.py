@@ -24,6 +24,9 @@ the step sizes are adapted per level during warm-up. Every round reports the
 ladder, swap rejection per pair, the barrier Lambda = sum of rejections,
 round trips, local acceptance and log Z by stepping stone in both directions.
 
+With ``reference = "variational"`` the b = 0 end is a Gaussian fitted in warm-up
+(:mod:`phasic_mpi.inference.ptreference`, also the stepping stone).
+
 Each local step evaluates all of a rank's slots in one density call, in an
 array of the global shape (K*N, d); randomness is keyed by (seed, purpose,
 chain, level, scan, step), never by rank (:mod:`phasic_mpi.inference.counters`):
@@ -47,6 +50,8 @@ from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_lay
 from phasic_mpi.inference.protocol import FinalRecord
 from phasic_mpi.inference import ptmoves
 from phasic_mpi.inference.ptstream import cold_rows, gather_cold, with_drained
+from phasic_mpi.inference.ptreference import (Path, check_reference, join_legs, reference_layout, reference_state,
+                                              respace_by_leg, stepping_stone, update_reference, variational_chains)
 from phasic_mpi.inference.ptscan import (STREAM_INIT, STREAM_PHASE, STREAM_SWAP, Pairs, evaluate_block, global_map,
                                          pairs_of, slot_index, swap_log_accept_many)
 
@@ -96,12 +101,16 @@ class PTSettings:
                                "auto: dense for 2 to 16 parameters, else none")
     cold_steps: int = setting(integer(0), 0, "extra local moves per scan of the b = 1 slots only")
     seed: int = setting(integer(0), 0, "seed of the counter-based random streams")
+    reference: str = setting(choice("prior", "variational"), "prior", "b = 0 end: prior, or Gaussian fitted in warm-up")
+    variational_family: str = setting(choice("diagonal", "full"), "diagonal", "covariance of the Gaussian")
+    stabilised: bool = setting(boolean, True, "variational: chains in pairs, one prior-referenced (chains even)")
 
     def __post_init__(self) -> None:
         check_settings(self)
         if not 0 <= self.warmup_rounds < self.rounds:
             fail("pt.warmup_rounds", f"expected an integer in [0, rounds), got "
                                      f"{self.warmup_rounds} (rounds = {self.rounds})")
+        check_reference(self)
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> "PTSettings":
@@ -164,37 +173,6 @@ def respace_ladder(betas: np.ndarray, rejection: np.ndarray) -> np.ndarray:
     return new
 
 
-def _log_mean_exp(a: np.ndarray) -> float:
-    m = np.max(a)
-    if not np.isfinite(m):
-        return float(m)
-    return float(m + np.log(np.mean(np.exp(a - m))))
-
-
-def stepping_stone(betas: np.ndarray, loglik: np.ndarray, batches: int = 10) -> tuple[float, float, float, float]:
-    """log Z from samples at every level, in both directions, with standard errors.
-
-    ``loglik`` has shape (scans, N): the log-likelihood of the state at each
-    level after each scan. Forward: log Z = sum_j log E_{j+1}[exp((b_j - b_{j+1}) L)];
-    reverse: log Z = -sum_j log E_j[exp((b_{j+1} - b_j) L)]. Standard errors
-    from batch means over the scans (NaN with fewer than 2 batches).
-    """
-
-    def forward(block: np.ndarray) -> float:
-        return sum(_log_mean_exp((betas[j] - betas[j + 1]) * block[:, j + 1]) for j in range(betas.size - 1))
-
-    def reverse(block: np.ndarray) -> float:
-        return -sum(_log_mean_exp((betas[j + 1] - betas[j]) * block[:, j]) for j in range(betas.size - 1))
-
-    fwd, rev = forward(loglik), reverse(loglik)
-    n_batches = min(batches, loglik.shape[0])
-    if n_batches < 2:
-        return fwd, rev, math.nan, math.nan
-    parts = np.array_split(loglik, n_batches)
-    se = [float(np.std([f(p) for p in parts], ddof=1) / math.sqrt(n_batches)) for f in (forward, reverse)]
-    return fwd, rev, se[0], se[1]
-
-
 class PTState(NamedTuple):
     """This rank's slots (m of them) and the ensemble-wide ladder."""
 
@@ -210,11 +188,13 @@ class PTState(NamedTuple):
     step: np.ndarray  # (m,) local step size of the slot's level
     stats: np.ndarray  # (m, 6) round sums: local accept, local moves, swap rejection, swap accepted, swap attempts, round trips
     decisions: np.ndarray  # (m, 4) last swap on the left pair (scan, accepted), then on the right pair
-    round_loglik: np.ndarray  # (k, m) log-likelihood after each scan since the ladder last changed
+    round_loglik: np.ndarray  # (k, m) potential V (log L if prior-referenced) per scan since the ladder changed
     samples: np.ndarray  # (m0, S, d + 2) b = 1 draws of the local level-0 slots since the last drain
     report: dict  # the last round's report (identical on every rank)
     metric: np.ndarray | None = None  # (N, d) or (N, d, d) per-level metric factor (mass_matrix != none)
     moments: np.ndarray | None = None  # (m, width) this round's Welford sums of each slot's states
+    reference: Any = None  # ptreference.Reference of the variational legs (None: prior reference)
+    ref_sums: Any = None  # (m, w) this warm-up round's b = 1 moment sums per slot (ptreference)
 
 
 STAT_LOCAL_ACC, STAT_LOCAL_N, STAT_REJ, STAT_SWAP_ACC, STAT_SWAP_N, STAT_TRIPS = range(6)
@@ -251,7 +231,8 @@ SWAPPED = ("x", "loglik", "logprior", "grad_ll", "grad_lp", "label", "last_end")
 class _Slots:
     """Mutable working copy of a PTState's per-slot arrays during one scan."""
 
-    def __init__(self, state: PTState) -> None:
+    def __init__(self, state: PTState, path: Path | None = None) -> None:
+        self.path = path if path is not None else Path(None, None)  # prior reference
         self.x = state.x.copy()
         self.loglik = state.loglik.copy()
         self.logprior = state.logprior.copy()
@@ -312,7 +293,8 @@ def _cross_pair(slots: _Slots, g: int, low_local: bool, ctx: PTContext) -> tuple
         raise RuntimeError(
             f"swap decisions of chain {c}, levels {j}/{j + 1} disagree between ranks "
             f"{comm.rank} and {other}: {tuple(slots.decisions[i, side:side + 2])} vs {tuple(recv[4:6])}")
-    return recv, *((slots.loglik[i], recv[0]) if low_local else (recv[0], slots.loglik[i]))
+    theirs = slots.path.potential_of(recv, slots.x.shape[1], i)
+    return recv, *((slots.v[i], theirs) if low_local else (theirs, slots.v[i]))
 
 
 def _swap_phase(slots: _Slots, state: PTState, ctx: PTContext) -> None:
@@ -331,7 +313,8 @@ def _swap_phase(slots: _Slots, state: PTState, ctx: PTContext) -> None:
     ids = pairs.ids.copy()
     ids[:, 2] = scan
     u = uniforms(settings.seed, STREAM_SWAP, ids)[:, 0]
-    ll_low, ll_high = slots.loglik[pairs.ends[0]], slots.loglik[pairs.ends[1]]
+    slots.v = slots.path.potential(slots.loglik, slots.logprior, slots.x)  # log L on a prior-referenced path
+    ll_low, ll_high = slots.v[pairs.ends[0]], slots.v[pairs.ends[1]]
     received = {}
     for k in pairs.cross:
         received[k], ll_low[k], ll_high[k] = _cross_pair(slots, int(pairs.g[k]), bool(pairs.low_local[k]), ctx)
@@ -380,11 +363,9 @@ def _round_report(state: PTState, stats: np.ndarray, round_loglik: np.ndarray, c
         log_z[c], log_z_se[c] = (fwd, rev), (se_f, se_r)
     betas = state.betas.copy()
     if settings.adapt_ladder and r < settings.warmup_rounds:
-        # One ladder for all chains, from their pooled swap statistics: K times
-        # the data of a single chain, and the chains stay independent given it.
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pooled = per[:, :-1, STAT_REJ].sum(axis=0) / per[:, :-1, STAT_SWAP_N].sum(axis=0)
-        betas = np.tile(respace_ladder(state.betas[0], pooled), (k, 1))
+        # One ladder for all chains (of a leg kind), from their pooled swap statistics:
+        betas = respace_by_leg(state.betas, per[:, :-1, STAT_REJ], per[:, :-1, STAT_SWAP_N],
+                               variational_chains(settings), respace_ladder)
     report = {
         "pt/round": np.array([r]),
         "pt/round_scans": np.array([2**r]),
@@ -407,14 +388,19 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     n = settings.replicas
     scan = state.iteration
     warmup = round_of(scan) < settings.warmup_rounds
-    slots = _Slots(state)
+    var_slots = variational_chains(settings)[slot_index(n, layout.start, layout.stop)[0]]
+    slots = _Slots(state, Path(state.reference, var_slots))
     scan_accept = ptmoves.local_phase(slots, state, ctx)
     slots.stats[:, STAT_LOCAL_ACC] += scan_accept
     slots.stats[:, STAT_LOCAL_N] += 1
     _swap_phase(slots, state, ctx)
+    join_legs(slots, layout, settings, scan, ctx.comm, SWAPPED)
     _round_trips(slots, layout, n)
 
-    round_loglik = np.vstack([state.round_loglik, slots.loglik[None]])
+    potential = slots.path.potential(slots.loglik, slots.logprior, slots.x)
+    round_loglik = np.vstack([state.round_loglik, potential[None]])
+    reference, ref_sums = update_reference(state.reference, state.ref_sums, slots.x, var_slots, ctx,
+                                           warmup, round_ends_after(scan + 1))
     samples = state.samples
     level0 = slot_index(n, layout.start, layout.stop)[2]
     if not warmup:  # also on a rank without level-0 slots: (0, S, d + 2) keeps S known everywhere
@@ -435,7 +421,7 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     metric, moments = ptmoves.after_scan(state, slots, ctx)  # the metric's warm-up (may reset the steps)
     new = PTState(scans_done, betas, slots.x, slots.loglik, slots.logprior, slots.grad_ll, slots.grad_lp,
                   slots.label, slots.last_end, slots.step, stats, slots.decisions, round_loglik, samples,
-                  report, metric, moments)
+                  report, metric, moments, reference, ref_sums)
     cold = float(slots.loglik[0]) if layout.start == 0 else math.nan
     return new, PTDiagnostics(round_of(scan), cold, diag_lambda, diag_log_z)
 
@@ -464,7 +450,7 @@ def initial_state(ctx: PTContext, init: np.ndarray | None = None) -> PTState:
     decisions = np.tile([-1.0, 0.0, -1.0, 0.0], (m, 1))
     return PTState(0, betas, x, loglik, logprior, grad_ll, grad_lp, labels, np.full(m, -1, np.int64),
                    np.full(m, float(settings.step_size)), np.zeros((m, 6)), decisions,
-                   np.zeros((0, m)), np.zeros((n_level0, 0, d + 2)), {})
+                   np.zeros((0, m)), np.zeros((n_level0, 0, d + 2)), {}, **reference_state(settings, d, m))
 
 
 PER_SLOT = ("x", "loglik", "logprior", "grad_ll", "grad_lp", "label", "last_end", "step", "stats", "decisions")
@@ -534,10 +520,13 @@ class PTAlgorithm:
         arrays["round_loglik"] = ctx.comm.gather_rows(ctx.layout, state.round_loglik.T)
         arrays.update(ptmoves.gathered(state, ctx))
         samples = gather_cold(state.samples, ctx)
+        ref_sums = None if state.ref_sums is None else ctx.comm.gather_rows(ctx.layout, state.ref_sums)
         if ctx.comm.rank != 0:
             return None
         arrays["samples"] = samples
         arrays["betas"] = state.betas
+        if state.reference is not None:
+            arrays.update(state.reference.arrays(), ref_sums=ref_sums)
         return arrays
 
     def checkpoint_layout(self, ctx: PTContext) -> dict[str, tuple]:
@@ -545,7 +534,8 @@ class PTAlgorithm:
         m, d, k, n = ctx.layout.n, ctx.density.n_params, self.settings.chains, self.settings.replicas
         wide = {"x": d, "grad_ll": d, "grad_lp": d, "stats": 6, "decisions": 4, "round_loglik": None}
         return {**{a: ((m, wide[a]) if a in wide else (m,), "f") for a in (*PER_SLOT, "round_loglik")},
-                "samples": ((k, None, d + 2), "f"), "betas": ((k, n), "f"), **ptmoves.layout(ctx)}
+                "samples": ((k, None, d + 2), "f"), "betas": ((k, n), "f"),
+                **ptmoves.metric_layout(self.settings, m, d), **reference_layout(self.settings, m, d)}
 
     def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: PTContext) -> PTState:
         rows, n = ctx.layout.rows, self.settings.replicas
@@ -557,7 +547,8 @@ class PTAlgorithm:
         return PTState(iteration, np.array(arrays["betas"]), local["x"], local["loglik"], local["logprior"],
                        local["grad_ll"], local["grad_lp"], local["label"], local["last_end"], local["step"],
                        local["stats"], local["decisions"], np.array(arrays["round_loglik"][rows]).T,
-                       samples, {})._replace(**ptmoves.restored(arrays, rows, ctx))
+                       samples, {})._replace(**ptmoves.restored(arrays, rows, ctx),
+                                             **reference_state(self.settings, arrays=arrays, rows=rows))
 
     def finish(self, state: PTState, ctx: PTContext,
                history: Mapping[str, np.ndarray] | None = None) -> FinalRecord | None:
@@ -575,7 +566,8 @@ class PTAlgorithm:
         return FinalRecord(
             draws={name: theta[:, :, m] for m, name in enumerate(ctx.density.param_names)},
             sample_stats={"log_likelihood_total": samples[:, :, d], "local_accept": samples[:, :, d + 1]},
-            arrays={"final_betas": state.betas},
+            arrays={"final_betas": state.betas,  # and the variational Gaussian, if any (ptreference)
+                    **({} if state.reference is None else state.reference.arrays())},
             diagnostics={"chains": k, "draws_per_chain": s, "replicas": self.settings.replicas,
                          # per rank: every call of the run's communicator (steps, the loop's
                          # stop-flag agreement, drains, checkpoints), and the swaps' Sendrecv alone

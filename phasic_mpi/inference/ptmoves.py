@@ -7,7 +7,10 @@ covariance of pi_{b_j} in z: ``diagonal`` stores the standard deviations
 unit-metric MALA, random-walk or HMC kernels in whitened coordinates
 y = L^-1 z: a y-step dy is the z-step L dy and the y-gradient is L^T grad_z.
 The map is linear, so its Jacobian cancels in every Metropolis-Hastings
-ratio, and neither L^-1 nor y itself is ever formed. Products with L run as
+ratio, and neither L^-1 nor y itself is ever formed. log pi_b and grad_z come
+from the slots' path (``slots.path``, inference/ptreference.py): prior L^b, or
+q^(1-b) (prior L)^b on a variational leg. The metric is pooled per level over
+all chains, so with ``stabilised`` it mixes a level's prior and variational legs. Products with L run as
 elementwise multiply-adds over columns (no BLAS), so a row's bits do not
 depend on how many rows a rank holds.
 
@@ -31,11 +34,11 @@ import numpy as np
 from phasic_mpi.inference.counters import STEP_SHIFT, counter_ids, normals
 from phasic_mpi.inference.parallel import allgather_rows
 from phasic_mpi.inference.ptscan import (STREAM_LOCAL, _metropolis, evaluate_block, global_map, hmc_move, local_move,
-                                         move_parts, slot_index, tempered)
+                                         move_parts, slot_index)
 
 __all__ = ["METRIC_FIRST_ROUND", "accumulate", "adapt_clock", "after_scan", "apply_factor", "apply_factor_t",
-           "gathered", "initial_metric", "kernel", "local_phase", "metric_kind", "metric_rounds", "moment_width",
-           "preconditioned_hmc", "preconditioned_step", "restored", "round_end", "updated_metric",
+           "gathered", "initial_metric", "kernel", "local_phase", "metric_kind", "metric_layout", "metric_rounds",
+           "moment_width", "preconditioned_hmc", "preconditioned_step", "restored", "round_end", "updated_metric",
            "whitened_step", "with_metric"]
 
 METRIC_FIRST_ROUND = 3  # round 3 has 8 scans: the first with enough draws per level to pool
@@ -107,15 +110,16 @@ def preconditioned_step(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any,
     Arguments as :func:`phasic_mpi.inference.ptscan.local_move`, plus the
     slots' metric factors ``factor``. Returns the acceptance probabilities.
     """
-    layout = ctx.layout
+    layout, path = ctx.layout, slots.path  # log pi_b and its gradient (inference/ptreference.py)
     step, jump, logpi, mala, half_var = move_parts(slots, beta, ids, ctx)
-    move = half_var * apply_factor_t(factor, beta[:, None] * slots.grad_ll + slots.grad_lp) + jump if mala else jump
+    grad = path.grad(beta, slots.grad_ll, slots.grad_lp, slots.x) if mala else None
+    move = half_var * apply_factor_t(factor, grad) + jump if mala else jump
     proposal = slots.x + apply_factor(factor, move)
     ll2, lp2, gll2, glp2 = evaluated = evaluate_block(ctx.density, layout, proposal)
     with np.errstate(invalid="ignore", over="ignore"):
-        log_alpha = tempered(beta, ll2) + lp2 - logpi
+        log_alpha = path.logpi(beta, ll2, lp2, proposal) - logpi
         if mala:  # log q(y | y') - log q(y' | y): y - y' = -move
-            back = move + half_var * apply_factor_t(factor, beta[:, None] * gll2 + glp2)
+            back = move + half_var * apply_factor_t(factor, path.grad(beta, gll2, glp2, proposal))
             sums = global_map(lambda a: a.sum(axis=1), jump * jump - back * back, layout.rows, layout.n)
             log_alpha = np.where(np.isfinite(log_alpha), log_alpha + sums / (2.0 * slots.step * slots.step),
                                  log_alpha)
@@ -130,19 +134,20 @@ def preconditioned_hmc(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any, 
     L^T grad_z. Returns the acceptance probabilities.
     """
     settings, layout = ctx.settings, ctx.layout
-    eps, b = slots.step[:, None], beta[:, None]
+    eps, path = slots.step[:, None], slots.path  # log pi_b and its gradient (inference/ptreference.py)
     momentum0 = normals(settings.seed, STREAM_LOCAL, ids, slots.x.shape[1])
-    logpi0 = tempered(beta, slots.loglik) + slots.logprior
+    logpi0 = path.logpi(beta, slots.loglik, slots.logprior, slots.x)
     x = slots.x
-    momentum = momentum0 + 0.5 * eps * apply_factor_t(factor, b * slots.grad_ll + slots.grad_lp)
+    momentum = momentum0 + 0.5 * eps * apply_factor_t(factor, path.grad(beta, slots.grad_ll, slots.grad_lp, x))
     finite = np.ones(len(x), dtype=bool)
     n_leap = settings.leapfrog_steps
     for s in range(n_leap):
         x = x + apply_factor(factor, eps * momentum)
         ll, lp, gll, glp = evaluated = evaluate_block(ctx.density, layout, x)
-        logpi = tempered(beta, ll) + lp
+        logpi = path.logpi(beta, ll, lp, x)
         finite &= np.isfinite(logpi)
-        momentum = momentum + (eps if s + 1 < n_leap else 0.5 * eps) * apply_factor_t(factor, b * gll + glp)
+        kick = apply_factor_t(factor, path.grad(beta, gll, glp, x))
+        momentum = momentum + (eps if s + 1 < n_leap else 0.5 * eps) * kick
     with np.errstate(invalid="ignore", over="ignore"):
         kinetic = global_map(lambda a: a.sum(axis=1), momentum0 * momentum0 - momentum * momentum,
                              layout.rows, layout.n)
@@ -245,6 +250,7 @@ class _Subset:
     def __init__(self, slots: Any, index: np.ndarray) -> None:
         for name in self.FIELDS:
             setattr(self, name, getattr(slots, name)[index])
+        self.path = slots.path.subset(index)
 
     def write_back(self, slots: Any, index: np.ndarray) -> None:
         for name in self.FIELDS:
@@ -323,16 +329,6 @@ def gathered(state: Any, ctx: Any) -> dict[str, np.ndarray]:
     return {"metric": state.metric, "moments": moments} if ctx.comm.rank == 0 else {}
 
 
-def layout(ctx: Any) -> dict[str, tuple]:
-    """Shapes and dtype kinds of :func:`gathered`'s arrays (for the checkpoint's layout check)."""
-    d = ctx.density.n_params
-    kind = metric_kind(ctx.settings.mass_matrix, d)
-    if kind == "none":
-        return {}
-    metric = (ctx.settings.replicas, d, d) if kind == "dense" else (ctx.settings.replicas, d)
-    return {"metric": (metric, "f"), "moments": ((ctx.layout.n, moment_width(kind, d)), "f")}
-
-
 def with_metric(state: Any, ctx: Any) -> Any:
     """``state`` with the unit metric and empty accumulators if ``mass_matrix`` asks for a metric."""
     kind, d = metric_kind(ctx.settings.mass_matrix, state.x.shape[1]), state.x.shape[1]
@@ -343,6 +339,16 @@ def with_metric(state: Any, ctx: Any) -> Any:
                          f"(this model has {d}); use 'diagonal'")
     return state._replace(metric=initial_metric(kind, ctx.settings.replicas, d),
                           moments=np.zeros((len(state.x), moment_width(kind, d))))
+
+
+def metric_layout(settings: Any, m: int, d: int) -> dict[str, tuple]:
+    """Shapes and dtype kinds of :func:`gathered`'s arrays for ``m`` slots in all
+    (``PTAlgorithm.checkpoint_layout``); none without a metric."""
+    kind = metric_kind(settings.mass_matrix, d)
+    if kind == "none":
+        return {}
+    factor = (settings.replicas, d, d) if kind == "dense" else (settings.replicas, d)
+    return {"metric": (factor, "f"), "moments": ((m, moment_width(kind, d)), "f")}
 
 
 def restored(arrays: dict[str, np.ndarray], rows: Any, ctx: Any) -> dict[str, Any]:

@@ -137,10 +137,11 @@ def _metropolis(slots: Any, log_alpha: np.ndarray, ids: np.ndarray, ctx: Any,
 
 def move_parts(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any) -> tuple[Any, ...]:
     """What a MALA or random-walk move starts from: the step column h (m, 1),
-    the scaled noise h xi, the tempered log density, whether it is MALA, h^2 / 2."""
+    the scaled noise h xi, log pi_b on the slots' path (``slots.path``, see
+    inference/ptreference.py), whether it is MALA, h^2 / 2."""
     step = slots.step[:, None]
     jump = step * normals(ctx.settings.seed, STREAM_LOCAL, ids, slots.x.shape[1])
-    logpi = tempered(beta, slots.loglik) + slots.logprior
+    logpi = slots.path.logpi(beta, slots.loglik, slots.logprior, slots.x)
     return step, jump, logpi, ctx.settings.local_move == "mala", 0.5 * step * step
 
 
@@ -154,12 +155,14 @@ def local_move(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any) -> np.nd
     """
     layout = ctx.layout
     step, jump, logpi, mala, half_var = move_parts(slots, beta, ids, ctx)
-    proposal = slots.x + half_var * (beta[:, None] * slots.grad_ll + slots.grad_lp) + jump if mala else slots.x + jump
+    path = slots.path  # log pi_b and its gradient (inference/ptreference.py)
+    proposal = (slots.x + half_var * path.grad(beta, slots.grad_ll, slots.grad_lp, slots.x) + jump if mala
+                else slots.x + jump)
     ll2, lp2, gll2, glp2 = evaluated = evaluate_block(ctx.density, layout, proposal)
     with np.errstate(invalid="ignore", over="ignore"):
-        log_alpha = tempered(beta, ll2) + lp2 - logpi
+        log_alpha = path.logpi(beta, ll2, lp2, proposal) - logpi
         if mala:  # log q(z | z') - log q(z' | z), the forward residual being the jump itself
-            back = slots.x - proposal - half_var * (beta[:, None] * gll2 + glp2)
+            back = slots.x - proposal - half_var * path.grad(beta, gll2, glp2, proposal)
             sums = global_map(lambda a: a.sum(axis=1), jump * jump - back * back, layout.rows, layout.n)
             log_alpha = np.where(np.isfinite(log_alpha), log_alpha + sums / (2.0 * slots.step * slots.step),
                                  log_alpha)
@@ -176,19 +179,19 @@ def hmc_move(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any) -> np.ndar
     balance). Returns the acceptance probabilities (m,).
     """
     settings, layout = ctx.settings, ctx.layout
-    eps, b = slots.step[:, None], beta[:, None]
+    eps, path = slots.step[:, None], slots.path
     momentum0 = normals(settings.seed, STREAM_LOCAL, ids, slots.x.shape[1])
-    logpi0 = tempered(beta, slots.loglik) + slots.logprior
+    logpi0 = path.logpi(beta, slots.loglik, slots.logprior, slots.x)
     x = slots.x
-    momentum = momentum0 + 0.5 * eps * (b * slots.grad_ll + slots.grad_lp)
+    momentum = momentum0 + 0.5 * eps * path.grad(beta, slots.grad_ll, slots.grad_lp, x)
     finite = np.ones(len(x), dtype=bool)
     n_leap = settings.leapfrog_steps
     for s in range(n_leap):
         x = x + eps * momentum
         ll, lp, gll, glp = evaluated = evaluate_block(ctx.density, layout, x)
-        logpi = tempered(beta, ll) + lp
+        logpi = path.logpi(beta, ll, lp, x)
         finite &= np.isfinite(logpi)
-        momentum = momentum + (eps if s + 1 < n_leap else 0.5 * eps) * (b * gll + glp)
+        momentum = momentum + (eps if s + 1 < n_leap else 0.5 * eps) * path.grad(beta, gll, glp, x)
     with np.errstate(invalid="ignore", over="ignore"):
         kinetic = global_map(lambda a: a.sum(axis=1), momentum0 * momentum0 - momentum * momentum,
                              layout.rows, layout.n)

@@ -139,7 +139,8 @@ def test_pt_defaults_and_values():
     assert cfg["pt"] == {"replicas": 8, "chains": 2, "rounds": 10, "warmup_rounds": 6,
                          "local_move": "mala", "local_steps": 1, "leapfrog_steps": 4, "step_size": 0.5,
                          "target_accept": 0.0, "swap": "nonreversible",
-                         "adapt_ladder": True, "mass_matrix": "auto", "cold_steps": 0, "seed": 0}
+                         "adapt_ladder": True, "mass_matrix": "auto", "cold_steps": 0, "seed": 0,
+                         "reference": "prior", "variational_family": "diagonal", "stabilised": True}
     assert isinstance(cfg["pt"]["target_accept"], float)
     raw["pt"] = {"replicas": 2, "rounds": 1, "warmup_rounds": 0, "local_move": "rwm",
                  "step_size": 1, "target_accept": 0.3, "swap": "reversible",

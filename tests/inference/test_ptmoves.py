@@ -48,6 +48,34 @@ def tempered_log_pi(density, b):
     return log_pi
 
 
+def preconditioned_mh(log_pi, z, h, L, noise, move):
+    """(acceptance probability, proposal) of a MALA or RWM move from z with metric
+    M^-1 = L L^T by hand: proposal N(z + h^2/2 M^-1 grad log pi, h^2 M^-1) (no drift for RWM)."""
+    cov = h * h * L @ L.T
+
+    def mean(frm):
+        return frm + (0.5 * cov @ log_pi(frm)[1] if move == "mala" else 0.0)
+
+    prop = mean(z) + h * L @ noise
+    log_ratio = log_pi(prop)[0] - log_pi(z)[0]
+    log_ratio += multivariate_normal.logpdf(z, mean(prop), cov) - multivariate_normal.logpdf(prop, mean(z), cov)
+    return min(1.0, math.exp(log_ratio)), prop
+
+
+def leapfrog_mh(log_pi, x, h, L, xi, steps):
+    """(acceptance probability, end point) of an HMC trajectory by the textbook
+    leapfrog with mass matrix M = (L L^T)^-1, momentum p = L^-T xi ~ N(0, M)."""
+    inv_mass = L @ L.T
+    z, p = x.copy(), np.linalg.solve(L.T, xi)
+    p0 = p.copy()
+    for _ in range(steps):
+        p = p + 0.5 * h * log_pi(z)[1]
+        z = z + h * inv_mass @ p
+        p = p + 0.5 * h * log_pi(z)[1]
+    energy_error = (-log_pi(z)[0] + 0.5 * p @ inv_mass @ p) - (-log_pi(x)[0] + 0.5 * p0 @ inv_mass @ p0)
+    return min(1.0, math.exp(-energy_error)), z
+
+
 @pytest.mark.parametrize("kind", ["diagonal", "dense"])
 @pytest.mark.parametrize("move", ["mala", "rwm"])
 def test_preconditioned_acceptance_is_the_metropolis_hastings_ratio(kind, move):
@@ -59,19 +87,10 @@ def test_preconditioned_acceptance_is_the_metropolis_hastings_ratio(kind, move):
     accept = preconditioned_step(slots, beta, ids, ctx, factor)
     noise = normals(settings.seed, STREAM_LOCAL, ids, 2)
     for i in range(6):
-        h, L = state.step[i], dense(factor)[i]
-        cov = h * h * L @ L.T  # proposal covariance h^2 M^-1
-        log_pi = tempered_log_pi(density, beta[i])
-
-        def mean(frm):  # N(frm + h^2/2 M^-1 grad, h^2 M^-1) for MALA, N(frm, h^2 M^-1) for RWM
-            return frm + (0.5 * cov @ log_pi(frm)[1] if move == "mala" else 0.0)
-
-        z = x[i]
-        prop = mean(z) + h * L @ noise[i]
-        log_ratio = log_pi(prop)[0] - log_pi(z)[0]
-        log_ratio += multivariate_normal.logpdf(z, mean(prop), cov) - multivariate_normal.logpdf(prop, mean(z), cov)
-        assert accept[i] == pytest.approx(min(1.0, math.exp(log_ratio)), rel=1e-10, abs=1e-15)
-        assert np.array_equal(slots.x[i], z) or np.allclose(slots.x[i], prop, rtol=1e-13)
+        want, prop = preconditioned_mh(tempered_log_pi(density, beta[i]), x[i], state.step[i], dense(factor)[i],
+                                       noise[i], move)
+        assert accept[i] == pytest.approx(want, rel=1e-10, abs=1e-15)
+        assert np.array_equal(slots.x[i], x[i]) or np.allclose(slots.x[i], prop, rtol=1e-13)
     assert np.count_nonzero(accept < 1) > 0  # not only sure acceptances
 
 
@@ -85,17 +104,8 @@ def test_preconditioned_hmc_acceptance_is_exp_of_minus_the_energy_error(kind):
     accept = preconditioned_hmc(slots, beta, ids, ctx, factor)
     xi = normals(settings.seed, STREAM_LOCAL, ids, 2)
     for i in range(5):
-        h, b, L = state.step[i], beta[i], dense(factor)[i]
-        inv_mass = L @ L.T
-        log_pi = tempered_log_pi(ctx.density, b)
-        z, p = x[i].copy(), np.linalg.solve(L.T, xi[i])  # p ~ N(0, M), M = (L L^T)^-1
-        p0 = p.copy()
-        for _ in range(3):  # textbook leapfrog with mass matrix M
-            p = p + 0.5 * h * log_pi(z)[1]
-            z = z + h * inv_mass @ p
-            p = p + 0.5 * h * log_pi(z)[1]
-        energy_error = (-log_pi(z)[0] + 0.5 * p @ inv_mass @ p) - (-log_pi(x[i])[0] + 0.5 * p0 @ inv_mass @ p0)
-        assert accept[i] == pytest.approx(min(1.0, math.exp(-energy_error)), rel=1e-9, abs=1e-14)
+        want, z = leapfrog_mh(tempered_log_pi(ctx.density, beta[i]), x[i], state.step[i], dense(factor)[i], xi[i], 3)
+        assert accept[i] == pytest.approx(want, rel=1e-9, abs=1e-14)
         assert np.array_equal(slots.x[i], x[i]) or np.allclose(slots.x[i], z, rtol=1e-12)
     assert np.count_nonzero(accept < 1) > 0
 
