@@ -17,9 +17,24 @@ def test_the_serial_communicator_reports_zeros_for_every_operation():
     assert comm.traffic() == {op: Traffic(0.0, 0, 0) for op in OPERATIONS}
 
 
-def test_the_mpi_communicator_counts_each_call_with_its_array_size():
+class TickingClock:
+    """A ``time`` stand-in whose ``perf_counter`` advances 0.25 s per reading: a call read
+    twice lasts exactly 0.25 s, so the reported seconds are exact, not measured."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        self.now += 0.25
+        return self.now
+
+
+def test_the_mpi_communicator_counts_each_call_with_its_array_size(monkeypatch):
     from mpi4py import MPI
 
+    import phasic_mpi.inference.comm as comm_module
+
+    monkeypatch.setattr(comm_module, "time", TickingClock())
     comm = MPICommunicator(MPI.COMM_SELF).dup()
     try:
         layout = block_layout(4, 1, 0)
@@ -38,8 +53,7 @@ def test_the_mpi_communicator_counts_each_call_with_its_array_size():
         assert traffic["sendrecv"][1:] == (8 * 5, 1)
         assert traffic["bcast"][1:] == (0, 1)  # pickled objects: calls and time only
         assert traffic["barrier"] == Traffic(0.0, 0, 0)
-        assert all(t.seconds >= 0.0 for t in traffic.values())
-        assert traffic["sendrecv"].seconds > 0.0
+        assert all(t.seconds == 0.25 * t.calls for t in traffic.values())  # one clock span per call
         fresh = comm.dup()  # a duplicate starts from zero
         assert fresh.traffic() == {op: Traffic(0.0, 0, 0) for op in OPERATIONS}
         fresh.free()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -70,25 +69,24 @@ def job(tmp_path, call, status, rank, ranks):
     cfg.write_text(CONFIG.format(call=call, status=status, rank=rank))
     cmd = ([str(MPIEXEC), "-n", str(ranks)] if ranks else []) + CLI + ["run", str(cfg)]
     done = subprocess.run(cmd, cwd=tmp_path, env=env(), capture_output=True, text=True,
-                          timeout=120)  # a hang fails by timeout
+                          timeout=120)  # a hang fails by timeout (speed: no timed assertion)
     faults = [float(p.read_text()) for p in tmp_path.glob("fault.*")]
     assert faults, done.stderr
-    return done, time.time() - min(faults)
+    return done
 
 
 @pytest.mark.skipif(not MPIEXEC.exists(), reason="needs the mpich wheel's mpiexec")
 @pytest.mark.parametrize("status, rank", [(0, 1), (0, 0), (3, 1)])
 def test_native_exit_on_one_rank_fails_the_job(tmp_path, status, rank):
-    done, seconds = job(tmp_path, "exit", status, rank, ranks=2)
+    done = job(tmp_path, "exit", status, rank, ranks=2)
     assert done.returncode == 1, done.stderr
     line = f"phasic-mpi: error: rank {rank} exited (status {status}) during a run"
     assert sum(line in text for text in done.stderr.splitlines()) == 1, done.stderr
-    assert seconds < 10
     assert not is_complete(tmp_path / "out.h5")
 
 
 def test_native_exit_on_one_process_fails_the_run(tmp_path):
-    done, seconds = job(tmp_path, "exit", 0, 0, ranks=None)
+    done = job(tmp_path, "exit", 0, 0, ranks=None)
     assert done.returncode == 1, done.stderr
     assert "phasic-mpi: error: rank 0 exited (status 0) during a run" in done.stderr
     assert not is_complete(tmp_path / "out.h5")
@@ -98,7 +96,7 @@ def test_native_exit_on_one_process_fails_the_run(tmp_path):
 def test_native_underscore_exit_is_not_intercepted_but_leaves_the_file_incomplete(tmp_path):
     """The documented limit: ``_exit(0)`` runs no exit handler, so MPICH's
     mpiexec reports 0; the job scripts fail such a job on ``complete``."""
-    done, _ = job(tmp_path, "_exit", 0, 1, ranks=2)
+    done = job(tmp_path, "_exit", 0, 1, ranks=2)
     assert done.returncode == 0, done.stderr  # if this ever fails, the limit is gone
     assert not is_complete(tmp_path / "out.h5")
 
