@@ -59,8 +59,17 @@ class MPIUnavailableError(UserError, RuntimeError):
     """Several MPI ranks were launched, but no MPI library could be loaded."""
 
 
-class RunFileError(UserError):
-    """A file that is not a readable phasic_mpi run file (the message names it)."""
+class RunFileError(UserError, OSError):
+    """A run file that cannot be read as one, or whose writing failed (the message names it).
+
+    Raised by the readers (:func:`phasic_mpi.io.runfile.read_run` and
+    :class:`~phasic_mpi.io.runfile.RunFile`: not a run file, a stored model,
+    term or parameter layout that is not valid) and by the writer when a
+    write fails (a full disk, an I/O error; the message says what was kept).
+    It is also an :class:`OSError` (as write failures were before this class
+    was the only one) and a :class:`ValueError` (as the readers' errors were),
+    so handlers written for either still catch it.
+    """
 
 
 class InternalError(PhasicError, RuntimeError):

@@ -226,10 +226,6 @@ with h5py.File(sys.argv[1], "r") as f:
 """
 
 
-class RunFileError(OSError):
-    """Writing a run file failed (disk full, I/O error); the message says what was kept."""
-
-
 def failure_reason(exc: BaseException) -> str:
     """The operating system's words for an HDF5 write failure, else the message's first line."""
     text = str(exc)

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import h5py
 
-from phasic_mpi.io.h5 import RunFileError, _require_group
+from phasic_mpi.errors import RunFileError
+from phasic_mpi.io.h5 import _require_group
 from phasic_mpi.io.runfile import MODEL_GROUP
 from phasic_mpi.model.graph import Graph
 from phasic_mpi.model.termdata import observed_arrays, term_to_arrays, term_variables
@@ -24,7 +25,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def guarded(method: F) -> F:
-    """Turn an I/O failure inside a writing method into one :class:`RunFileError`.
+    """Turn an I/O failure inside a writing method into one ``RunFileError``.
 
     The file is closed; it is kept if it still reads completely (valid up to
     its last complete append) and removed otherwise, and the message says

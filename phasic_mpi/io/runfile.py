@@ -8,6 +8,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from phasic_mpi.errors import RunFileError
 from phasic_mpi.io.h5 import ROWS_ATTR, _decode_attrs, _is_history, _is_scale, _open
 from phasic_mpi.model.data import Observations
 from phasic_mpi.model.graph import Graph
@@ -39,7 +40,7 @@ class RunFile:
         groups: list[str] = []
         with _open(self.path, "r") as f:
             if "phasic_mpi_version" not in f.attrs:
-                raise ValueError(f"{self.path!r} is not a phasic_mpi run file")
+                raise RunFileError(f"{self.path!r} is not a phasic_mpi run file")
             self.attrs = _decode_attrs(f)
             f.visititems(lambda n, o: groups.append(n) if isinstance(o, h5py.Group) else None)
         self.groups = tuple(groups)
@@ -79,7 +80,7 @@ class RunFile:
         try:
             return param_layout(self.param_names, shapes, detect=False)
         except ValueError as exc:
-            raise ValueError(f"{self.path}: the stored param_shapes do not fit "
+            raise RunFileError(f"{self.path}: the stored param_shapes do not fit "
                              f"param_names: {exc}") from None
 
     def flat_posterior(self) -> dict[str, np.ndarray]:
@@ -129,7 +130,8 @@ class RunFile:
 
         ``None`` if the file stores no graph (a log-density run, or a file
         written before graphs were stored). Nothing named in the file is
-        imported or called: a crafted file can at worst raise ValueError.
+        imported or called: a crafted file can at worst raise
+        :class:`~phasic_mpi.errors.RunFileError` (a ValueError).
         """
         arrays: dict[str, Any] = self.read_group(MODEL_GROUP)
         if not arrays:
@@ -139,7 +141,8 @@ class RunFile:
         try:
             return Graph.from_arrays(arrays)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{self.path}: the stored model is not a valid graph: {exc}") from None
+            raise RunFileError(f"{self.path}: the stored model is not a valid graph: "
+                               f"{exc}") from None
 
     def term_attrs(self) -> list[dict[str, Any]]:
         """Attributes of each stored likelihood term (``model/terms/<variable>``), in order."""
@@ -152,7 +155,7 @@ class RunFile:
         """The run's SFS and moment terms, rebuilt from the stored arrays alone.
 
         As for :meth:`model`, nothing named in the file is imported or
-        called; invalid data raise ValueError.
+        called; invalid data raise :class:`~phasic_mpi.errors.RunFileError`.
         """
         out = []
         for attrs in self.term_attrs():
@@ -160,7 +163,7 @@ class RunFile:
             try:
                 out.append(term_from_arrays(self.read_group(where), attrs))
             except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{self.path}: the stored term {where!r} is not valid: "
+                raise RunFileError(f"{self.path}: the stored term {where!r} is not valid: "
                                  f"{exc}") from None
         return out
 

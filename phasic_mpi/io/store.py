@@ -21,6 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from phasic_mpi.errors import RunFileError
 from phasic_mpi.io.h5 import (
     MANAGED_GROUPS,
     ROWS_ATTR,
@@ -33,7 +34,6 @@ from phasic_mpi.io.h5 import (
     _is_scale,
     _open,
     _require_group,
-    RunFileError,
     _set_attrs,
     atomic_write,
     close_detached,
@@ -204,7 +204,7 @@ class RunWriter(ModelGroups):
         f = _open(path, "r+")
         try:
             if "phasic_mpi_version" not in f.attrs:
-                raise ValueError(f"{path!r} is not a phasic_mpi run file")
+                raise RunFileError(f"{path!r} is not a phasic_mpi run file")
             writer = cls(f)
             writer._truncate(rows)
             _set_attrs(f, {COMPLETE_ATTR: False})

@@ -294,7 +294,7 @@ def test_full_disk_mid_run_ends_with_one_message(tmp_path):
     limited = [sys.executable, "-c", FILE_SIZE_LIMITED, "run", str(cfg)]
     done = subprocess.run(limited, cwd=tmp_path, env=env(), capture_output=True, text=True,
                           timeout=300)
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr  # a RunFileError: a user error
     lines = done.stderr.strip().splitlines()
     assert "Exception ignored" not in done.stderr
     assert len(lines) == 1 and lines[0].startswith("phasic-mpi: error: run file ")

@@ -194,7 +194,7 @@ def test_force_with_a_full_disk_at_the_first_history_append(tmp_path):
     limited = [sys.executable, "-c", FILE_SIZE_LIMITED, "run", str(cfg), "--force"]
     done = subprocess.run(limited, cwd=tmp_path, env=env(), capture_output=True, text=True,
                           timeout=300)
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr  # a RunFileError: a user error
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"phasic-mpi: error: run file {out}: write failed (File too large)")
