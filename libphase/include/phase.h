@@ -164,8 +164,7 @@ int phase_topological_order(const phase_graph *g, int32_t *order);
  *   mean_grad  n_theta x n_rewards x n_params    d E[Y_a] / d theta
  *   cross      n_theta x n_pairs                 E[Y_a Y_b] (raw, not centred)
  *   cross_grad n_theta x n_pairs x n_params      d E[Y_a Y_b] / d theta
- * Any output may be NULL. Pairs are for continuous graphs only (PHASE_EINVAL
- * otherwise). Per theta, theta_status (may be NULL) receives PHASE_OK,
+ * Any output may be NULL. Per theta, theta_status (may be NULL) receives PHASE_OK,
  * PHASE_EDOMAIN (negative rate; discrete: out-probabilities above 1) or
  * PHASE_EINFINITE (a state reachable from the start cannot be left); that
  * theta's outputs are NaN and the first failure's message is kept.

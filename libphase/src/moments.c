@@ -11,11 +11,20 @@
  *   u   = alpha U         (one pass in topological order)
  *   E[Y_a] = alpha . m_a
  *   E[Y_a Y_b] = alpha . z_ab,  z_ab = U (r_a o m_b + r_b o m_a)   (continuous)
+ *                               z_ab = U (r_a o m_b + r_b o m_a - r_a o r_b)
+ *                                                                  (discrete)
+ *
+ * (Discrete: Y_a = sum_{k < T} r_a(X_k); in E[sum_k sum_l r_a(X_k) r_b(X_l)]
+ * the pairs k < l give alpha U D_a T U r_b = alpha U D_a (U - I) r_b, the
+ * pairs k > l the same with a and b swapped, and k = l alpha U (r_a o r_b).)
  *
  * Gradients by the adjoint identity dU = U dA' U with dA' = dS (= -dA):
  *
  *   dE[Y_a]      = (u dS_k) m_a
  *   dE[Y_a Y_b]  = (u dS_k) z_ab + w_a dS_k m_b + w_b dS_k m_a,  w_a = (u o r_a) U
+ *
+ * (dS = dT for discrete graphs; the constant r_a o r_b only enters through
+ * z_ab, so both kinds share every pass.)
  *
  * The adjoint rows u dS_k (n x d, O(|E| d) once per theta) turn the first
  * two terms into dot products accumulated inside the pass that computes
@@ -294,8 +303,6 @@ static int check_moment_args(const phase_graph *g, int64_t n_theta, const double
         return phase_fail(PHASE_EINVAL, "n_theta must be >= 0 and thetas non-NULL");
     if (R < 1 || !rewards) return phase_fail(PHASE_EINVAL, "need n_rewards >= 1 reward vectors");
     if (P < 0 || (P > 0 && !pairs)) return phase_fail(PHASE_EINVAL, "pairs is NULL");
-    if (P > 0 && g->discrete)
-        return phase_fail(PHASE_EINVAL, "second moments of discrete graphs are not implemented");
     for (int64_t i = 0; i < (int64_t)g->n * R; i++)
         if (!isfinite(rewards[i]))
             return phase_fail(PHASE_EINVAL, "reward of state %lld, vector %lld is not finite",
@@ -332,8 +339,11 @@ static void moments_at(const phase_graph *g, moment_ws *s, int64_t R, const doub
         double *zi = s->z + (int64_t)i * P;
         for (int64_t p = 0; p < P; p++) {
             int64_t a = pairs[2 * p], b = pairs[2 * p + 1];
-            /* unreachable states may hold inf moments; their z is never used */
-            zi[p] = s->reach[i] ? ri[a] * mi[b] + ri[b] * mi[a] : 0.0;
+            /* unreachable states may hold inf moments; their z is never used.
+             * Discrete: the k = l terms count r_a r_b once, not twice. */
+            zi[p] = !s->reach[i] ? 0.0
+                    : g->discrete ? ri[a] * mi[b] + ri[b] * mi[a] - ri[a] * ri[b]
+                                  : ri[a] * mi[b] + ri[b] * mi[a];
         }
     }
     grad = cross_grad && d > 0;

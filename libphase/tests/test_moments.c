@@ -185,17 +185,31 @@ static void test_discrete(void)
     double over = 1.5;
     phase_reward_moments(g, 1, &over, 1, &one, 0, NULL, &mean, NULL, NULL, NULL, &status);
     CHECK(status == PHASE_EDOMAIN, "probability above 1");
+    /* E[T^2] = (2 - p) / p^2, d/dp = (p - 4) / p^3 */
     int64_t pair[2] = {0, 0};
-    double cross;
-    CHECK(phase_reward_moments(g, 1, &p, 1, &one, 1, pair, &mean, NULL, &cross, NULL, NULL) ==
-              PHASE_EINVAL, "no discrete second moments");
+    double cross, cross_grad;
+    CHECK(phase_reward_moments(g, 1, &p, 1, &one, 1, pair, &mean, NULL, &cross, &cross_grad,
+                               &status) == PHASE_OK && status == PHASE_OK,
+          "discrete second moment: %d", status);
+    CHECK_REL(cross, (2 - p) / (p * p), 1e-15);
+    CHECK_REL(cross_grad, (p - 4) / (p * p * p), 1e-14);
     phase_graph_free(g);
-    /* oracles.md: alpha = (0.75, 0), A -> B 0.8, B -> absorbing 0.7. */
-    double a2[2] = {0.75, 0}, b2[2] = {0.8, 0.7}, ones[2] = {1, 1};
+    /* oracles.md: alpha = (0.75, 0), A -> B 0.8, B -> absorbing 0.7. With the
+     * defect (0.25) Y = 0; else the visits N_A ~ Geometric(0.8) and N_B ~
+     * Geometric(0.7) are independent, E[N] = 1/q, E[N^2] = (2 - q)/q^2. */
+    double a2[2] = {0.75, 0}, b2[2] = {0.8, 0.7};
+    double r2[2][3] = {{1, 1, 0}, {1, 0, 1}}; /* T, N_A, N_B as columns */
     int32_t s2[2] = {0, 1}, d2[2] = {1, ABS};
     phase_graph_new(&g, 2, 0, a2, 2, s2, d2, b2, NULL, 1);
-    phase_reward_moments(g, 1, NULL, 1, ones, 0, NULL, &mean, NULL, NULL, NULL, NULL);
-    CHECK_REL(mean, 0.75 * (1 / 0.8 + 1 / 0.7), 1e-15);
+    int64_t pairs2[3][2] = {{0, 0}, {1, 2}, {2, 2}};
+    double means2[3], cross2[3];
+    phase_reward_moments(g, 1, NULL, 3, &r2[0][0], 3, &pairs2[0][0], means2, NULL, cross2, NULL,
+                         NULL);
+    double ea = 1 / 0.8, eb = 1 / 0.7, ea2 = 1.2 / 0.64, eb2 = 1.3 / 0.49;
+    CHECK_REL(means2[0], 0.75 * (ea + eb), 1e-15);
+    CHECK_REL(cross2[0], 0.75 * (ea2 + eb2 + 2 * ea * eb), 1e-14);
+    CHECK_REL(cross2[1], 0.75 * ea * eb, 1e-14);
+    CHECK_REL(cross2[2], 0.75 * eb2, 1e-14);
     phase_graph_free(g);
 }
 

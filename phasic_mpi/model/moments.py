@@ -32,9 +32,15 @@ Discrete graphs, with ``N = (I - T)^{-1}`` and absorption time ``T >= 1``
     E[T (T-1) ... (T-k+1)] = k! alpha T^{k-1} N^k 1   (factorial moments)
     E[T^k] = sum_j Stirling2(k, j) E[T (T-1) ... (T-j+1)]
     E[sum_{n < T} r(X_n)] = alpha N r
+    E[Y1 Y2] = alpha N (r1 m2 + r2 m1 - r1 r2),  m_i = N r_i
+    (the visits n < l give alpha N diag(r1) T N r2 = alpha N diag(r1) (N - I) r2,
+     n > l the same with 1 and 2 swapped, n = l alpha N (r1 r2))
 
-Rewards are supported for every continuous quantity; for discrete graphs only
-the expectation and its gradient take rewards.
+and the gradients as for continuous graphs with ``dT`` for ``dS`` (the
+constant ``r1 r2`` only enters ``z``). Moments of order ``k <= 2`` (and
+variances, covariances) take the batched path for both kinds of graph;
+discrete moments of order ``k > 2`` come from the factorial moments, without
+rewards (higher reward moments of discrete graphs are not implemented).
 
 Reward arguments may be one vector of shape (n,) or a matrix (n, m) holding
 ``m`` reward vectors as columns (e.g. :func:`phasic_mpi.model.models.sfs_rewards`);
@@ -129,7 +135,7 @@ def _no_discrete_rewards(graph: Graph, rewards: Any, what: str) -> None:
     if graph.discrete and rewards is not None:
         raise NotImplementedError(
             f"{what} of accumulated rewards is not implemented for discrete graphs "
-            "(only the expectation and its gradient are)")
+            "(the first and second moments, with gradients, are)")
 
 
 def _diagonal_pairs(n_rewards: int) -> np.ndarray:
@@ -193,19 +199,16 @@ def moments(graph: Graph, theta: Any = None, k: int = 2,
         If theta is outside the domain or some state cannot reach absorption
         at theta (the moments are infinite).
     NotImplementedError
-        Rewards with ``k > 1`` on a discrete graph.
+        Rewards with ``k > 2`` on a discrete graph.
     """
     k = _order(k)
-    if graph.discrete:
-        if rewards is not None:
-            if k > 1:
-                _no_discrete_rewards(graph, rewards, "Higher moments")
-            return np.asarray(expectation(graph, theta, rewards))[None]
+    if graph.discrete and k > 2:
+        _no_discrete_rewards(graph, rewards, "Moments of order > 2")
         factorial_mom = factorial_moments(graph, theta, k)
         stirling = _stirling2(k)[1:, 1:]
         return stirling @ factorial_mom
     r, single = _rewards(graph, rewards)
-    if k <= 2:  # the batched path (libphase for acyclic graphs)
+    if k <= 2:  # the batched path (libphase for acyclic graphs), continuous or discrete
         pairs = _diagonal_pairs(r.shape[1]) if k == 2 else None
         res = reward_moments(graph, graph._theta(theta), r, pairs)
         out = res.mean if k == 1 else np.vstack([res.mean, res.cross])
@@ -232,19 +235,17 @@ def expectation(graph: Graph, theta: Any = None, rewards: Any = None) -> Any:
 
 def variance(graph: Graph, theta: Any = None, rewards: Any = None) -> Any:
     """``Var[Y]`` (float, or shape (m,) for a reward matrix)."""
-    _no_discrete_rewards(graph, rewards, "Variance")
     first, second = moments(graph, theta, 2, rewards)
     result = second - first**2
     return float(result) if np.ndim(result) == 0 else result
 
 
 def covariance(graph: Graph, theta: Any, r1: Any, r2: Any) -> float:
-    """``Cov(Y1, Y2)`` for ``Y_i = int r_i(X_t) dt`` on a continuous graph.
+    """``Cov(Y1, Y2)`` for ``Y_i = int r_i(X_t) dt`` (discrete: ``sum_{n < T} r_i(X_n)``).
 
-    Uses ``E[Y1 Y2] = alpha U diag(r1) U r2 + alpha U diag(r2) U r1``.
+    Uses ``E[Y1 Y2] = alpha U diag(r1) U r2 + alpha U diag(r2) U r1``
+    (discrete: minus ``alpha N (r1 r2)``, see the module docstring).
     """
-    if graph.discrete:
-        raise NotImplementedError("covariance() is not implemented for discrete graphs")
     a, single_a = _rewards(graph, r1)
     b, single_b = _rewards(graph, r2)
     if not (single_a and single_b):
@@ -313,7 +314,10 @@ def _lu_moments(graph: Graph, theta: Any, r: np.ndarray, pairs: np.ndarray,
         out[1] = _contract(graph, u, m)
     if pairs.size:
         a, b = pairs[:, 0], pairs[:, 1]
-        z = solver.solve(r[:, a] * m[:, b] + r[:, b] * m[:, a])  # (n, Q)
+        rhs = r[:, a] * m[:, b] + r[:, b] * m[:, a]
+        if graph.discrete:  # the visits n = l count r_a r_b once (module docstring)
+            rhs -= r[:, a] * r[:, b]
+        z = solver.solve(rhs)  # (n, Q)
         out[2] = alpha @ z
         if grad:
             w = solver.solve_left(u[:, None] * r)  # (u o r_a) U, (n, R)
@@ -358,7 +362,7 @@ def reward_moments(graph: Graph, thetas: Any = None, rewards: Any = None,
     Parameters
     ----------
     graph : Graph
-        Continuous, or discrete without ``pairs``.
+        Continuous or discrete.
     thetas : array_like, shape (P, d) or (d,), optional
         Parameter vectors (a 1-D theta counts as ``P = 1``; omit for a
         constant graph).
@@ -396,9 +400,6 @@ def reward_moments(graph: Graph, thetas: Any = None, rewards: Any = None,
     if np.any((pair_arr < 0) | (pair_arr >= r.shape[1])):
         raise ValueError(f"pairs must index the {r.shape[1]} reward vectors, got "
                          f"{pair_arr.tolist()}")
-    if pair_arr.size and graph.discrete:
-        raise NotImplementedError("second moments of accumulated rewards are not "
-                                  "implemented for discrete graphs")
     thetas_2d = graph._theta(None)[None, :] if thetas is None else \
         np.atleast_2d(np.asarray(thetas, dtype=np.float64))
     if thetas_2d.ndim != 2 or thetas_2d.shape[1] != graph.n_params:
@@ -461,9 +462,8 @@ def variance_and_grad(graph: Graph, thetas: Any = None,
                       rewards: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """``Var[Y_a]`` and its gradient at many theta; shapes as :func:`expectation_and_grad`.
 
-    ``Var = E[Y^2] - E[Y]^2``, ``dVar = dE[Y^2] - 2 E[Y] dE[Y]`` (continuous graphs).
+    ``Var = E[Y^2] - E[Y]^2``, ``dVar = dE[Y^2] - 2 E[Y] dE[Y]``.
     """
-    _no_discrete_rewards(graph, rewards, "Variance")
     singles = _singles(graph, thetas, rewards)
     n_rewards = 1 if singles[1] else np.shape(rewards)[1]
     res = reward_moments(graph, thetas, rewards, _diagonal_pairs(n_rewards), grad=True)

@@ -150,6 +150,57 @@ def test_geometric_and_defective_discrete_oracles():
     assert defective.expectation() == pytest.approx(0.75 * (1 / 0.8 + 1 / 0.7), rel=1e-14)
 
 
+def discrete_path_sums(graph, theta, r1, r2, tol=1e-30):
+    """E[Y1 Y2], Y_i = sum_{n<T} r_i(X_n), from the definition by series (no inverse):
+    sum_n P(X_n = .) . (r1 r2 + r1 h2 + r2 h1), h_i = sum_{j>=1} T^j r_i (the
+    later steps l > n, and l < n by symmetry)."""
+    alpha, T, _ = graph.to_matrices(theta)
+
+    def series(v, right):  # sum_{j>=0} of v T^j (row) or T^j v (column)
+        total = np.zeros_like(v)
+        while np.abs(v).sum() > tol:
+            total, v = total + v, (T @ v if right else v @ T)
+        return total
+
+    visits = series(alpha.copy(), right=False)  # alpha (I + T + T^2 + ...)
+    h1, h2 = series(T @ r1, right=True), series(T @ r2, right=True)
+    return visits @ (r1 * r2 + r1 * h2 + r2 * h1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_discrete_second_reward_moments_match_path_sums(seed):
+    acyclic = seed % 2 == 1  # libphase on acyclic graphs, the sparse LU on cyclic ones
+    g = random_graph(9, 2, 0.3, seed=seed, discrete=True, acyclic=acyclic)
+    theta = np.array([0.6, 0.9])
+    rng = np.random.default_rng(seed)
+    r1, r2 = rng.uniform(0, 3, g.n_states), rng.uniform(0, 1, g.n_states) * (rng.random(9) < .5)
+    m1, m2 = g.expectation(theta, r1), g.expectation(theta, r2)
+    second = discrete_path_sums(g, theta, r1, r1)
+    np.testing.assert_allclose(g.moments(theta, 2, rewards=r1), [m1, second], rtol=RTOL)
+    np.testing.assert_allclose(g.moments(theta, 2, rewards=np.column_stack([r1, r2]))[1],
+                               [second, discrete_path_sums(g, theta, r2, r2)], rtol=RTOL)
+    assert g.variance(theta, r1) == pytest.approx(second - m1**2, rel=RTOL)
+    assert g.covariance(theta, r1, r2) == pytest.approx(
+        discrete_path_sums(g, theta, r1, r2) - m1 * m2, rel=RTOL)
+    ones = np.ones(g.n_states)  # Y = T: the pmf series
+    raw, _ = discrete_brute_force(g, theta, 2, ones)
+    np.testing.assert_allclose(g.moments(theta, 2), raw, rtol=RTOL)
+    assert discrete_path_sums(g, theta, ones, ones) == pytest.approx(raw[1], rel=RTOL)
+
+
+def test_defective_discrete_reward_covariance():
+    """oracles.md's defective example: with probability 0.75 the visits N_A ~
+    Geometric(0.8) and N_B ~ Geometric(0.7) are independent, else both are 0."""
+    g = Graph.from_matrices([0.75, 0.0], [[0.2, 0.8], [0.0, 0.3]], discrete=True)
+    on_a, on_b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    ea, eb, ea2, eb2 = 1 / 0.8, 1 / 0.7, 1.2 / 0.8**2, 1.3 / 0.7**2
+    assert g.covariance(None, on_a, on_b) == pytest.approx(
+        0.75 * ea * eb - 0.75**2 * ea * eb, rel=1e-14)
+    assert g.variance(None, on_b) == pytest.approx(0.75 * eb2 - (0.75 * eb) ** 2, rel=1e-14)
+    assert g.variance() == pytest.approx(0.75 * (ea2 + eb2 + 2 * ea * eb)
+                                         - (0.75 * (ea + eb)) ** 2, rel=1e-14)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_discrete_moments_match_pmf_series(seed):
     g = random_graph(8, 2, 0.3, seed=seed, discrete=True)
@@ -193,11 +244,10 @@ def test_state_that_cannot_be_left_at_theta_is_named():
 def test_discrete_reward_limits():
     g = random_graph(5, 1, 0.3, seed=0, discrete=True)
     r = np.ones(5)
-    with pytest.raises(NotImplementedError, match="Higher moments of accumulated rewards"):
-        g.moments([0.5], 2, rewards=r)
-    with pytest.raises(NotImplementedError, match="Variance of accumulated rewards"):
-        g.variance([0.5], rewards=r)
-    with pytest.raises(NotImplementedError, match="covariance"):
-        g.covariance([0.5], r, r)
+    with pytest.raises(NotImplementedError, match="Moments of order > 2 of accumulated rewards"):
+        g.moments([0.5], 3, rewards=r)
+    # up to order 2 they are implemented: with r = 1, Y = T
+    np.testing.assert_allclose(g.moments([0.5], 2, rewards=r), g.moments([0.5], 3)[:2],
+                               rtol=1e-12)
     with pytest.raises(ValueError, match="needs a discrete graph"):
         factorial_moments(models.exponential(), [1.0], 2)

@@ -10,6 +10,7 @@ import pytest
 from randgraph import random_graph
 
 from phasic_mpi.model import models
+from phasic_mpi.model.graph import Graph
 from phasic_mpi.model import native as _core
 from phasic_mpi.model.moments import (_lu_moments, expectation_and_grad, reward_moments,
                                       variance_and_grad)
@@ -21,8 +22,9 @@ def dense_moments(graph, theta, R, pairs):
     """Values and exact gradients with a dense inverse U and dU_k = U dS_k U.
 
     E[Y_a] = alpha U r_a, E[Y_a Y_b] = alpha U D_a U r_b + alpha U D_b U r_a
-    (U = (I - T)^-1 and dT_k for discrete graphs); S is linear in theta, so
-    dS_k = S(e_k) - S(0).
+    (U = (I - T)^-1 and dT_k for discrete graphs, whose visit counts add
+    - alpha U D_a r_b: the steps counted twice above); S is linear in theta,
+    so dS_k = S(e_k) - S(0).
     """
     alpha, S, _ = graph.to_matrices(theta)
     U = np.linalg.inv(np.eye(len(alpha)) - S if graph.discrete else -S)
@@ -34,10 +36,13 @@ def dense_moments(graph, theta, R, pairs):
         return np.array([alpha @ U1 @ np.diag(R[:, a]) @ U2 @ R[:, b]
                          + alpha @ U1 @ np.diag(R[:, b]) @ U2 @ R[:, a] for a, b in pairs])
 
-    mean, cross = alpha @ U @ R, cross_of(U, U)
+    def twice(U1):  # alpha U1 D_a r_b: discrete only
+        return np.array([alpha @ U1 @ (R[:, a] * R[:, b]) * graph.discrete for a, b in pairs])
+
+    mean, cross = alpha @ U @ R, cross_of(U, U) - twice(U)
     mean_grad = np.stack([alpha @ dUk @ R for dUk in dU], axis=-1)
-    cross_grad = np.stack([cross_of(dUk, U) + cross_of(U, dUk) for dUk in dU], axis=-1) \
-        if len(pairs) else None
+    cross_grad = np.stack([cross_of(dUk, U) + cross_of(U, dUk) - twice(dUk) for dUk in dU],
+                          axis=-1) if len(pairs) else None
     return mean, cross, mean_grad, cross_grad
 
 
@@ -119,8 +124,50 @@ def test_discrete_acyclic_expectation_and_gradient(seed):
     np.testing.assert_allclose(values, mean, rtol=1e-12)
     np.testing.assert_allclose(grads, mean_grad, rtol=1e-11, atol=1e-14)
     assert_matches_fd(grads, central_differences(lambda t: reward_moments(g, t, R).mean[0], theta))
-    with pytest.raises(NotImplementedError, match="discrete graphs"):
-        reward_moments(g, theta, R, [(0, 0)])
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("acyclic", [True, False])
+def test_discrete_second_moments_and_gradients(seed, acyclic):
+    """libphase (acyclic) and the sparse LU (cyclic) against the dense (I - T)^-1
+    and central differences; on acyclic graphs the two paths agree to rounding."""
+    g = random_graph(14, 3, 0.3, seed=seed, discrete=True, acyclic=acyclic)
+    assert _core.is_acyclic(g) == acyclic
+    rng = np.random.default_rng(seed)
+    thetas = rng.uniform(0.2, 1.0, (3, 3))  # random_graph keeps T sub-stochastic on [0, 1]^3
+    R = rewards_for(g, seed)
+    res = reward_moments(g, thetas, R, PAIRS, grad=True)
+    for p, theta in enumerate(thetas):
+        mean, cross, mean_grad, cross_grad = dense_moments(g, theta, R, PAIRS)
+        np.testing.assert_allclose(res.mean[p], mean, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(res.cross[p], cross, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(res.mean_grad[p], mean_grad, rtol=1e-11, atol=1e-14)
+        np.testing.assert_allclose(res.cross_grad[p], cross_grad, rtol=1e-11, atol=1e-14)
+        if acyclic:
+            lu = _lu_moments(g, theta, R, np.array(PAIRS), True)
+            np.testing.assert_allclose(res.cross[p], lu[2], rtol=1e-12)
+            np.testing.assert_allclose(res.cross_grad[p], lu[3], rtol=1e-11, atol=1e-14)
+    assert_matches_fd(res.cross_grad[0], central_differences(
+        lambda t: reward_moments(g, t, R, PAIRS).cross[0], thetas[0]))
+    assert np.all(res.cross[:, 2:4] >= 0)  # E[Y^2] of a zero reward is 0, of a sparse one >= 0
+    v, dv = variance_and_grad(g, thetas[0], R)
+    diag = reward_moments(g, thetas[0], R, [(a, a) for a in range(4)]).cross[0]
+    np.testing.assert_allclose(v, diag - res.mean[0] ** 2, rtol=1e-12, atol=1e-15)
+    assert np.all(v[:3] > 0) and v[3] == 0
+    assert_matches_fd(dv, central_differences(lambda t: variance_and_grad(g, t, R)[0], thetas[0]))
+
+
+def test_discrete_geometric_second_moment_gradient():
+    """Geometric(p): E[T^2] = (2 - p) / p^2, Var = (1 - p) / p^2 (oracles.md)."""
+    g = Graph([1.0], [0], [-1], [0.0], [[1.0]], discrete=True)
+    p = np.array([[0.3], [0.5]])
+    res = reward_moments(g, p, None, [(0, 0)], grad=True)
+    np.testing.assert_allclose(res.cross[:, 0], (2 - p[:, 0]) / p[:, 0] ** 2, rtol=1e-15)
+    np.testing.assert_allclose(res.cross_grad[:, 0, 0], (p[:, 0] - 4) / p[:, 0] ** 3,
+                               rtol=1e-14)
+    v, dv = variance_and_grad(g, p)
+    np.testing.assert_allclose(v, (1 - p[:, 0]) / p[:, 0] ** 2, rtol=1e-14)
+    np.testing.assert_allclose(dv[:, 0], (p[:, 0] - 2) / p[:, 0] ** 3, rtol=1e-14)
 
 
 # ------------------------------------------------------------ closed forms

@@ -49,8 +49,11 @@ def test_discrete_mean_and_variance_and_integer_output():
     assert_mean_and_variance(samples.astype(float), g.moments(theta, 4))
     r = np.arange(g.n_states, dtype=float)
     with_rewards = g.sample(N, theta, seed=3, rewards=r)
-    var_bound = np.sqrt(with_rewards.var() / N)  # exact variance not implemented (discrete)
-    assert abs(with_rewards.mean() - g.expectation(theta, r)) < 5 * var_bound
+    mean, second = g.moments(theta, 2, rewards=r)
+    var = second - mean**2
+    assert var == pytest.approx(g.variance(theta, r), rel=1e-12)
+    assert abs(with_rewards.mean() - mean) < 5 * np.sqrt(var / N)
+    assert abs(with_rewards.var() / var - 1) < 0.05  # relative standard error ~ 0.01 at N
 
 
 def test_ks_against_exponential_and_erlang():
