@@ -9,12 +9,13 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from phasic_mpi.inference.counters import normals
-from phasic_mpi.inference.pt import PTAlgorithm, PTSettings
+from phasic_mpi.inference.pt import PTSettings
 from phasic_mpi.inference.ptmoves import (SHRINK, accumulate, adapt_clock, apply_factor, apply_factor_t,
                                           metric_rounds, moment_width, preconditioned_hmc,
                                           preconditioned_step, updated_metric)
 from phasic_mpi.inference.ptscan import STREAM_LOCAL
 
+from pt_reference import cold_draws, leapfrog_mh
 from test_ptscan import Gaussian, gaussian_slots
 
 
@@ -60,20 +61,6 @@ def preconditioned_mh(log_pi, z, h, L, noise, move):
     log_ratio = log_pi(prop)[0] - log_pi(z)[0]
     log_ratio += multivariate_normal.logpdf(z, mean(prop), cov) - multivariate_normal.logpdf(prop, mean(z), cov)
     return min(1.0, math.exp(log_ratio)), prop
-
-
-def leapfrog_mh(log_pi, x, h, L, xi, steps):
-    """(acceptance probability, end point) of an HMC trajectory by the textbook
-    leapfrog with mass matrix M = (L L^T)^-1, momentum p = L^-T xi ~ N(0, M)."""
-    inv_mass = L @ L.T
-    z, p = x.copy(), np.linalg.solve(L.T, xi)
-    p0 = p.copy()
-    for _ in range(steps):
-        p = p + 0.5 * h * log_pi(z)[1]
-        z = z + h * inv_mass @ p
-        p = p + 0.5 * h * log_pi(z)[1]
-    energy_error = (-log_pi(z)[0] + 0.5 * p @ inv_mass @ p) - (-log_pi(x)[0] + 0.5 * p0 @ inv_mass @ p0)
-    return min(1.0, math.exp(-energy_error)), z
 
 
 @pytest.mark.parametrize("kind", ["diagonal", "dense"])
@@ -172,16 +159,9 @@ def test_adaptation_clock_restarts_after_each_metric_update():
 def test_pt_with_an_adapted_metric_samples_the_gaussian_posterior(kind, cold_steps):
     """Cold draws of a whole run: posterior N(mu / 2, I / 2) of Gaussian(); the
     level-0 metric approaches that covariance."""
-    from mpi4py import MPI
-
     settings = PTSettings(replicas=4, chains=4, rounds=10, warmup_rounds=7, mass_matrix=kind,
                           cold_steps=cold_steps, seed=3)
-    algorithm = PTAlgorithm(settings)
-    ctx = algorithm.context(Gaussian(), MPI.COMM_SELF)
-    state = algorithm.start(ctx)
-    while state.iteration < algorithm.n_iterations:
-        state, _ = algorithm.step(state, ctx)
-    draws = np.stack([v for v in algorithm.finish(state, ctx).draws.values()], axis=-1).reshape(-1, 2)
+    state, draws = cold_draws(settings, Gaussian())
     ess = len(draws) / 4  # at least (measured: about half the 3584 draws)
     np.testing.assert_allclose(draws.mean(axis=0), Gaussian.mu / 2, atol=4 * math.sqrt(0.5 / ess))
     np.testing.assert_allclose(draws.var(axis=0), [0.5, 0.5], rtol=4 * math.sqrt(2 / ess))

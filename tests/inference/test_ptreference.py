@@ -24,7 +24,8 @@ from phasic_mpi.model.graph import Graph
 from phasic_mpi.errors import ConfigError
 
 from test_pt import run_pt
-from test_ptmoves import dense, leapfrog_mh, preconditioned_mh, random_factors
+from pt_reference import leapfrog_mh
+from test_ptmoves import dense, preconditioned_mh, random_factors
 from test_ptscan import gaussian_slots
 
 

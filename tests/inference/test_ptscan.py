@@ -16,6 +16,8 @@ from phasic_mpi.inference.priors import Gamma, LogNormal
 from phasic_mpi.inference.pt import PTContext, PTSettings, PTState, _Slots, swap_log_accept
 from phasic_mpi.inference.ptscan import STREAM_LOCAL, evaluate_block, hmc_move, local_move, swap_log_accept_many
 
+from pt_reference import cold_draws, leapfrog_mh
+
 
 def test_swap_log_accept_many_is_the_scalar_rule():
     rng = np.random.default_rng(2)
@@ -111,39 +113,24 @@ def test_hmc_acceptance_is_exp_of_minus_the_energy_error():
     accept = hmc_move(slots, beta, ids, ctx)
     momenta = normals(settings.seed, STREAM_LOCAL, ids, d)
     for i in range(m):
-        h, b = state.step[i], beta[i]
+        b = beta[i]
 
-        def log_pi(z):  # the tempered target, written out: b/2 |z - mu|^2 + |z|^2/2
-            return -0.5 * b * np.sum((z - density.mu) ** 2) - 0.5 * np.sum(z * z)
+        def log_pi(z):  # the tempered target, written out: b/2 |z - mu|^2 + |z|^2/2, and its gradient
+            return (-0.5 * b * np.sum((z - density.mu) ** 2) - 0.5 * np.sum(z * z),
+                    b * (density.mu - z) - z)
 
-        def grad(z):
-            return b * (density.mu - z) - z
-
-        z, p = x[i].copy(), momenta[i].copy()
-        for _ in range(3):  # textbook leapfrog
-            p = p + 0.5 * h * grad(z)
-            z = z + h * p
-            p = p + 0.5 * h * grad(z)
-        energy_error = (-log_pi(z) + 0.5 * p @ p) - (-log_pi(x[i]) + 0.5 * momenta[i] @ momenta[i])
-        assert accept[i] == pytest.approx(min(1.0, math.exp(-energy_error)), rel=1e-9, abs=1e-14)
+        # the textbook leapfrog with unit mass (L = I: the momentum is the noise itself)
+        want, z = leapfrog_mh(log_pi, x[i], state.step[i], np.eye(d), momenta[i], 3)
+        assert accept[i] == pytest.approx(want, rel=1e-9, abs=1e-14)
         assert np.array_equal(slots.x[i], x[i]) or np.allclose(slots.x[i], z, rtol=1e-12)
     assert 0 < np.count_nonzero(accept < 1)  # the check is not only on accepted trajectories
 
 
 def test_hmc_samples_the_tempered_gaussian():
     """Cold level of PT with HMC moves: posterior N(mu / 2, I / 2) of Gaussian()."""
-    from phasic_mpi.inference.pt import PTAlgorithm
-
     settings = PTSettings(replicas=4, chains=4, rounds=10, warmup_rounds=5, local_move="hmc",
                           leapfrog_steps=3, seed=3, step_size=0.5)
-    algorithm = PTAlgorithm(settings)
-    from mpi4py import MPI
-
-    ctx = algorithm.context(Gaussian(), MPI.COMM_SELF)
-    state = algorithm.start(ctx)
-    while state.iteration < algorithm.n_iterations:
-        state, _ = algorithm.step(state, ctx)
-    draws = np.stack([v for v in algorithm.finish(state, ctx).draws.values()], axis=-1).reshape(-1, 2)
+    _, draws = cold_draws(settings, Gaussian())
     ess = len(draws) / 2  # at least (measured: 2000-2400 of 3968 draws)
     np.testing.assert_allclose(draws.mean(axis=0), Gaussian.mu / 2, atol=4 * math.sqrt(0.5 / ess))
     np.testing.assert_allclose(draws.var(axis=0), [0.5, 0.5], rtol=3 * math.sqrt(2 / ess))
