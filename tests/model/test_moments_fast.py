@@ -70,6 +70,23 @@ def central_differences(f, theta, h=1e-6):
 
 
 # ------------------------------------------------------- against dense U
+def assert_matches_dense_and_lu(g, thetas, R, res, lu):
+    """``res`` (reward_moments of PAIRS with gradients) against the dense inverse at
+    every theta; with ``lu`` (a native result) also against the LU path, to rounding."""
+    for p, theta in enumerate(thetas):
+        mean, cross, mean_grad, cross_grad = dense_moments(g, theta, R, PAIRS)
+        np.testing.assert_allclose(res.mean[p], mean, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(res.cross[p], cross, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(res.mean_grad[p], mean_grad, rtol=1e-11, atol=1e-14)
+        np.testing.assert_allclose(res.cross_grad[p], cross_grad, rtol=1e-11, atol=1e-14)
+        if lu:
+            lu_p = _lu_moments(g, theta, R, np.array(PAIRS), True)
+            np.testing.assert_allclose(res.mean[p], lu_p[0], rtol=1e-12)
+            np.testing.assert_allclose(res.cross[p], lu_p[2], rtol=1e-12)
+            np.testing.assert_allclose(res.mean_grad[p], lu_p[1], rtol=1e-11, atol=1e-14)
+            np.testing.assert_allclose(res.cross_grad[p], lu_p[3], rtol=1e-11, atol=1e-14)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_acyclic_values_match_dense_inverse(seed):
     g = random_graph(20, 3, 0.3, seed=seed, acyclic=True)
@@ -80,18 +97,7 @@ def test_acyclic_values_match_dense_inverse(seed):
     res = reward_moments(g, thetas, R, PAIRS, grad=True)
     assert res.mean.shape == (3, 4) and res.cross.shape == (3, len(PAIRS))
     assert res.mean_grad.shape == (3, 4, 3) and res.cross_grad.shape == (3, len(PAIRS), 3)
-    for p, theta in enumerate(thetas):
-        mean, cross, mean_grad, cross_grad = dense_moments(g, theta, R, PAIRS)
-        np.testing.assert_allclose(res.mean[p], mean, rtol=1e-12, atol=0)
-        np.testing.assert_allclose(res.cross[p], cross, rtol=1e-12, atol=0)
-        np.testing.assert_allclose(res.mean_grad[p], mean_grad, rtol=1e-11, atol=1e-14)
-        np.testing.assert_allclose(res.cross_grad[p], cross_grad, rtol=1e-11, atol=1e-14)
-        # the LU path agrees with the native one to rounding
-        lu = _lu_moments(g, theta, R, np.array(PAIRS), True)
-        np.testing.assert_allclose(res.mean[p], lu[0], rtol=1e-12)
-        np.testing.assert_allclose(res.cross[p], lu[2], rtol=1e-12)
-        np.testing.assert_allclose(res.mean_grad[p], lu[1], rtol=1e-11, atol=1e-14)
-        np.testing.assert_allclose(res.cross_grad[p], lu[3], rtol=1e-11, atol=1e-14)
+    assert_matches_dense_and_lu(g, thetas, R, res, lu=True)
     assert np.all(res.mean[:, 3] == 0) and np.all(res.cross[:, 2:4] >= 0)
 
 
@@ -137,16 +143,7 @@ def test_discrete_second_moments_and_gradients(seed, acyclic):
     thetas = rng.uniform(0.2, 1.0, (3, 3))  # random_graph keeps T sub-stochastic on [0, 1]^3
     R = rewards_for(g, seed)
     res = reward_moments(g, thetas, R, PAIRS, grad=True)
-    for p, theta in enumerate(thetas):
-        mean, cross, mean_grad, cross_grad = dense_moments(g, theta, R, PAIRS)
-        np.testing.assert_allclose(res.mean[p], mean, rtol=1e-12, atol=0)
-        np.testing.assert_allclose(res.cross[p], cross, rtol=1e-12, atol=0)
-        np.testing.assert_allclose(res.mean_grad[p], mean_grad, rtol=1e-11, atol=1e-14)
-        np.testing.assert_allclose(res.cross_grad[p], cross_grad, rtol=1e-11, atol=1e-14)
-        if acyclic:
-            lu = _lu_moments(g, theta, R, np.array(PAIRS), True)
-            np.testing.assert_allclose(res.cross[p], lu[2], rtol=1e-12)
-            np.testing.assert_allclose(res.cross_grad[p], lu[3], rtol=1e-11, atol=1e-14)
+    assert_matches_dense_and_lu(g, thetas, R, res, lu=acyclic)
     assert_matches_fd(res.cross_grad[0], central_differences(
         lambda t: reward_moments(g, t, R, PAIRS).cross[0], thetas[0]))
     assert np.all(res.cross[:, 2:4] >= 0)  # E[Y^2] of a zero reward is 0, of a sparse one >= 0
