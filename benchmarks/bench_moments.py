@@ -19,6 +19,12 @@ jobs sharing the cores inflate the wall time), and prints the ratio, the
 agreement between the two and with the closed form E[L_i] = 2 / (i θ), the
 construction time of the graph, and the older tool's recorded figure for
 reference. All figures go to ``benchmarks/results/bench_moments.json``.
+
+Discrete graphs (the lazy jump chain of the same coalescent: each step leaves
+the state with probability θ, to a neighbour in proportion to its rate): E[T]
+and E[T^2] by the factorial moments with one ``splu`` of I - T (the path every
+discrete graph took before) against libphase, and the variances of the n - 1
+SFS rewards with gradients by libphase against the LU path.
 """
 
 import os
@@ -36,7 +42,9 @@ import numpy as np
 from common import RESULTS, machine_info
 
 from phasic_mpi.model import models
-from phasic_mpi.model.moments import _diagonal_pairs, _lu_moments, reward_moments
+from phasic_mpi.model.graph import Graph
+from phasic_mpi.model.moments import (_diagonal_pairs, _lu_moments, _stirling2, factorial_moments,
+                                      moments, reward_moments)
 
 SIZES = (20, 30, 40)
 N_THETA = 8  # θ per batched call
@@ -100,6 +108,55 @@ def bench_size(n, lu_repeats, quick):
     return row
 
 
+def lazy_jump_chain(graph):
+    """The discrete chain that leaves each state with probability θ, to j with
+    probability θ w_ij / lambda_i (rates of ``graph`` at θ = 1): acyclic like it."""
+    arrays = graph.to_arrays()
+    rate = arrays["edge_base"] + arrays["edge_coef"] @ np.ones(graph.n_params)
+    total = np.bincount(arrays["edge_src"], weights=rate, minlength=graph.n_states)
+    prob = rate / total[arrays["edge_src"]]
+    return Graph(arrays["alpha"], arrays["edge_src"], arrays["edge_dst"], np.zeros_like(prob),
+                 prob[:, None], discrete=True)
+
+
+def bench_discrete(n, lu_repeats):
+    """E[T], E[T^2] (factorial LU before, libphase now) and the SFS variances with
+    gradients (LU against libphase) of the lazy jump chain, per θ."""
+    graph = lazy_jump_chain(models.block_counting(n))
+    R = np.ascontiguousarray(models.sfs_rewards(models.block_counting(n)))
+    theta, pairs = np.array([0.6]), _diagonal_pairs(R.shape[1])
+    moments(graph, theta, 2)  # compile once, outside the timings
+    before, _ = median_time(lambda: _stirling2(2)[1:, 1:] @ factorial_moments(graph, theta, 2),
+                            lu_repeats, min_total=0)
+    after, _ = median_time(lambda: moments(graph, theta, 2), 9)
+    var_ours, _ = median_time(lambda: reward_moments(graph, theta, R, pairs, grad=True), 5)
+    var_lu, _ = median_time(lambda: _lu_moments(graph, theta, R, pairs, True), lu_repeats,
+                            min_total=0)
+    old = _stirling2(2)[1:, 1:] @ factorial_moments(graph, theta, 2)
+    ours, lu = reward_moments(graph, theta, R, pairs, grad=True), _lu_moments(graph, theta, R,
+                                                                             pairs, True)
+    diff = max(np.abs(moments(graph, theta, 2) / old - 1).max(),
+               np.abs(ours.cross[0] / lu[2] - 1).max(),
+               np.abs(ours.cross_grad[0] / lu[3] - 1).max())
+    return {"n": n, "states": graph.n_states, "edges": graph.n_edges,
+            "before_ET2_ms": before * 1e3, "ours_ET2_ms": after * 1e3,
+            "speedup_ET2": before / after, "ours_var_grad_ms": var_ours * 1e3,
+            "lu_var_grad_ms": var_lu * 1e3, "speedup_var_grad": var_lu / var_ours,
+            "max_rel_diff": float(diff)}
+
+
+def print_discrete(rows):
+    headers = ["n", "states", "E,E2 factorial LU ms", "E,E2 ours ms", "speed-up",
+               "SFS Var+grad LU ms", "ours ms", "speed-up", "rel.diff"]
+    cells = [[str(r["n"]), str(r["states"]), f"{r['before_ET2_ms']:.2f}",
+              f"{r['ours_ET2_ms']:.3f}", f"{r['speedup_ET2']:.0f}x",
+              f"{r['lu_var_grad_ms']:.1f}", f"{r['ours_var_grad_ms']:.2f}",
+              f"{r['speedup_var_grad']:.0f}x", f"{r['max_rel_diff']:.1e}"] for r in rows]
+    widths = [max(len(h), *(len(c[k]) for c in cells)) for k, h in enumerate(headers)]
+    for line in [headers] + cells:
+        print("  ".join(c.rjust(w) for c, w in zip(line, widths)))
+
+
 def print_table(rows):
     headers = ["n", "states", "edges", "build s", "ours E ms", "ours E+grad ms",
                "(CPU)", "(1 θ/call)", "Var+grad ms", "LU E ms", "LU E+grad ms", "speed-up E+grad",
@@ -128,6 +185,11 @@ def main():
           f"(batch of {N_THETA} θ per call), LU = scipy splu per θ, same process, medians")
     print_table(rows)
     last = rows[-1]
+    discrete = [bench_discrete(n, 1 if args.quick and n == max(SIZES) else 3) for n in SIZES]
+    print("\nDiscrete (lazy jump chain of the same graph), one θ per call, medians: E[T] and "
+          "E[T^2] before (factorial moments, splu of I - T) and now (libphase); the n - 1 "
+          "SFS variances with gradients by the LU path and by libphase")
+    print_discrete(discrete)
     print(f"\nreference: older tool's recorded SFS-{last['n']} expectation replay "
           f"{OLDER_TOOL_MS} ms (issue 14; not measured here) -> ours E+grad "
           f"{last['ours_grad_ms']:.1f} ms per θ ({OLDER_TOOL_MS / last['ours_grad_ms']:.1f}x)")
@@ -139,6 +201,7 @@ def main():
           f"-> {verdict}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     record = {"machine": machine_info(), "n_theta_per_call": N_THETA, "rows": rows,
+              "discrete_rows": discrete,
               "older_tool_ms": OLDER_TOOL_MS, "target_ms": TARGET_MS, "verdict": verdict}
     with open(args.output, "w") as fh:
         fh.write(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
