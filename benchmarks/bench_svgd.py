@@ -15,8 +15,9 @@
    * new: the Stein direction in C with the ``median_subset`` bandwidth
      (4096 pairs in libphase, no communication), optimizer,
      ``density.evaluate`` of the new block on its own (a rowwise density),
-     one Allgather(v) of particles+scores+logp+invalid+|phi|^2+KSD rows+phi
-     (as svgd_step).
+     one Allgather(v) of particles+scores+logp+status+|phi|^2+phi (as
+     svgd_step: the KSD rows travel only on the iterations that compute
+     them, the run loop's stop request inside the status column).
 
    Phases: likelihood (density.evaluate), kernel (bandwidth, Stein
    direction, optimizer; "bw" is the bandwidth's part), comm (the
@@ -96,8 +97,9 @@ def new_iteration(comm, layout, density, state, settings, t, shared):
     state = _optimizer_update(state, phi, settings)
     t["updated"] = time.perf_counter()
     ev = density.evaluate(state.particles)  # a rowwise density: the block alone
+    # as gather_block: status = invalid + 2 x stop request (none here); no KSD column (not due)
     local = np.column_stack([state.particles, ev.grad, ev.logp, ev.invalid.astype(np.float64),
-                             (phi * phi).sum(axis=1), np.zeros(len(phi)), phi])
+                             (phi * phi).sum(axis=1), phi])
     t["evaluated"] = time.perf_counter()
     comm.Barrier()
     t["waited"] = time.perf_counter()

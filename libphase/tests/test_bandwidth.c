@@ -57,6 +57,29 @@ static void test_against_sorting(void)
     }
 }
 
+/* The radix selection on the values' bits: many pairs, values spanning the whole
+ * exponent range (0, subnormal distances, 1e300 squared to +inf) and exact ties
+ * (repeated particles), every count from 1 to a few thousand pairs in steps. */
+static void test_wide_ranges_and_ties(void)
+{
+    enum { N = 211, D = 2, MAXP = 5000 };
+    static double z[N * D], work[MAXP], sorted[MAXP];
+    uint64_t x = UINT64_C(0x9E3779B97F4A7C15);
+    for (int k = 0; k < N * D; k++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        const double scales[6] = {0.0, 1e-170, 1.0, 1e3, 1e-3, 1e300};
+        z[k] = k % 7 == 0 ? z[(k + 2 * D) % (N * D)] /* repeats: zero distances, ties */
+                          : scales[x % 6] * ((double)(x >> 11) * 0x1p-53 - 0.5);
+    }
+    for (int64_t pairs = 1; pairs <= MAXP; pairs += (pairs < 20 ? 1 : 311)) {
+        const uint64_t ids[4] = {(uint64_t)pairs, 5, 0, 0};
+        double got = -1.0;
+        CHECK(phase_pair_median(N, D, z, 3, 2, ids, pairs, work, &got) == PHASE_OK, "status");
+        const double want = reference_median(N, D, z, 3, 2, ids, pairs, sorted);
+        CHECK(memcmp(&got, &want, sizeof got) == 0, "pairs %lld: %.17g, expected %.17g", (long long)pairs, got, want);
+    }
+}
+
 static void test_nan_and_arguments(void)
 {
     double z[8] = {0, 1, 2, NAN, 4, 5, 6, 7}, work[64], m = 0.0;
@@ -73,6 +96,7 @@ static void test_nan_and_arguments(void)
 int main(void)
 {
     test_against_sorting();
+    test_wide_ranges_and_ties();
     test_nan_and_arguments();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

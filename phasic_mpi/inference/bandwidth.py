@@ -126,7 +126,16 @@ def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None)
         return 1.0
     comm = SerialCommunicator() if comm is None else as_communicator(comm)
     rows = range(n) if rows is None else rows
-    values = pair_sq_distances(z, rows)
+    if comm.size == 1 and rows == range(n):
+        # every pair here: scipy's pdist gives the same values (the same sqeuclidean
+        # function, pair by pair) in another order, which the order statistics below do
+        # not see, at a fifth of the Python work (115 -> 26 us at n = 64, d = 3): the
+        # cost of every rank's bandwidth while n (n - 1) / 2 <= bandwidth_pairs
+        from scipy.spatial.distance import pdist
+
+        values = pdist(np.ascontiguousarray(z, dtype=np.float64), "sqeuclidean")
+    else:
+        values = pair_sq_distances(z, rows)
     pairs = n * (n - 1) // 2
     lo, hi = (pairs - 1) // 2, pairs // 2
     if comm.size == 1:

@@ -96,6 +96,26 @@ class Communicator:
     size: int = 1
     _traffic: dict[str, tuple[float, int, int]]
 
+    # The run loop's stop request (a signal number, 0 for none) on this rank, for an
+    # algorithm that carries it inside a collective it makes anyway (see stop_request).
+    _stop_source: Callable[[], int | None] | None = None
+
+    def watch_stop(self, source: Callable[[], int | None] | None) -> None:
+        """Let :meth:`stop_request` read this rank's stop request from ``source`` (None: stop).
+
+        The run loop sets it for the length of a run. An algorithm that
+        gathers something every step anyway packs :meth:`stop_request` into
+        that payload and hands the maximum over the ranks (the same on every
+        rank: it was gathered) back to the loop, which then needs no
+        collective of its own to agree on a signal.
+        """
+        self._stop_source = source
+
+    def stop_request(self) -> int:
+        """This rank's stop request now: a signal number, or 0 (no source, no signal)."""
+        source = self._stop_source
+        return int(source() or 0) if source is not None else 0
+
     def traffic(self) -> dict[str, Traffic]:
         """Seconds, bytes sent and calls of each of :data:`OPERATIONS` so far
         (this rank; a :meth:`dup` starts from zero)."""

@@ -63,6 +63,13 @@ class Algorithm(Protocol):
     window of past values kept in the state and its checkpoint, so that every
     rank, at any rank count and after a resume, stops at the same iteration.
 
+    Optional: ``agreed_stop(state) -> int | None``, asked after every step: the
+    run loop's stop request (a signal number, 0 for none) agreed by all ranks
+    inside the step's own collective (each rank packs
+    ``ctx.comm.stop_request()`` into it, the maximum is read from what was
+    gathered), so the loop needs no collective of its own; None: the loop
+    agrees with an ``allreduce_exact`` as without it.
+
     Optional: ``drain(state, ctx) -> (state, rows)`` for results that grow
     with the run (PT's cold-chain draws): the rows made since the last drain
     (rank 0; None elsewhere or when there are none), named like history rows,

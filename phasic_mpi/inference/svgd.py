@@ -37,7 +37,7 @@ import numpy as np
 from phasic_mpi.settings import (boolean, check_settings, choice, fail, from_mapping, integer, is_number,
                                 number, setting)
 from phasic_mpi.inference.comm import as_communicator
-from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, gather_rows, stream
+from phasic_mpi.inference.parallel import BlockLayout, block_layout, gather_rows, stream
 from phasic_mpi.inference.protocol import FinalRecord, Resources
 from phasic_mpi.inference.resources import svgd_resources
 from phasic_mpi.inference.bandwidth import (PAIR_BLOCK, STREAM_BANDWIDTH, median_bandwidth,  # noqa: F401
@@ -156,6 +156,9 @@ class SVGDShared(NamedTuple):
     scores: np.ndarray  # (n, d) grad log p
     logp: np.ndarray  # (n,)
     invalid: np.ndarray  # (n,) bool
+    # the run loop's stop request (signal number, 0: none) that travelled in the
+    # gather: the maximum over the ranks, so the same on every rank
+    stop_request: int = 0
 
 
 class SVGDState(NamedTuple):
@@ -280,10 +283,18 @@ def gather_block(ctx: "SVGDContext", particles: np.ndarray, like: np.ndarray | N
         full[layout.rows] = particles
         ev = ctx.density.evaluate(full, rows=layout.rows)
     grad = ev.grad if beta == 1.0 else ev.logprior_grad + beta * ev.loglik_grad
-    local = np.column_stack([particles, grad, ev.logp, ev.invalid.astype(np.float64), extra])
-    rows = allgather_rows(ctx.comm, layout, local)
+    # one preallocated row block, columns written in place (no column_stack temporaries)
+    local = np.empty((particles.shape[0], 2 * d + 2 + extra.shape[1]))
+    local[:, :d], local[:, d:2 * d], local[:, 2 * d] = particles, grad, ev.logp
+    # status = invalid + 2 x this rank's stop request: the run loop's signal flag travels
+    # in this gather instead of an Allreduce of its own (integers, exact in a double)
+    comm = as_communicator(ctx.comm)  # the facade (tests may hand an mpi4py communicator)
+    local[:, 2 * d + 1] = ev.invalid + 2.0 * comm.stop_request()
+    local[:, 2 * d + 2:] = extra
+    rows = comm.allgather_rows(layout, local)
+    status = rows[:, 2 * d + 1]
     shared = SVGDShared(np.ascontiguousarray(rows[:, :d]), np.ascontiguousarray(rows[:, d:2 * d]), rows[:, 2 * d],
-                        rows[:, 2 * d + 1] > 0)
+                        np.fmod(status, 2.0) > 0, int(status.max()) // 2)
     return shared, rows[:, 2 * d + 2:]
 
 
@@ -304,21 +315,30 @@ def svgd_step(state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagno
     want_ksd = bool(settings.ksd_every) and (state.iteration % settings.ksd_every == 0 or last)
     phi, ksd_rows = stein_terms(shared.z, shared.scores, range(layout.start, layout.stop), h, ksd=want_ksd)
     new = _optimizer_update(state, phi, settings)
-    extra = np.column_stack([(phi * phi).sum(axis=1), ksd_rows if want_ksd else np.zeros(len(phi)), phi])
+    # |phi_i|^2, the KSD row sums (only when due: a column less in the gather
+    # otherwise) and phi_i travel with the new particles
+    extra = np.empty((len(phi), 1 + want_ksd + phi.shape[1]))
+    extra[:, 0] = (phi * phi).sum(axis=1)
+    if want_ksd:
+        extra[:, 1] = ksd_rows
+    extra[:, 1 + want_ksd:] = phi
     new_shared, gathered = gather_block(ctx, new.particles, shared.z, extra,
                                         anneal_beta(settings, t + 1))
-    valid = shared.logp[~shared.invalid]
     step_norm = float(np.sqrt(gathered[:, 0].sum() / layout.n))
     # mean_i phi_i from a (d, n) copy summed along its rows: numpy reduces axis 0 of an
     # (n, d) array one row at a time (~15 ns a row, 60 us at n = 4096, on every rank)
-    mean_phi = np.ascontiguousarray(gathered[:, 2:].T).sum(axis=1) / layout.n
+    mean_phi = np.ascontiguousarray(gathered[:, 1 + want_ksd:].T).sum(axis=1) / layout.n
     rel = relative_to_score(float(np.linalg.norm(mean_phi)), shared.scores)
+    n_invalid = int(shared.invalid.sum())
+    # all valid (the usual case): the mean of the column itself, the bits of the
+    # mean of its valid entries (the same values summed in the same order)
+    valid = shared.logp if n_invalid == 0 else shared.logp[~shared.invalid]
     diag = SVGDDiagnostics(
         step_norm=step_norm,
         bandwidth=h,
         step_size=settings.step_size_at(state.iteration),
         ksd=ksd_from_rows(gathered[:, 1]) if want_ksd else np.nan,
-        n_invalid=int(shared.invalid.sum()),
+        n_invalid=n_invalid,
         mean_logp=float(valid.mean()) if valid.size else -np.inf,
         net_force=rel,
     )
@@ -391,6 +411,11 @@ class SVGDAlgorithm:
         if diag.n_invalid:
             text += f"  invalid {diag.n_invalid}"
         return text
+
+    def agreed_stop(self, state: SVGDState) -> int | None:
+        """The run loop's stop request that travelled in the step's gather (the
+        maximum over the ranks, the same on every rank); None before any step."""
+        return None if state.shared is None else state.shared.stop_request
 
     def converged(self, state: SVGDState, diag: SVGDDiagnostics) -> bool:
         """Whether to end the run now (``stop_early`` and the check passed; the

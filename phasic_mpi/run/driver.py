@@ -466,10 +466,13 @@ def _loop(algorithm, ctx, state, writer, path, output, record, started, resumed,
     every = output.checkpoint_every if path is not None else 0
     progress = _Progress(output.progress, algorithm.n_iterations, state.iteration,
                          output.log_every, rank0, getattr(algorithm, "iteration_label", "iteration"))
+    # an algorithm may carry this rank's stop request inside its step's own collective
+    comm.watch_stop(lambda: stop.received or 0)
     try:
         return _iterate(algorithm, ctx, state, writer, path, every, record, started, resumed,
                         stop_hint, stop, progress)
     finally:
+        comm.watch_stop(None)
         progress.close()
 
 
@@ -482,6 +485,7 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, started, resume
     t_agree = 0.0  # time in the per-iteration stop-flag agreement (rank 0)
     signal_name = None
     converged = getattr(algorithm, "converged", lambda state, diag: False)
+    carried = getattr(algorithm, "agreed_stop", lambda state: None)  # see the Algorithm protocol
     while state.iteration < algorithm.n_iterations:
         state, diag = algorithm.step(state, ctx)
         done = converged(state, diag)  # the same on every rank (see the Algorithm protocol)
@@ -494,7 +498,10 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, started, resume
             state = _drain(algorithm, state, ctx, buffer)
         t0 = time.perf_counter()
         # a signal at the converged iteration: finish the run rather than checkpoint it
-        agreed = int(comm.allreduce_exact([stop.received or 0], "max")[0]) * (not done)
+        flag = carried(state)  # agreed inside the step's collective, or None: agree here
+        if flag is None:
+            flag = comm.allreduce_exact([stop.received or 0], "max")[0]
+        agreed = int(flag) * (not done)
         t_agree += time.perf_counter() - t0
         due = (every and state.iteration % every == 0 and state.iteration < algorithm.n_iterations
                and not done)

@@ -106,3 +106,19 @@ def test_pt_reports_its_traffic_per_rank(serial):
         assert diag["comm_time_s"] == [0.0] and diag["comm_bytes_sent"] == [0]
     else:  # the loop's stop-flag Allreduce every scan: 8 bytes each, at least
         assert diag["comm_bytes_sent"][0] >= 8 * 15 and diag["comm_time_s"][0] > 0.0
+
+
+@pytest.mark.parametrize("make", [SerialCommunicator, lambda: MPICommunicator(__import__("mpi4py.MPI").MPI.COMM_SELF)])
+def test_stop_request_reads_the_watched_source(make):
+    """No source or a source saying None: 0; otherwise its signal number, read
+    at each call; watch_stop(None) forgets the source."""
+    comm = make()
+    assert comm.stop_request() == 0
+    said = [None]
+    comm.watch_stop(lambda: said[0])
+    assert comm.stop_request() == 0
+    said[0] = 15
+    assert comm.stop_request() == 15
+    comm.watch_stop(None)
+    assert comm.stop_request() == 0
+    assert SerialCommunicator().stop_request() == 0  # a source is per communicator object

@@ -441,3 +441,53 @@ def test_diagnostics_are_those_of_the_step():
         assert diag.step_norm == pytest.approx(np.sqrt((phi * phi).sum() / 120), rel=1e-12)
         assert diag.ksd == pytest.approx(reference_ksd(z, scores, h), rel=1e-12)
         assert np.array_equal(state.shared.z, state.particles)
+
+
+def test_the_stop_request_travels_in_the_gather_without_changing_the_bits():
+    """A rank's stop request rides in the step's one gather (a status column:
+    invalid + 2 x request) and comes back as ``agreed_stop``; the particles
+    and diagnostics are those of a run without it, bit for bit."""
+    settings = SVGDSettings(particles=30, iterations=4, seed=3, ksd_every=2)
+    layout = block_layout(30, 1, 0)
+    algorithm = svgd_module.SVGDAlgorithm(settings)
+    runs = []
+    for request in (0, 15):
+        comm = CountingComm()
+        ctx = SVGDContext(GaussianDensity([0.0, 1.0], np.eye(2)), settings, as_communicator(comm), layout)
+        ctx.comm.watch_stop(lambda: request)
+        state, diags, agreed = initial_state(ctx.density, settings, layout), [], []
+        assert algorithm.agreed_stop(state) is None  # no step yet: the run loop agrees itself
+        for _ in range(settings.iterations):
+            comm.calls = {}
+            state, diag = svgd_step(state, ctx)
+            diags.append(diag)
+            agreed.append(algorithm.agreed_stop(state))
+            assert comm.calls == {"Allgather": 1} or not diags[1:]  # no collective of its own
+        assert agreed == [request] * settings.iterations
+        runs.append((state.particles, np.array(diags, dtype=float)))
+    assert np.array_equal(runs[0][0], runs[1][0])
+    assert np.array_equal(runs[0][1], runs[1][1], equal_nan=True)
+
+
+def test_an_svgd_run_agrees_on_signals_without_an_allreduce_per_iteration(monkeypatch):
+    """The run loop takes SVGD's carried stop request: its exact reductions do not
+    grow with the iterations (the count of a 5- and a 25-iteration run is the same)."""
+    from mpi4py import MPI
+
+    import phasic_mpi as pm
+    from phasic_mpi.inference.comm import MPICommunicator
+
+    calls = []
+    reduce = MPICommunicator.allreduce_exact
+    monkeypatch.setattr(MPICommunicator, "allreduce_exact",
+                        lambda self, *args: calls.append(args) or reduce(self, *args))
+    graph = pm.rabbits(n=2)
+    times = graph.sample(30, [1.0, 2.0, 4.0], seed=1)
+    counts = []
+    for iterations in (5, 25):
+        calls.clear()
+        result = pm.svgd(graph, times, particles=6, iterations=iterations, seed=2, tolerance=0.0,
+                         progress="none", comm=MPI.COMM_SELF)
+        assert result.completed and result.iteration == iterations
+        counts.append(len(calls))
+    assert counts[0] == counts[1]

@@ -197,3 +197,31 @@ def test_rowwise_posterior_is_bitwise_serial_with_one_collective_per_iteration(p
         assert calls[0] == [name, name] and all(c == [name] for c in calls[1:]), calls
     finally:
         comm.Free()
+
+
+@pytest.mark.mpi
+def test_a_stop_request_on_one_rank_is_agreed_by_every_rank_in_the_gather():
+    """Only the last rank has a signal (from its third step on): every rank reads it
+    from that step's gather, and the particles keep the serial bits."""
+    from mpi4py import MPI
+
+    from phasic_mpi.inference.comm import as_communicator
+    from phasic_mpi.inference.svgd import SVGDAlgorithm
+
+    comm = MPI.COMM_WORLD.Dup()
+    try:
+        settings = SVGDSettings(particles=13, iterations=5, seed=7, bandwidth_pairs=30)
+        layout = block_layout(settings.particles, comm.size, comm.rank)
+        ctx = SVGDContext(Banana(), settings, as_communicator(comm), layout)
+        step = [0]
+        ctx.comm.watch_stop(lambda: 15 if comm.rank == comm.size - 1 and step[0] >= 2 else 0)
+        state, agreed = initial_state(ctx.density, settings, layout), []
+        for step[0] in range(settings.iterations):
+            state, _ = svgd_step(state, ctx)
+            agreed.append(SVGDAlgorithm(settings).agreed_stop(state))
+        assert agreed == [0, 0, 15, 15, 15]
+        z = allgather_rows(comm, layout, state.particles)
+        serial, _ = run(MPI.COMM_SELF, settings)
+        assert np.array_equal(z, serial)
+    finally:
+        comm.Free()
