@@ -507,7 +507,7 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, started, resume
                 write_checkpoint(checkpoint_path(path), state.iteration, arrays, writer.rows(),
                                  record, writer.run_id)
             comm.barrier()  # the checkpoint exists before anyone reports or exits
-        if rank0:
+        if rank0 and progress.mode != "none":  # no line to show: no describe() string per iteration
             progress.update(state.iteration, algorithm.describe(diag) + "  converged" * done,
                             force=bool(agreed) or done)
         if agreed:
