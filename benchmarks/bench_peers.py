@@ -12,19 +12,23 @@ log-Jacobian included): phasic_mpi through its driver (the example's
 ladder, all walkers of a step in one call through a batched ``pool.map``)
 through ``LogProb``, the same Posterior's value without the gradient they
 do not use. Per repetition r (seed 7 + r), for each target: PT and SVGD on
-1 rank in this process, then emcee and ptemcee each for as long as that PT
-run took (equal wall time); then PT and SVGD on 2 ranks (one ``mpiexec -n 2``
-of this script for both targets). Medians over the repetitions. PT runs
+1 rank in this process, then emcee and ptemcee each for as much CPU time as
+that PT run took (equal CPU time: on a shared machine the wall time of two
+runs a minute apart differs with the load, the CPU time of a one-threaded
+process much less); then PT and SVGD on 2 ranks (one ``mpiexec -n 2`` of
+this script for both targets). Medians over the repetitions. PT runs
 twice: ``pt`` with the settings' defaults (``mass_matrix = "auto"``: a metric
 adapted in warm-up) and ``pt_unit`` with ``mass_matrix = "none"`` (the unit
 metric PT had before), so before and after are measured in the same run;
 ``pt_4x4`` spends the same 16 slots on 4 chains of 4 temperatures.
 
-Timed (wall clock): for phasic_mpi the ``driver.run`` call (model and data
-set-up, initial state, every scan or iteration including warm-up, gathers,
-run-file writes; not interpreter/MPI start-up); for emcee/ptemcee from
-sampler construction to the last step (initial evaluation and burn-in
-included). emcee/ptemcee discard the first half of their steps; PT keeps the
+Timed (wall clock, and CPU time of the process, summed over ranks): for
+phasic_mpi the ``driver.run`` call (model and data set-up, initial state,
+every scan or iteration including warm-up, gathers, run-file writes; not
+interpreter/MPI start-up); for emcee/ptemcee from sampler construction to
+the last step (initial evaluation and burn-in included). ``x emcee`` compares
+ESS per wall second, ``x emcee cpu`` ESS per CPU second (the steadier figure
+when other jobs share the machine; it does not count waits such as fsync). emcee/ptemcee discard the first half of their steps; PT keeps the
 b = 1 draws of its sampling rounds; SVGD's draws are its final particles.
 
 Bulk ESS: ArviZ ``ess(method="bulk")``, min over parameters, walkers as
@@ -61,7 +65,8 @@ def run_phasic(target, algorithm, seed, out, quick=False, comm=None):
 
     The one place that calls phasic_mpi's sampler (switch it to the public
     API here). A collective call; returns ``(draws (chains, draws, d) in θ,
-    wall s, density evaluations)`` on rank 0, ``(None, wall, evals)`` elsewhere.
+    wall s, density evaluations, CPU s summed over ranks)`` on rank 0, ``(None,
+    wall, evals, cpu)`` elsewhere.
     """
     from mpi4py import MPI
 
@@ -73,8 +78,9 @@ def run_phasic(target, algorithm, seed, out, quick=False, comm=None):
     cfg = targets.run_config(target, algorithm, seed, out, quick)
     algorithm = "svgd" if algorithm == "svgd" else "pt"  # pt_unit and pt_4x4 are pt runs
     comm.Barrier()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run(cfg, build=build_density, out=out, overwrite=True, comm=comm, base_dir=targets.ROOT)
+    cpu = comm.allreduce(time.process_time() - c0, op=MPI.SUM)
     wall = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
     section = cfg[algorithm]
     if algorithm == "pt":
@@ -82,17 +88,17 @@ def run_phasic(target, algorithm, seed, out, quick=False, comm=None):
     else:
         evals = section["particles"] * (section["iterations"] + 1)
     if comm.rank != 0:
-        return None, wall, evals
+        return None, wall, evals, cpu
     post = RunFile(out).posterior()
     names = targets.density_of(target).param_names
-    return np.stack([post[n] for n in names], axis=-1), wall, evals
+    return np.stack([post[n] for n in names], axis=-1), wall, evals, cpu
 
 
 def run_emcee(density, budget_s, seed):
-    """emcee, vectorised, from prior draws, stepping until ``budget_s`` has passed."""
+    """emcee, vectorised, from prior draws, stepping until it has used ``budget_s`` CPU seconds."""
     import emcee
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     logprob = LogProb(density)
     rng = np.random.default_rng(seed)
     p0 = density.sample_prior_z(rng, EMCEE_WALKERS)
@@ -101,11 +107,11 @@ def run_emcee(density, budget_s, seed):
     chain = []
     for state in sampler.sample(p0, iterations=10**9, store=False):
         chain.append(state.coords.copy())
-        if len(chain) >= MIN_STEPS and time.perf_counter() - t0 >= budget_s:
+        if len(chain) >= MIN_STEPS and time.process_time() - c0 >= budget_s:
             break
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     z = np.stack(chain[len(chain) // 2:], axis=1)  # (walkers, draws, d)
-    return density.to_theta(z), wall, logprob.calls
+    return density.to_theta(z), wall, logprob.calls, cpu
 
 
 class BatchedPool:
@@ -125,10 +131,10 @@ class BatchedPool:
 
 
 def run_ptemcee(density, budget_s, seed):
-    """ptemcee (adaptive ladder), batched, stepping until ``budget_s`` has passed; β = 1 draws."""
+    """ptemcee (adaptive ladder), batched, stepping until it has used ``budget_s`` CPU seconds; β = 1 draws."""
     import ptemcee
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     logprob = LogProb(density)
     d = density.n_params
     p0 = density.sample_prior_z(np.random.default_rng(seed), PTEMCEE_TEMPS * PTEMCEE_WALKERS)
@@ -138,17 +144,17 @@ def run_ptemcee(density, budget_s, seed):
     for p, *_ in sampler.sample(p0.reshape(PTEMCEE_TEMPS, PTEMCEE_WALKERS, d), iterations=10**9,
                                 storechain=False, adapt=True):
         chain.append(p[0].copy())
-        if len(chain) >= MIN_STEPS and time.perf_counter() - t0 >= budget_s:
+        if len(chain) >= MIN_STEPS and time.process_time() - c0 >= budget_s:
             break
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     z = np.stack(chain[len(chain) // 2:], axis=1)
-    return density.to_theta(z), wall, logprob.calls
+    return density.to_theta(z), wall, logprob.calls, cpu
 
 
 # ---------------------------------------------------------------- runs
-def row(target, sampler, ranks, rep, draws, wall, evals):
+def row(target, sampler, ranks, rep, draws, wall, evals, cpu):
     return {"target": target, "sampler": sampler, "ranks": ranks, "rep": rep, "wall_s": wall,
-            "evals": int(evals), "draws": np.asarray(draws).tolist()}
+            "cpu_s": cpu, "evals": int(evals), "draws": np.asarray(draws).tolist()}
 
 
 def phasic_rows(args, ranks, rep, tmp):
@@ -157,9 +163,9 @@ def phasic_rows(args, ranks, rep, tmp):
     for target in targets.TARGETS:
         for algorithm in ("pt", "pt_unit", "pt_4x4", "svgd"):
             out = str(Path(tmp) / f"{target}_{algorithm}_{ranks}.h5")
-            draws, wall, evals = run_phasic(target, algorithm, 7 + rep, out, args.quick)
+            draws, wall, evals, cpu = run_phasic(target, algorithm, 7 + rep, out, args.quick)
             if draws is not None:
-                rows.append(row(target, algorithm, ranks, rep, draws, wall, evals))
+                rows.append(row(target, algorithm, ranks, rep, draws, wall, evals, cpu))
     return rows
 
 
@@ -168,11 +174,11 @@ def worker(args):
 
 
 def repetition(args, rep, tmp):
-    """One repetition: 1-rank phasic, the peers at PT's wall time, then 2-rank phasic."""
+    """One repetition: 1-rank phasic, the peers at PT's CPU time, then 2-rank phasic."""
     rows = phasic_rows(args, 1, rep, tmp)
     for target in targets.TARGETS:
         density = targets.density_of(target)
-        budget = next(r["wall_s"] for r in rows if r["target"] == target and r["sampler"] == "pt")
+        budget = next(r["cpu_s"] for r in rows if r["target"] == target and r["sampler"] == "pt")
         for name, runner in (("emcee", run_emcee), ("ptemcee", run_ptemcee)):
             rows.append(row(target, name, 1, rep, *runner(density, budget, 7 + rep)))
     extra = ["--rep", str(rep), "--tmp", tmp] + (["--quick"] if args.quick else [])
@@ -201,8 +207,8 @@ def measure(r, ref):
     draws = np.array(r["draws"])
     ess = float(draws.shape[1]) if r["sampler"] == "svgd" else bulk_ess(draws)
     dmean, dsd = accuracy(draws, ref)
-    out = {"ess": ess, "ess_per_s": ess / r["wall_s"], "dmean": dmean, "dsd": dsd,
-           "ess_per_1k_evals": 1e3 * ess / r["evals"]}
+    out = {"ess": ess, "ess_per_s": ess / r["wall_s"], "ess_per_cpu_s": ess / r["cpu_s"], "dmean": dmean,
+           "dsd": dsd, "ess_per_1k_evals": 1e3 * ess / r["evals"]}
     if r["target"] == "hypoexp":
         frac, switches = modes(draws)
         # SVGD's particles are not a sequence: switches along them mean nothing
@@ -215,14 +221,15 @@ def summarise(rows, refs):
     """Median over repetitions per (target, sampler, ranks); ESS/s ratio to emcee per repetition."""
     for r in rows:
         r.update(measure(r, refs[r["target"]]))
-    emcee = {(r["target"], r["rep"]): r["ess_per_s"] for r in rows if r["sampler"] == "emcee"}
+    emcee = {(r["target"], r["rep"]): r for r in rows if r["sampler"] == "emcee"}
     for r in rows:
-        r["vs_emcee"] = r["ess_per_s"] / emcee[(r["target"], r["rep"])]
+        r["vs_emcee"] = r["ess_per_s"] / emcee[(r["target"], r["rep"])]["ess_per_s"]
+        r["vs_emcee_cpu"] = r["ess_per_cpu_s"] / emcee[(r["target"], r["rep"])]["ess_per_cpu_s"]
     groups = {}
     for r in rows:
         groups.setdefault((r["target"], r["sampler"], r["ranks"]), []).append(r)
-    keys = ("wall_s", "evals", "ess", "ess_per_s", "vs_emcee", "ess_per_1k_evals", "dmean", "dsd",
-            "frac_a_lt_b", "switches_per_s")
+    keys = ("wall_s", "cpu_s", "evals", "ess", "ess_per_s", "vs_emcee", "ess_per_cpu_s", "vs_emcee_cpu",
+            "ess_per_1k_evals", "dmean", "dsd", "frac_a_lt_b", "switches_per_s")
     return [{"target": t, "sampler": s, "ranks": p, "reps": len(g),
              **{k: float(np.median([r[k] for r in g])) for k in keys if k in g[0]}}
             for (t, s, p), g in groups.items()]
@@ -243,13 +250,14 @@ def print_table(summary, refs):
               f"(grid of {ref.points} points; faces {ref.edge_nats:.1f} nats below the top; "
               f"resolution error {ref.resolution_error:.1e} sd)")
         sym = target == "hypoexp"
-        head = ["sampler", "ranks", "wall s", "evals", "bulk ESS", "ESS/s", "x emcee", "ESS/1k evals",
-                "max|dmean|/sd", "max|dsd|/sd"] + (["frac a<b", "switches/s"] if sym else [])
+        head = ["sampler", "ranks", "wall s", "cpu s", "evals", "bulk ESS", "ESS/s", "x emcee", "ESS/cpu-s",
+                "x emcee cpu", "ESS/1k evals", "max|dmean|/sd", "max|dsd|/sd"] + (["frac a<b", "switches/s"] if sym else [])
         out = []
         for s in sorted((s for s in summary if s["target"] == target),
                         key=lambda s: (order[s["sampler"]], s["ranks"])):
-            out.append([s["sampler"], str(s["ranks"]), s["wall_s"], str(int(s["evals"])), s["ess"],
-                        s["ess_per_s"], s["vs_emcee"], s["ess_per_1k_evals"], s["dmean"], s["dsd"]]
+            out.append([s["sampler"], str(s["ranks"]), s["wall_s"], s["cpu_s"], str(int(s["evals"])), s["ess"],
+                        s["ess_per_s"], s["vs_emcee"], s["ess_per_cpu_s"], s["vs_emcee_cpu"],
+                        s["ess_per_1k_evals"], s["dmean"], s["dsd"]]
                        + ([s["frac_a_lt_b"], s["switches_per_s"]] if sym else []))
         print(table(head, out))
 
@@ -275,8 +283,9 @@ def main():
             rows += repetition(args, rep, tmp)
             print(f"repetition {rep + 1}/{repeats}: {time.perf_counter() - t0:.0f} s", flush=True)
     summary = summarise(rows, refs)
-    print(f"\nmedians over {repeats} repetition(s); x emcee = median of the per-repetition ratio of "
-          "bulk-ESS/s to emcee's on the same target; SVGD's ESS = its particle count (nominal)")
+    print(f"\nmedians over {repeats} repetition(s); x emcee (cpu) = median of the per-repetition ratio of "
+          "bulk ESS per wall (CPU) second to emcee's on the same target; the peers ran for PT's CPU time; "
+          "SVGD's ESS = its particle count (nominal)")
     print_table(summary, refs)
     same = bitwise(rows)
     print(f"\nphasic_mpi draws at 2 ranks bitwise equal to 1 rank (same seed): {same}")

@@ -13,6 +13,13 @@ and everything else. cProfile slows Python calls, so shares matter more
 than its absolute times; the unprofiled per-scan time and the cost of the
 density itself (16 one-row calls, as PT makes them, and one 16-row call)
 are measured separately.
+
+Then a budget without any profiler (``scan_budget``): on the states of a
+sampling round, the minimum over repeated calls of one scan, of the same
+scan with a likelihood that costs nothing (the per-scan Python of PT and of
+the density's wrapper), of one 16-row ``evaluate`` and of the native
+likelihood call alone; and a run of one scan (``rounds = 1``) for the fixed
+cost of a run (run file, final groups). Minima, because the machine is shared.
 """
 
 import cProfile
@@ -86,6 +93,58 @@ def run_once(cfg, out, profiler=None):
     return RunFile(out).attrs
 
 
+def _min_us(fn, repeats=300):
+    """Minimum wall time of ``fn()`` over ``repeats`` calls, in microseconds."""
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return 1e6 * best
+
+
+def _sampling_state(density, cfg):
+    """(algorithm, context, state) of the example's PT after 300 scans (in sampling)."""
+    from phasic_mpi.inference.pt import PTAlgorithm, PTSettings
+
+    algorithm = PTAlgorithm(PTSettings.from_config(cfg["pt"]))
+    ctx = algorithm.context(density, None)
+    state = algorithm.start(ctx)
+    for _ in range(300):
+        state, _ = algorithm.step(state, ctx)
+    return algorithm, ctx, state._replace(iteration=2 ** cfg["pt"]["warmup_rounds"] + 10)
+
+
+def scan_budget(cfg, out):
+    """Per-scan costs (minima, no profiler) and the fixed cost of a one-scan run."""
+    from phasic_mpi.model import native
+
+    density = targets.density_of("rabbits")
+    algorithm, ctx, state = _sampling_state(density, cfg)
+    theta = density.to_theta(state.x)
+    full = _min_us(lambda: algorithm.step(state, ctx))
+    call = _min_us(lambda: density.evaluate(state.x))
+    lib = _min_us(lambda: native.loglik(density.graph, density.data, theta, grad=True, tol=density.tol))
+    # the same scan with a likelihood that costs nothing: PT's own Python and the wrapper's
+    free = targets.density_of("rabbits")
+    free._loglik_theta = lambda th: (-0.5 * (np.log(th) ** 2).sum(axis=1), -np.log(th) / th)
+    algorithm_f, ctx_f, state_f = _sampling_state(free, cfg)
+    bare = _min_us(lambda: algorithm_f.step(state_f, ctx_f))
+    wrapper = _min_us(lambda: free.evaluate(state_f.x))
+    one = {**cfg, "pt": {**cfg["pt"], "rounds": 1, "warmup_rounds": 0}}
+    fixed = min(_timed_run(one, out) for _ in range(5))
+    print(f"\nper scan in sampling, min of 300 calls (us): whole scan {full:.0f}; one 16-row evaluate {call:.0f} "
+          f"(native loglik + gradient {lib:.0f}, the rest its Python); scan with a free likelihood {bare:.0f}, "
+          f"of which evaluate's Python {wrapper:.0f}, PT's own bookkeeping {bare - wrapper:.0f}")
+    print(f"fixed cost of a run (one scan, min of 5): {1e3 * fixed:.0f} ms (set-up, run file, final groups)")
+
+
+def _timed_run(cfg, out):
+    t0 = time.perf_counter()
+    run_once(cfg, out)
+    return time.perf_counter() - t0
+
+
 def main():
     args = parse_args(__doc__)
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,6 +169,8 @@ def main():
     for func, t in sorted(credited.items(), key=lambda kv: -kv[1])[:30]:
         where = "density " if Path(func[0]).name in DENSITY_MODULES else "        "
         print(f"{100 * t / total:8.1f} {1e3 * t / scans:8.3f}  {where}{Path(func[0]).name}:{func[1]} {func[2]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        scan_budget(cfg, str(Path(tmp) / "one.h5"))
 
 
 if __name__ == "__main__":

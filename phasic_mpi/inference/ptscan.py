@@ -129,9 +129,12 @@ def _metropolis(slots: Any, log_alpha: np.ndarray, ids: np.ndarray, ctx: Any,
         accept_prob = global_map(np.exp, np.minimum(0.0, log_alpha), layout.rows, layout.n)
     accept_prob[np.isnan(accept_prob)] = 0.0
     take = uniforms(ctx.settings.seed, STREAM_ACCEPT, ids)[:, 0] < accept_prob
-    ll2, lp2, gll2, glp2 = evaluated
-    slots.x[take], slots.loglik[take], slots.logprior[take] = proposal[take], ll2[take], lp2[take]
-    slots.grad_ll[take], slots.grad_lp[take] = gll2[take], glp2[take]
+    rows = take[:, None]
+    # copyto with a mask: one call per field instead of a masked read and a masked write
+    for field, value, where in (("x", proposal, rows), ("loglik", evaluated[0], take),
+                                ("logprior", evaluated[1], take), ("grad_ll", evaluated[2], rows),
+                                ("grad_lp", evaluated[3], rows)):
+        np.copyto(getattr(slots, field), value, where=where)
     return accept_prob
 
 

@@ -15,6 +15,7 @@ command line's entry: a validated config in, the same loop.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -236,7 +237,11 @@ def _diagnostic_rows(diag: Any) -> dict[str, np.ndarray]:
     return {f"diagnostics/{k}": np.array([v]) for k, v in diag._asdict().items()}
 
 
+@functools.lru_cache(maxsize=1)
 def _git_revision() -> str | None:
+    """The package checkout's git revision, looked up once per process: the code
+    a process runs is the code it imported, and ``git rev-parse`` costs 4-12 ms
+    of every run (a benchmark or study calls ``run`` many times)."""
     try:
         here = Path(__file__).resolve().parent
         out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
@@ -514,7 +519,7 @@ def _iterate(algorithm, ctx, state, writer, path, every, record, started, resume
                 write_checkpoint(checkpoint_path(path), state.iteration, arrays, writer.rows(),
                                  record, writer.run_id)
             comm.barrier()  # the checkpoint exists before anyone reports or exits
-        if rank0:
+        if rank0 and progress.mode != "none":  # no line to show: no describe() string per iteration
             progress.update(state.iteration, algorithm.describe(diag) + "  converged" * done,
                             force=bool(agreed) or done)
         if agreed:
