@@ -59,7 +59,8 @@ void chain_fold_c(chain *c);
 
 /* The reverse sweep's workspace (reverse.c). */
 typedef struct {
-    double *u, *un, *D, *H, *link; /* n */
+    double *mem;                   /* one block holding all the arrays below */
+    double *u, *un, *D, *H, *link; /* n (u and un swap roles step by step) */
     double *G;                     /* n_trans */
     double *gw;                    /* n_edges */
     double *gd;                    /* d: one segment's gradient */

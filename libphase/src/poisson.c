@@ -47,18 +47,10 @@ static inline void acc_add(scaled *acc, double x, int64_t e)
 static int weights_room(sweep *w, int64_t need)
 {
     int64_t cap = w->wcap;
-    double *wm = sweep_grow(w->wm, &cap, need, sizeof(double));
-    if (!wm) return phase_fail(PHASE_ENOMEM, "out of memory for Poisson weights");
-    w->wm = wm;
-    cap = w->wcap;
-    int64_t *we = sweep_grow(w->we, &cap, need, sizeof(int64_t));
-    if (!we) return phase_fail(PHASE_ENOMEM, "out of memory for Poisson weights");
-    w->we = we;
-    cap = w->wcap;
-    double *inv = sweep_grow(w->inv_k, &cap, need, sizeof(double));
-    if (!inv) return phase_fail(PHASE_ENOMEM, "out of memory for Poisson weights");
-    w->inv_k = inv;
-    for (int64_t k = w->wcap > 1 ? w->wcap : 1; k < cap; k++) inv[k] = 1.0 / (double)k;
+    SWEEP_GROW(w->wm, w->wcap, need, cap, "Poisson weights");
+    SWEEP_GROW(w->we, w->wcap, need, cap, "Poisson weights");
+    SWEEP_GROW(w->inv_k, w->wcap, need, cap, "Poisson weights");
+    for (int64_t k = w->wcap > 1 ? w->wcap : 1; k < cap; k++) w->inv_k[k] = 1.0 / (double)k;
     w->wcap = cap;
     return PHASE_OK;
 }

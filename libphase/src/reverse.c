@@ -29,30 +29,26 @@
 int reverse_init(reverse_ws *r, const phase_graph *g)
 {
     memset(r, 0, sizeof *r);
-    size_t n = (size_t)g->n;
-    r->u = malloc(sizeof(double) * n);
-    r->un = malloc(sizeof(double) * n);
-    r->D = malloc(sizeof(double) * n);
-    r->H = malloc(sizeof(double) * n);
-    r->link = calloc(n > 0 ? n : 1, sizeof(double));
-    r->G = malloc(sizeof(double) * (size_t)(g->n_trans > 0 ? g->n_trans : 1));
-    r->gw = malloc(sizeof(double) * (size_t)(g->n_edges > 0 ? g->n_edges : 1));
-    r->gd = malloc(sizeof(double) * (size_t)(g->d > 0 ? g->d : 1));
-    if (!r->u || !r->un || !r->D || !r->H || !r->link || !r->G || !r->gw || !r->gd)
-        return phase_fail(PHASE_ENOMEM, "out of memory for the reverse sweep");
+    /* One zeroed block for every array (link must start at zero; the others
+     * are written before they are read): one allocation, one free. */
+    const size_t n = (size_t)g->n, nt = (size_t)(g->n_trans > 0 ? g->n_trans : 1);
+    const size_t ne = (size_t)(g->n_edges > 0 ? g->n_edges : 1), d = (size_t)(g->d > 0 ? g->d : 1);
+    r->mem = calloc(5 * n + nt + ne + d, sizeof(double));
+    if (!r->mem) return phase_fail(PHASE_ENOMEM, "out of memory for the reverse sweep");
+    r->u = r->mem;
+    r->un = r->u + n;
+    r->D = r->un + n;
+    r->H = r->D + n;
+    r->link = r->H + n;
+    r->G = r->link + n;
+    r->gw = r->G + nt;
+    r->gd = r->gw + ne;
     return PHASE_OK;
 }
 
 void reverse_free(reverse_ws *r)
 {
-    free(r->u);
-    free(r->un);
-    free(r->D);
-    free(r->H);
-    free(r->link);
-    free(r->G);
-    free(r->gw);
-    free(r->gd);
+    free(r->mem);
     memset(r, 0, sizeof *r);
 }
 

@@ -17,7 +17,8 @@
  * In gradient mode the vectors are kept for the reverse sweep, each only on
  * its range: all of them while they fit in memory_limit, else every
  * stride-th one (the stride doubles each time storage fills), the rest
- * recomputed block by block.
+ * recomputed block by block. Forward-mode tangents step beside the values
+ * (tangent.c).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -123,12 +124,6 @@ void sweep_free(sweep *w)
 
 /* ---- the recursion ----------------------------------------------------- */
 
-/* Zero v on [lo, hi] (clipped to n). */
-static void clear(double *v, int32_t lo, int32_t hi)
-{
-    if (lo <= hi) memset(v + lo, 0, sizeof(double) * (size_t)(hi - lo + 1));
-}
-
 /* vn = v P where v is zero outside [lo, hi]; vn held a vector on
  * [*nlo, *nhi] before and is zero outside the returned [*nlo, *nhi] after.
  * Returns sum(vn). */
@@ -139,15 +134,15 @@ static double forward(const phase_graph *g, const sweep *w, const double *v, int
     const int32_t *from = g->in_src;
     const double *p = w->in_p, *diag = w->diag;
     if (lo > hi) { /* nothing left */
-        clear(vn, *nlo, *nhi);
+        sweep_clear(vn, *nlo, *nhi);
         *nlo = 0;
         *nhi = -1;
         return 0.0;
     }
     const int32_t a = g->reach_lo[lo], b = g->reach_hi[hi];
     /* Stale entries of vn outside the new range must be zero. */
-    clear(vn, *nlo, (*nhi < a - 1 ? *nhi : a - 1));
-    clear(vn, (*nlo > b + 1 ? *nlo : b + 1), *nhi);
+    sweep_clear(vn, *nlo, (*nhi < a - 1 ? *nhi : a - 1));
+    sweep_clear(vn, (*nlo > b + 1 ? *nlo : b + 1), *nhi);
     double total = 0.0;
     int32_t first = b + 1, last = a - 1;
     for (int32_t j = a; j <= b; j++) {
@@ -173,134 +168,31 @@ static void scale(double *v, int32_t lo, int32_t hi, int32_t shift)
     for (int32_t i = lo; i <= hi; i++) v[i] *= f;
 }
 
-static int tangents_on(const sweep *w) { return w->dbuf[0] != NULL; }
-
-/* Zero the d tangents of states lo..hi. */
-static void clear_tangents(double *dv, int32_t lo, int32_t hi, int32_t d)
-{
-    if (lo <= hi) memset(dv + (size_t)lo * d, 0, sizeof(double) * (size_t)(hi - lo + 1) * d);
-}
-
-/* forward() with tangents: vn = v P and dvn = dv P + v dP (Lambda fixed).
- * The range covers the states where the value or a tangent is non-zero: a
- * tangent can be non-zero where the value is zero (an edge whose rate is 0
- * at theta but whose coefficient is not). */
-static double forward_tangent(const phase_graph *g, const sweep *w, const double *v,
-                              const double *dv, int32_t lo, int32_t hi, double *vn, double *dvn,
-                              int32_t *nlo, int32_t *nhi, double *dtotal)
-{
-    const int32_t d = g->d;
-    const int64_t *ptr = g->in_ptr;
-    const int32_t *from = g->in_src;
-    const double *p = w->in_p, *diag = w->diag, *in_c = w->in_c, *diag_c = w->diag_c;
-    for (int32_t m = 0; m < d; m++) dtotal[m] = 0.0;
-    if (lo > hi) {
-        clear(vn, *nlo, *nhi);
-        clear_tangents(dvn, *nlo, *nhi, d);
-        *nlo = 0;
-        *nhi = -1;
-        return 0.0;
-    }
-    const int32_t a = g->reach_lo[lo], b = g->reach_hi[hi];
-    const int32_t left_end = *nhi < a - 1 ? *nhi : a - 1, right_start = *nlo > b + 1 ? *nlo : b + 1;
-    clear(vn, *nlo, left_end);
-    clear(vn, right_start, *nhi);
-    clear_tangents(dvn, *nlo, left_end, d);
-    clear_tangents(dvn, right_start, *nhi, d);
-    double total = 0.0;
-    int32_t first = b + 1, last = a - 1;
-    if (d == 1) { /* the common case, without the inner loops over parameters */
-        double dsum = 0.0;
-        for (int32_t j = a; j <= b; j++) {
-            const double vj = v[j];
-            double x = diag[j] * vj, dx = diag[j] * dv[j] + diag_c[j] * vj;
-            for (int64_t q = ptr[j]; q < ptr[j + 1]; q++) {
-                const int32_t i = from[q];
-                const double vi = v[i], pq = p[q];
-                x += pq * vi;
-                dx += pq * dv[i] + in_c[q] * vi;
-            }
-            x = x < FLUSH_BELOW ? 0.0 : x; /* see FLUSH_BELOW */
-            dx = fabs(dx) < FLUSH_BELOW ? 0.0 : dx;
-            vn[j] = x;
-            dvn[j] = dx;
-            total += x;
-            dsum += dx;
-            if (x != 0.0 || dx != 0.0) {
-                if (first > b) first = j;
-                last = j;
-            }
-        }
-        dtotal[0] = dsum;
-    } else {
-        for (int32_t j = a; j <= b; j++) {
-            const double vj = v[j];
-            double x = diag[j] * vj;
-            double *dx = dvn + (size_t)j * d;
-            const double *dvj = dv + (size_t)j * d, *cj = diag_c + (size_t)j * d;
-            for (int32_t m = 0; m < d; m++) dx[m] = diag[j] * dvj[m] + cj[m] * vj;
-            for (int64_t q = ptr[j]; q < ptr[j + 1]; q++) {
-                const int32_t i = from[q];
-                const double vi = v[i], pq = p[q];
-                const double *dvi = dv + (size_t)i * d, *cq = in_c + (size_t)q * d;
-                x += pq * vi;
-                for (int32_t m = 0; m < d; m++) dx[m] += pq * dvi[m] + cq[m] * vi;
-            }
-            x = x < FLUSH_BELOW ? 0.0 : x;
-            int nonzero = x != 0.0;
-            for (int32_t m = 0; m < d; m++) {
-                if (fabs(dx[m]) < FLUSH_BELOW) dx[m] = 0.0;
-                nonzero |= dx[m] != 0.0;
-                dtotal[m] += dx[m];
-            }
-            vn[j] = x;
-            total += x;
-            if (nonzero) {
-                if (first > b) first = j;
-                last = j;
-            }
-        }
-    }
-    *nlo = first <= last ? first : 0;
-    *nhi = first <= last ? last : -1;
-    return total;
-}
 
 static int sequences_room(sweep *w, int64_t need)
 {
     if (need <= w->seq_cap) return PHASE_OK;
-    int64_t cap = w->seq_cap, c = cap;
-#define GROW(field, type)                                                                   \
-    c = cap;                                                                                \
-    {                                                                                       \
-        type *q = sweep_grow(w->field, &c, need, sizeof(type));                                   \
-        if (!q) return phase_fail(PHASE_ENOMEM, "out of memory at %lld terms", (long long)need); \
-        w->field = q;                                                                       \
-    }
-    GROW(am, double)
-    GROW(bm, double)
-    GROW(cm, double)
-    GROW(ex, int64_t)
-    GROW(shift, int32_t)
-    GROW(lo, int32_t)
-    GROW(hi, int32_t)
-    GROW(pmax_a, int64_t)
-    GROW(pmax_b, int64_t)
+    const int64_t cap = w->seq_cap;
+    int64_t c = cap;
+    const char *what = "the sequences";
+    SWEEP_GROW(w->am, cap, need, c, what);
+    SWEEP_GROW(w->bm, cap, need, c, what);
+    SWEEP_GROW(w->cm, cap, need, c, what);
+    SWEEP_GROW(w->ex, cap, need, c, what);
+    SWEEP_GROW(w->shift, cap, need, c, what);
+    SWEEP_GROW(w->lo, cap, need, c, what);
+    SWEEP_GROW(w->hi, cap, need, c, what);
+    SWEEP_GROW(w->pmax_a, cap, need, c, what);
+    SWEEP_GROW(w->pmax_b, cap, need, c, what);
     if (w->store) {
-        GROW(adj_a, double)
-        GROW(adj_b, double)
-        GROW(adj_c, double)
+        SWEEP_GROW(w->adj_a, cap, need, c, what);
+        SWEEP_GROW(w->adj_b, cap, need, c, what);
+        SWEEP_GROW(w->adj_c, cap, need, c, what);
     }
-#undef GROW
-    if (tangents_on(w)) {
-        int64_t tc = w->tangent_cap, tneed = c * w->d_tangents; /* for all seq_cap terms */
-        double *da = sweep_grow(w->da, &tc, tneed, sizeof(double));
-        if (!da) return phase_fail(PHASE_ENOMEM, "out of memory for tangents");
-        w->da = da;
-        tc = w->tangent_cap;
-        double *db = sweep_grow(w->db, &tc, tneed, sizeof(double));
-        if (!db) return phase_fail(PHASE_ENOMEM, "out of memory for tangents");
-        w->db = db;
+    if (sweep_tangents_on(w)) { /* room for all c terms */
+        int64_t tc = w->tangent_cap;
+        SWEEP_GROW(w->da, w->tangent_cap, c * w->d_tangents, tc, "tangents");
+        SWEEP_GROW(w->db, w->tangent_cap, c * w->d_tangents, tc, "tangents");
         w->tangent_cap = tc;
     }
     w->seq_cap = c;
@@ -415,7 +307,7 @@ static int record(sweep *w, const phase_graph *g, int64_t k, double total, int32
     w->K = k;
     if (!w->store) return PHASE_OK;
     w->adj_a[k] = w->adj_b[k] = w->adj_c[k] = 0.0;
-    if (tangents_on(w)) {
+    if (sweep_tangents_on(w)) {
         const int32_t d = g->d;
         const double *dv = w->dbuf[w->cur];
         double *da = w->da + k * d, *db = w->db + k * d;
@@ -432,28 +324,6 @@ static int record(sweep *w, const phase_graph *g, int64_t k, double total, int32
     return w->mode == PHASE_GRADIENT_REVERSE ? keep(w, k) : PHASE_OK;
 }
 
-/* dP/dtheta (Lambda fixed) on the edges in target order and on the
- * diagonal, and ds/dtheta, from the sparse edge coefficients. */
-static void set_tangent_coefficients(sweep *w, const phase_graph *g, double L)
-{
-    const size_t d = (size_t)g->d;
-    memset(w->in_c, 0, sizeof(double) * (size_t)(g->n_trans > 0 ? g->n_trans : 1) * d);
-    memset(w->diag_c, 0, sizeof(double) * (size_t)g->n * d);
-    memset(w->ds, 0, sizeof(double) * (size_t)g->n * d);
-    for (int64_t q = 0; q < g->n_trans; q++) {
-        const int64_t e = g->in_edge[q];
-        for (int64_t c = g->coef_ptr[e]; c < g->coef_ptr[e + 1]; c++)
-            w->in_c[(size_t)q * d + (size_t)g->coef_idx[c]] = g->coef_val[c] / L;
-    }
-    for (int64_t e = 0; e < g->n_edges; e++) {
-        const size_t i = (size_t)g->src[e];
-        for (int64_t c = g->coef_ptr[e]; c < g->coef_ptr[e + 1]; c++) {
-            const size_t m = (size_t)g->coef_idx[c];
-            w->diag_c[i * d + m] -= g->coef_val[c] / L;
-            if (g->dst[e] == PHASE_ABSORBING) w->ds[i * d + m] += g->coef_val[c];
-        }
-    }
-}
 
 /* Rates at theta, the uniformization rate (the largest out-rate when
  * Lambda is 0, else Lambda) and P; both buffers become all zero. */
@@ -463,9 +333,10 @@ static int set_rates(sweep *w, const phase_graph *g, const double *theta, double
     if (st) return st;
     const int32_t n = g->n;
     /* Both buffers become all zero (lambda uses buf[1] as scratch first). */
-    clear(w->buf[0], w->buf_lo[0], w->buf_hi[0]);
-    if (tangents_on(w))
-        for (int c = 0; c < 2; c++) clear_tangents(w->dbuf[c], w->buf_lo[c], w->buf_hi[c], g->d);
+    sweep_clear(w->buf[0], w->buf_lo[0], w->buf_hi[0]);
+    if (sweep_tangents_on(w))
+        for (int c = 0; c < 2; c++)
+            sweep_clear_tangents(w->dbuf[c], w->buf_lo[c], w->buf_hi[c], g->d);
     double *lambda = w->buf[1];
     for (int32_t i = 0; i < n; i++) lambda[i] = 0.0, w->s[i] = 0.0;
     for (int64_t e = 0; e < g->n_edges; e++) {
@@ -480,7 +351,7 @@ static int set_rates(sweep *w, const phase_graph *g, const double *theta, double
     }
     if (g->discrete) {
         if (L > 1.0 + 1e-12) {
-            clear(lambda, 0, n - 1);
+            sweep_clear(lambda, 0, n - 1);
             return phase_fail(PHASE_EDOMAIN,
                               "out-probabilities of a state sum to %.17g > 1 at this theta", L);
         }
@@ -497,14 +368,14 @@ static int set_rates(sweep *w, const phase_graph *g, const double *theta, double
         double d = 1.0 - lambda[i] / L;
         w->diag[i] = d > 0.0 ? d : 0.0;
     }
-    clear(lambda, 0, n - 1);
+    sweep_clear(lambda, 0, n - 1);
     w->buf_lo[0] = w->buf_lo[1] = 0;
     w->buf_hi[0] = w->buf_hi[1] = -1;
     for (int64_t q = 0; q < g->n_trans; q++) {
         w->in_p[q] = w->rate[g->in_edge[q]] / L;
         w->out_p[q] = w->rate[g->out_edge[q]] / L;
     }
-    if (tangents_on(w)) set_tangent_coefficients(w, g, L);
+    if (sweep_tangents_on(w)) sweep_tangent_coefficients(w, g, L);
     w->n_stored = 0;
     w->stored_doubles = 0;
     w->fill_chunk = 0;
@@ -527,7 +398,7 @@ static void accumulate(sweep *w, const phase_graph *g, int64_t k)
     const double *v = w->buf[w->cur];
     const int32_t lo = w->lo[k], hi = w->hi[k];
     for (int32_t i = lo; i <= hi; i++) w->acc_v[i] += f * v[i];
-    if (tangents_on(w)) {
+    if (sweep_tangents_on(w)) {
         const size_t d = (size_t)g->d;
         const double *dv = w->dbuf[w->cur];
         for (size_t x = (size_t)lo * d; x < ((size_t)hi + 1) * d; x++) w->acc_dv[x] += f * dv[x];
@@ -567,7 +438,7 @@ int sweep_start(sweep *w, const phase_graph *g, const double *theta, double Lamb
     if (st) return st;
     double total = 0.0, *dtotal = NULL;
     for (int32_t i = lo; i <= hi; i++) total += (w->buf[0][i] = v0[i]);
-    if (tangents_on(w)) {
+    if (sweep_tangents_on(w)) {
         const size_t d = (size_t)g->d;
         dtotal = w->dtotal;
         for (size_t m = 0; m < d; m++) dtotal[m] = 0.0;
@@ -597,10 +468,11 @@ int sweep_ensure(sweep *w, const phase_graph *g, int64_t k)
     while (w->K < k) {
         const int c = w->cur, d = 1 - c;
         double total, *dtotal = NULL;
-        if (tangents_on(w)) {
+        if (sweep_tangents_on(w)) {
             dtotal = w->dtotal;
-            total = forward_tangent(g, w, w->buf[c], w->dbuf[c], w->buf_lo[c], w->buf_hi[c],
-                                    w->buf[d], w->dbuf[d], &w->buf_lo[d], &w->buf_hi[d], dtotal);
+            total = sweep_forward_tangent(g, w, w->buf[c], w->dbuf[c], w->buf_lo[c],
+                                          w->buf_hi[c], w->buf[d], w->dbuf[d], &w->buf_lo[d],
+                                          &w->buf_hi[d], dtotal);
         } else
             total = forward(g, w, w->buf[c], w->buf_lo[c], w->buf_hi[c], w->buf[d],
                             &w->buf_lo[d], &w->buf_hi[d]);
@@ -608,7 +480,7 @@ int sweep_ensure(sweep *w, const phase_graph *g, int64_t k)
         if (total > 0.0 && fast_ilogb(total) < RESCALE_EXP) {
             shift = -fast_ilogb(total);
             scale(w->buf[d], w->buf_lo[d], w->buf_hi[d], shift);
-            if (tangents_on(w)) {
+            if (sweep_tangents_on(w)) {
                 scale(w->dbuf[d], w->buf_lo[d] * g->d, (w->buf_hi[d] + 1) * g->d - 1, shift);
                 scale(dtotal, 0, g->d - 1, shift);
             }
@@ -648,7 +520,7 @@ const double *sweep_vector(sweep *w, const phase_graph *g, int64_t k)
         if (first + len > w->K + 1) len = w->K + 1 - first;
         /* Slot 0: the kept vector, expanded; then recompute the others. */
         double *v0 = w->block;
-        clear(v0, w->block_lo[0], w->block_hi[0]);
+        sweep_clear(v0, w->block_lo[0], w->block_hi[0]);
         if (seg_len(w, first))
             memcpy(v0 + w->lo[first], w->seg[first / w->stride],
                    sizeof(double) * (size_t)seg_len(w, first));

@@ -114,6 +114,44 @@ typedef struct {
     int32_t acc_lo, acc_hi;
 } sweep;
 
+/* In a function returning a status: grow the array field to at least need
+ * entries from the capacity cap that a group of arrays shares (doubling, as
+ * sweep_grow), store the new capacity in newcap, or fail the call with
+ * PHASE_ENOMEM naming what. field keeps its contents either way. */
+#define SWEEP_GROW(field, cap, need, newcap, what)                                    \
+    do {                                                                              \
+        int64_t grown_ = (cap);                                                       \
+        void *q_ = sweep_grow((field), &grown_, (need), sizeof *(field));             \
+        if (!q_) return phase_fail(PHASE_ENOMEM, "out of memory for %s", (what));     \
+        (field) = q_;                                                                 \
+        (newcap) = grown_;                                                            \
+    } while (0)
+
+/* Zero v on [lo, hi] (nothing when lo > hi). */
+static inline void sweep_clear(double *v, int32_t lo, int32_t hi)
+{
+    if (lo <= hi) memset(v + lo, 0, sizeof(double) * (size_t)(hi - lo + 1));
+}
+
+/* Zero the d tangents of states lo..hi. */
+static inline void sweep_clear_tangents(double *dv, int32_t lo, int32_t hi, int32_t d)
+{
+    if (lo <= hi) memset(dv + (size_t)lo * d, 0, sizeof(double) * (size_t)(hi - lo + 1) * d);
+}
+
+/* Whether the sweep propagates forward-mode tangents. */
+static inline int sweep_tangents_on(const sweep *w) { return w->dbuf[0] != NULL; }
+
+/* Forward-mode tangents (tangent.c). The value step vn = v P with its
+ * tangents dvn = dv P + v dP on the same range rules as the value sweep;
+ * returns sum(vn), sets dtotal = sum(dvn) per parameter. */
+double sweep_forward_tangent(const phase_graph *g, const sweep *w, const double *v,
+                             const double *dv, int32_t lo, int32_t hi, double *vn, double *dvn,
+                             int32_t *nlo, int32_t *nhi, double *dtotal);
+/* dP/dtheta at uniformization rate L on the edges in target order and on
+ * the diagonal, and ds/dtheta, from the sparse edge coefficients. */
+void sweep_tangent_coefficients(sweep *w, const phase_graph *g, double L);
+
 /* mode: 0 (values only), PHASE_GRADIENT_REVERSE or PHASE_GRADIENT_FORWARD. */
 /* realloc to at least need elements, doubling; *cap updated on success. */
 void *sweep_grow(void *p, int64_t *cap, int64_t need, size_t elem);
