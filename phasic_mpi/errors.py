@@ -17,7 +17,7 @@ does): then every rank knows it is a user error and the job ends with status
 from __future__ import annotations
 
 __all__ = ["ConfigError", "ConvergenceWarning", "EmptyResultError", "InfeasibleError",
-           "InternalError", "MPIUnavailableError", "PhasicError", "RunFileError",
+           "InternalError", "MPIUnavailableError", "PhasicError", "RunFileError", "RunFileWriteError",
            "RunInterrupted", "UserError"]
 
 
@@ -59,16 +59,23 @@ class MPIUnavailableError(UserError, RuntimeError):
     """Several MPI ranks were launched, but no MPI library could be loaded."""
 
 
-class RunFileError(UserError, OSError):
-    """A run file that cannot be read as one, or whose writing failed (the message names it).
+class RunFileError(UserError):
+    """A file that cannot be read as a phasic_mpi run file (the message names it and why).
 
-    Raised by the readers (:func:`phasic_mpi.io.runfile.read_run` and
-    :class:`~phasic_mpi.io.runfile.RunFile`: not a run file, a stored model,
-    term or parameter layout that is not valid) and by the writer when a
-    write fails (a full disk, an I/O error; the message says what was kept).
-    It is also an :class:`OSError` (as write failures were before this class
-    was the only one) and a :class:`ValueError` (as the readers' errors were),
-    so handlers written for either still catch it.
+    Raised by the readers (:func:`phasic_mpi.io.runfile.read_run`,
+    :class:`~phasic_mpi.io.runfile.RunFile`, ``summary``): not a run file, a
+    stored model, term or parameter layout that is not valid. It is also a
+    :class:`ValueError` (every user error is), as the readers' errors were before.
+    """
+
+
+class RunFileWriteError(PhasicError, OSError):
+    """Writing a run file failed (a full disk, an I/O error); the message says what was kept.
+
+    Not a user error: the environment failed, on the writing rank alone, so
+    the command line ends the job at once with status 1 and one line
+    instead of waiting for the other ranks to agree. It is an
+    :class:`OSError`, as write failures always were.
     """
 
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import h5py
 
-from phasic_mpi.errors import RunFileError
+from phasic_mpi.errors import RunFileWriteError
 from phasic_mpi.io.h5 import _require_group
 from phasic_mpi.io.runfile import MODEL_GROUP
 from phasic_mpi.model.graph import Graph
@@ -25,7 +25,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def guarded(method: F) -> F:
-    """Turn an I/O failure inside a writing method into one ``RunFileError``.
+    """Turn an I/O failure inside a writing method into one ``RunFileWriteError``.
 
     The file is closed; it is kept if it still reads completely (valid up to
     its last complete append) and removed otherwise, and the message says
@@ -36,7 +36,7 @@ def guarded(method: F) -> F:
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except RunFileError:
+        except RunFileWriteError:
             raise
         except (OSError, RuntimeError) as exc:
             raise self._write_failed(exc) from None

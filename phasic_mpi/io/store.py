@@ -21,7 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from phasic_mpi.errors import RunFileError
+from phasic_mpi.errors import RunFileError, RunFileWriteError
 from phasic_mpi.io.h5 import (
     MANAGED_GROUPS,
     ROWS_ATTR,
@@ -47,7 +47,7 @@ from phasic_mpi.io.runfile import MODEL_GROUP, SHAPES_ATTR
 from phasic_mpi.model.params import param_layout
 from phasic_mpi.io.modelgroups import ModelGroups, guarded
 
-__all__ = ["COMPLETE_ATTR", "RunFile", "RunFileError", "RunWriter", "atomic_write",
+__all__ = ["COMPLETE_ATTR", "RunFile", "RunFileError", "RunFileWriteError", "RunWriter", "atomic_write",
            "is_complete", "read_run"]
 
 COMPLETE_ATTR = "complete"  # root attribute: true once every rank finished the run
@@ -520,21 +520,21 @@ class RunWriter(ModelGroups):
             self._f.flush()
             self._f.close()
 
-    def _write_failed(self, exc: BaseException) -> RunFileError:
+    def _write_failed(self, exc: BaseException) -> RunFileWriteError:
         """Close the file after a failed write, keep or remove it, and say which."""
         if not self._f.id.valid:
-            return RunFileError(f"run file {self.path}: {failure_reason(exc)}")
+            return RunFileWriteError(f"run file {self.path}: {failure_reason(exc)}")
         self._history.clear()
         if self._replaces is not None:  # a --force run that never got going
             earlier = self._replaces
             self.abandon()
-            return RunFileError(f"run file {earlier}: write failed ({failure_reason(exc)}); "
+            return RunFileWriteError(f"run file {earlier}: write failed ({failure_reason(exc)}); "
                                 "the new run's file was removed and the earlier file is "
                                 "unchanged; any checkpoint is untouched")
         close_detached(self._f)
         kept = ("kept, valid up to its last complete append" if salvage(self.path)
                 else "the half-written file was removed")
-        return RunFileError(f"run file {self.path}: write failed ({failure_reason(exc)}); "
+        return RunFileWriteError(f"run file {self.path}: write failed ({failure_reason(exc)}); "
                             f"{kept}; any checkpoint is untouched")
 
     def __enter__(self) -> RunWriter:

@@ -303,7 +303,7 @@ def _check_after_full_disk(directory, out, done):
     lines = done.stderr.strip().splitlines()
     assert done.returncode != 0
     assert "Exception ignored" not in done.stderr  # no flood of failed-flush reports
-    assert lines[-1].startswith("phasic_mpi.errors.RunFileError: run file ")
+    assert lines[-1].startswith("phasic_mpi.errors.RunFileWriteError: run file ")
     assert "write failed" in lines[-1]
     assert read_checkpoint(out + ".ckpt.npz")[0] == 1  # the checkpoint is intact
     if os.path.exists(out):  # kept only if valid so far

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from phasic_mpi.analysis.summary import summarize
-from phasic_mpi.errors import RunFileError, UserError
+from phasic_mpi.errors import RunFileError, RunFileWriteError, UserError
 from phasic_mpi.io.h5 import atomic_write
 from phasic_mpi.io.runfile import MODEL_GROUP, SHAPES_ATTR, read_run
 from phasic_mpi.io.store import RunWriter
@@ -25,9 +25,11 @@ def test_the_one_class():
     import phasic_mpi.io.store as store
 
     assert store.RunFileError is RunFileError and not hasattr(h5, "RunFileError")
-    assert issubclass(RunFileError, UserError)
-    # handlers written for the readers' ValueError and the writer's OSError still catch it
-    assert issubclass(RunFileError, ValueError) and issubclass(RunFileError, OSError)
+    assert issubclass(RunFileError, UserError) and issubclass(RunFileError, ValueError)
+    # a failed write is the environment's failure on the writing rank, not a user error:
+    # the command line aborts at once (status 1) instead of waiting for agreement
+    assert store.RunFileWriteError is RunFileWriteError and issubclass(RunFileWriteError, OSError)
+    assert not issubclass(RunFileWriteError, UserError)
 
 
 def test_an_hdf5_file_without_the_version_attribute(tmp_path):

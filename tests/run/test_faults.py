@@ -294,7 +294,7 @@ def test_full_disk_mid_run_ends_with_one_message(tmp_path):
     limited = [sys.executable, "-c", FILE_SIZE_LIMITED, "run", str(cfg)]
     done = subprocess.run(limited, cwd=tmp_path, env=env(), capture_output=True, text=True,
                           timeout=300)
-    assert done.returncode == 2, done.stderr  # a RunFileError: a user error
+    assert done.returncode == 1, done.stderr  # a RunFileWriteError: not a user error
     lines = done.stderr.strip().splitlines()
     assert "Exception ignored" not in done.stderr
     assert len(lines) == 1 and lines[0].startswith("phasic-mpi: error: run file ")
@@ -306,18 +306,19 @@ def test_full_disk_mid_run_ends_with_one_message(tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".tmp." in p.name]
 
 
-def test_full_disk_under_mpi_ends_the_job_with_the_user_error(tmp_path):
-    """Only rank 0 writes, so only rank 0 raises the RunFileError (a user error):
-    the command line then aborts the job, with rank 0's one line and status 2."""
+def test_full_disk_under_mpi_ends_the_job_at_once_with_one_line(tmp_path):
+    """Only rank 0 writes, so only rank 0 raises the RunFileWriteError (not a user
+    error, so no wait for the other ranks to agree): the command line aborts the
+    job with rank 0's one line and status 1."""
     cfg = setup(tmp_path, iterations=20000, every=100)
     cfg.write_text(cfg.read_text().replace("seed = 3", "seed = 3\nhistory_every = 1"))
     limited = [str(MPIEXEC), "-n", "2", sys.executable, "-c", FILE_SIZE_LIMITED, "run", str(cfg)]
     done = subprocess.run(limited, cwd=tmp_path, env=env(), capture_output=True, text=True,
                           timeout=300)
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
-    reports = [line for line in done.stderr.splitlines() if "phasic-mpi: error:" in line]
+    reports = [line for line in done.stderr.splitlines() if "write failed" in line]
     assert len(reports) == 1, done.stderr
-    assert reports[0].startswith(f"[rank 0] phasic-mpi: error: run file {tmp_path / 'out.h5'}: "
+    assert reports[0].startswith(f"[rank 0] RunFileWriteError: run file {tmp_path / 'out.h5'}: "
                                  "write failed (File too large)")
     assert ckmod.read_checkpoint(str(tmp_path / "out.h5.ckpt.npz"))[0] % 100 == 0

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import pytest
 
-from phasic_mpi.io.store import RunFileError, RunWriter, is_complete
+from phasic_mpi.io.store import RunFileWriteError, RunWriter, is_complete
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_faults import FILE_SIZE_LIMITED, MPIEXEC, cli, env  # noqa: E402
@@ -92,7 +92,7 @@ def test_a_failed_promote_reports_the_earlier_file_unchanged(tmp_path, monkeypat
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("phasic_mpi.io.store.replace_synced", full_disk)
-    with pytest.raises(RunFileError) as info:
+    with pytest.raises(RunFileWriteError) as info:
         w.promote()
     assert str(info.value).startswith(f"run file {path}: write failed (")
     assert "No space left on device" in str(info.value)
@@ -194,7 +194,7 @@ def test_force_with_a_full_disk_at_the_first_history_append(tmp_path):
     limited = [sys.executable, "-c", FILE_SIZE_LIMITED, "run", str(cfg), "--force"]
     done = subprocess.run(limited, cwd=tmp_path, env=env(), capture_output=True, text=True,
                           timeout=300)
-    assert done.returncode == 2, done.stderr  # a RunFileError: a user error
+    assert done.returncode == 1, done.stderr  # a RunFileWriteError: not a user error
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"phasic-mpi: error: run file {out}: write failed (File too large)")
