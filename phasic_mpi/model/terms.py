@@ -134,8 +134,6 @@ class MomentData:
                  rewards: Any = None) -> None:
         if kind not in ("mean", "variance"):
             raise ValueError(f"kind must be 'mean' or 'variance', got {kind!r}")
-        if kind == "variance" and graph.discrete:
-            raise NotImplementedError("observed variances need a continuous graph")
         self.graph = graph
         self.kind = kind
         self.rewards, _ = reward_matrix(graph, rewards)
