@@ -234,6 +234,47 @@ int phase_random_uniform(uint64_t seed, uint64_t purpose, int64_t n, const uint6
 int phase_random_normal(uint64_t seed, uint64_t purpose, int64_t n, const uint64_t *ids,
                         int64_t per_row, double *out);
 
+/* Parallel tempering's per-slot arithmetic around the density (ptstep.c):
+ * one MALA (mala = 1) or random-walk (mala = 0) move of m rows of d <= 64
+ * parameters in whitened coordinates, split around the density evaluation.
+ * metric: PHASE_PT_UNIT (factor unused, may be NULL), PHASE_PT_DIAGONAL
+ * (factor m x d standard deviations), PHASE_PT_DENSE (factor m x d x d
+ * lower Cholesky factors L, row-major, M^-1 = L L^T). step: m step sizes h.
+ *
+ * phase_pt_propose: jump = h xi with xi the normals of phase_random_normal
+ * (seed, purpose, ids row r, d per row); move = (h^2/2) L^T grad + jump
+ * (MALA; grad the m x d path gradients, may be NULL for a random walk) or
+ * jump; proposal = x + L move. All outputs m x d.
+ *
+ * phase_pt_accept: log a = logpi_new - logpi, plus for MALA where that is
+ * finite sum_i (jump_i^2 - back_i^2) / (2 h h) with back = move + (h^2/2)
+ * L^T grad_new (in component order); accept_prob = exp(min(0, log a)), 0 if
+ * NaN; the row takes the proposal (proposal, ll_new, lp_new, gll_new,
+ * glp_new into x, ll, lp, gll, glp) iff u < accept_prob, u the first value of
+ * phase_random_uniform(seed, purpose, ids row r). A row's bits depend only
+ * on its inputs. PHASE_EINVAL for m < 0, d outside [1, 64], an unknown
+ * metric or NULL arrays. */
+enum { PHASE_PT_UNIT = 0, PHASE_PT_DIAGONAL = 1, PHASE_PT_DENSE = 2 };
+int phase_pt_propose(int64_t m, int64_t d, int mala, int metric, const double *factor, const double *step,
+                     const double *x, const double *grad, uint64_t seed, uint64_t purpose, const uint64_t *ids,
+                     double *jump, double *move, double *proposal);
+int phase_pt_accept(int64_t m, int64_t d, int mala, int metric, const double *factor, const double *step,
+                    const double *logpi, const double *logpi_new, const double *grad_new, const double *jump,
+                    const double *move, uint64_t seed, uint64_t purpose, const uint64_t *ids,
+                    const double *proposal, const double *ll_new, const double *lp_new, const double *gll_new,
+                    const double *glp_new, double *x, double *ll, double *lp, double *gll, double *glp,
+                    double *accept_prob);
+
+/* Swap decisions of n pairs (levels j, j+1 with inverse temperatures
+ * beta_low > beta_high and swap potentials v_low, v_high): alpha =
+ * exp(min(0, (beta_low - beta_high)(v_high - v_low))), 0 where v_high - v_low
+ * is NaN; accepted[k] = u < alpha[k], u the first value of
+ * phase_random_uniform(seed, purpose, ids row k). PHASE_EINVAL for n < 0 or
+ * NULL arrays. */
+int phase_pt_swap(int64_t n, const double *beta_low, const double *beta_high, const double *v_low,
+                  const double *v_high, uint64_t seed, uint64_t purpose, const uint64_t *ids, double *alpha,
+                  uint8_t *accepted);
+
 #ifdef __cplusplus
 }
 #endif

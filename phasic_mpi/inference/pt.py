@@ -52,8 +52,8 @@ from phasic_mpi.inference import ptmoves
 from phasic_mpi.inference.ptstream import cold_rows, gather_cold, with_drained
 from phasic_mpi.inference.ptreference import (Path, check_reference, join_legs, reference_layout, reference_state,
                                               respace_by_leg, stepping_stone, update_reference, variational_chains)
-from phasic_mpi.inference.ptscan import (STREAM_INIT, STREAM_PHASE, STREAM_SWAP, Pairs, evaluate_block, global_map,
-                                         pairs_of, slot_index, swap_log_accept_many)
+from phasic_mpi.inference.ptscan import (STREAM_INIT, STREAM_PHASE, Pairs, evaluate_block, pairs_of, slot_index,
+                                         swap_decisions)
 
 __all__ = ["PTAlgorithm", "PTSettings", "PTState", "stepping_stone", "respace_ladder", "swap_log_accept"]
 
@@ -312,16 +312,13 @@ def _swap_phase(slots: _Slots, state: PTState, ctx: PTContext) -> None:
         return
     ids = pairs.ids.copy()
     ids[:, 2] = scan
-    u = uniforms(settings.seed, STREAM_SWAP, ids)[:, 0]
     slots.v = slots.path.potential(slots.loglik, slots.logprior, slots.x)  # log L on a prior-referenced path
     ll_low, ll_high = slots.v[pairs.ends[0]], slots.v[pairs.ends[1]]
     received = {}
     for k in pairs.cross:
         received[k], ll_low[k], ll_high[k] = _cross_pair(slots, int(pairs.g[k]), bool(pairs.low_local[k]), ctx)
-    log_alpha = swap_log_accept_many(state.betas[pairs.chain, pairs.level], state.betas[pairs.chain, pairs.level + 1],
-                                     ll_low, ll_high)
-    alpha = global_map(np.exp, log_alpha, pairs.g, layout.n)
-    accepted = u < alpha
+    alpha, accepted = swap_decisions(state.betas[pairs.chain, pairs.level],
+                                     state.betas[pairs.chain, pairs.level + 1], ll_low, ll_high, settings.seed, ids)
     here = accepted[pairs.both]
     slots.exchange(pairs.low[here])
     slots.decisions[pairs.low, 2], slots.decisions[pairs.low, 3] = scan, here

@@ -34,7 +34,7 @@ import numpy as np
 from phasic_mpi.inference.counters import STEP_SHIFT, counter_ids, normals
 from phasic_mpi.inference.parallel import allgather_rows
 from phasic_mpi.inference.ptscan import (STREAM_LOCAL, _metropolis, evaluate_block, global_map, hmc_move, local_move,
-                                         move_parts, slot_index)
+                                         slot_index)
 
 __all__ = ["METRIC_FIRST_ROUND", "accumulate", "adapt_clock", "after_scan", "apply_factor", "apply_factor_t",
            "gathered", "initial_metric", "kernel", "local_phase", "metric_kind", "metric_layout", "metric_rounds",
@@ -105,25 +105,10 @@ def apply_factor_t(factor: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def preconditioned_step(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any, factor: np.ndarray) -> np.ndarray:
-    """One MALA or random-walk move of every local slot in whitened coordinates, in place.
-
-    Arguments as :func:`phasic_mpi.inference.ptscan.local_move`, plus the
-    slots' metric factors ``factor``. Returns the acceptance probabilities.
-    """
-    layout, path = ctx.layout, slots.path  # log pi_b and its gradient (inference/ptreference.py)
-    step, jump, logpi, mala, half_var = move_parts(slots, beta, ids, ctx)
-    grad = path.grad(beta, slots.grad_ll, slots.grad_lp, slots.x) if mala else None
-    move = half_var * apply_factor_t(factor, grad) + jump if mala else jump
-    proposal = slots.x + apply_factor(factor, move)
-    ll2, lp2, gll2, glp2 = evaluated = evaluate_block(ctx.density, layout, proposal)
-    with np.errstate(invalid="ignore", over="ignore"):
-        log_alpha = path.logpi(beta, ll2, lp2, proposal) - logpi
-        if mala:  # log q(y | y') - log q(y' | y): y - y' = -move
-            back = move + half_var * apply_factor_t(factor, path.grad(beta, gll2, glp2, proposal))
-            sums = global_map(lambda a: a.sum(axis=1), jump * jump - back * back, layout.rows, layout.n)
-            log_alpha = np.where(np.isfinite(log_alpha), log_alpha + sums / (2.0 * slots.step * slots.step),
-                                 log_alpha)
-    return _metropolis(slots, log_alpha, ids, ctx, proposal, evaluated)
+    """One MALA or random-walk move of every local slot in whitened coordinates, in place
+    (:func:`phasic_mpi.inference.ptscan.local_move` with the slots' metric factors
+    ``factor``). Returns the acceptance probabilities."""
+    return local_move(slots, beta, ids, ctx, factor)
 
 
 def preconditioned_hmc(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any, factor: np.ndarray) -> np.ndarray:

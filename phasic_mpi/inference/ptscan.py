@@ -1,13 +1,15 @@
 """The vectorised arithmetic and local moves of a parallel-tempering scan
 (:mod:`phasic_mpi.inference.pt`).
 
-A scan works on all of a rank's slots at once. Elementwise arithmetic gives
-the same bits whatever the array; everything else that feeds a decision
-(exp, row sums, the density itself) runs on an array of the global shape,
-K*N rows, with this rank's rows written in (:func:`global_map`,
+A scan works on all of a rank's slots at once. The MALA and random-walk
+moves' proposal and accept/reject and the swap decisions run in libphase
+(``ptstep.c``): one C call per half-move for every slot, each row computed by
+the same code, so a row's bits never depend on how many rows a rank holds.
+What stays in numpy and feeds a decision (HMC's exp and row sums, the
+step-size adaptation, the density itself) runs on an array of the global
+shape, K*N rows, with this rank's rows written in (:func:`global_map`,
 :func:`evaluate_block`): numpy may round an element differently depending on
-the array's shape, so this keeps every rank layout bitwise equal.
-"""
+the array's shape, so this keeps every rank layout bitwise equal."""
 
 from __future__ import annotations
 
@@ -17,11 +19,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from phasic_mpi._libphase import ffi, lib
 from phasic_mpi.inference.counters import normals, uniforms
 from phasic_mpi.inference.parallel import BlockLayout
 
-__all__ = ["Pairs", "evaluate_block", "global_map", "hmc_move", "local_move", "move_parts", "pairs_of",
-           "slot_index", "swap_log_accept_many", "tempered"]
+__all__ = ["Pairs", "evaluate_block", "global_map", "hmc_move", "local_move", "pairs_of",
+           "slot_index", "swap_decisions", "tempered"]
 
 # purposes of the counter-based draws (the second key word; see inference/counters.py)
 STREAM_INIT, STREAM_LOCAL, STREAM_SWAP, STREAM_PHASE, STREAM_ACCEPT = 11, 12, 13, 14, 15
@@ -107,14 +110,22 @@ def pairs_of(n_levels: int, n_slots: int, start: int, stop: int, parities: tuple
     return out
 
 
-def swap_log_accept_many(beta_low: np.ndarray, beta_high: np.ndarray, loglik_low: np.ndarray,
-                         loglik_high: np.ndarray) -> np.ndarray:
-    """``phasic_mpi.inference.pt.swap_log_accept`` elementwise."""
-    with np.errstate(invalid="ignore"):
-        diff = loglik_high - loglik_low
-        log_alpha = np.minimum(0.0, (beta_low - beta_high) * diff)
-    log_alpha[np.isnan(diff)] = -math.inf
-    return log_alpha
+def swap_decisions(beta_low: np.ndarray, beta_high: np.ndarray, v_low: np.ndarray, v_high: np.ndarray,
+                   seed: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Acceptance probabilities and decisions of a swap phase's pairs (libphase's ``phase_pt_swap``).
+
+    alpha = exp(``phasic_mpi.inference.pt.swap_log_accept``) per pair from its
+    levels' inverse temperatures and swap potentials; a pair swaps iff its
+    uniform, keyed by ``ids`` (chain, pair, scan, 0) under ``STREAM_SWAP``,
+    is below alpha. Both ends of a cross-rank pair compute the same bits.
+    """
+    n = len(v_low)
+    alpha, accepted = np.empty(n), np.empty(n, dtype=np.uint8)
+    args = (np.ascontiguousarray(a, dtype=np.float64) for a in (beta_low, beta_high, v_low, v_high))
+    _check(lib.phase_pt_swap(n, *(_buf(a) for a in args), seed, STREAM_SWAP,
+                             _buf(np.ascontiguousarray(ids, dtype=np.uint64), "uint64_t[]"),
+                             _buf(alpha), _buf(accepted, "uint8_t[]")))
+    return alpha, accepted.view(bool)
 
 
 def _metropolis(slots: Any, log_alpha: np.ndarray, ids: np.ndarray, ctx: Any,
@@ -138,38 +149,57 @@ def _metropolis(slots: Any, log_alpha: np.ndarray, ids: np.ndarray, ctx: Any,
     return accept_prob
 
 
-def move_parts(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any) -> tuple[Any, ...]:
-    """What a MALA or random-walk move starts from: the step column h (m, 1),
-    the scaled noise h xi, log pi_b on the slots' path (``slots.path``, see
-    inference/ptreference.py), whether it is MALA, h^2 / 2."""
-    step = slots.step[:, None]
-    jump = step * normals(ctx.settings.seed, STREAM_LOCAL, ids, slots.x.shape[1])
-    logpi = slots.path.logpi(beta, slots.loglik, slots.logprior, slots.x)
-    return step, jump, logpi, ctx.settings.local_move == "mala", 0.5 * step * step
+def _buf(a: np.ndarray | None, kind: str = "double[]") -> Any:
+    """A C pointer to ``a`` (C-contiguous), NULL for None."""
+    return ffi.NULL if a is None else ffi.from_buffer(kind, a)
 
 
-def local_move(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any) -> np.ndarray:
+def _check(status: int) -> None:
+    if status != lib.PHASE_OK:
+        raise ValueError(ffi.string(lib.phase_last_error()).decode())
+
+
+def _metric_code(factor: np.ndarray | None) -> int:
+    if factor is None:
+        return lib.PHASE_PT_UNIT
+    return lib.PHASE_PT_DIAGONAL if factor.ndim == 2 else lib.PHASE_PT_DENSE
+
+
+def local_move(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any, factor: np.ndarray | None = None) -> np.ndarray:
     """One MALA or random-walk Metropolis move of every local slot, in place.
 
     ``slots`` is the scan's working copy (``pt._Slots``), ``ctx`` the
     ``pt.PTContext``; ``beta`` (m,) are the slots' inverse temperatures and
-    ``ids`` (m, 4) their counter ids for this step. Returns the acceptance
+    ``ids`` (m, 4) their counter ids for this step; ``factor`` the slots'
+    metric factors (:mod:`~phasic_mpi.inference.ptmoves`; None: unit metric).
+    The proposal and the accept/reject run in libphase (``phase_pt_propose``,
+    ``phase_pt_accept``: every row by the same code, so any rank layout
+    gives the same bits); log pi_b and its gradient come from the slots'
+    path (``slots.path``, inference/ptreference.py). Returns the acceptance
     probabilities (m,).
     """
-    layout = ctx.layout
-    step, jump, logpi, mala, half_var = move_parts(slots, beta, ids, ctx)
-    path = slots.path  # log pi_b and its gradient (inference/ptreference.py)
-    proposal = (slots.x + half_var * path.grad(beta, slots.grad_ll, slots.grad_lp, slots.x) + jump if mala
-                else slots.x + jump)
-    ll2, lp2, gll2, glp2 = evaluated = evaluate_block(ctx.density, layout, proposal)
+    seed, path = ctx.settings.seed, slots.path
+    mala = ctx.settings.local_move == "mala"
+    m, d = slots.x.shape
+    metric = _metric_code(factor)
+    factor = None if factor is None else np.ascontiguousarray(factor, dtype=np.float64)
+    ids = np.ascontiguousarray(ids, dtype=np.uint64)
+    grad = np.ascontiguousarray(path.grad(beta, slots.grad_ll, slots.grad_lp, slots.x)) if mala else None
+    jump, move, proposal = np.empty((3, m, d))
+    _check(lib.phase_pt_propose(m, d, mala, metric, _buf(factor), _buf(slots.step), _buf(slots.x), _buf(grad),
+                                seed, STREAM_LOCAL, _buf(ids, "uint64_t[]"), _buf(jump), _buf(move), _buf(proposal)))
+    ll2, lp2, gll2, glp2 = (np.ascontiguousarray(a) for a in evaluate_block(ctx.density, ctx.layout, proposal))
+    logpi = np.ascontiguousarray(path.logpi(beta, slots.loglik, slots.logprior, slots.x), dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        log_alpha = path.logpi(beta, ll2, lp2, proposal) - logpi
-        if mala:  # log q(z | z') - log q(z' | z), the forward residual being the jump itself
-            back = slots.x - proposal - half_var * path.grad(beta, gll2, glp2, proposal)
-            sums = global_map(lambda a: a.sum(axis=1), jump * jump - back * back, layout.rows, layout.n)
-            log_alpha = np.where(np.isfinite(log_alpha), log_alpha + sums / (2.0 * slots.step * slots.step),
-                                 log_alpha)
-    return _metropolis(slots, log_alpha, ids, ctx, proposal, evaluated)
+        logpi2 = np.ascontiguousarray(path.logpi(beta, ll2, lp2, proposal), dtype=np.float64)
+        grad2 = np.ascontiguousarray(path.grad(beta, gll2, glp2, proposal)) if mala else None
+    accept = np.empty(m)
+    _check(lib.phase_pt_accept(m, d, mala, metric, _buf(factor), _buf(slots.step), _buf(logpi), _buf(logpi2),
+                               _buf(grad2), _buf(jump), _buf(move), seed, STREAM_ACCEPT, _buf(ids, "uint64_t[]"),
+                               _buf(proposal), _buf(ll2), _buf(lp2), _buf(gll2), _buf(glp2), _buf(slots.x),
+                               _buf(slots.loglik), _buf(slots.logprior), _buf(slots.grad_ll), _buf(slots.grad_lp),
+                               _buf(accept)))
+    return accept
 
 
 def hmc_move(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any) -> np.ndarray:

@@ -9,25 +9,35 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from phasic_mpi import models
-from phasic_mpi.inference.counters import normals
+from phasic_mpi.inference.counters import normals, uniforms
 from phasic_mpi.inference.parallel import block_layout
 from phasic_mpi.inference.posterior import Posterior, PosteriorEval
 from phasic_mpi.inference.priors import Gamma, LogNormal
 from phasic_mpi.inference.pt import PTContext, PTSettings, PTState, _Slots, swap_log_accept
-from phasic_mpi.inference.ptscan import STREAM_LOCAL, evaluate_block, hmc_move, local_move, swap_log_accept_many
+from phasic_mpi.inference.ptscan import (STREAM_LOCAL, STREAM_SWAP, evaluate_block, hmc_move, local_move,
+                                         swap_decisions)
 
 from pt_reference import cold_draws, leapfrog_mh
 
 
-def test_swap_log_accept_many_is_the_scalar_rule():
+def test_swap_decisions_are_the_scalar_rule_and_the_keyed_uniforms():
     rng = np.random.default_rng(2)
     low = np.concatenate([rng.normal(0, 5, 40), [-np.inf, -np.inf, 0.0, 3.0]])
     high = np.concatenate([rng.normal(0, 5, 40), [-np.inf, 0.0, -np.inf, np.inf]])
     b_low, b_high = rng.uniform(0.5, 1, 44), rng.uniform(0, 0.5, 44)
-    got = swap_log_accept_many(b_low, b_high, low, high)
+    ids = np.zeros((44, 4), dtype=np.uint64)
+    ids[:, 0], ids[:, 1], ids[:, 2] = np.arange(44) % 3, np.arange(44), 17
+    alpha, accepted = swap_decisions(b_low, b_high, low, high, 5, ids)
     with np.errstate(invalid="ignore"):  # -inf - -inf in the scalar rule
-        want = [swap_log_accept(*args) for args in zip(b_low, b_high, low, high)]
-    assert got.tolist() == want
+        want = np.array([math.exp(swap_log_accept(*args)) for args in zip(b_low, b_high, low, high)])
+    assert np.allclose(alpha, want, rtol=1e-15, atol=0)  # libm's exp against math.exp
+    assert alpha[-4:].tolist() == [0.0, 1.0, 0.0, 1.0]  # -inf both, up out of the support, down, +inf
+    u = uniforms(5, STREAM_SWAP, ids)[:, 0]
+    assert accepted.tolist() == (u < alpha).tolist()
+    assert 0 < accepted.sum() < 44  # both decisions occur
+    # a row's decision depends on its own inputs only (the layout-independence of cross-rank pairs)
+    part = swap_decisions(b_low[7:9], b_high[7:9], low[7:9], high[7:9], 5, ids[7:9])
+    assert part[0].tolist() == alpha[7:9].tolist() and part[1].tolist() == accepted[7:9].tolist()
 
 
 class Gaussian:
