@@ -275,6 +275,34 @@ int phase_pt_swap(int64_t n, const double *beta_low, const double *beta_high, co
                   const double *v_high, uint64_t seed, uint64_t purpose, const uint64_t *ids, double *alpha,
                   uint8_t *accepted);
 
+/* A whole swap phase on one process's slots [start, start + m) of the
+ * replica array (row-major arrays of m rows: x, gll, glp m x d; ll, lp,
+ * label, last_end m; decisions m x 4 = (scan, accepted) of the left pair then
+ * the right pair; stats m x 6 with the PHASE_PT_STAT_* columns). Pair k joins
+ * global slots g[k] and g[k] + 1 (levels g mod n_levels and the next, of
+ * chain g / n_levels; never level n_levels - 1); low[k], high[k] are the local
+ * rows of its ends, -1 for an end on another process (high = low + 1 when
+ * both are here). Its decision is phase_pt_swap's on betas[g], betas[g + 1]
+ * (betas: the chains' ladders, flat), v_low[k], v_high[k] and the counter
+ * ids (chain, level, scan, 0); when both ends are here an accepted pair
+ * exchanges their rows of x, ll, lp, gll, glp, label and last_end. Every
+ * local end records (scan, accepted) in its decisions; the lower end adds
+ * 1 - alpha, accepted and one attempt to its statistics. alpha and accepted
+ * (n) are outputs. PHASE_EINVAL for bad sizes, ends or NULL arrays.
+ *
+ * phase_pt_round_trips: after a swap phase, slot i at level 0 counts a round
+ * trip if its replica last visited the top level (last_end 1) and marks
+ * last_end 0; at level n_levels - 1 a replica coming from the bottom (0) marks
+ * 1 (-1: neither end visited yet). */
+enum { PHASE_PT_STAT_LOCAL_ACCEPT = 0, PHASE_PT_STAT_LOCAL_MOVES = 1, PHASE_PT_STAT_REJECTION = 2,
+       PHASE_PT_STAT_SWAP_ACCEPTED = 3, PHASE_PT_STAT_SWAP_ATTEMPTS = 4, PHASE_PT_STAT_ROUND_TRIPS = 5 };
+int phase_pt_swap_phase(int64_t n, const int64_t *g, const int64_t *low, const int64_t *high, const double *betas,
+                        int64_t n_levels, int64_t scan, const double *v_low, const double *v_high, uint64_t seed,
+                        uint64_t purpose, int64_t m, int64_t d, double *x, double *ll, double *lp, double *gll,
+                        double *glp, int64_t *label, int64_t *last_end, double *decisions, double *stats,
+                        double *alpha, uint8_t *accepted);
+int phase_pt_round_trips(int64_t m, int64_t start, int64_t n_levels, int64_t *last_end, double *stats);
+
 #ifdef __cplusplus
 }
 #endif

@@ -137,6 +137,20 @@ int phase_pt_accept(int64_t m, int64_t d, int mala, int metric, const double *fa
     return PHASE_OK;
 }
 
+static void swap_rows(double *a, int64_t width, int64_t i, int64_t j)
+{
+    for (int64_t k = 0; k < width; k++) {
+        double t = a[i * width + k];
+        a[i * width + k] = a[j * width + k], a[j * width + k] = t;
+    }
+}
+
+static void swap_ints(int64_t *a, int64_t i, int64_t j)
+{
+    int64_t t = a[i];
+    a[i] = a[j], a[j] = t;
+}
+
 int phase_pt_swap(int64_t n, const double *beta_low, const double *beta_high, const double *v_low,
                   const double *v_high, uint64_t seed, uint64_t purpose, const uint64_t *ids, double *alpha,
                   uint8_t *accepted)
@@ -155,6 +169,66 @@ int phase_pt_swap(int64_t n, const double *beta_low, const double *beta_high, co
         if (status != PHASE_OK) return status;
         alpha[k] = a;
         accepted[k] = (uint8_t)(u < a);
+    }
+    return PHASE_OK;
+}
+
+int phase_pt_swap_phase(int64_t n, const int64_t *g, const int64_t *low, const int64_t *high, const double *betas,
+                        int64_t n_levels, int64_t scan, const double *v_low, const double *v_high, uint64_t seed,
+                        uint64_t purpose, int64_t m, int64_t d, double *x, double *ll, double *lp, double *gll,
+                        double *glp, int64_t *label, int64_t *last_end, double *decisions, double *stats,
+                        double *alpha, uint8_t *accepted)
+{
+    if (n < 0 || m < 0 || d < 1 || n_levels < 2 || scan < 0)
+        return phase_fail(PHASE_EINVAL, "phase_pt_swap_phase: n = %lld, m = %lld, d = %lld, n_levels = %lld, scan = %lld",
+                          (long long)n, (long long)m, (long long)d, (long long)n_levels, (long long)scan);
+    if (n > 0 && (!g || !low || !high || !betas || !v_low || !v_high || !x || !ll || !lp || !gll || !glp || !label ||
+                  !last_end || !decisions || !stats || !alpha || !accepted))
+        return phase_fail(PHASE_EINVAL, "phase_pt_swap_phase: NULL array");
+    for (int64_t k = 0; k < n; k++) {
+        const int64_t i = low[k], j = high[k];
+        if (g[k] < 0 || g[k] % n_levels == n_levels - 1 || i < -1 || i >= m || j < -1 || j >= m ||
+            (i < 0 && j < 0) || (i >= 0 && j >= 0 && j != i + 1))
+            return phase_fail(PHASE_EINVAL, "phase_pt_swap_phase: pair %lld: g = %lld, ends %lld, %lld", (long long)k,
+                              (long long)g[k], (long long)i, (long long)j);
+    }
+    for (int64_t k = 0; k < n; k++) {
+        /* the counter ids of the pair: (chain, level, scan, 0) */
+        const uint64_t ids[4] = {(uint64_t)(g[k] / n_levels), (uint64_t)(g[k] % n_levels), (uint64_t)scan, 0};
+        int status = phase_pt_swap(1, betas + g[k], betas + g[k] + 1, v_low + k, v_high + k, seed, purpose, ids,
+                                   alpha + k, accepted + k);
+        if (status != PHASE_OK) return status;
+        const int64_t i = low[k], j = high[k];
+        if (i >= 0 && j >= 0 && accepted[k]) {
+            swap_rows(x, d, i, j), swap_rows(ll, 1, i, j), swap_rows(lp, 1, i, j);
+            swap_rows(gll, d, i, j), swap_rows(glp, d, i, j);
+            swap_ints(label, i, j), swap_ints(last_end, i, j);
+        }
+        if (i >= 0) { /* the pair is the right pair of its lower end, whose row holds its statistics */
+            decisions[4 * i + 2] = (double)scan, decisions[4 * i + 3] = accepted[k];
+            stats[6 * i + PHASE_PT_STAT_REJECTION] += 1.0 - alpha[k];
+            stats[6 * i + PHASE_PT_STAT_SWAP_ACCEPTED] += accepted[k];
+            stats[6 * i + PHASE_PT_STAT_SWAP_ATTEMPTS] += 1;
+        }
+        if (j >= 0) decisions[4 * j] = (double)scan, decisions[4 * j + 1] = accepted[k];
+    }
+    return PHASE_OK;
+}
+
+int phase_pt_round_trips(int64_t m, int64_t start, int64_t n_levels, int64_t *last_end, double *stats)
+{
+    if (m < 0 || start < 0 || n_levels < 2)
+        return phase_fail(PHASE_EINVAL, "phase_pt_round_trips: m = %lld, start = %lld, n_levels = %lld",
+                          (long long)m, (long long)start, (long long)n_levels);
+    if (m > 0 && (!last_end || !stats)) return phase_fail(PHASE_EINVAL, "phase_pt_round_trips: NULL array");
+    for (int64_t i = 0; i < m; i++) {
+        const int64_t level = (start + i) % n_levels;
+        if (level == 0) {
+            if (last_end[i] == 1) stats[6 * i + PHASE_PT_STAT_ROUND_TRIPS] += 1;
+            last_end[i] = 0;
+        } else if (level == n_levels - 1 && last_end[i] == 0) {
+            last_end[i] = 1;
+        }
     }
     return PHASE_OK;
 }

@@ -3,7 +3,8 @@
  * against the Gaussian proposal densities written out (log q(x | x') -
  * log q(x' | x) in whitened coordinates, y = L^-1 x solved by forward
  * substitution), decisions against the keyed uniforms, the swap rule against
- * its closed form, rows independent of the others, and the argument checks. */
+ * its closed form, a swap phase's exchanges, decisions and statistics, round
+ * trips, rows independent of the others, and the argument checks. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -157,6 +158,65 @@ static void test_swap(void)
     for (int k = 0; k < 5; k++) CHECK(accepted[k] == (u[k] < alpha[k]), "pair %d decision", k);
 }
 
+static void test_swap_phase(void)
+{
+    /* one chain of 4 levels on this process: pairs (0, 1) and (2, 3); then a
+     * process holding slots 1..2 only: pair (0, 1) and (2, 3) are cross pairs */
+    const double betas[4] = {1.0, 0.5, 0.2, 0.0};
+    const int64_t g[2] = {0, 2}, low[2] = {0, 2}, high[2] = {1, 3};
+    const double v_low[2] = {-1.0, -30.0}, v_high[2] = {-0.5, -31.0};
+    double x[8] = {0, 0, 1, 1, 2, 2, 3, 3}, ll[4] = {-1, -0.5, -30, -31}, lp[4] = {0, 1, 2, 3};
+    double gll[8] = {0, 0, 1, 1, 2, 2, 3, 3}, glp[8] = {0, 0, 1, 1, 2, 2, 3, 3}, dec[16] = {0}, stats[24] = {0};
+    int64_t label[4] = {0, 1, 2, 3}, last_end[4] = {-1, 0, 1, -1};
+    const int64_t ends0[4] = {-1, 0, 1, -1};
+    double alpha[2], want_alpha[2];
+    uint8_t acc[2], want_acc[2];
+    CHECK(phase_pt_swap_phase(2, g, low, high, betas, 4, 6, v_low, v_high, 3, 13, 4, 2, x, ll, lp, gll, glp, label,
+                              last_end, dec, stats, alpha, acc) == PHASE_OK, "swap phase status");
+    const uint64_t ids[8] = {0, 0, 6, 0, 0, 2, 6, 0};
+    phase_pt_swap(1, betas, betas + 1, v_low, v_high, 3, 13, ids, want_alpha, want_acc);
+    phase_pt_swap(1, betas + 2, betas + 3, v_low + 1, v_high + 1, 3, 13, ids + 4, want_alpha + 1, want_acc + 1);
+    for (int k = 0; k < 2; k++) {
+        const int i = 2 * k, j = i + 1;
+        CHECK(alpha[k] == want_alpha[k] && acc[k] == want_acc[k], "pair %d: the rule of phase_pt_swap", k);
+        CHECK(label[i] == (acc[k] ? j : i) && label[j] == (acc[k] ? i : j), "pair %d: labels", k);
+        CHECK(x[2 * i] == label[i] && ll[i] == (acc[k] ? v_high : v_low)[k] && lp[j] == label[j] &&
+                  gll[2 * j + 1] == label[j] && glp[2 * i] == label[i],
+              "pair %d: the states move with their labels", k);
+        CHECK(last_end[i] == ends0[label[i]], "pair %d: last_end moves", k);
+        CHECK(dec[4 * i + 2] == 6 && dec[4 * i + 3] == acc[k] && dec[4 * j] == 6 && dec[4 * j + 1] == acc[k],
+              "pair %d: decisions on both ends", k);
+        CHECK(stats[6 * i + 2] == 1.0 - alpha[k] && stats[6 * i + 3] == acc[k] && stats[6 * i + 4] == 1 &&
+                  stats[6 * j + 4] == 0,
+              "pair %d: statistics on the lower end", k);
+    }
+    CHECK(alpha[0] == 1 && acc[0] == 1 && alpha[1] < 1, "pair 0 swaps (uphill), pair 1 is a draw: %g", alpha[1]);
+    /* the process holding slots 1 and 2: both pairs cross, nothing exchanged, the same decisions */
+    const int64_t low2[2] = {-1, 1}, high2[2] = {0, -1};
+    double x2[4] = {1, 1, 2, 2}, ll2[2] = {-0.5, -30}, d2[8] = {0}, s2[12] = {0}, a2[2];
+    int64_t lab2[2] = {1, 2}, end2[2] = {0, 1};
+    uint8_t c2[2];
+    CHECK(phase_pt_swap_phase(2, g, low2, high2, betas, 4, 6, v_low, v_high, 3, 13, 2, 2, x2, ll2, ll2, x2, x2, lab2,
+                              end2, d2, s2, a2, c2) == PHASE_OK, "cross pairs status");
+    CHECK(memcmp(a2, alpha, sizeof a2) == 0 && memcmp(c2, acc, sizeof c2) == 0, "cross pairs: the same decisions");
+    CHECK(lab2[0] == 1 && lab2[1] == 2 && d2[1] == acc[0] && d2[7] == acc[1] && s2[6 + 4] == 1 && s2[4] == 0,
+          "cross pairs: no exchange, decisions on the local ends, statistics on the lower one");
+    const int64_t bad[2] = {0, 3};
+    CHECK(phase_pt_swap_phase(2, g, low, bad, betas, 4, 6, v_low, v_high, 3, 13, 4, 2, x, ll, lp, gll, glp, label,
+                              last_end, dec, stats, alpha, acc) == PHASE_EINVAL, "ends not adjacent");
+    const int64_t top[1] = {3}, l3[1] = {3}, h3[1] = {-1};
+    CHECK(phase_pt_swap_phase(1, top, l3, h3, betas, 4, 6, v_low, v_high, 3, 13, 4, 2, x, ll, lp, gll, glp, label,
+                              last_end, dec, stats, alpha, acc) == PHASE_EINVAL, "pair above the top level");
+
+    /* round trips: levels 0..3 of two chains starting at slot 0 */
+    int64_t ends[8] = {1, 0, 1, 0, -1, 1, -1, -1};
+    double st[48] = {0};
+    CHECK(phase_pt_round_trips(8, 0, 4, ends, st) == PHASE_OK, "round trips status");
+    const int64_t want_ends[8] = {0, 0, 1, 1, 0, 1, -1, -1};
+    for (int i = 0; i < 8; i++) CHECK(ends[i] == want_ends[i] && st[6 * i + 5] == (i == 0), "round trips slot %d", i);
+    CHECK(phase_pt_round_trips(1, 0, 1, ends, st) == PHASE_EINVAL, "one level");
+}
+
 static void test_arguments(void)
 {
     double a[4] = {0}, b[4];
@@ -184,6 +244,7 @@ int main(void)
     test_mala(PHASE_PT_DENSE);
     test_random_walk_and_non_finite();
     test_swap();
+    test_swap_phase();
     test_arguments();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

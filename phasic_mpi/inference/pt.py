@@ -52,8 +52,8 @@ from phasic_mpi.inference import ptmoves
 from phasic_mpi.inference.ptstream import cold_rows, gather_cold, with_drained
 from phasic_mpi.inference.ptreference import (Path, check_reference, join_legs, reference_layout, reference_state,
                                               respace_by_leg, stepping_stone, update_reference, variational_chains)
-from phasic_mpi.inference.ptscan import (STREAM_INIT, STREAM_PHASE, Pairs, evaluate_block, pairs_of, slot_index,
-                                         swap_decisions)
+from phasic_mpi.inference.ptscan import (STREAM_INIT, STREAM_PHASE, Pairs, evaluate_block, pairs_of, round_trips,
+                                         slot_index, swap_phase_arrays)
 
 __all__ = ["PTAlgorithm", "PTSettings", "PTState", "stepping_stone", "respace_ladder", "swap_log_accept"]
 
@@ -238,8 +238,8 @@ class _Slots:
         self.logprior = state.logprior.copy()
         self.grad_ll = state.grad_ll.copy()
         self.grad_lp = state.grad_lp.copy()
-        self.label = state.label.copy()
-        self.last_end = state.last_end.copy()
+        self.label = np.array(state.label, dtype=np.int64)  # libphase swaps these in place
+        self.last_end = np.array(state.last_end, dtype=np.int64)
         self.step = state.step.copy()
         self.stats = state.stats.copy()
         self.decisions = state.decisions.copy()
@@ -253,15 +253,6 @@ class _Slots:
         self.loglik[i], self.logprior[i] = buf[0], buf[1]
         self.label[i], self.last_end[i] = int(buf[2]), int(buf[3])
         self.x[i], self.grad_ll[i], self.grad_lp[i] = buf[6:6 + d], buf[6 + d:6 + 2 * d], buf[6 + 2 * d:]
-
-    def exchange(self, low: np.ndarray) -> None:
-        """Swap the states of slots ``low`` and ``low + 1`` (distinct pairs)."""
-        if not low.size:
-            return
-        perm = np.arange(len(self.loglik))
-        perm[low], perm[low + 1] = low + 1, low
-        for name in SWAPPED:
-            setattr(self, name, getattr(self, name)[perm])
 
 
 def _active_pairs(settings: PTSettings, layout: BlockLayout, scan: int) -> Pairs:
@@ -310,36 +301,15 @@ def _swap_phase(slots: _Slots, state: PTState, ctx: PTContext) -> None:
     pairs = _active_pairs(settings, layout, scan)
     if not pairs.g.size:
         return
-    ids = pairs.ids.copy()
-    ids[:, 2] = scan
     slots.v = slots.path.potential(slots.loglik, slots.logprior, slots.x)  # log L on a prior-referenced path
     ll_low, ll_high = slots.v[pairs.ends[0]], slots.v[pairs.ends[1]]
     received = {}
     for k in pairs.cross:
         received[k], ll_low[k], ll_high[k] = _cross_pair(slots, int(pairs.g[k]), bool(pairs.low_local[k]), ctx)
-    alpha, accepted = swap_decisions(state.betas[pairs.chain, pairs.level],
-                                     state.betas[pairs.chain, pairs.level + 1], ll_low, ll_high, settings.seed, ids)
-    here = accepted[pairs.both]
-    slots.exchange(pairs.low[here])
-    slots.decisions[pairs.low, 2], slots.decisions[pairs.low, 3] = scan, here
-    slots.decisions[pairs.low + 1, 0], slots.decisions[pairs.low + 1, 1] = scan, here
+    accepted = swap_phase_arrays(slots, pairs, state.betas, scan, ll_low, ll_high, settings.seed)[1]
     for k, recv in received.items():
-        i, side = (pairs.ends[0][k], 2) if pairs.low_local[k] else (pairs.ends[1][k], 0)
         if accepted[k]:
-            slots.unpack(i, recv)
-        slots.decisions[i, side:side + 2] = (scan, accepted[k])
-    slots.stats[pairs.own, STAT_REJ] += 1.0 - alpha[pairs.low_local]
-    slots.stats[pairs.own, STAT_SWAP_ACC] += accepted[pairs.low_local]
-    slots.stats[pairs.own, STAT_SWAP_N] += 1
-
-
-def _round_trips(slots: _Slots, layout: BlockLayout, n_levels: int) -> None:
-    """A round trip: a replica back at b = 1 after visiting b = 0 (credited to level 0)."""
-    level = slot_index(n_levels, layout.start, layout.stop)[1]
-    bottom, top = level == 0, level == n_levels - 1
-    slots.stats[bottom & (slots.last_end == 1), STAT_TRIPS] += 1
-    slots.last_end[bottom] = 0
-    slots.last_end[top & ~bottom & (slots.last_end == 0)] = 1
+            slots.unpack(int(pairs.ends[0][k] if pairs.low_local[k] else pairs.ends[1][k]), recv)
 
 
 def _round_report(state: PTState, stats: np.ndarray, round_loglik: np.ndarray, ctx: PTContext) -> tuple[np.ndarray, dict]:
@@ -392,7 +362,7 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     slots.stats[:, STAT_LOCAL_N] += 1
     _swap_phase(slots, state, ctx)
     join_legs(slots, layout, settings, scan, ctx.comm, SWAPPED)
-    _round_trips(slots, layout, n)
+    round_trips(slots, layout.start, n)  # after join_legs: the b = 1 states may have moved
 
     potential = slots.path.potential(slots.loglik, slots.logprior, slots.x)
     round_loglik = np.vstack([state.round_loglik, potential[None]])

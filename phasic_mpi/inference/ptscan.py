@@ -24,7 +24,7 @@ from phasic_mpi.inference.counters import normals, uniforms
 from phasic_mpi.inference.parallel import BlockLayout
 
 __all__ = ["Pairs", "evaluate_block", "global_map", "hmc_move", "local_move", "pairs_of",
-           "slot_index", "swap_decisions", "tempered"]
+           "round_trips", "slot_index", "swap_phase_arrays", "tempered"]
 
 # purposes of the counter-based draws (the second key word; see inference/counters.py)
 STREAM_INIT, STREAM_LOCAL, STREAM_SWAP, STREAM_PHASE, STREAM_ACCEPT = 11, 12, 13, 14, 15
@@ -76,56 +76,68 @@ def evaluate_block(density: Any, layout: BlockLayout, z: np.ndarray) -> tuple[np
 class Pairs(NamedTuple):
     """A swap phase's pairs (g, g+1) that touch a rank's slots [start, stop)."""
 
-    g: np.ndarray  # lower slots, increasing
-    chain: np.ndarray
-    level: np.ndarray  # level of g (the pair is level, level + 1)
-    ids: np.ndarray  # counter ids (chain, level, 0, 0): the scan goes into column 2
-    both: np.ndarray  # bool: both ends on this rank
-    low: np.ndarray  # local index of the lower end of the pairs with both ends here
+    g: np.ndarray  # lower slots, increasing (int64)
     low_local: np.ndarray  # bool: the lower end is here (the pair's statistics live with it)
-    own: np.ndarray  # local index of those lower ends
-    cross: tuple[int, ...]  # positions of the pairs with one end on another rank (at most 2)
+    rows: tuple[np.ndarray, np.ndarray]  # local rows of the lower and upper ends, -1 on another rank (int64)
     ends: tuple[np.ndarray, np.ndarray]  # local indices of both ends (clipped for cross pairs)
+    cross: tuple[int, ...]  # positions of the pairs with one end on another rank (at most 2)
 
 
 @functools.lru_cache(maxsize=64)
 def pairs_of(n_levels: int, n_slots: int, start: int, stop: int, parities: tuple[int, ...]) -> Pairs:
     """The pairs of a swap phase touching slots [start, stop) whose lower level has
     its chain's parity (``parities`` per chain, from the first chain touched)."""
-    g = np.arange(max(start - 1, 0), min(stop, n_slots - 1))
+    g = np.arange(max(start - 1, 0), min(stop, n_slots - 1), dtype=np.int64)
     chain, level = np.divmod(g, n_levels)
     parity = np.asarray(parities)[chain - chain[0]] if g.size else chain
-    keep = (level != n_levels - 1) & (level % 2 == parity)  # level N-1 pairs with the next chain
-    g, chain, level = g[keep], chain[keep], level[keep]
+    g = g[(level != n_levels - 1) & (level % 2 == parity)]  # level N-1 pairs with the next chain
     low_local, high_local = g >= start, g + 1 < stop
-    both = low_local & high_local
-    ids = np.zeros((g.size, 4), dtype=np.uint64)
-    ids[:, 0], ids[:, 1] = chain, level
     i_low = g - start
+    rows = np.where(low_local, i_low, -1), np.where(high_local, i_low + 1, -1)
     ends = np.clip(i_low, 0, stop - start - 1), np.clip(i_low + 1, 0, stop - start - 1)
-    out = Pairs(g, chain, level, ids, both, i_low[both], low_local, i_low[low_local],
-                tuple(int(k) for k in np.flatnonzero(~both)), ends)
-    for arr in (g, chain, level, ids, both, out.low, low_local, out.own, *ends):
+    out = Pairs(g, low_local, rows, ends, tuple(int(k) for k in np.flatnonzero(~(low_local & high_local))))
+    for arr in (g, low_local, *rows, *ends):
         arr.flags.writeable = False  # shared by every scan of the same parities
     return out
 
 
-def swap_decisions(beta_low: np.ndarray, beta_high: np.ndarray, v_low: np.ndarray, v_high: np.ndarray,
-                   seed: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Acceptance probabilities and decisions of a swap phase's pairs (libphase's ``phase_pt_swap``).
+def _inplace(a: np.ndarray, dtype: type) -> Any:
+    """A C pointer to an array libphase writes in place (it must not be a copy)."""
+    if a.dtype != dtype or not a.flags.c_contiguous or not a.flags.writeable:
+        raise TypeError(f"expected a writeable C-contiguous {np.dtype(dtype)} array, got {a.dtype}")
+    return ffi.from_buffer("int64_t[]" if dtype is np.int64 else "double[]", a)
 
-    alpha = exp(``phasic_mpi.inference.pt.swap_log_accept``) per pair from its
-    levels' inverse temperatures and swap potentials; a pair swaps iff its
-    uniform, keyed by ``ids`` (chain, pair, scan, 0) under ``STREAM_SWAP``,
-    is below alpha. Both ends of a cross-rank pair compute the same bits.
+
+def swap_phase_arrays(slots: Any, pairs: Pairs, betas: np.ndarray, scan: int, v_low: np.ndarray,
+                      v_high: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The decisions of a swap phase's pairs, applied to ``slots`` in place (``phase_pt_swap_phase``).
+
+    A pair swaps iff its uniform, keyed by (chain, level, scan, 0) under
+    ``STREAM_SWAP``, is below alpha = exp(``pt.swap_log_accept``) of its
+    levels' inverse temperatures (``betas`` (K, N)) and swap potentials
+    ``v_low``, ``v_high``; pairs with both ends here exchange their states,
+    every end here records the decision and the lower end the statistics.
+    Both ends of a cross-rank pair compute the same bits. Returns alpha and
+    the decisions (the caller takes a cross-rank pair's received state).
     """
-    n = len(v_low)
+    n, (m, d) = len(pairs.g), slots.x.shape
     alpha, accepted = np.empty(n), np.empty(n, dtype=np.uint8)
-    args = (np.ascontiguousarray(a, dtype=np.float64) for a in (beta_low, beta_high, v_low, v_high))
-    _check(lib.phase_pt_swap(n, *(_buf(a) for a in args), seed, STREAM_SWAP,
-                             _buf(np.ascontiguousarray(ids, dtype=np.uint64), "uint64_t[]"),
-                             _buf(alpha), _buf(accepted, "uint8_t[]")))
+    v_low, v_high = (np.ascontiguousarray(v, dtype=np.float64) for v in (v_low, v_high))
+    fields = (_inplace(getattr(slots, f), np.float64) for f in ("x", "loglik", "logprior", "grad_ll", "grad_lp"))
+    _check(lib.phase_pt_swap_phase(
+        n, _buf(pairs.g, "int64_t[]"), _buf(pairs.rows[0], "int64_t[]"), _buf(pairs.rows[1], "int64_t[]"),
+        _buf(np.ascontiguousarray(betas, dtype=np.float64)), betas.shape[1], scan, _buf(v_low), _buf(v_high), seed,
+        STREAM_SWAP, m, d, *fields, _inplace(slots.label, np.int64), _inplace(slots.last_end, np.int64),
+        _inplace(slots.decisions, np.float64), _inplace(slots.stats, np.float64), _buf(alpha),
+        _buf(accepted, "uint8_t[]")))
     return alpha, accepted.view(bool)
+
+
+def round_trips(slots: Any, start: int, n_levels: int) -> None:
+    """Round trips after a swap phase, in place (``phase_pt_round_trips``): a replica back
+    at b = 1 after visiting b = 0 counts one, credited to its level-0 slot."""
+    _check(lib.phase_pt_round_trips(len(slots.last_end), start, n_levels, _inplace(slots.last_end, np.int64),
+                                    _inplace(slots.stats, np.float64)))
 
 
 def _metropolis(slots: Any, log_alpha: np.ndarray, ids: np.ndarray, ctx: Any,

@@ -3,41 +3,79 @@ probability (against the scalar Metropolis-Hastings formula), and batched
 density calls that give the same bits under every rank layout."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
 from phasic_mpi import models
-from phasic_mpi.inference.counters import normals, uniforms
+from phasic_mpi._libphase import lib
+from phasic_mpi.inference.counters import counter_ids, normals, uniforms
 from phasic_mpi.inference.parallel import block_layout
 from phasic_mpi.inference.posterior import Posterior, PosteriorEval
 from phasic_mpi.inference.priors import Gamma, LogNormal
-from phasic_mpi.inference.pt import PTContext, PTSettings, PTState, _Slots, swap_log_accept
+from phasic_mpi.inference.pt import (STAT_REJ, STAT_SWAP_ACC, STAT_SWAP_N, STAT_TRIPS, PTContext, PTSettings, PTState,
+                                    _Slots, swap_log_accept)
 from phasic_mpi.inference.ptscan import (STREAM_LOCAL, STREAM_SWAP, evaluate_block, hmc_move, local_move,
-                                         swap_decisions)
+                                         pairs_of, round_trips, swap_phase_arrays)
 
 from pt_reference import cold_draws, leapfrog_mh
 
 
-def test_swap_decisions_are_the_scalar_rule_and_the_keyed_uniforms():
-    rng = np.random.default_rng(2)
-    low = np.concatenate([rng.normal(0, 5, 40), [-np.inf, -np.inf, 0.0, 3.0]])
-    high = np.concatenate([rng.normal(0, 5, 40), [-np.inf, 0.0, -np.inf, np.inf]])
-    b_low, b_high = rng.uniform(0.5, 1, 44), rng.uniform(0, 0.5, 44)
-    ids = np.zeros((44, 4), dtype=np.uint64)
-    ids[:, 0], ids[:, 1], ids[:, 2] = np.arange(44) % 3, np.arange(44), 17
-    alpha, accepted = swap_decisions(b_low, b_high, low, high, 5, ids)
-    with np.errstate(invalid="ignore"):  # -inf - -inf in the scalar rule
-        want = np.array([math.exp(swap_log_accept(*args)) for args in zip(b_low, b_high, low, high)])
-    assert np.allclose(alpha, want, rtol=1e-15, atol=0)  # libm's exp against math.exp
-    assert alpha[-4:].tolist() == [0.0, 1.0, 0.0, 1.0]  # -inf both, up out of the support, down, +inf
-    u = uniforms(5, STREAM_SWAP, ids)[:, 0]
-    assert accepted.tolist() == (u < alpha).tolist()
-    assert 0 < accepted.sum() < 44  # both decisions occur
-    # a row's decision depends on its own inputs only (the layout-independence of cross-rank pairs)
-    part = swap_decisions(b_low[7:9], b_high[7:9], low[7:9], high[7:9], 5, ids[7:9])
-    assert part[0].tolist() == alpha[7:9].tolist() and part[1].tolist() == accepted[7:9].tolist()
+def _swap_slots(m, seed):
+    rng = np.random.default_rng(seed)
+    ll = rng.normal(-20, 5, m)
+    ll[[2, 3]] = -np.inf  # a pair of states outside the support, and one next to a finite state
+    return SimpleNamespace(x=rng.normal(size=(m, 2)), loglik=ll, logprior=rng.normal(size=m),
+                           grad_ll=rng.normal(size=(m, 2)), grad_lp=rng.normal(size=(m, 2)),
+                           label=np.arange(m, dtype=np.int64), last_end=rng.integers(-1, 2, m).astype(np.int64),
+                           decisions=np.zeros((m, 4)), stats=np.zeros((m, 6)))
+
+
+@pytest.mark.parametrize("parity", [0, 1])
+def test_swap_phase_applies_the_scalar_rule_with_the_keyed_uniforms(parity):
+    n, chains, scan, seed = 6, 2, 7, 5
+    m = n * chains
+    slots, before = _swap_slots(m, 3), _swap_slots(m, 3)
+    betas = np.sort(np.random.default_rng(1).uniform(0, 1, (chains, n)))[:, ::-1].copy()
+    pairs = pairs_of(n, m, 0, m, (parity,) * chains)
+    v_low, v_high = slots.loglik[pairs.g], slots.loglik[pairs.g + 1]
+    alpha, accepted = swap_phase_arrays(slots, pairs, betas, scan, v_low, v_high, seed)
+    u = uniforms(seed, STREAM_SWAP, counter_ids(pairs.g // n, pairs.g % n, scan))[:, 0]
+    want_x, want_label = before.x.copy(), before.label.copy()
+    for k, g in enumerate(pairs.g):
+        c, j = divmod(int(g), n)
+        with np.errstate(invalid="ignore"):  # -inf - -inf in the scalar rule
+            want_alpha = math.exp(swap_log_accept(betas[c, j], betas[c, j + 1], v_low[k], v_high[k]))
+        assert alpha[k] == pytest.approx(want_alpha, rel=1e-15, abs=0)  # libm's exp against math.exp
+        assert accepted[k] == (u[k] < alpha[k])
+        if accepted[k]:
+            want_x[[g, g + 1]], want_label[[g, g + 1]] = before.x[[g + 1, g]], before.label[[g + 1, g]]
+        assert slots.decisions[g, 2:].tolist() == [scan, accepted[k]] == slots.decisions[g + 1, :2].tolist()
+        assert slots.stats[g, 2:5].tolist() == [1.0 - alpha[k], accepted[k], 1.0]
+    assert 0 < accepted.sum() < len(pairs.g) or parity == 1  # both decisions occur (parity 0)
+    assert np.array_equal(slots.x, want_x) and np.array_equal(slots.label, want_label)
+    for field in ("loglik", "logprior", "grad_ll", "grad_lp", "last_end"):  # each moved with its state
+        assert np.array_equal(getattr(slots, field), getattr(before, field)[want_label])
+    # a rank holding slots [3, 8) decides its pairs alike, cross-rank ones included
+    part = _swap_slots(m, 3)
+    part = SimpleNamespace(**{k: np.ascontiguousarray(v[3:8]) for k, v in vars(part).items()})
+    sub = pairs_of(n, m, 3, 8, (parity,) * chains)
+    got = swap_phase_arrays(part, sub, betas, scan, before.loglik[sub.g], before.loglik[sub.g + 1], seed)
+    index = np.searchsorted(pairs.g, sub.g)
+    assert got[0].tolist() == alpha[index].tolist() and got[1].tolist() == accepted[index].tolist()
+    assert sub.cross and np.array_equal(part.label[1:4], slots.label[4:7])  # rows 4..6: both ends here
+
+
+def test_round_trips_count_a_return_to_the_bottom_after_the_top():
+    n, m = 4, 8
+    slots = SimpleNamespace(last_end=np.array([1, 0, 1, 0, -1, 1, -1, -1], dtype=np.int64), stats=np.zeros((m, 6)))
+    round_trips(slots, 0, n)
+    assert slots.last_end.tolist() == [0, 0, 1, 1, 0, 1, -1, -1]  # level 0: bottom; level 3 after the bottom: top
+    assert slots.stats[:, 5].tolist() == [1, 0, 0, 0, 0, 0, 0, 0]
+    assert (lib.PHASE_PT_STAT_REJECTION, lib.PHASE_PT_STAT_SWAP_ACCEPTED, lib.PHASE_PT_STAT_SWAP_ATTEMPTS,
+            lib.PHASE_PT_STAT_ROUND_TRIPS) == (STAT_REJ, STAT_SWAP_ACC, STAT_SWAP_N, STAT_TRIPS)
 
 
 class Gaussian:
