@@ -36,9 +36,13 @@ chains for emcee/ptemcee (their walkers are not independent, so this is the
 customary but optimistic count); SVGD's is the particle count (nominal: the
 particles are not Markov draws). Accuracy: posterior mean and sd of θ
 against a grid quadrature (``peers_reference.py``) in reference-sd units.
-Symmetric target: fraction of draws with a < b and mode switches (changes of
-the sign of a - b between consecutive kept draws of a chain or walker) per
-second of total wall time.
+Symmetric target: fraction of draws with a < b (exact: 0.5) with its Monte
+Carlo standard error sqrt(p (1 - p) / ESS) from ArviZ's mean-ESS of the
+indicator a < b (chains or walkers as chains; optimistic for the ensemble
+samplers, whose walkers are not independent), the fraction pooled over the
+repetitions with its standard error and z = (p - 0.5) / se, and mode switches
+(changes of the sign of a - b between consecutive kept draws of a chain or
+walker) per second of total wall time and per CPU second.
 """
 
 import argparse
@@ -210,10 +214,39 @@ def measure(r, ref):
     out = {"ess": ess, "ess_per_s": ess / r["wall_s"], "ess_per_cpu_s": ess / r["cpu_s"], "dmean": dmean,
            "dsd": dsd, "ess_per_1k_evals": 1e3 * ess / r["evals"]}
     if r["target"] == "hypoexp":
-        frac, switches = modes(draws)
-        # SVGD's particles are not a sequence: switches along them mean nothing
-        out.update(frac_a_lt_b=frac,
-                   switches_per_s=np.nan if r["sampler"] == "svgd" else switches / r["wall_s"])
+        switches = modes(draws)[1]
+        frac, se = mode_fraction(draws)
+        # SVGD's particles are not a sequence: switches along them (and their ESS) mean nothing
+        chain = r["sampler"] != "svgd"
+        out.update(frac_a_lt_b=frac, frac_se=se if chain else np.nan,
+                   switches_per_s=switches / r["wall_s"] if chain else np.nan,
+                   switches_per_cpu_s=switches / r["cpu_s"] if chain else np.nan)
+    return out
+
+
+def mode_fraction(draws):
+    """Fraction of draws with a < b and its Monte Carlo standard error from the ESS of the indicator."""
+    import arviz as az
+
+    side = (draws[:, :, 0] < draws[:, :, 1]).astype(float)
+    frac = float(side.mean())
+    if frac in (0.0, 1.0):  # one mode only: no variance to estimate, the error is not small
+        return frac, np.nan
+    return frac, float(np.sqrt(frac * (1.0 - frac) / az.ess(side, method="mean")))
+
+
+def pooled_modes(rows):
+    """Per (sampler, ranks) on the symmetric target: the mode fraction pooled over the
+    repetitions (their mean), its standard error and z = (fraction - 0.5) / se."""
+    groups = {}
+    for r in rows:
+        if r["target"] == "hypoexp":
+            groups.setdefault((r["sampler"], r["ranks"]), []).append(r)
+    out = {}
+    for key, g in groups.items():
+        frac = float(np.mean([r["frac_a_lt_b"] for r in g]))
+        se = float(np.sqrt(np.sum([r["frac_se"] ** 2 for r in g])) / len(g))
+        out[key] = (frac, se, (frac - 0.5) / se)
     return out
 
 
@@ -229,7 +262,7 @@ def summarise(rows, refs):
     for r in rows:
         groups.setdefault((r["target"], r["sampler"], r["ranks"]), []).append(r)
     keys = ("wall_s", "cpu_s", "evals", "ess", "ess_per_s", "vs_emcee", "ess_per_cpu_s", "vs_emcee_cpu",
-            "ess_per_1k_evals", "dmean", "dsd", "frac_a_lt_b", "switches_per_s")
+            "ess_per_1k_evals", "dmean", "dsd", "frac_a_lt_b", "frac_se", "switches_per_s", "switches_per_cpu_s")
     return [{"target": t, "sampler": s, "ranks": p, "reps": len(g),
              **{k: float(np.median([r[k] for r in g])) for k in keys if k in g[0]}}
             for (t, s, p), g in groups.items()]
@@ -242,7 +275,7 @@ def bitwise(rows):
                for r in rows if r["ranks"] == 2)
 
 
-def print_table(summary, refs):
+def print_table(summary, refs, pooled):
     order = {"emcee": 0, "ptemcee": 1, "pt_unit": 2, "pt": 3, "pt_4x4": 4, "svgd": 5}
     for target in targets.TARGETS:
         ref = refs[target]
@@ -251,15 +284,21 @@ def print_table(summary, refs):
               f"resolution error {ref.resolution_error:.1e} sd)")
         sym = target == "hypoexp"
         head = ["sampler", "ranks", "wall s", "cpu s", "evals", "bulk ESS", "ESS/s", "x emcee", "ESS/cpu-s",
-                "x emcee cpu", "ESS/1k evals", "max|dmean|/sd", "max|dsd|/sd"] + (["frac a<b", "switches/s"] if sym else [])
+                "x emcee cpu", "ESS/1k evals", "max|dmean|/sd", "max|dsd|/sd"] + (["frac a<b", "+- se", "switches/s", "sw/cpu-s"] if sym else [])
         out = []
         for s in sorted((s for s in summary if s["target"] == target),
                         key=lambda s: (order[s["sampler"]], s["ranks"])):
             out.append([s["sampler"], str(s["ranks"]), s["wall_s"], s["cpu_s"], str(int(s["evals"])), s["ess"],
                         s["ess_per_s"], s["vs_emcee"], s["ess_per_cpu_s"], s["vs_emcee_cpu"],
                         s["ess_per_1k_evals"], s["dmean"], s["dsd"]]
-                       + ([s["frac_a_lt_b"], s["switches_per_s"]] if sym else []))
+                       + ([s["frac_a_lt_b"], s["frac_se"], s["switches_per_s"], s["switches_per_cpu_s"]]
+                          if sym else []))
         print(table(head, out))
+        if sym:
+            print("mode fraction a < b pooled over the repetitions (exact 0.5): " + "; ".join(
+                f"{name} {ranks}: {frac:.3f} +- {se:.3f} (z {z:+.1f})"
+                for (name, ranks), (frac, se, z) in sorted(pooled.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))
+                if np.isfinite(se)))
 
 
 def add_arguments(parser):
@@ -286,7 +325,7 @@ def main():
     print(f"\nmedians over {repeats} repetition(s); x emcee (cpu) = median of the per-repetition ratio of "
           "bulk ESS per wall (CPU) second to emcee's on the same target; the peers ran for PT's CPU time; "
           "SVGD's ESS = its particle count (nominal)")
-    print_table(summary, refs)
+    print_table(summary, refs, pooled_modes(rows))
     same = bitwise(rows)
     print(f"\nphasic_mpi draws at 2 ranks bitwise equal to 1 rank (same seed): {same}")
     for r in rows:

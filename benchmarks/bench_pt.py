@@ -27,25 +27,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import banner, parse_args, serve_worker, machine_info, run_two_ranks, table, world, write_json  # noqa: E402
+from common import (banner, parse_args, serve_worker, machine_info, run_two_ranks, table, time_into,  # noqa: E402
+                    world, write_json)
 
 from phasic_mpi.inference import pt  # noqa: E402
 from phasic_mpi.inference.posterior import Posterior  # noqa: E402
 from phasic_mpi.inference.priors import LogNormal  # noqa: E402
 
 TIMES = {"swap": 0.0}
-_orig_swap = pt._swap_phase
-
-
-def _timed_swap(*args, **kwargs):
-    t0 = time.perf_counter()
-    try:
-        return _orig_swap(*args, **kwargs)
-    finally:
-        TIMES["swap"] += time.perf_counter() - t0
-
-
-pt._swap_phase = _timed_swap
+pt._swap_phase = time_into(pt._swap_phase, TIMES, "swap")
 
 
 def make_density(d):

@@ -177,3 +177,16 @@ def median_time(fn, repeats=7):
         fn()
         ts.append(time.perf_counter() - t0)
     return float(np.median(ts))
+
+
+def time_into(fn, totals, key):
+    """``fn`` wrapped so that the wall time of each call is added to ``totals[key]``."""
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[key] += time.perf_counter() - t0
+
+    return timed

@@ -355,7 +355,8 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     n = settings.replicas
     scan = state.iteration
     warmup = round_of(scan) < settings.warmup_rounds
-    var_slots = variational_chains(settings)[slot_index(n, layout.start, layout.stop)[0]]
+    var_slots = (None if state.reference is None  # prior reference: no variational legs to mark
+                 else variational_chains(settings)[slot_index(n, layout.start, layout.stop)[0]])
     slots = _Slots(state, Path(state.reference, var_slots))
     scan_accept = ptmoves.local_phase(slots, state, ctx)
     slots.stats[:, STAT_LOCAL_ACC] += scan_accept

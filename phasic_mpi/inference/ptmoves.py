@@ -31,10 +31,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from phasic_mpi.inference.counters import STEP_SHIFT, counter_ids, normals
+from phasic_mpi.inference.counters import STEP_SHIFT, normals
 from phasic_mpi.inference.parallel import allgather_rows
 from phasic_mpi.inference.ptscan import (STREAM_LOCAL, _metropolis, evaluate_block, global_map, hmc_move, local_move,
-                                         slot_index)
+                                         slot_ids, slot_index)
 
 __all__ = ["METRIC_FIRST_ROUND", "accumulate", "adapt_clock", "after_scan", "apply_factor", "apply_factor_t",
            "gathered", "initial_metric", "kernel", "local_phase", "metric_kind", "metric_layout", "metric_rounds",
@@ -255,7 +255,8 @@ def local_phase(slots: Any, state: Any, ctx: Any) -> np.ndarray:
     scan = state.iteration
     chain, level, level0 = slot_index(settings.replicas, layout.start, layout.stop)
     beta = state.betas[chain, level]
-    ids = counter_ids(chain, level, scan)
+    ids = slot_ids(settings.replicas, layout.start, layout.stop).copy()
+    ids[:, 2] = scan
     scan_accept = np.zeros(layout.local_count)
     warmup = (scan + 1).bit_length() - 1 < settings.warmup_rounds  # pt.round_of(scan) < warmup_rounds
     move, clock = kernel(state.metric, level, scan, settings)

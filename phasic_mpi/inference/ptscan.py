@@ -20,11 +20,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from phasic_mpi._libphase import ffi, lib
-from phasic_mpi.inference.counters import normals, uniforms
+from phasic_mpi.inference.counters import counter_ids, normals, uniforms
 from phasic_mpi.inference.parallel import BlockLayout
 
 __all__ = ["Pairs", "evaluate_block", "global_map", "hmc_move", "local_move", "pairs_of",
-           "round_trips", "slot_index", "swap_phase_arrays", "tempered"]
+           "round_trips", "slot_ids", "slot_index", "swap_phase_arrays", "tempered"]
 
 # purposes of the counter-based draws (the second key word; see inference/counters.py)
 STREAM_INIT, STREAM_LOCAL, STREAM_SWAP, STREAM_PHASE, STREAM_ACCEPT = 11, 12, 13, 14, 15
@@ -43,6 +43,15 @@ def slot_index(n_levels: int, start: int, stop: int) -> tuple[np.ndarray, ...]:
     for arr in out:
         arr.flags.writeable = False  # shared by every scan
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def slot_ids(n_levels: int, start: int, stop: int) -> np.ndarray:
+    """Counter ids (chain, level, 0, 0) of the slots [start, stop) (read-only: copy, then set scan and step)."""
+    chain, level = slot_index(n_levels, start, stop)[:2]
+    ids = counter_ids(chain, level)
+    ids.flags.writeable = False
+    return ids
 
 
 def global_map(fn: Any, values: np.ndarray, index: Any, n: int) -> np.ndarray:
