@@ -242,23 +242,25 @@ int phase_random_normal(uint64_t seed, uint64_t purpose, int64_t n, const uint64
  * lower Cholesky factors L, row-major, M^-1 = L L^T). step: m step sizes h.
  *
  * phase_pt_propose: jump = h xi with xi the normals of phase_random_normal
- * (seed, purpose, ids row r, d per row); move = (h^2/2) L^T grad + jump
- * (MALA; grad the m x d path gradients, may be NULL for a random walk) or
- * jump; proposal = x + L move. All outputs m x d.
+ * (seed, purpose, ids row r, d per row); move = c(grad) + jump (MALA; grad
+ * the m x d path gradients, may be NULL for a random walk) or jump; proposal
+ * = x + L move. All outputs m x d. The drift c(g) = (h^2/2) L^T g, scaled to
+ * the norm drift_cap h sqrt(d) where it is longer (truncated MALA; drift_cap
+ * <= 0: never).
  *
  * phase_pt_accept: log a = logpi_new - logpi, plus for MALA where that is
- * finite sum_i (jump_i^2 - back_i^2) / (2 h h) with back = move + (h^2/2)
- * L^T grad_new (in component order); accept_prob = exp(min(0, log a)), 0 if
+ * finite sum_i (jump_i^2 - back_i^2) / (2 h h) with back = move +
+ * c(grad_new) (in component order); accept_prob = exp(min(0, log a)), 0 if
  * NaN; the row takes the proposal (proposal, ll_new, lp_new, gll_new,
  * glp_new into x, ll, lp, gll, glp) iff u < accept_prob, u the first value of
  * phase_random_uniform(seed, purpose, ids row r). A row's bits depend only
  * on its inputs. PHASE_EINVAL for m < 0, d outside [1, 64], an unknown
  * metric or NULL arrays. */
 enum { PHASE_PT_UNIT = 0, PHASE_PT_DIAGONAL = 1, PHASE_PT_DENSE = 2 };
-int phase_pt_propose(int64_t m, int64_t d, int mala, int metric, const double *factor, const double *step,
+int phase_pt_propose(int64_t m, int64_t d, int mala, double drift_cap, int metric, const double *factor, const double *step,
                      const double *x, const double *grad, uint64_t seed, uint64_t purpose, const uint64_t *ids,
                      double *jump, double *move, double *proposal);
-int phase_pt_accept(int64_t m, int64_t d, int mala, int metric, const double *factor, const double *step,
+int phase_pt_accept(int64_t m, int64_t d, int mala, double drift_cap, int metric, const double *factor, const double *step,
                     const double *logpi, const double *logpi_new, const double *grad_new, const double *jump,
                     const double *move, uint64_t seed, uint64_t purpose, const uint64_t *ids,
                     const double *proposal, const double *ll_new, const double *lp_new, const double *gll_new,

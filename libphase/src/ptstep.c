@@ -5,12 +5,15 @@
  *
  * A move of row r (step h, factor L with M^-1 = L L^T, path gradient g):
  *   jump  = h xi,                  xi = normals keyed by (seed, purpose, ids row r)
- *   move  = (h^2 / 2) L^T g + jump  (MALA)   or   jump   (random walk)
- *   proposal = x + L move.
+ *   move  = c(g) + jump  (MALA)   or   jump   (random walk)
+ *   proposal = x + L move,
+ * with the drift c(g) = (h^2 / 2) L^T g, scaled down to the norm D = cap h sqrt(d)
+ * where it is longer (MALTA, Roberts & Tweedie 1996: a drift truncated alike
+ * in both directions keeps the chain exact; cap <= 0 truncates nothing).
  * Accepting it (g' the path gradient at the proposal):
  *   log a = logpi' - logpi
  *         + [MALA, log a finite] sum_i (jump_i^2 - back_i^2) / (2 h h),
- *           back = move + (h^2 / 2) L^T g'
+ *           back = move + c(g')
  *   p = exp(min(0, log a)) (0 if NaN); accepted iff u < p, u the first
  *   uniform keyed by (seed, accept purpose, ids row r).
  *
@@ -44,6 +47,20 @@ static void apply(int metric, int transposed, int64_t d, const double *f, const 
     }
 }
 
+/* c = (h^2 / 2) L^T g, truncated to the norm cap h sqrt(d) (cap > 0). */
+static void drift(int metric, int64_t d, const double *f, const double *g, double h, double cap, double *c)
+{
+    const double half_var = 0.5 * h * h;
+    double tmp[MAX_STACK_D], norm2 = 0.0;
+    apply(metric, 1, d, f, g, tmp);
+    for (int64_t i = 0; i < d; i++) c[i] = half_var * tmp[i], norm2 = norm2 + c[i] * c[i];
+    const double limit = cap * h * sqrt((double)d);
+    if (cap > 0.0 && norm2 > limit * limit) {
+        const double scale = limit / sqrt(norm2);
+        for (int64_t i = 0; i < d; i++) c[i] = c[i] * scale;
+    }
+}
+
 static int check_move(const char *who, int64_t m, int64_t d, int metric, const double *factor)
 {
     if (m < 0 || d < 1 || d > MAX_STACK_D)
@@ -60,7 +77,7 @@ static int64_t factor_size(int metric, int64_t d)
     return metric == PHASE_PT_DENSE ? d * d : metric == PHASE_PT_DIAGONAL ? d : 0;
 }
 
-int phase_pt_propose(int64_t m, int64_t d, int mala, int metric, const double *factor, const double *step,
+int phase_pt_propose(int64_t m, int64_t d, int mala, double drift_cap, int metric, const double *factor, const double *step,
                      const double *x, const double *grad, uint64_t seed, uint64_t purpose, const uint64_t *ids,
                      double *jump, double *move, double *proposal)
 {
@@ -73,13 +90,13 @@ int phase_pt_propose(int64_t m, int64_t d, int mala, int metric, const double *f
     const int64_t fs = factor_size(metric, d);
     double tmp[MAX_STACK_D];
     for (int64_t r = 0; r < m; r++) {
-        const double h = step[r], half_var = 0.5 * h * h;
+        const double h = step[r];
         const double *f = factor ? factor + r * fs : NULL;
         double *jr = jump + r * d, *mr = move + r * d;
         for (int64_t i = 0; i < d; i++) jr[i] = h * jr[i];
         if (mala) {
-            apply(metric, 1, d, f, grad + r * d, tmp);
-            for (int64_t i = 0; i < d; i++) mr[i] = half_var * tmp[i] + jr[i];
+            drift(metric, d, f, grad + r * d, h, drift_cap, tmp);
+            for (int64_t i = 0; i < d; i++) mr[i] = tmp[i] + jr[i];
         } else {
             memcpy(mr, jr, (size_t)d * sizeof(double));
         }
@@ -94,7 +111,7 @@ static void copy_if(int take, int64_t n, const double *from, double *to)
     if (take) memcpy(to, from, (size_t)n * sizeof(double));
 }
 
-int phase_pt_accept(int64_t m, int64_t d, int mala, int metric, const double *factor, const double *step,
+int phase_pt_accept(int64_t m, int64_t d, int mala, double drift_cap, int metric, const double *factor, const double *step,
                     const double *logpi, const double *logpi_new, const double *grad_new, const double *jump,
                     const double *move, uint64_t seed, uint64_t purpose, const uint64_t *ids,
                     const double *proposal, const double *ll_new, const double *lp_new, const double *gll_new,
@@ -111,12 +128,12 @@ int phase_pt_accept(int64_t m, int64_t d, int mala, int metric, const double *fa
     for (int64_t r = 0; r < m; r++) {
         double log_alpha = logpi_new[r] - logpi[r];
         if (mala && isfinite(log_alpha)) {
-            const double h = step[r], half_var = 0.5 * h * h;
+            const double h = step[r];
             const double *jr = jump + r * d, *mr = move + r * d;
-            apply(metric, 1, d, factor ? factor + r * fs : NULL, grad_new + r * d, tmp);
+            drift(metric, d, factor ? factor + r * fs : NULL, grad_new + r * d, h, drift_cap, tmp);
             double sum = 0.0;
             for (int64_t i = 0; i < d; i++) {
-                const double back = mr[i] + half_var * tmp[i];
+                const double back = mr[i] + tmp[i];
                 sum = sum + (jr[i] * jr[i] - back * back);
             }
             log_alpha = log_alpha + sum / (2.0 * h * h);

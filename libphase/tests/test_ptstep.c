@@ -1,5 +1,6 @@
 /* Parallel tempering's per-slot arithmetic (ptstep.c): the proposal against
- * x + L ((h^2/2) L^T g + h xi) with the keyed normals, the MALA acceptance
+ * x + L ((h^2/2) L^T g + h xi) with the keyed normals (and with the drift
+ * truncated), the MALA acceptance
  * against the Gaussian proposal densities written out (log q(x | x') -
  * log q(x' | x) in whitened coordinates, y = L^-1 x solved by forward
  * substitution), decisions against the keyed uniforms, the swap rule against
@@ -41,19 +42,33 @@ static void lt(int metric, const double *f, const double *g, double *out)
     }
 }
 
-/* log N(to; from + (h^2/2) L^T g(from), h^2 I) in y coordinates, without constants. */
-static double log_q(int metric, const double *f, const double *to, const double *from, const double *g, double h)
+/* The whitened drift (h^2/2) L^T g, shortened to the norm cap h sqrt(D) if cap > 0
+ * and it is longer; returns whether it was. */
+static int truncated_drift(int metric, const double *f, const double *g, double h, double cap, double *c)
 {
-    double yt[D], yf[D], gy[D], s = 0;
-    solve(metric, f, to, yt), solve(metric, f, from, yf), lt(metric, f, g, gy);
+    double norm = 0;
+    lt(metric, f, g, c);
+    for (int i = 0; i < D; i++) c[i] *= 0.5 * h * h, norm += c[i] * c[i];
+    norm = sqrt(norm);
+    if (cap <= 0 || norm <= cap * h * sqrt(D)) return 0;
+    for (int i = 0; i < D; i++) c[i] *= cap * h * sqrt(D) / norm;
+    return 1;
+}
+
+/* log N(to; from + drift(from), h^2 I) in y coordinates, without constants. */
+static double log_q(int metric, const double *f, const double *to, const double *from, const double *g, double h,
+                    double cap)
+{
+    double yt[D], yf[D], c[D], s = 0;
+    solve(metric, f, to, yt), solve(metric, f, from, yf), truncated_drift(metric, f, g, h, cap, c);
     for (int i = 0; i < D; i++) {
-        double r = yt[i] - yf[i] - 0.5 * h * h * gy[i];
+        double r = yt[i] - yf[i] - c[i];
         s += r * r;
     }
     return -s / (2 * h * h);
 }
 
-static void test_mala(int metric)
+static void test_mala(int metric, double cap)
 {
     const double factor_dense[M * D * D] = {1.2, 0, 0, 0.3, 0.8, 0, -0.4, 0.2, 1.5,   /* row 0 */
                                             0.7, 0, 0, -0.1, 1.1, 0, 0.5, 0.6, 0.9,   /* row 1 */
@@ -66,14 +81,15 @@ static void test_mala(int metric)
     const double grad[M * D] = {0.5, -1.0, 0.2, -0.3, 0.1, 0.9, 1.5, 0.0, -0.7};
     const uint64_t ids[4 * M] = {0, 0, 7, 0, 0, 1, 7, 0, 1, 0, 7, UINT64_C(1) << 32};
     double jump[M * D], move[M * D], prop[M * D], xi[M * D];
-    CHECK(phase_pt_propose(M, D, 1, metric, factor, step, x, grad, 5, 12, ids, jump, move, prop) == PHASE_OK,
+    CHECK(phase_pt_propose(M, D, 1, cap, metric, factor, step, x, grad, 5, 12, ids, jump, move, prop) == PHASE_OK,
           "propose status");
     phase_random_normal(5, 12, M, ids, D, xi);
+    int truncated = 0;
     for (int r = 0; r < M; r++) {
         const double *f = factor ? factor + r * fs : NULL;
-        double gy[D], mv[D];
-        lt(metric, f, grad + r * D, gy);
-        for (int i = 0; i < D; i++) mv[i] = 0.5 * step[r] * step[r] * gy[i] + step[r] * xi[r * D + i];
+        double c[D], mv[D];
+        truncated += truncated_drift(metric, f, grad + r * D, step[r], cap, c);
+        for (int i = 0; i < D; i++) mv[i] = c[i] + step[r] * xi[r * D + i];
         for (int i = 0; i < D; i++) {
             double lm = 0;
             for (int k = 0; k < D; k++)
@@ -89,15 +105,17 @@ static void test_mala(int metric)
     const double gll_new[M * D] = {1, 1, 1, 2, 2, 2, 3, 3, 3}, glp_new[M * D] = {4, 4, 4, 5, 5, 5, 6, 6, 6};
     double ll[M] = {0}, lp[M] = {0}, gll[M * D] = {0}, glp[M * D] = {0}, p[M], x0[M * D];
     memcpy(x0, x, sizeof x);
-    CHECK(phase_pt_accept(M, D, 1, metric, factor, step, logpi, logpi_new, grad_new, jump, move, 5, 15, ids, prop,
+    CHECK(cap <= 0 || truncated > 0, "cap %g truncates no drift", cap);
+    CHECK(phase_pt_accept(M, D, 1, cap, metric, factor, step, logpi, logpi_new, grad_new, jump, move, 5, 15, ids, prop,
                           ll_new, lp_new, gll_new, glp_new, x, ll, lp, gll, glp, p) == PHASE_OK, "accept status");
     double u[M];
     phase_random_uniform(5, 15, M, ids, 1, u);
     int taken = 0;
     for (int r = 0; r < M; r++) {
         const double *f = factor ? factor + r * fs : NULL;
-        double log_ratio = logpi_new[r] - logpi[r] + log_q(metric, f, x0 + r * D, prop + r * D, grad_new + r * D, step[r]) -
-                           log_q(metric, f, prop + r * D, x0 + r * D, grad + r * D, step[r]);
+        double log_ratio = logpi_new[r] - logpi[r] +
+                           log_q(metric, f, x0 + r * D, prop + r * D, grad_new + r * D, step[r], cap) -
+                           log_q(metric, f, prop + r * D, x0 + r * D, grad + r * D, step[r], cap);
         CHECK_REL(p[r], fmin(1.0, exp(log_ratio)), 1e-12);
         const int take = u[r] < p[r];
         taken += take;
@@ -111,9 +129,9 @@ static void test_mala(int metric)
     /* row 1 alone gives the same bits as in the batch */
     double p1, x1[D], ll1 = 0, lp1 = 0, g1[D] = {0}, h1[D] = {0}, j1[D], m1[D], q1[D];
     memcpy(x1, x0 + D, sizeof x1);
-    phase_pt_propose(1, D, 1, metric, factor ? factor + fs : NULL, step + 1, x1, grad + D, 5, 12, ids + 4, j1, m1, q1);
+    phase_pt_propose(1, D, 1, cap, metric, factor ? factor + fs : NULL, step + 1, x1, grad + D, 5, 12, ids + 4, j1, m1, q1);
     CHECK(memcmp(q1, prop + D, sizeof q1) == 0, "row alone: proposal bits");
-    phase_pt_accept(1, D, 1, metric, factor ? factor + fs : NULL, step + 1, logpi + 1, logpi_new + 1, grad_new + D, j1,
+    phase_pt_accept(1, D, 1, cap, metric, factor ? factor + fs : NULL, step + 1, logpi + 1, logpi_new + 1, grad_new + D, j1,
                     m1, 5, 15, ids + 4, q1, ll_new + 1, lp_new + 1, gll_new + D, glp_new + D, x1, &ll1, &lp1, g1, h1,
                     &p1);
     CHECK(memcmp(&p1, p + 1, sizeof p1) == 0, "row alone: acceptance bits");
@@ -124,19 +142,19 @@ static void test_random_walk_and_non_finite(void)
     const double step[2] = {0.5, 0.5}, x[2] = {1.0, 2.0};
     const uint64_t ids[8] = {0, 0, 1, 0, 0, 1, 1, 0};
     double jump[2], move[2], prop[2];
-    CHECK(phase_pt_propose(2, 1, 0, PHASE_PT_UNIT, NULL, step, x, NULL, 1, 12, ids, jump, move, prop) == PHASE_OK,
+    CHECK(phase_pt_propose(2, 1, 0, 0.0, PHASE_PT_UNIT, NULL, step, x, NULL, 1, 12, ids, jump, move, prop) == PHASE_OK,
           "random walk without gradients");
     CHECK(move[0] == jump[0] && prop[1] == x[1] + jump[1], "random walk: x + h xi");
     /* random walk: the ratio of the targets only, no proposal correction */
     const double logpi[2] = {-1.0, -INFINITY}, logpi_new[2] = {-1.5, -INFINITY};
     double xx[2] = {1.0, 2.0}, ll[2] = {0}, lp[2] = {0}, g[2] = {0}, h[2] = {0}, p[2];
     const double z2[2] = {0, 0};
-    CHECK(phase_pt_accept(2, 1, 0, PHASE_PT_UNIT, NULL, step, logpi, logpi_new, NULL, jump, move, 1, 15, ids, prop,
+    CHECK(phase_pt_accept(2, 1, 0, 0.0, PHASE_PT_UNIT, NULL, step, logpi, logpi_new, NULL, jump, move, 1, 15, ids, prop,
                           z2, z2, z2, z2, xx, ll, lp, g, h, p) == PHASE_OK, "random-walk accept");
     CHECK_REL(p[0], exp(-0.5), 1e-15);
     CHECK(p[1] == 0.0 && xx[1] == 2.0, "-inf - -inf (NaN) never accepts: %g", p[1]);
     const double nan_new[2] = {NAN, INFINITY};
-    CHECK(phase_pt_accept(2, 1, 0, PHASE_PT_UNIT, NULL, step, logpi, nan_new, NULL, jump, move, 1, 15, ids, prop,
+    CHECK(phase_pt_accept(2, 1, 0, 0.0, PHASE_PT_UNIT, NULL, step, logpi, nan_new, NULL, jump, move, 1, 15, ids, prop,
                           z2, z2, z2, z2, xx, ll, lp, g, h, p) == PHASE_OK, "NaN target");
     CHECK(p[0] == 0.0 && p[1] == 1.0, "NaN ratio never, inf - (-inf) always: %g %g", p[0], p[1]);
 }
@@ -222,16 +240,16 @@ static void test_arguments(void)
     double a[4] = {0}, b[4];
     uint64_t ids[4] = {0};
     uint8_t c[1];
-    CHECK(phase_pt_propose(-1, 1, 0, PHASE_PT_UNIT, NULL, a, a, a, 0, 0, ids, b, b, b) == PHASE_EINVAL, "m < 0");
+    CHECK(phase_pt_propose(-1, 1, 0, 0.0, PHASE_PT_UNIT, NULL, a, a, a, 0, 0, ids, b, b, b) == PHASE_EINVAL, "m < 0");
     CHECK(strstr(phase_last_error(), "phase_pt_propose") != NULL, "message names the function");
-    CHECK(phase_pt_propose(1, 65, 0, PHASE_PT_UNIT, NULL, a, a, a, 0, 0, ids, b, b, b) == PHASE_EINVAL, "d > 64");
-    CHECK(phase_pt_propose(1, 1, 0, 7, NULL, a, a, a, 0, 0, ids, b, b, b) == PHASE_EINVAL, "unknown metric");
-    CHECK(phase_pt_propose(1, 1, 0, PHASE_PT_DENSE, NULL, a, a, a, 0, 0, ids, b, b, b) == PHASE_EINVAL, "no factor");
-    CHECK(phase_pt_propose(1, 1, 1, PHASE_PT_UNIT, NULL, a, a, NULL, 0, 0, ids, b, b, b) == PHASE_EINVAL,
+    CHECK(phase_pt_propose(1, 65, 0, 0.0, PHASE_PT_UNIT, NULL, a, a, a, 0, 0, ids, b, b, b) == PHASE_EINVAL, "d > 64");
+    CHECK(phase_pt_propose(1, 1, 0, 0.0, 7, NULL, a, a, a, 0, 0, ids, b, b, b) == PHASE_EINVAL, "unknown metric");
+    CHECK(phase_pt_propose(1, 1, 0, 0.0, PHASE_PT_DENSE, NULL, a, a, a, 0, 0, ids, b, b, b) == PHASE_EINVAL, "no factor");
+    CHECK(phase_pt_propose(1, 1, 1, 0.0, PHASE_PT_UNIT, NULL, a, a, NULL, 0, 0, ids, b, b, b) == PHASE_EINVAL,
           "MALA without gradients");
-    CHECK(phase_pt_accept(1, 1, 0, PHASE_PT_UNIT, NULL, a, a, a, NULL, a, a, 0, 0, ids, a, a, a, a, a, b, b, b, b,
+    CHECK(phase_pt_accept(1, 1, 0, 0.0, PHASE_PT_UNIT, NULL, a, a, a, NULL, a, a, 0, 0, ids, a, a, a, a, a, b, b, b, b,
                           NULL, b) == PHASE_EINVAL, "NULL output");
-    CHECK(phase_pt_accept(0, 1, 1, PHASE_PT_UNIT, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL, NULL,
+    CHECK(phase_pt_accept(0, 1, 1, 0.0, PHASE_PT_UNIT, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL, NULL,
                           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) == PHASE_OK, "empty call");
     CHECK(phase_pt_swap(-1, a, a, a, a, 0, 0, ids, b, c) == PHASE_EINVAL, "swap n < 0");
     CHECK(phase_pt_swap(1, a, a, a, a, 0, 0, ids, b, NULL) == PHASE_EINVAL, "swap NULL decisions");
@@ -239,9 +257,11 @@ static void test_arguments(void)
 
 int main(void)
 {
-    test_mala(PHASE_PT_UNIT);
-    test_mala(PHASE_PT_DIAGONAL);
-    test_mala(PHASE_PT_DENSE);
+    for (int k = 0; k < 2; k++) { /* no truncation, then a cap that shortens some drifts */
+        test_mala(PHASE_PT_UNIT, 0.3 * k);
+        test_mala(PHASE_PT_DIAGONAL, 0.3 * k);
+        test_mala(PHASE_PT_DENSE, 0.3 * k);
+    }
     test_random_walk_and_non_finite();
     test_swap();
     test_swap_phase();

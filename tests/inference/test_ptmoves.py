@@ -13,7 +13,7 @@ from phasic_mpi.inference.pt import PTSettings
 from phasic_mpi.inference.ptmoves import (SHRINK, accumulate, adapt_clock, apply_factor, apply_factor_t,
                                           metric_rounds, moment_width, preconditioned_hmc,
                                           preconditioned_step, updated_metric)
-from phasic_mpi.inference.ptscan import STREAM_LOCAL
+from phasic_mpi.inference.ptscan import DRIFT_CAP, STREAM_LOCAL
 
 from pt_reference import cold_draws, leapfrog_mh
 from test_ptscan import Gaussian, gaussian_slots
@@ -49,13 +49,23 @@ def tempered_log_pi(density, b):
     return log_pi
 
 
+def truncated_drift(grad, h, L, cap=DRIFT_CAP):
+    """MALA's whitened drift c = h^2/2 L^T grad, shortened to the norm cap h sqrt(d) where it is
+    longer (truncated MALA); the z-drift is L c. Returns c and whether it was shortened."""
+    c = 0.5 * h * h * L.T @ grad
+    limit = cap * h * math.sqrt(len(c))
+    norm = np.linalg.norm(c)
+    return (c * limit / norm, True) if norm > limit else (c, False)
+
+
 def preconditioned_mh(log_pi, z, h, L, noise, move):
     """(acceptance probability, proposal) of a MALA or RWM move from z with metric
-    M^-1 = L L^T by hand: proposal N(z + h^2/2 M^-1 grad log pi, h^2 M^-1) (no drift for RWM)."""
+    M^-1 = L L^T by hand: proposal N(z + L c(z), h^2 M^-1) with the truncated drift
+    c (:func:`truncated_drift`; none for RWM)."""
     cov = h * h * L @ L.T
 
     def mean(frm):
-        return frm + (0.5 * cov @ log_pi(frm)[1] if move == "mala" else 0.0)
+        return frm + (L @ truncated_drift(log_pi(frm)[1], h, L)[0] if move == "mala" else 0.0)
 
     prop = mean(z) + h * L @ noise
     log_ratio = log_pi(prop)[0] - log_pi(z)[0]
@@ -73,12 +83,17 @@ def test_preconditioned_acceptance_is_the_metropolis_hastings_ratio(kind, move):
     factor = random_factors(kind, 6, 2, 3)
     accept = preconditioned_step(slots, beta, ids, ctx, factor)
     noise = normals(settings.seed, STREAM_LOCAL, ids, 2)
+    props = []
     for i in range(6):
         want, prop = preconditioned_mh(tempered_log_pi(density, beta[i]), x[i], state.step[i], dense(factor)[i],
                                        noise[i], move)
+        props.append(prop)
         assert accept[i] == pytest.approx(want, rel=1e-10, abs=1e-15)
         assert np.array_equal(slots.x[i], x[i]) or np.allclose(slots.x[i], prop, rtol=1e-13)
     assert np.count_nonzero(accept < 1) > 0  # not only sure acceptances
+    if move == "mala" and kind == "diagonal":  # a drift is truncated here (at a proposal, for the way back)
+        assert any(truncated_drift(tempered_log_pi(density, beta[i])(z)[1], state.step[i], dense(factor)[i])[1]
+                   for i in range(6) for z in (x[i], props[i]))
 
 
 @pytest.mark.parametrize("kind", ["diagonal", "dense"])
