@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "internal.h"
 
 static int by_value(const void *a, const void *b)
 {
@@ -80,6 +81,39 @@ static void test_wide_ranges_and_ties(void)
     }
 }
 
+/* The sample-window selection (phase_select_median_pair) against sorting: random
+ * values, massive ties (one value, two values), and values placed at the
+ * sample's positions so that its window misses the median (the fallback to the
+ * whole array); odd and even counts around the sampling threshold. */
+static void test_selection_window_and_fallback(void)
+{
+    enum { MAXM = 9000 };
+    static double a[MAXM], copy[MAXM], sorted[MAXM], scratch[MAXM];
+    uint64_t x = UINT64_C(0x2545F4914F6CDD1D);
+    const int64_t sizes[] = {1, 2, 3, 2047, 2048, 2049, 4095, 4096, 4097, 8999};
+    for (int kind = 0; kind < 4; kind++) {
+        for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+            const int64_t m = sizes[s];
+            for (int64_t p = 0; p < m; p++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                const double u = (double)(x >> 11) * 0x1p-53;
+                a[p] = kind == 0 ? u : kind == 1 ? 1.5 : kind == 2 ? (double)(x % 2) : u;
+            }
+            if (kind == 3) /* huge values exactly where the sample looks: its window misses */
+                for (int64_t q = 0; q < 512 && m >= 2048; q++) a[(q * m) / 512] = 1e300 + (double)q;
+            memcpy(copy, a, (size_t)m * sizeof *a);
+            memcpy(sorted, a, (size_t)m * sizeof *a);
+            qsort(sorted, (size_t)m, sizeof(double), by_value);
+            const int64_t lo = (m - 1) / 2, hi = m / 2;
+            double first = -1.0, second = -1.0;
+            phase_select_median_pair(a, m, lo, hi, scratch, &first, &second);
+            CHECK(first == sorted[lo] && second == sorted[hi], "kind %d m %lld: %.17g %.17g, expected %.17g %.17g",
+                  kind, (long long)m, first, second, sorted[lo], sorted[hi]);
+            CHECK(memcmp(a, copy, (size_t)m * sizeof *a) == 0, "kind %d m %lld: input changed", kind, (long long)m);
+        }
+    }
+}
+
 static void test_nan_and_arguments(void)
 {
     double z[8] = {0, 1, 2, NAN, 4, 5, 6, 7}, work[64], m = 0.0;
@@ -97,6 +131,7 @@ int main(void)
 {
     test_against_sorting();
     test_wide_ranges_and_ties();
+    test_selection_window_and_fallback();
     test_nan_and_arguments();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
