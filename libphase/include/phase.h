@@ -234,6 +234,17 @@ int phase_random_uniform(uint64_t seed, uint64_t purpose, int64_t n, const uint6
 int phase_random_normal(uint64_t seed, uint64_t purpose, int64_t n, const uint64_t *ids,
                         int64_t per_row, double *out);
 
+/* phase_stein and phase_pair_median on particles (and scores) whose rows lie
+ * z_stride (s_stride) doubles apart, >= d: SVGD passes the columns of its
+ * gathered row buffer in place, without copying them out. Same values, bit
+ * for bit, as the contiguous calls (which are these with strides d);
+ * PHASE_EINVAL also for a stride below d. */
+int phase_stein_strided(int64_t n, int64_t d, const double *z, int64_t z_stride, const double *scores,
+                        int64_t s_stride, double h, int64_t start, int64_t stop, double *phi, double *ksd_rows);
+int phase_pair_median_strided(int64_t n, int64_t d, const double *z, int64_t z_stride, uint64_t seed,
+                              uint64_t purpose, const uint64_t ids[4], int64_t pairs, double *work,
+                              double *median);
+
 #ifdef __cplusplus
 }
 #endif

@@ -131,13 +131,18 @@ void phase_select_median_pair(const double *a, int64_t m, int64_t lo, int64_t hi
     select_median_pair(a, m, lo, hi, scratch, first, second);
 }
 
-int phase_pair_median(int64_t n, int64_t d, const double *z, uint64_t seed, uint64_t purpose,
-                      const uint64_t ids[4], int64_t pairs, double *work, double *median)
+int phase_pair_median_strided(int64_t n, int64_t d, const double *z, int64_t z_stride, uint64_t seed,
+                              uint64_t purpose, const uint64_t ids[4], int64_t pairs, double *work,
+                              double *median)
 {
     if (n < 2 || n > (INT64_C(1) << 32) || d < 1 || pairs < 1)
         return phase_fail(PHASE_EINVAL, "phase_pair_median: n = %lld (2 .. 2^32), d = %lld, pairs = %lld",
                           (long long)n, (long long)d, (long long)pairs);
     if (!z || !ids || !work || !median) return phase_fail(PHASE_EINVAL, "phase_pair_median: NULL array");
+    if (z_stride < d)
+        return phase_fail(PHASE_EINVAL, "phase_pair_median: row stride %lld below d = %lld", (long long)z_stride,
+                          (long long)d);
+    const uint64_t zs = (uint64_t)z_stride;
     const uint64_t key[2] = {seed, purpose};
     const uint64_t un = (uint64_t)n, lo_mask = UINT64_C(0xFFFFFFFF);
     /* Two passes. The pairs index the particles at random: each is a cache
@@ -165,14 +170,14 @@ int phase_pair_median(int64_t n, int64_t d, const double *z, uint64_t seed, uint
         if (p + PREFETCH < pairs) {
             uint64_t ahead;
             memcpy(&ahead, &work[p + PREFETCH], sizeof ahead);
-            const double *ai = z + (ahead >> 32) * (uint64_t)d, *aj = z + (ahead & lo_mask) * (uint64_t)d;
+            const double *ai = z + (ahead >> 32) * zs, *aj = z + (ahead & lo_mask) * zs;
             __builtin_prefetch(ai), __builtin_prefetch(ai + d - 1);
             __builtin_prefetch(aj), __builtin_prefetch(aj + d - 1);
         }
 #endif
         uint64_t packed;
         memcpy(&packed, &work[p], sizeof packed);
-        const double *zi = z + (packed >> 32) * (uint64_t)d, *zj = z + (packed & lo_mask) * (uint64_t)d;
+        const double *zi = z + (packed >> 32) * zs, *zj = z + (packed & lo_mask) * zs;
         double s = 0.0;
         for (int64_t c = 0; c < d; c++) { /* in order of c: pair_sq_distances' bits */
             const double diff = zi[c] - zj[c];
@@ -193,4 +198,10 @@ int phase_pair_median(int64_t n, int64_t d, const double *z, uint64_t seed, uint
     free(scratch);
     *median = hi > lo ? (first + second) / 2.0 : first;
     return PHASE_OK;
+}
+
+int phase_pair_median(int64_t n, int64_t d, const double *z, uint64_t seed, uint64_t purpose,
+                      const uint64_t ids[4], int64_t pairs, double *work, double *median)
+{
+    return phase_pair_median_strided(n, d, z, d, seed, purpose, ids, pairs, work, median);
 }

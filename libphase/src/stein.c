@@ -153,7 +153,7 @@ double phase_stein_exp(double x)
 }
 
 typedef struct {
-    int64_t n, d;
+    int64_t n, d, zs, ss; /* zs, ss: doubles between consecutive rows of z and s */
     const double *z, *s;
     double neg_inv_h, two_h, ksd_const, four_h2;
 } stein_args;
@@ -171,7 +171,7 @@ STEIN_INLINE void block_kernel(const stein_args *a, stein_scratch *w, int64_t j0
 {
     const int64_t d = a->d;
     for (int64_t jj = 0; jj < nb; jj++) {
-        const double *zj = a->z + (j0 + jj) * d;
+        const double *zj = a->z + (j0 + jj) * a->zs;
         vd acc = v_set1(0.0);
         for (int64_t c = 0; c < d; c++) {
             vd t = v_sub(w->zi[c], v_set1(zj[c]));
@@ -189,7 +189,6 @@ STEIN_INLINE void block_kernel(const stein_args *a, stein_scratch *w, int64_t j0
 STEIN_INLINE void phi_chunk(const stein_args *a, stein_scratch *w, int64_t j0, int64_t nb,
                             int64_t c0, const int cb)
 {
-    const int64_t d = a->d;
     vd as[CHUNK], ad[CHUNK], zic[CHUNK];
     for (int q = 0; q < cb; q++) {
         as[q] = w->acc_s[c0 + q];
@@ -198,7 +197,7 @@ STEIN_INLINE void phi_chunk(const stein_args *a, stein_scratch *w, int64_t j0, i
     }
     for (int64_t jj = 0; jj < nb; jj++) {
         const vd k = w->kval[jj];
-        const double *zj = a->z + (j0 + jj) * d + c0, *sj = a->s + (j0 + jj) * d + c0;
+        const double *zj = a->z + (j0 + jj) * a->zs + c0, *sj = a->s + (j0 + jj) * a->ss + c0;
         for (int q = 0; q < cb; q++) {
             as[q] = v_add(as[q], v_mul(k, v_set1(sj[q])));
             ad[q] = v_add(ad[q], v_mul(k, v_sub(zic[q], v_set1(zj[q]))));
@@ -229,7 +228,7 @@ STEIN_INLINE void block_ksd(const stein_args *a, stein_scratch *w, int64_t j0, i
     const int64_t d = a->d;
     const vd two_h = v_set1(a->two_h), ksd_const = v_set1(a->ksd_const), four_h2 = v_set1(a->four_h2);
     for (int64_t jj = 0; jj < nb; jj++) {
-        const double *zj = a->z + (j0 + jj) * d, *sj = a->s + (j0 + jj) * d;
+        const double *zj = a->z + (j0 + jj) * a->zs, *sj = a->s + (j0 + jj) * a->ss;
         vd ss = v_set1(0.0), sid = v_set1(0.0), sjd = v_set1(0.0);
         for (int64_t c = 0; c < d; c++) {
             vd t = v_sub(w->zi[c], v_set1(zj[c])), sjc = v_set1(sj[c]);
@@ -252,8 +251,8 @@ STEIN_INLINE void stein_tile(const stein_args *a, stein_scratch *w, int64_t i0, 
     for (int64_t c = 0; c < d; c++) {
         for (int l = 0; l < TILE; l++) {
             int64_t i = i0 + (l < rows ? l : rows - 1);
-            LANE(w->zi[c], l) = a->z[i * d + c];
-            LANE(w->si[c], l) = a->s[i * d + c];
+            LANE(w->zi[c], l) = a->z[i * a->zs + c];
+            LANE(w->si[c], l) = a->s[i * a->ss + c];
         }
         w->acc_s[c] = w->acc_d[c] = v_set1(0.0);
     }
@@ -282,13 +281,16 @@ static void stein_rows(const stein_args *a, stein_scratch *w, int64_t start, int
     }
 }
 
-int phase_stein(int64_t n, int64_t d, const double *z, const double *scores, double h,
-                int64_t start, int64_t stop, double *phi, double *ksd_rows)
+int phase_stein_strided(int64_t n, int64_t d, const double *z, int64_t z_stride, const double *scores,
+                        int64_t s_stride, double h, int64_t start, int64_t stop, double *phi, double *ksd_rows)
 {
     phase_clear_error();
     if (n < 1 || d < 1)
         return phase_fail(PHASE_EINVAL, "phase_stein: need n >= 1 and d >= 1 (got n = %lld, d = %lld)",
                           (long long)n, (long long)d);
+    if (z_stride < d || s_stride < d)
+        return phase_fail(PHASE_EINVAL, "phase_stein: row strides %lld, %lld below d = %lld",
+                          (long long)z_stride, (long long)s_stride, (long long)d);
     if (start < 0 || stop < start || stop > n)
         return phase_fail(PHASE_EINVAL, "phase_stein: rows [%lld, %lld) not within [0, %lld)",
                           (long long)start, (long long)stop, (long long)n);
@@ -305,8 +307,15 @@ int phase_stein(int64_t n, int64_t d, const double *z, const double *scores, dou
     if (!buf) return phase_fail(PHASE_ENOMEM, "phase_stein: out of memory (d = %lld)", (long long)d);
     stein_scratch w = {buf, buf + d, buf + 2 * d, buf + 3 * d, buf + 4 * d, buf + 4 * d + JBLOCK,
                        {0}};
-    stein_args a = {n, d, z, scores, -1.0 / h, 2.0 / h, 2.0 * (double)d / h, 4.0 / (h * h)};
+    stein_args a = {n, d, z_stride, s_stride, z, scores, -1.0 / h, 2.0 / h, 2.0 * (double)d / h,
+                    4.0 / (h * h)};
     stein_rows(&a, &w, start, stop, phi, ksd_rows);
     free(buf);
     return PHASE_OK;
+}
+
+int phase_stein(int64_t n, int64_t d, const double *z, const double *scores, double h,
+                int64_t start, int64_t stop, double *phi, double *ksd_rows)
+{
+    return phase_stein_strided(n, d, z, d, scores, d, h, start, stop, phi, ksd_rows);
 }

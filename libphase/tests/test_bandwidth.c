@@ -54,6 +54,14 @@ static void test_against_sorting(void)
             CHECK(phase_pair_median(N, D, z, 7, 2, ids, pairs, work, &got) == PHASE_OK, "status");
             const double want = reference_median(N, D, z, 7, 2, ids, pairs, sorted);
             CHECK(got == want, "tie %d pairs %lld: %.17g, expected %.17g", tie, (long long)pairs, got, want);
+            /* the particles as columns 1..D of rows of D + 2 (a row buffer, in place) */
+            static double rows[N * (D + 2)];
+            for (int i = 0; i < N; i++)
+                for (int c = 0; c < D + 2; c++) rows[i * (D + 2) + c] = c >= 1 && c <= D ? z[i * D + c - 1] : NAN;
+            double strided = -1.0;
+            CHECK(phase_pair_median_strided(N, D, rows + 1, D + 2, 7, 2, ids, pairs, work, &strided) == PHASE_OK &&
+                      memcmp(&strided, &got, sizeof got) == 0, "tie %d pairs %lld: strided %.17g", tie,
+                  (long long)pairs, strided);
         }
     }
 }
@@ -124,6 +132,7 @@ static void test_nan_and_arguments(void)
     CHECK(phase_pair_median(8, 1, z, 1, 2, ids, 0, work, &m) == PHASE_EINVAL, "pairs = 0");
     CHECK(phase_pair_median(8, 1, NULL, 1, 2, ids, 4, work, &m) == PHASE_EINVAL, "NULL z");
     CHECK(phase_pair_median(8, 1, z, 1, 2, ids, 4, NULL, &m) == PHASE_EINVAL, "NULL work");
+    CHECK(phase_pair_median_strided(4, 2, z, 1, 1, 2, ids, 4, work, &m) == PHASE_EINVAL, "stride < d");
     CHECK(strlen(phase_last_error()) > 0, "message");
 }
 

@@ -11,6 +11,7 @@ import numpy as np
 from phasic_mpi._libphase import ffi, lib
 from phasic_mpi.inference.comm import SerialCommunicator, as_communicator
 from phasic_mpi.inference.selection import allgather_values, allreduce_exact, select_pair
+from phasic_mpi.inference.stein import row_pointer
 
 __all__ = ["PAIR_BLOCK", "STREAM_BANDWIDTH", "median_bandwidth", "pair_count", "pair_sq_distances",
            "subset_median_bandwidth"]
@@ -190,12 +191,13 @@ def subset_median_bandwidth(z: np.ndarray, seed: int, iteration: int, pairs: int
     n, d = z.shape
     if n * (n - 1) // 2 <= pairs:
         return median_bandwidth(z)
-    z = np.ascontiguousarray(z, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
+    pz, stride = row_pointer(z)  # the particle columns of SVGD's row buffer, in place
     ids = np.array([iteration, 0, 0, 0], dtype=np.uint64)
     work, median = np.empty(pairs), ffi.new("double *")
-    status = lib.phase_pair_median(n, d, ffi.from_buffer("double[]", z), int(seed) & _MASK,
-                                   STREAM_BANDWIDTH, ffi.from_buffer("uint64_t[]", ids), pairs,
-                                   ffi.from_buffer("double[]", work), median)
+    status = lib.phase_pair_median_strided(n, d, pz, stride, int(seed) & _MASK, STREAM_BANDWIDTH,
+                                           ffi.from_buffer("uint64_t[]", ids), pairs,
+                                           ffi.from_buffer("double[]", work), median)
     if status != lib.PHASE_OK:
         raise ValueError(ffi.string(lib.phase_last_error()).decode())
     h = median[0] / np.log(n + 1.0)

@@ -121,6 +121,7 @@ def update_monitor(monitor: SVGDMonitor, iteration: int, rel: float, z: np.ndarr
     rel_sum = monitor.rel_sum + rel
     if settings.tolerance <= 0 or iteration % window:
         return monitor._replace(rel_sum=rel_sum)
+    z = np.ascontiguousarray(z)  # a view into SVGD's row buffer: reduce the usual layout's bits
     mean, sd = z.mean(axis=0), z.std(axis=0)
     converged_at = monitor.converged_at
     # the whole window at b = 1, and a previous boundary to compare with

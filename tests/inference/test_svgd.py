@@ -491,3 +491,27 @@ def test_an_svgd_run_agrees_on_signals_without_an_allreduce_per_iteration(monkey
         assert result.completed and result.iteration == iterations
         counts.append(len(calls))
     assert counts[0] == counts[1]
+
+
+def test_kernel_and_bandwidth_take_the_gathered_row_buffer_in_place():
+    """z and scores as column views of one row buffer (svgd's gather): the Stein
+    terms and the subset median have the bits of contiguous copies."""
+    from phasic_mpi.inference.stein import row_pointer, stein_terms
+    from phasic_mpi.inference.svgd import subset_median_bandwidth
+
+    rng = np.random.default_rng(8)
+    for n, d in ((5, 1), (97, 3), (700, 4)):
+        buf = rng.normal(size=(n, 3 * d + 3))
+        z, scores = buf[:, :d], buf[:, d:2 * d]
+        assert not z.flags.c_contiguous and row_pointer(z)[1] == 3 * d + 3
+        zc, sc = np.ascontiguousarray(z), np.ascontiguousarray(scores)
+        for rows in (range(n), range(1, n // 2 + 1)):
+            got, want = stein_terms(z, scores, rows, 0.7, ksd=True), stein_terms(zc, sc, rows, 0.7, ksd=True)
+            assert all(a.tobytes() == b.tobytes() for a, b in zip(got, want))
+        assert subset_median_bandwidth(z, 3, 5, 64) == subset_median_bandwidth(zc, 3, 5, 64)
+    # layouts row_pointer cannot pass in place are copied: the same values
+    z = rng.normal(size=(6, 4))
+    for odd in (z[::-1], z[:, ::2], np.asfortranarray(z)):
+        got = stein_terms(odd, odd, range(6), 1.3)[0]
+        want = stein_terms(np.ascontiguousarray(odd), np.ascontiguousarray(odd), range(6), 1.3)[0]
+        assert got.tobytes() == want.tobytes()
