@@ -245,6 +245,15 @@ int phase_pair_median_strided(int64_t n, int64_t d, const double *z, int64_t z_s
                               uint64_t purpose, const uint64_t ids[4], int64_t pairs, double *work,
                               double *median);
 
+/* Sums over the rows of an n x d block whose rows lie stride (>= d) doubles
+ * apart, in numpy's pairwise order (0 + numpy's pairwise sum): squares = 0,
+ * out[c] = the sum of column c (np.sum of that column); squares = 1, out[0] =
+ * the sum of all n d squares in row-major order (np.sum(x * x) of a
+ * C-ordered copy). SVGD's per-iteration sums over its gathered row buffer,
+ * without copying columns out. PHASE_EINVAL for n < 0, d < 1, stride < d or
+ * NULL arrays; PHASE_ENOMEM. */
+int phase_pairwise_sums(int64_t n, int64_t d, const double *x, int64_t stride, int squares, double *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -319,3 +319,52 @@ int phase_stein(int64_t n, int64_t d, const double *z, const double *scores, dou
 {
     return phase_stein_strided(n, d, z, d, scores, d, h, start, stop, phi, ksd_rows);
 }
+
+/* numpy's pairwise summation of n values a[0], a[stride], ... (numpy's
+ * @TYPE@_pairwise_sum, PW_BLOCKSIZE 128): fewer than 8 values in order from
+ * 0; up to 128 in eight interleaved partial sums combined as a tree, the rest
+ * in order; more split at an even multiple of 8 below n / 2. A reduction of
+ * numpy arrays with np.sum is 0 + this; here it serves SVGD's per-iteration
+ * sums over the gathered row buffer, which numpy computed before (so the bits
+ * stayed those of numpy's sums). */
+static double pairwise_sum(const double *a, int64_t n, int64_t stride)
+{
+    if (n < 8) {
+        double res = 0.0;
+        for (int64_t i = 0; i < n; i++) res += a[i * stride];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++) r[j] = a[j * stride];
+        int64_t i = 8;
+        for (; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[(i + j) * stride];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += a[i * stride];
+        return res;
+    }
+    int64_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise_sum(a, n2, stride) + pairwise_sum(a + n2 * stride, n - n2, stride);
+}
+
+int phase_pairwise_sums(int64_t n, int64_t d, const double *x, int64_t stride, int squares, double *out)
+{
+    phase_clear_error();
+    if (n < 0 || d < 1 || stride < d)
+        return phase_fail(PHASE_EINVAL, "phase_pairwise_sums: n = %lld, d = %lld, stride = %lld", (long long)n,
+                          (long long)d, (long long)stride);
+    if ((n && !x) || !out) return phase_fail(PHASE_EINVAL, "phase_pairwise_sums: NULL array");
+    if (!squares) {
+        for (int64_t c = 0; c < d; c++) out[c] = 0.0 + pairwise_sum(x + c, n, stride);
+        return PHASE_OK;
+    }
+    double *sq = malloc(((size_t)n * (size_t)d + 1) * sizeof *sq);
+    if (!sq) return phase_fail(PHASE_ENOMEM, "phase_pairwise_sums: out of memory (%lld values)", (long long)(n * d));
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t c = 0; c < d; c++) sq[i * d + c] = x[i * stride + c] * x[i * stride + c];
+    out[0] = 0.0 + pairwise_sum(sq, n * d, 1);
+    free(sq);
+    return PHASE_OK;
+}

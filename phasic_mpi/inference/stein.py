@@ -23,8 +23,8 @@ import numpy as np
 
 from phasic_mpi._libphase import ffi, lib
 
-__all__ = ["kernelized_stein_discrepancy", "ksd_from_rows", "row_pointer", "stein_direction",
-           "stein_terms"]
+__all__ = ["column_sums", "kernelized_stein_discrepancy", "ksd_from_rows", "row_pointer",
+           "stein_direction", "stein_terms", "sum_of_squares"]
 
 
 def _ptr(arr: np.ndarray) -> object:
@@ -106,3 +106,30 @@ def kernelized_stein_discrepancy(z: np.ndarray, scores: np.ndarray, h: float) ->
     KSD = sqrt(mean_ij u(x_i, x_j)). Zero for a sample that matches p.
     """
     return ksd_from_rows(stein_terms(z, scores, range(len(z)), h, phi=False, ksd=True)[1])
+
+
+def _pairwise(x: np.ndarray, squares: bool) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    n, d = x.shape
+    out = np.empty(1 if squares else d)
+    if d == 0:
+        return np.zeros(1 if squares else 0)
+    px, stride = row_pointer(x)
+    status = lib.phase_pairwise_sums(n, d, px, stride, int(squares), _ptr(out))
+    if status != lib.PHASE_OK:
+        raise ValueError(ffi.string(lib.phase_last_error()).decode())
+    return out
+
+
+def column_sums(x: np.ndarray) -> np.ndarray:
+    """``(d,)`` sums of the columns of an ``(n, d)`` array, which may be columns of a
+    row buffer (passed in place), with the bits of ``x[:, c].sum()`` (numpy's
+    pairwise order, ``phase_pairwise_sums``): SVGD's per-iteration sums over its
+    gathered rows in one call, where numpy looped over strided columns."""
+    return _pairwise(x, False)
+
+
+def sum_of_squares(x: np.ndarray) -> float:
+    """``np.sum(x * x)`` of an ``(n, d)`` array, bit for bit, without copying a view
+    (numpy's product of a strided view costs twice a copy)."""
+    return float(_pairwise(x, True)[0])
