@@ -349,6 +349,41 @@ static double pairwise_sum(const double *a, int64_t n, int64_t stride)
     return pairwise_sum(a, n2, stride) + pairwise_sum(a + n2 * stride, n - n2, stride);
 }
 
+/* pairwise_sum of each of the d columns of n rows (stride doubles apart) into
+ * res, row by row: every column gets the additions of pairwise_sum in the
+ * same order (its bits), while the rows are read once, in memory order (a
+ * column at a time read every row's cache line d times). r8: 8 d doubles of
+ * scratch; tmp: d per level of the recursion (< 64 levels). */
+static void pairwise_columns(const double *a, int64_t n, int64_t stride, int64_t d, double *res, double *r8,
+                             double *tmp)
+{
+    if (n < 8) {
+        for (int64_t c = 0; c < d; c++) res[c] = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t c = 0; c < d; c++) res[c] += a[i * stride + c];
+        return;
+    }
+    if (n <= 128) {
+        for (int j = 0; j < 8; j++)
+            for (int64_t c = 0; c < d; c++) r8[j * d + c] = a[j * stride + c];
+        int64_t i = 8;
+        for (; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++)
+                for (int64_t c = 0; c < d; c++) r8[j * d + c] += a[(i + j) * stride + c];
+        for (int64_t c = 0; c < d; c++)
+            res[c] = ((r8[c] + r8[d + c]) + (r8[2 * d + c] + r8[3 * d + c])) +
+                     ((r8[4 * d + c] + r8[5 * d + c]) + (r8[6 * d + c] + r8[7 * d + c]));
+        for (; i < n; i++)
+            for (int64_t c = 0; c < d; c++) res[c] += a[i * stride + c];
+        return;
+    }
+    int64_t n2 = n / 2;
+    n2 -= n2 % 8;
+    pairwise_columns(a, n2, stride, d, res, r8, tmp + d);
+    pairwise_columns(a + n2 * stride, n - n2, stride, d, tmp, r8, tmp + d);
+    for (int64_t c = 0; c < d; c++) res[c] += tmp[c];
+}
+
 int phase_pairwise_sums(int64_t n, int64_t d, const double *x, int64_t stride, int squares, double *out)
 {
     phase_clear_error();
@@ -357,7 +392,11 @@ int phase_pairwise_sums(int64_t n, int64_t d, const double *x, int64_t stride, i
                           (long long)d, (long long)stride);
     if ((n && !x) || !out) return phase_fail(PHASE_EINVAL, "phase_pairwise_sums: NULL array");
     if (!squares) {
-        for (int64_t c = 0; c < d; c++) out[c] = 0.0 + pairwise_sum(x + c, n, stride);
+        double *scratch = malloc((size_t)(8 + 64) * (size_t)d * sizeof *scratch);
+        if (!scratch) return phase_fail(PHASE_ENOMEM, "phase_pairwise_sums: out of memory (d = %lld)", (long long)d);
+        pairwise_columns(x, n, stride, d, out, scratch, scratch + 8 * d);
+        for (int64_t c = 0; c < d; c++) out[c] = 0.0 + out[c];
+        free(scratch);
         return PHASE_OK;
     }
     double *sq = malloc(((size_t)n * (size_t)d + 1) * sizeof *sq);

@@ -222,6 +222,14 @@ static void test_arguments(void)
     z[2] = NAN;
     CHECK(phase_stein(4, 1, z, s, 1.0, 0, 4, phi, ksd) == PHASE_OK && isnan(phi[2]) && isnan(ksd[0]),
           "NaN in, NaN out");
+    double sums[2] = {-1.0, -1.0}, rows[6] = {1.0, 2.0, 9.0, 3.0, 4.0, 9.0};
+    CHECK(phase_pairwise_sums(2, 2, rows, 3, 0, sums) == PHASE_OK && sums[0] == 4.0 && sums[1] == 6.0,
+          "column sums of a strided block: %g %g", sums[0], sums[1]);
+    CHECK(phase_pairwise_sums(2, 2, rows, 3, 1, sums) == PHASE_OK && sums[0] == 30.0, "sum of squares: %g", sums[0]);
+    CHECK(phase_pairwise_sums(0, 2, NULL, 2, 0, sums) == PHASE_OK && sums[0] == 0.0 && sums[1] == 0.0, "no rows");
+    CHECK(phase_pairwise_sums(2, 0, rows, 3, 0, sums) == PHASE_EINVAL, "d = 0");
+    CHECK(phase_pairwise_sums(2, 2, rows, 1, 0, sums) == PHASE_EINVAL, "stride < d");
+    CHECK(phase_pairwise_sums(2, 2, NULL, 3, 0, sums) == PHASE_EINVAL, "NULL rows");
 }
 
 int main(void)
