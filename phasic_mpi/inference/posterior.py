@@ -327,9 +327,9 @@ class _TransformedDensity:
         The general path computes θ, dθ/dz and the prior in separate passes whose
         masks, copies and error-state switches cost ~60 us a call, more than a
         cheap model's likelihood row; :func:`fused_terms` runs the same ufuncs
-        on the same (padded) arrays once. One sum per array detects a
-        non-finite value (a sum of finite values that overflows only sends the
-        call to the general path).
+        on the same (padded) arrays once. A sum per array detects a non-finite
+        value (a sum of finite values that overflows only sends the call to the
+        general path).
         """
         n_points, d = z.shape
         padded = z if n_points >= MIN_ROWS else np.concatenate(
@@ -348,7 +348,10 @@ class _TransformedDensity:
                     logprior += value.sum(axis=1)
             theta, jac = theta[:n_points], jac[:n_points]
             logprior, logprior_grad = logprior[:n_points], logprior_grad[:n_points]
-            total = (z.sum() + theta.sum() + jac.sum() + logprior.sum() + logprior_grad.sum())
+            # z and dθ/dz need no check of their own: a non-finite z gives a non-finite θ or
+            # log prior under each fusable transform (Log of -inf: θ = 0 but log prior -inf),
+            # and dθ/dz is θ (Log), 1 (Identity) or finite wherever z is (Logit)
+            total = theta.sum() + logprior.sum() + logprior_grad.sum()
         if not math.isfinite(total):
             return None
         self.n_evaluations += n_points
@@ -473,7 +476,8 @@ class Posterior(_TransformedDensity):
     def _loglik_theta(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.terms:
             value, grad, status = self._likelihood(theta)
-            value[status != 0] = -math.inf  # 0: PHASE_OK
+            if status.any():
+                value[status != 0] = -math.inf  # 0: PHASE_OK
             return value, grad
         d_graph = self.graph.n_params
         value, graph_grad, status = self._likelihood(np.ascontiguousarray(theta[:, :d_graph]))
