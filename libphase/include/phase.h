@@ -254,6 +254,13 @@ int phase_pair_median_strided(int64_t n, int64_t d, const double *z, int64_t z_s
  * NULL arrays; PHASE_ENOMEM. */
 int phase_pairwise_sums(int64_t n, int64_t d, const double *x, int64_t stride, int squares, double *out);
 
+/* numpy's median of |z_i - z_j|^2 over all n (n - 1) / 2 pairs i < j (the
+ * exact median heuristic of a small ensemble on one process), rows z_stride
+ * >= d doubles apart, the distances in work (n (n - 1) / 2 doubles); NaN if a
+ * distance is NaN. The distances have the bits of phase_pair_median's.
+ * PHASE_EINVAL for n < 2 or n > 2^31, d < 1, stride < d, NULL arrays. */
+int phase_pair_median_all(int64_t n, int64_t d, const double *z, int64_t z_stride, double *work, double *median);
+
 #ifdef __cplusplus
 }
 #endif

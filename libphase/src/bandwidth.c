@@ -95,7 +95,7 @@ static void select_median_pair(const double *a, int64_t m, int64_t lo, int64_t h
                                double *first, double *second)
 {
     int64_t base = 0, count = m; /* scratch[0..count) holds the order statistics base.. */
-    if (m >= 4 * SAMPLE) {
+    if (m >= 2 * SAMPLE) {
         double sample[SAMPLE];
         for (int64_t q = 0; q < SAMPLE; q++) sample[q] = a[(q * m) / SAMPLE];
         const int64_t centre = (lo * SAMPLE) / m, delta = 3 * (int64_t)(sqrt(SAMPLE * 0.25) + 1.0);
@@ -123,6 +123,25 @@ static void select_median_pair(const double *a, int64_t m, int64_t lo, int64_t h
         for (int64_t q = k + 2; q < count; q++)
             if (scratch[q] < *second) *second = scratch[q];
     }
+}
+
+/* numpy's median of values[0..m) (m >= 1) into *median: NaN if nan (a value
+ * is NaN), else the middle order statistic, or the mean of the two middle
+ * ones for an even m. values is left as it was. */
+static int median_of(const double *values, int64_t m, int nan, double *median)
+{
+    if (nan) {
+        *median = NAN;
+        return PHASE_OK;
+    }
+    const int64_t lo = (m - 1) / 2, hi = m / 2;
+    double *scratch = malloc((size_t)m * sizeof *scratch);
+    if (!scratch) return phase_fail(PHASE_ENOMEM, "median of the pairs: out of memory (%lld pairs)", (long long)m);
+    double first, second;
+    select_median_pair(values, m, lo, hi, scratch, &first, &second);
+    free(scratch);
+    *median = hi > lo ? (first + second) / 2.0 : first;
+    return PHASE_OK;
 }
 
 void phase_select_median_pair(const double *a, int64_t m, int64_t lo, int64_t hi, double *scratch,
@@ -186,22 +205,36 @@ int phase_pair_median_strided(int64_t n, int64_t d, const double *z, int64_t z_s
         nan |= isnan(s);
         work[p] = s;
     }
-    if (nan) { /* numpy's median of values with a NaN is NaN */
-        *median = NAN;
-        return PHASE_OK;
-    }
-    const int64_t lo = (pairs - 1) / 2, hi = pairs / 2;
-    double *scratch = malloc((size_t)pairs * sizeof *scratch);
-    if (!scratch) return phase_fail(PHASE_ENOMEM, "phase_pair_median: out of memory (%lld pairs)", (long long)pairs);
-    double first, second;
-    select_median_pair(work, pairs, lo, hi, scratch, &first, &second);
-    free(scratch);
-    *median = hi > lo ? (first + second) / 2.0 : first;
-    return PHASE_OK;
+    return median_of(work, pairs, nan, median);
 }
 
 int phase_pair_median(int64_t n, int64_t d, const double *z, uint64_t seed, uint64_t purpose,
                       const uint64_t ids[4], int64_t pairs, double *work, double *median)
 {
     return phase_pair_median_strided(n, d, z, d, seed, purpose, ids, pairs, work, median);
+}
+
+int phase_pair_median_all(int64_t n, int64_t d, const double *z, int64_t z_stride, double *work, double *median)
+{
+    if (n < 2 || n > (INT64_C(1) << 31) || d < 1 || z_stride < d) /* n (n - 1) / 2 fits an int64_t */
+        return phase_fail(PHASE_EINVAL, "phase_pair_median_all: n = %lld (2 .. 2^31), d = %lld, stride = %lld",
+                          (long long)n, (long long)d, (long long)z_stride);
+    if (!z || !work || !median) return phase_fail(PHASE_EINVAL, "phase_pair_median_all: NULL array");
+    const int64_t pairs = n * (n - 1) / 2;
+    int64_t p = 0;
+    int nan = 0;
+    for (int64_t i = 0; i < n; i++) { /* scipy's pdist order; the order does not matter to a median */
+        const double *zi = z + i * z_stride;
+        for (int64_t j = i + 1; j < n; j++) {
+            const double *zj = z + j * z_stride;
+            double s = 0.0;
+            for (int64_t c = 0; c < d; c++) { /* in order of c: pair_sq_distances' bits */
+                const double diff = zi[c] - zj[c];
+                s += diff * diff;
+            }
+            nan |= isnan(s);
+            work[p++] = s;
+        }
+    }
+    return median_of(work, pairs, nan, median);
 }

@@ -37,17 +37,23 @@ static double reference_median(int64_t n, int64_t d, const double *z, uint64_t s
     return pairs % 2 ? values[pairs / 2] : (values[pairs / 2 - 1] + values[pairs / 2]) / 2.0;
 }
 
+/* count xorshift values into z: continuous in [-0.5, 0.5), or 0/1/2 with tie
+ * (many equal distances) */
+static void fill(double *z, int count, int tie, uint64_t *x)
+{
+    for (int k = 0; k < count; k++) {
+        *x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+        z[k] = tie ? (double)(*x % 3) : (double)(*x >> 11) * 0x1p-53 - 0.5;
+    }
+}
+
 static void test_against_sorting(void)
 {
     enum { N = 97, D = 3, MAXP = 300 };
     double z[N * D], work[MAXP], sorted[MAXP];
     uint64_t x = UINT64_C(88172645463325252);
     for (int tie = 0; tie < 2; tie++) {
-        for (int k = 0; k < N * D; k++) {
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            /* continuous values, or 0/1/2 (many equal distances) */
-            z[k] = tie ? (double)(x % 3) : (double)(x >> 11) * 0x1p-53 - 0.5;
-        }
+        fill(z, N * D, tie, &x);
         for (int64_t pairs = 1; pairs <= MAXP; pairs += (pairs < 12 ? 1 : 37)) {
             const uint64_t ids[4] = {(uint64_t)pairs, 0, 0, UINT64_MAX - 2}; /* word 3 wraps */
             double got = -1.0;
@@ -98,7 +104,7 @@ static void test_selection_window_and_fallback(void)
     enum { MAXM = 9000 };
     static double a[MAXM], copy[MAXM], sorted[MAXM], scratch[MAXM];
     uint64_t x = UINT64_C(0x2545F4914F6CDD1D);
-    const int64_t sizes[] = {1, 2, 3, 2047, 2048, 2049, 4095, 4096, 4097, 8999};
+    const int64_t sizes[] = {1, 2, 3, 1023, 1024, 1025, 2047, 2048, 2049, 4096, 4097, 8999};
     for (int kind = 0; kind < 4; kind++) {
         for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
             const int64_t m = sizes[s];
@@ -108,7 +114,7 @@ static void test_selection_window_and_fallback(void)
                 a[p] = kind == 0 ? u : kind == 1 ? 1.5 : kind == 2 ? (double)(x % 2) : u;
             }
             if (kind == 3) /* huge values exactly where the sample looks: its window misses */
-                for (int64_t q = 0; q < 512 && m >= 2048; q++) a[(q * m) / 512] = 1e300 + (double)q;
+                for (int64_t q = 0; q < 512 && m >= 1024; q++) a[(q * m) / 512] = 1e300 + (double)q;
             memcpy(copy, a, (size_t)m * sizeof *a);
             memcpy(sorted, a, (size_t)m * sizeof *a);
             qsort(sorted, (size_t)m, sizeof(double), by_value);
@@ -120,6 +126,37 @@ static void test_selection_window_and_fallback(void)
             CHECK(memcmp(a, copy, (size_t)m * sizeof *a) == 0, "kind %d m %lld: input changed", kind, (long long)m);
         }
     }
+}
+
+/* All pairs (phase_pair_median_all) against qsort's median of the pairs in a
+ * plain loop: sizes around the sample threshold, ties, rows in a wider buffer. */
+static void test_all_pairs(void)
+{
+    enum { MAXN = 120, D = 3, W = 5 };
+    static double z[MAXN * W], work[MAXN * MAXN / 2], sorted[MAXN * MAXN / 2];
+    uint64_t x = UINT64_C(0x853C49E6748FEA9B);
+    for (int tie = 0; tie < 2; tie++) {
+        fill(z, MAXN * W, tie, &x);
+        for (int64_t n = 2; n <= MAXN; n += (n < 12 ? 1 : 17)) {
+            int64_t m = 0;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = i + 1; j < n; j++) {
+                    double s = 0.0;
+                    for (int c = 0; c < D; c++) s += (z[i * W + c] - z[j * W + c]) * (z[i * W + c] - z[j * W + c]);
+                    sorted[m++] = s;
+                }
+            qsort(sorted, (size_t)m, sizeof(double), by_value);
+            const double want = m % 2 ? sorted[m / 2] : (sorted[m / 2 - 1] + sorted[m / 2]) / 2.0;
+            double got = -1.0;
+            CHECK(phase_pair_median_all(n, D, z, W, work, &got) == PHASE_OK && memcmp(&got, &want, sizeof got) == 0,
+                  "tie %d n %lld: %.17g, expected %.17g", tie, (long long)n, got, want);
+        }
+    }
+    double m = 0.0, nanz[4] = {0.0, NAN, 1.0, 2.0};
+    CHECK(phase_pair_median_all(4, 1, nanz, 1, work, &m) == PHASE_OK && isnan(m), "NaN gives NaN");
+    CHECK(phase_pair_median_all(1, 1, nanz, 1, work, &m) == PHASE_EINVAL, "n = 1");
+    CHECK(phase_pair_median_all(4, 2, nanz, 1, work, &m) == PHASE_EINVAL, "stride < d");
+    CHECK(phase_pair_median_all(4, 1, nanz, 1, NULL, &m) == PHASE_EINVAL, "NULL work");
 }
 
 static void test_nan_and_arguments(void)
@@ -141,6 +178,7 @@ int main(void)
     test_against_sorting();
     test_wide_ranges_and_ties();
     test_selection_window_and_fallback();
+    test_all_pairs();
     test_nan_and_arguments();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
