@@ -117,10 +117,11 @@ def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None)
     that multiset as numpy does: the value at sorted position (M - 1) / 2 for
     odd M, (a + b) / 2 of the values a, b at positions M/2 - 1 and M/2 for
     even M (np.median's mean of the two middle values is their sum divided
-    by 2). The order statistics are exact, on one rank by an in-place
-    partition of the buffer and a minimum, on several by :func:`select_pair` (comparisons
-    only), so h has the same bits for any number of ranks. A NaN distance
-    gives h = 1, as numpy's NaN median does.
+    by 2). The order statistics are exact: with every row on one process in
+    libphase (``phase_pair_median_all``: the same distances, a selection), with a
+    block of rows by an in-place partition and a minimum, on several ranks by
+    :func:`select_pair` (comparisons only), so h has the same bits for any
+    number of ranks. A NaN distance gives h = 1, as numpy's NaN median does.
     """
     n = z.shape[0]
     if n < 2:
