@@ -106,7 +106,7 @@ def new_iteration(comm, layout, density, state, settings, t, shared):
     g = allgather_rows(comm, layout, local)
     t["comm_end"] = time.perf_counter()
     d = z.shape[1]
-    return state, (np.ascontiguousarray(g[:, :d]), np.ascontiguousarray(g[:, d:2 * d]))
+    return state, (g[:, :d], g[:, d:2 * d])  # views, as svgd_step keeps them (row strides in C)
 
 
 def phase_times(path, t):

@@ -305,6 +305,33 @@ int phase_pt_swap_phase(int64_t n, const int64_t *g, const int64_t *low, const i
                         double *alpha, uint8_t *accepted);
 int phase_pt_round_trips(int64_t m, int64_t start, int64_t n_levels, int64_t *last_end, double *stats);
 
+/* phase_stein and phase_pair_median on particles (and scores) whose rows lie
+ * z_stride (s_stride) doubles apart, >= d: SVGD passes the columns of its
+ * gathered row buffer in place, without copying them out. Same values, bit
+ * for bit, as the contiguous calls (which are these with strides d);
+ * PHASE_EINVAL also for a stride below d. */
+int phase_stein_strided(int64_t n, int64_t d, const double *z, int64_t z_stride, const double *scores,
+                        int64_t s_stride, double h, int64_t start, int64_t stop, double *phi, double *ksd_rows);
+int phase_pair_median_strided(int64_t n, int64_t d, const double *z, int64_t z_stride, uint64_t seed,
+                              uint64_t purpose, const uint64_t ids[4], int64_t pairs, double *work,
+                              double *median);
+
+/* Sums over the rows of an n x d block whose rows lie stride (>= d) doubles
+ * apart, in numpy's pairwise order (0 + numpy's pairwise sum): squares = 0,
+ * out[c] = the sum of column c (np.sum of that column); squares = 1, out[0] =
+ * the sum of all n d squares in row-major order (np.sum(x * x) of a
+ * C-ordered copy). SVGD's per-iteration sums over its gathered row buffer,
+ * without copying columns out. PHASE_EINVAL for n < 0, d < 1, stride < d or
+ * NULL arrays; PHASE_ENOMEM. */
+int phase_pairwise_sums(int64_t n, int64_t d, const double *x, int64_t stride, int squares, double *out);
+
+/* numpy's median of |z_i - z_j|^2 over all n (n - 1) / 2 pairs i < j (the
+ * exact median heuristic of a small ensemble on one process), rows z_stride
+ * >= d doubles apart, the distances in work (n (n - 1) / 2 doubles); NaN if a
+ * distance is NaN. The distances have the bits of phase_pair_median's.
+ * PHASE_EINVAL for n < 2 or n > 2^31, d < 1, stride < d, NULL arrays. */
+int phase_pair_median_all(int64_t n, int64_t d, const double *z, int64_t z_stride, double *work, double *median);
+
 #ifdef __cplusplus
 }
 #endif

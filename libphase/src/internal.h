@@ -55,6 +55,12 @@ double phase_stein_exp(double x);
  * the low word, stores the high one; exposed for the C tests. */
 uint64_t phase_mulhilo_portable(uint64_t a, uint64_t b, uint64_t *hi);
 
+/* The order statistics lo and hi (hi = lo or lo + 1, 0-based) of a[0..m),
+ * no NaN, with m doubles of scratch; a is not changed (bandwidth.c), exposed
+ * for the C tests. */
+void phase_select_median_pair(const double *a, int64_t m, int64_t lo, int64_t hi, double *scratch,
+                              double *first, double *second);
+
 /* Clear the thread-local message (successful calls leave it empty). */
 void phase_clear_error(void);
 

@@ -153,7 +153,7 @@ double phase_stein_exp(double x)
 }
 
 typedef struct {
-    int64_t n, d;
+    int64_t n, d, zs, ss; /* zs, ss: doubles between consecutive rows of z and s */
     const double *z, *s;
     double neg_inv_h, two_h, ksd_const, four_h2;
 } stein_args;
@@ -171,7 +171,7 @@ STEIN_INLINE void block_kernel(const stein_args *a, stein_scratch *w, int64_t j0
 {
     const int64_t d = a->d;
     for (int64_t jj = 0; jj < nb; jj++) {
-        const double *zj = a->z + (j0 + jj) * d;
+        const double *zj = a->z + (j0 + jj) * a->zs;
         vd acc = v_set1(0.0);
         for (int64_t c = 0; c < d; c++) {
             vd t = v_sub(w->zi[c], v_set1(zj[c]));
@@ -189,7 +189,6 @@ STEIN_INLINE void block_kernel(const stein_args *a, stein_scratch *w, int64_t j0
 STEIN_INLINE void phi_chunk(const stein_args *a, stein_scratch *w, int64_t j0, int64_t nb,
                             int64_t c0, const int cb)
 {
-    const int64_t d = a->d;
     vd as[CHUNK], ad[CHUNK], zic[CHUNK];
     for (int q = 0; q < cb; q++) {
         as[q] = w->acc_s[c0 + q];
@@ -198,7 +197,7 @@ STEIN_INLINE void phi_chunk(const stein_args *a, stein_scratch *w, int64_t j0, i
     }
     for (int64_t jj = 0; jj < nb; jj++) {
         const vd k = w->kval[jj];
-        const double *zj = a->z + (j0 + jj) * d + c0, *sj = a->s + (j0 + jj) * d + c0;
+        const double *zj = a->z + (j0 + jj) * a->zs + c0, *sj = a->s + (j0 + jj) * a->ss + c0;
         for (int q = 0; q < cb; q++) {
             as[q] = v_add(as[q], v_mul(k, v_set1(sj[q])));
             ad[q] = v_add(ad[q], v_mul(k, v_sub(zic[q], v_set1(zj[q]))));
@@ -229,7 +228,7 @@ STEIN_INLINE void block_ksd(const stein_args *a, stein_scratch *w, int64_t j0, i
     const int64_t d = a->d;
     const vd two_h = v_set1(a->two_h), ksd_const = v_set1(a->ksd_const), four_h2 = v_set1(a->four_h2);
     for (int64_t jj = 0; jj < nb; jj++) {
-        const double *zj = a->z + (j0 + jj) * d, *sj = a->s + (j0 + jj) * d;
+        const double *zj = a->z + (j0 + jj) * a->zs, *sj = a->s + (j0 + jj) * a->ss;
         vd ss = v_set1(0.0), sid = v_set1(0.0), sjd = v_set1(0.0);
         for (int64_t c = 0; c < d; c++) {
             vd t = v_sub(w->zi[c], v_set1(zj[c])), sjc = v_set1(sj[c]);
@@ -252,8 +251,8 @@ STEIN_INLINE void stein_tile(const stein_args *a, stein_scratch *w, int64_t i0, 
     for (int64_t c = 0; c < d; c++) {
         for (int l = 0; l < TILE; l++) {
             int64_t i = i0 + (l < rows ? l : rows - 1);
-            LANE(w->zi[c], l) = a->z[i * d + c];
-            LANE(w->si[c], l) = a->s[i * d + c];
+            LANE(w->zi[c], l) = a->z[i * a->zs + c];
+            LANE(w->si[c], l) = a->s[i * a->ss + c];
         }
         w->acc_s[c] = w->acc_d[c] = v_set1(0.0);
     }
@@ -282,13 +281,16 @@ static void stein_rows(const stein_args *a, stein_scratch *w, int64_t start, int
     }
 }
 
-int phase_stein(int64_t n, int64_t d, const double *z, const double *scores, double h,
-                int64_t start, int64_t stop, double *phi, double *ksd_rows)
+int phase_stein_strided(int64_t n, int64_t d, const double *z, int64_t z_stride, const double *scores,
+                        int64_t s_stride, double h, int64_t start, int64_t stop, double *phi, double *ksd_rows)
 {
     phase_clear_error();
     if (n < 1 || d < 1)
         return phase_fail(PHASE_EINVAL, "phase_stein: need n >= 1 and d >= 1 (got n = %lld, d = %lld)",
                           (long long)n, (long long)d);
+    if (z_stride < d || s_stride < d)
+        return phase_fail(PHASE_EINVAL, "phase_stein: row strides %lld, %lld below d = %lld",
+                          (long long)z_stride, (long long)s_stride, (long long)d);
     if (start < 0 || stop < start || stop > n)
         return phase_fail(PHASE_EINVAL, "phase_stein: rows [%lld, %lld) not within [0, %lld)",
                           (long long)start, (long long)stop, (long long)n);
@@ -305,8 +307,103 @@ int phase_stein(int64_t n, int64_t d, const double *z, const double *scores, dou
     if (!buf) return phase_fail(PHASE_ENOMEM, "phase_stein: out of memory (d = %lld)", (long long)d);
     stein_scratch w = {buf, buf + d, buf + 2 * d, buf + 3 * d, buf + 4 * d, buf + 4 * d + JBLOCK,
                        {0}};
-    stein_args a = {n, d, z, scores, -1.0 / h, 2.0 / h, 2.0 * (double)d / h, 4.0 / (h * h)};
+    stein_args a = {n, d, z_stride, s_stride, z, scores, -1.0 / h, 2.0 / h, 2.0 * (double)d / h,
+                    4.0 / (h * h)};
     stein_rows(&a, &w, start, stop, phi, ksd_rows);
     free(buf);
+    return PHASE_OK;
+}
+
+int phase_stein(int64_t n, int64_t d, const double *z, const double *scores, double h,
+                int64_t start, int64_t stop, double *phi, double *ksd_rows)
+{
+    return phase_stein_strided(n, d, z, d, scores, d, h, start, stop, phi, ksd_rows);
+}
+
+/* numpy's pairwise summation of n values a[0], a[stride], ... (numpy's
+ * @TYPE@_pairwise_sum, PW_BLOCKSIZE 128): fewer than 8 values in order from
+ * 0; up to 128 in eight interleaved partial sums combined as a tree, the rest
+ * in order; more split at an even multiple of 8 below n / 2. A reduction of
+ * numpy arrays with np.sum is 0 + this; here it serves SVGD's per-iteration
+ * sums over the gathered row buffer, which numpy computed before (so the bits
+ * stayed those of numpy's sums). */
+static double pairwise_sum(const double *a, int64_t n, int64_t stride)
+{
+    if (n < 8) {
+        double res = 0.0;
+        for (int64_t i = 0; i < n; i++) res += a[i * stride];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++) r[j] = a[j * stride];
+        int64_t i = 8;
+        for (; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[(i + j) * stride];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += a[i * stride];
+        return res;
+    }
+    int64_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise_sum(a, n2, stride) + pairwise_sum(a + n2 * stride, n - n2, stride);
+}
+
+/* pairwise_sum of each of the d columns of n rows (stride doubles apart) into
+ * res, row by row: every column gets the additions of pairwise_sum in the
+ * same order (its bits), while the rows are read once, in memory order (a
+ * column at a time read every row's cache line d times). r8: 8 d doubles of
+ * scratch; tmp: d per level of the recursion (< 64 levels). */
+static void pairwise_columns(const double *a, int64_t n, int64_t stride, int64_t d, double *res, double *r8,
+                             double *tmp)
+{
+    if (n < 8) {
+        for (int64_t c = 0; c < d; c++) res[c] = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t c = 0; c < d; c++) res[c] += a[i * stride + c];
+        return;
+    }
+    if (n <= 128) {
+        for (int j = 0; j < 8; j++)
+            for (int64_t c = 0; c < d; c++) r8[j * d + c] = a[j * stride + c];
+        int64_t i = 8;
+        for (; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++)
+                for (int64_t c = 0; c < d; c++) r8[j * d + c] += a[(i + j) * stride + c];
+        for (int64_t c = 0; c < d; c++)
+            res[c] = ((r8[c] + r8[d + c]) + (r8[2 * d + c] + r8[3 * d + c])) +
+                     ((r8[4 * d + c] + r8[5 * d + c]) + (r8[6 * d + c] + r8[7 * d + c]));
+        for (; i < n; i++)
+            for (int64_t c = 0; c < d; c++) res[c] += a[i * stride + c];
+        return;
+    }
+    int64_t n2 = n / 2;
+    n2 -= n2 % 8;
+    pairwise_columns(a, n2, stride, d, res, r8, tmp + d);
+    pairwise_columns(a + n2 * stride, n - n2, stride, d, tmp, r8, tmp + d);
+    for (int64_t c = 0; c < d; c++) res[c] += tmp[c];
+}
+
+int phase_pairwise_sums(int64_t n, int64_t d, const double *x, int64_t stride, int squares, double *out)
+{
+    phase_clear_error();
+    if (n < 0 || d < 1 || stride < d)
+        return phase_fail(PHASE_EINVAL, "phase_pairwise_sums: n = %lld, d = %lld, stride = %lld", (long long)n,
+                          (long long)d, (long long)stride);
+    if ((n && !x) || !out) return phase_fail(PHASE_EINVAL, "phase_pairwise_sums: NULL array");
+    if (!squares) {
+        double *scratch = malloc((size_t)(8 + 64) * (size_t)d * sizeof *scratch);
+        if (!scratch) return phase_fail(PHASE_ENOMEM, "phase_pairwise_sums: out of memory (d = %lld)", (long long)d);
+        pairwise_columns(x, n, stride, d, out, scratch, scratch + 8 * d);
+        for (int64_t c = 0; c < d; c++) out[c] = 0.0 + out[c];
+        free(scratch);
+        return PHASE_OK;
+    }
+    double *sq = malloc(((size_t)n * (size_t)d + 1) * sizeof *sq);
+    if (!sq) return phase_fail(PHASE_ENOMEM, "phase_pairwise_sums: out of memory (%lld values)", (long long)(n * d));
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t c = 0; c < d; c++) sq[i * d + c] = x[i * stride + c] * x[i * stride + c];
+    out[0] = 0.0 + pairwise_sum(sq, n * d, 1);
+    free(sq);
     return PHASE_OK;
 }

@@ -174,6 +174,18 @@ static void test_kernel(void)
             same &= memcmp(part, phi, sizeof(double) * (size_t)(n * d)) == 0;
             same &= memcmp(ksd_part, ksd, sizeof(double) * (size_t)n) == 0;
             CHECK(same, "n = %lld, d = %lld: a row range changed bits", (long long)n, (long long)d);
+            /* the same particles and scores as columns of one row buffer [z | s | pad]
+             * (SVGD's gather, passed in place): the same bits */
+            const int64_t w = 2 * d + 3;
+            double *buf = malloc(sizeof(double) * (size_t)(n * w));
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t c = 0; c < w; c++)
+                    buf[i * w + c] = c < d ? z[i * d + c] : c < 2 * d ? s[i * d + c - d] : NAN;
+            CHECK(phase_stein_strided(n, d, buf, w, buf + d, w, h, 0, n, part, ksd_part) == PHASE_OK, "strided");
+            CHECK(memcmp(part, phi, sizeof(double) * (size_t)(n * d)) == 0 &&
+                      memcmp(ksd_part, ksd, sizeof(double) * (size_t)n) == 0,
+                  "n = %lld, d = %lld: row strides changed bits", (long long)n, (long long)d);
+            free(buf);
             free(z), free(s), free(phi), free(part), free(ksd), free(ksd_part), free(ref);
         }
     }
@@ -201,6 +213,8 @@ static void test_arguments(void)
     CHECK(phase_stein(4, 1, z, s, NAN, 0, 4, phi, NULL) == PHASE_EINVAL, "h = NaN");
     CHECK(phase_stein(4, 1, z, s, INFINITY, 0, 4, phi, NULL) == PHASE_EINVAL, "h = inf");
     CHECK(phase_stein(4, 1, NULL, s, 1.0, 0, 4, phi, NULL) == PHASE_EINVAL, "z NULL");
+    CHECK(phase_stein_strided(2, 2, z, 1, s, 2, 1.0, 0, 2, phi, NULL) == PHASE_EINVAL &&
+              strstr(phase_last_error(), "stride"), "stride < d: %s", phase_last_error());
     CHECK(phase_stein(4, 1, z, s, 1.0, 0, 4, NULL, NULL) == PHASE_EINVAL, "both outputs NULL");
     CHECK(phase_stein(4, 1, z, s, 1.0, 2, 2, NULL, NULL) == PHASE_OK, "empty range");
     CHECK(phase_stein(4, 1, z, s, 1.0, 0, 4, phi, ksd) == PHASE_OK && phase_last_error()[0] == '\0',
@@ -208,6 +222,14 @@ static void test_arguments(void)
     z[2] = NAN;
     CHECK(phase_stein(4, 1, z, s, 1.0, 0, 4, phi, ksd) == PHASE_OK && isnan(phi[2]) && isnan(ksd[0]),
           "NaN in, NaN out");
+    double sums[2] = {-1.0, -1.0}, rows[6] = {1.0, 2.0, 9.0, 3.0, 4.0, 9.0};
+    CHECK(phase_pairwise_sums(2, 2, rows, 3, 0, sums) == PHASE_OK && sums[0] == 4.0 && sums[1] == 6.0,
+          "column sums of a strided block: %g %g", sums[0], sums[1]);
+    CHECK(phase_pairwise_sums(2, 2, rows, 3, 1, sums) == PHASE_OK && sums[0] == 30.0, "sum of squares: %g", sums[0]);
+    CHECK(phase_pairwise_sums(0, 2, NULL, 2, 0, sums) == PHASE_OK && sums[0] == 0.0 && sums[1] == 0.0, "no rows");
+    CHECK(phase_pairwise_sums(2, 0, rows, 3, 0, sums) == PHASE_EINVAL, "d = 0");
+    CHECK(phase_pairwise_sums(2, 2, rows, 1, 0, sums) == PHASE_EINVAL, "stride < d");
+    CHECK(phase_pairwise_sums(2, 2, NULL, 3, 0, sums) == PHASE_EINVAL, "NULL rows");
 }
 
 int main(void)

@@ -11,6 +11,7 @@ import numpy as np
 from phasic_mpi._libphase import ffi, lib
 from phasic_mpi.inference.comm import SerialCommunicator, as_communicator
 from phasic_mpi.inference.selection import allgather_values, allreduce_exact, select_pair
+from phasic_mpi.inference.stein import row_pointer
 
 __all__ = ["PAIR_BLOCK", "STREAM_BANDWIDTH", "median_bandwidth", "pair_count", "pair_sq_distances",
            "subset_median_bandwidth"]
@@ -116,27 +117,33 @@ def median_bandwidth(z: np.ndarray, comm: Any = None, rows: range | None = None)
     that multiset as numpy does: the value at sorted position (M - 1) / 2 for
     odd M, (a + b) / 2 of the values a, b at positions M/2 - 1 and M/2 for
     even M (np.median's mean of the two middle values is their sum divided
-    by 2). The order statistics are exact, on one rank by an in-place
-    partition of the buffer and a minimum, on several by :func:`select_pair` (comparisons
-    only), so h has the same bits for any number of ranks. A NaN distance
-    gives h = 1, as numpy's NaN median does.
+    by 2). The order statistics are exact: with every row on one process in
+    libphase (``phase_pair_median_all``: the same distances, a selection), with a
+    block of rows by an in-place partition and a minimum, on several ranks by
+    :func:`select_pair` (comparisons only), so h has the same bits for any
+    number of ranks. A NaN distance gives h = 1, as numpy's NaN median does.
     """
     n = z.shape[0]
     if n < 2:
         return 1.0
     comm = SerialCommunicator() if comm is None else as_communicator(comm)
     rows = range(n) if rows is None else rows
-    if comm.size == 1 and rows == range(n):
-        # every pair here: scipy's pdist gives the same values (the same sqeuclidean
-        # function, pair by pair) in another order, which the order statistics below do
-        # not see, at a fifth of the Python work (115 -> 26 us at n = 64, d = 3): the
-        # cost of every rank's bandwidth while n (n - 1) / 2 <= bandwidth_pairs
-        from scipy.spatial.distance import pdist
-
-        values = pdist(np.ascontiguousarray(z, dtype=np.float64), "sqeuclidean")
-    else:
-        values = pair_sq_distances(z, rows)
     pairs = n * (n - 1) // 2
+    if comm.size == 1 and rows == range(n):
+        # every pair here, in libphase: the distances of pair_sq_distances (and of
+        # scipy's pdist, which this replaced: 40 us at n = 64, d = 3, most of it scipy's
+        # Python wrappers and numpy's partition) and the same order statistics, so the
+        # same h; the cost of every rank's bandwidth while n (n - 1) / 2 <= bandwidth_pairs
+        z = np.asarray(z, dtype=np.float64)
+        pz, stride = row_pointer(z)
+        work, median = np.empty(pairs), ffi.new("double *")
+        status = lib.phase_pair_median_all(n, z.shape[1], pz, stride, ffi.from_buffer("double[]", work),
+                                           median)
+        if status != lib.PHASE_OK:
+            raise ValueError(ffi.string(lib.phase_last_error()).decode())
+        h = median[0] / np.log(n + 1.0)
+        return h if h > 0 and np.isfinite(h) else 1.0
+    values = pair_sq_distances(z, rows)
     lo, hi = (pairs - 1) // 2, pairs // 2
     if comm.size == 1:
         # the buffer is ours: partition it in place (no copy) at lo; position
@@ -190,12 +197,13 @@ def subset_median_bandwidth(z: np.ndarray, seed: int, iteration: int, pairs: int
     n, d = z.shape
     if n * (n - 1) // 2 <= pairs:
         return median_bandwidth(z)
-    z = np.ascontiguousarray(z, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
+    pz, stride = row_pointer(z)  # the particle columns of SVGD's row buffer, in place
     ids = np.array([iteration, 0, 0, 0], dtype=np.uint64)
     work, median = np.empty(pairs), ffi.new("double *")
-    status = lib.phase_pair_median(n, d, ffi.from_buffer("double[]", z), int(seed) & _MASK,
-                                   STREAM_BANDWIDTH, ffi.from_buffer("uint64_t[]", ids), pairs,
-                                   ffi.from_buffer("double[]", work), median)
+    status = lib.phase_pair_median_strided(n, d, pz, stride, int(seed) & _MASK, STREAM_BANDWIDTH,
+                                           ffi.from_buffer("uint64_t[]", ids), pairs,
+                                           ffi.from_buffer("double[]", work), median)
     if status != lib.PHASE_OK:
         raise ValueError(ffi.string(lib.phase_last_error()).decode())
     h = median[0] / np.log(n + 1.0)

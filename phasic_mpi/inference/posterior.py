@@ -25,7 +25,8 @@ from phasic_mpi.model.graph import Graph
 from phasic_mpi.model.params import param_layout
 from phasic_mpi.model.terms import LikelihoodTerm
 from phasic_mpi.inference.priors import Prior, _interval, make_prior
-from phasic_mpi.inference.transforms import Transform, log_density_z, make_transform
+from phasic_mpi.inference.transforms import (Transform, fusable, fused_terms, log_density_z,
+                                             make_transform)
 
 __all__ = ["FunctionDensity", "LogDensity", "Posterior", "PosteriorEval", "domain_problem"]
 
@@ -163,6 +164,7 @@ class _TransformedDensity:
     """
 
     rowwise = True  # evaluate(z[rows]) has the bits of evaluate(z, rows=rows): see LogDensity
+    _theta_read_only = False  # whether _loglik_theta leaves its argument alone (see _evaluate_fused)
 
     def __init__(self, param_names: Sequence[str],
                  priors: Sequence[PriorSpec] | Mapping[str, PriorSpec],
@@ -186,6 +188,11 @@ class _TransformedDensity:
         for m, key in enumerate(zip(self.priors, self.transforms)):
             groups.setdefault(key, []).append(m)
         self._groups = [(prior, t, np.array(cols)) for (prior, t), cols in groups.items()]
+        # evaluate's hot path (_evaluate_fused) for the library's priors and transforms;
+        # None: every call takes the general path
+        self._fused = self._groups if all(fusable(p, t) for p, t, _ in self._groups) else None
+        self._whole = (self._fused is not None and len(self._groups) == 1
+                       and np.array_equal(self._groups[0][2], np.arange(len(names))))
 
     def _loglik_theta(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -287,6 +294,10 @@ class _TransformedDensity:
         # cannot take another code path for a small block than for a large one.
         z = np.ascontiguousarray(z)
         n_points, d = z.shape
+        if self._fused is not None and n_points:
+            fused = self._evaluate_fused(z)
+            if fused is not None:
+                return fused
         padded = z if n_points >= MIN_ROWS or n_points == 0 else np.concatenate(
             [z, np.zeros((MIN_ROWS - n_points, d))])
         logprior, logprior_grad = self.logprior(padded)
@@ -307,6 +318,54 @@ class _TransformedDensity:
             loglik_grad[rows[good]] = grad[good]
         return PosteriorEval(loglik, loglik_grad, logprior, logprior_grad,
                              ~np.isfinite(loglik))
+
+    def _evaluate_fused(self, z: np.ndarray) -> PosteriorEval | None:
+        """:meth:`evaluate` of a contiguous ``(P, d)`` z, P >= 1, with the bits of the
+        general path, or None where a prior term or θ is not finite (the general path's
+        masks then decide).
+
+        The general path computes θ, dθ/dz and the prior in separate passes whose
+        masks, copies and error-state switches cost ~60 us a call, more than a
+        cheap model's likelihood row; :func:`fused_terms` runs the same ufuncs
+        on the same (padded) arrays once. A sum per array detects a non-finite
+        value (a sum of finite values that overflows only sends the call to the
+        general path).
+        """
+        n_points, d = z.shape
+        padded = z if n_points >= MIN_ROWS else np.concatenate(
+            [z, np.zeros((MIN_ROWS - n_points, d))])
+        logprior = np.zeros(padded.shape[0])
+        with np.errstate(all="ignore"):
+            if self._whole:  # one prior and transform for all columns (rates): no scatter
+                prior, t, _ = self._fused[0]
+                theta, jac, value, logprior_grad = fused_terms(prior, t, padded)
+                logprior += value.sum(axis=1)
+            else:
+                theta, jac, logprior_grad = (np.empty_like(padded) for _ in range(3))
+                for prior, t, cols in self._fused:
+                    theta[:, cols], jac[:, cols], value, logprior_grad[:, cols] = fused_terms(
+                        prior, t, padded[:, cols])
+                    logprior += value.sum(axis=1)
+            theta, jac = theta[:n_points], jac[:n_points]
+            logprior, logprior_grad = logprior[:n_points], logprior_grad[:n_points]
+            # z and dθ/dz need no check of their own: a non-finite z gives a non-finite θ or
+            # log prior under each fusable transform (Log of -inf: θ = 0 but log prior -inf),
+            # and dθ/dz is θ (Log), 1 (Identity) or finite wherever z is (Logit)
+            total = theta.sum() + logprior.sum() + logprior_grad.sum()
+        if not math.isfinite(total):
+            return None
+        self.n_evaluations += n_points
+        # the general path hands the likelihood a fresh copy; a user function may write to it
+        value, grad = self._loglik_theta(theta if self._theta_read_only else theta.copy())
+        with np.errstate(over="ignore", invalid="ignore"):
+            grad = grad * jac
+        good = np.isfinite(value) & np.isfinite(grad).all(axis=1)
+        if good.all():
+            loglik, loglik_grad = value, grad
+        else:
+            loglik, loglik_grad = np.full(n_points, -math.inf), np.zeros((n_points, d))
+            loglik[good], loglik_grad[good] = value[good], grad[good]
+        return PosteriorEval(loglik, loglik_grad, logprior, logprior_grad, ~np.isfinite(loglik))
 
     def logp_and_grad(self, z: Any, rows: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Log posterior ``(P,)`` and its gradient ``(P, d)`` in z (``rows`` as in evaluate)."""
@@ -396,19 +455,33 @@ class Posterior(_TransformedDensity):
         self._term_columns = [np.array([names.index(name) for name in term.param_names],
                                        dtype=np.intp) for term in self.terms]
 
-    def _loglik_theta(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from phasic_mpi.model import native as _core  # the compiled extension loads lazily
+    _theta_read_only = True  # libphase only reads θ
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_call", None)  # C structs: rebuilt on first use
+        return state
+
+    def _likelihood(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """libphase's loglik and gradient of the data at ``theta`` (C-contiguous (P, d_graph)),
+        through a call prepared once (:class:`~phasic_mpi.model.native.LoglikCall`: the
+        bits of ``native.loglik``)."""
+        call = self.__dict__.get("_call")
+        if call is None:
+            from phasic_mpi.model import native as _core  # the compiled extension loads lazily
+
+            call = self._call = _core.LoglikCall(self.graph, self.data, self.tol)
+        return call(theta)
+
+    def _loglik_theta(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.terms:
-            value, grad, status = _core.loglik(self.graph, self.data, theta, grad=True,
-                                               tol=self.tol)
-            value[status != _core.Status.OK] = -math.inf
+            value, grad, status = self._likelihood(theta)
+            if status.any():
+                value[status != 0] = -math.inf  # 0: PHASE_OK
             return value, grad
         d_graph = self.graph.n_params
-        value, graph_grad, status = _core.loglik(
-            self.graph, self.data, np.ascontiguousarray(theta[:, :d_graph]), grad=True,
-            tol=self.tol)
-        value[status != _core.Status.OK] = -math.inf
+        value, graph_grad, status = self._likelihood(np.ascontiguousarray(theta[:, :d_graph]))
+        value[status != 0] = -math.inf
         grad = np.zeros_like(theta)
         grad[:, :d_graph] = graph_grad
         for term, cols in zip(self.terms, self._term_columns):  # a fixed order: same bits

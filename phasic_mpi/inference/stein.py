@@ -23,13 +23,29 @@ import numpy as np
 
 from phasic_mpi._libphase import ffi, lib
 
-__all__ = ["kernelized_stein_discrepancy", "ksd_from_rows", "stein_direction", "stein_terms"]
+__all__ = ["column_sums", "kernelized_stein_discrepancy", "ksd_from_rows", "row_pointer",
+           "stein_direction", "stein_terms", "sum_of_squares"]
 
 
 def _ptr(arr: np.ndarray) -> object:
     # from_buffer, not arr.ctypes.data: numpy builds a ctypes helper object per
     # .ctypes access (~3 us each, four per call, on every rank every iteration)
     return ffi.from_buffer("double[]", arr)
+
+
+def row_pointer(arr: np.ndarray) -> tuple[object, int]:
+    """``(double *, row stride in doubles)`` of a float64 ``(n, d)`` array whose rows
+    may lie apart (columns of SVGD's gathered row buffer): no copy then, where
+    ``np.ascontiguousarray`` would copy n d doubles on every rank every
+    iteration. Any other layout is copied to C order first. The caller keeps
+    ``arr`` alive during the C call."""
+    if arr.flags.c_contiguous and arr.dtype == np.float64:
+        return ffi.from_buffer("double[]", arr), arr.shape[1]
+    if (arr.dtype == np.float64 and arr.ndim == 2 and arr.strides[1] == 8
+            and arr.strides[0] % 8 == 0 and arr.strides[0] >= 8 * arr.shape[1]):
+        return ffi.cast("double *", arr.ctypes.data), arr.strides[0] // 8
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    return ffi.from_buffer("double[]", arr), arr.shape[1]
 
 
 def stein_terms(z: np.ndarray, scores: np.ndarray, rows: range, h: float, *, phi: bool = True,
@@ -39,7 +55,9 @@ def stein_terms(z: np.ndarray, scores: np.ndarray, rows: range, h: float, *, phi
     Parameters
     ----------
     z, scores : (n, d) arrays
-        The global particles and their scores grad log p.
+        The global particles and their scores grad log p; rows may lie apart
+        in memory (columns of a row buffer: passed in place, see
+        :func:`row_pointer`).
     rows : range
         Global indices of the rows to compute (step 1).
     h : float
@@ -53,8 +71,7 @@ def stein_terms(z: np.ndarray, scores: np.ndarray, rows: range, h: float, *, phi
     ksd_rows : (len(rows),) array or None
         sum_j u(x_i, x_j) for each row i (see :func:`kernelized_stein_discrepancy`).
     """
-    z = np.ascontiguousarray(z, dtype=np.float64)
-    scores = np.ascontiguousarray(scores, dtype=np.float64)
+    z, scores = np.asarray(z, dtype=np.float64), np.asarray(scores, dtype=np.float64)
     n, d = z.shape
     if scores.shape != (n, d) or rows.step != 1:
         raise ValueError(f"stein_terms: z {z.shape}, scores {scores.shape}, rows {rows}")
@@ -62,8 +79,10 @@ def stein_terms(z: np.ndarray, scores: np.ndarray, rows: range, h: float, *, phi
     out_ksd = np.empty(len(rows)) if ksd else None
     if not rows or not (phi or ksd):
         return out_phi, out_ksd
-    status = lib.phase_stein(n, d, _ptr(z), _ptr(scores), float(h), rows.start, rows.stop,
-                             _ptr(out_phi) if phi else ffi.NULL, _ptr(out_ksd) if ksd else ffi.NULL)
+    (pz, zs), (ps, ss) = row_pointer(z), row_pointer(scores)
+    status = lib.phase_stein_strided(n, d, pz, zs, ps, ss, float(h), rows.start, rows.stop,
+                                     _ptr(out_phi) if phi else ffi.NULL,
+                                     _ptr(out_ksd) if ksd else ffi.NULL)
     if status != lib.PHASE_OK:
         raise ValueError(ffi.string(lib.phase_last_error()).decode())
     return out_phi, out_ksd
@@ -87,3 +106,30 @@ def kernelized_stein_discrepancy(z: np.ndarray, scores: np.ndarray, h: float) ->
     KSD = sqrt(mean_ij u(x_i, x_j)). Zero for a sample that matches p.
     """
     return ksd_from_rows(stein_terms(z, scores, range(len(z)), h, phi=False, ksd=True)[1])
+
+
+def _pairwise(x: np.ndarray, squares: bool) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    n, d = x.shape
+    out = np.empty(1 if squares else d)
+    if d == 0:
+        return np.zeros(1 if squares else 0)
+    px, stride = row_pointer(x)
+    status = lib.phase_pairwise_sums(n, d, px, stride, int(squares), _ptr(out))
+    if status != lib.PHASE_OK:
+        raise ValueError(ffi.string(lib.phase_last_error()).decode())
+    return out
+
+
+def column_sums(x: np.ndarray) -> np.ndarray:
+    """``(d,)`` sums of the columns of an ``(n, d)`` array, which may be columns of a
+    row buffer (passed in place), with the bits of ``x[:, c].sum()`` (numpy's
+    pairwise order, ``phase_pairwise_sums``): SVGD's per-iteration sums over its
+    gathered rows in one call, where numpy looped over strided columns."""
+    return _pairwise(x, False)
+
+
+def sum_of_squares(x: np.ndarray) -> float:
+    """``np.sum(x * x)`` of an ``(n, d)`` array, bit for bit, without copying a view
+    (numpy's product of a strided view costs twice a copy)."""
+    return float(_pairwise(x, True)[0])

@@ -42,7 +42,8 @@ from phasic_mpi.inference.protocol import FinalRecord, Resources
 from phasic_mpi.inference.resources import svgd_resources
 from phasic_mpi.inference.bandwidth import (PAIR_BLOCK, STREAM_BANDWIDTH, median_bandwidth,  # noqa: F401
                                            pair_count, pair_sq_distances, subset_median_bandwidth)
-from phasic_mpi.inference.stein import kernelized_stein_discrepancy, ksd_from_rows, stein_direction, stein_terms
+from phasic_mpi.inference.stein import (column_sums, kernelized_stein_discrepancy, ksd_from_rows,
+                                        stein_direction, stein_terms)
 from phasic_mpi.inference.svgd_monitor import (SVGDMonitor, anneal_beta, end_of_run, monitor_arrays, monitor_from_arrays,
                                                monitor_layout, new_monitor, relative_to_score, update_monitor)
 
@@ -159,6 +160,7 @@ class SVGDShared(NamedTuple):
     # the run loop's stop request (signal number, 0: none) that travelled in the
     # gather: the maximum over the ranks, so the same on every rank
     stop_request: int = 0
+    logp_total: float = np.nan  # logp.sum() (numpy's order), for the diagnostics' mean
 
 
 class SVGDState(NamedTuple):
@@ -274,6 +276,8 @@ def gather_block(ctx: "SVGDContext", particles: np.ndarray, like: np.ndarray | N
         The global arrays at the new particles.
     (n, k) array
         ``extra`` of all ranks in global order.
+    (k,) array
+        Its column sums (``column_sums``: numpy's ``gathered[:, c].sum()``).
     """
     layout, d = ctx.layout, particles.shape[1]
     if getattr(ctx.density, "rowwise", False):  # the block alone: O(n_local) work
@@ -293,9 +297,15 @@ def gather_block(ctx: "SVGDContext", particles: np.ndarray, like: np.ndarray | N
     local[:, 2 * d + 2:] = extra
     rows = comm.allgather_rows(layout, local)
     status = rows[:, 2 * d + 1]
-    shared = SVGDShared(np.ascontiguousarray(rows[:, :d]), np.ascontiguousarray(rows[:, d:2 * d]), rows[:, 2 * d],
-                        np.fmod(status, 2.0) > 0, int(status.max()) // 2)
-    return shared, rows[:, 2 * d + 2:]
+    # every sum of the step over the buffer's columns (log p, status, extra) in one C call
+    totals = column_sums(rows[:, 2 * d:])
+    # z and scores stay views into the gathered buffer (a new one each iteration): the Stein
+    # kernel, the bandwidth and the sums take row strides, so no rank copies them out
+    # status >= 0: a zero sum (the usual case) means no invalid particle and no stop request
+    invalid = np.fmod(status, 2.0) > 0 if totals[1] else np.zeros(layout.n, dtype=bool)
+    shared = SVGDShared(rows[:, :d], rows[:, d:2 * d], rows[:, 2 * d], invalid,
+                        int(status.max()) // 2 if totals[1] else 0, float(totals[0]))
+    return shared, rows[:, 2 * d + 2:], totals[2:]
 
 
 def svgd_step(state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagnostics]:
@@ -308,8 +318,8 @@ def svgd_step(state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagno
     settings, layout = ctx.settings, ctx.layout
     shared, t = state.shared, state.iteration
     if shared is None:
-        shared, _ = gather_block(ctx, state.particles, None, np.empty((layout.local_count, 0)),
-                                 anneal_beta(settings, t))
+        shared, _, _ = gather_block(ctx, state.particles, None, np.empty((layout.local_count, 0)),
+                                    anneal_beta(settings, t))
     h = bandwidth(shared.z, state.iteration, ctx)
     last = state.iteration + 1 == settings.iterations
     want_ksd = bool(settings.ksd_every) and (state.iteration % settings.ksd_every == 0 or last)
@@ -322,24 +332,28 @@ def svgd_step(state: SVGDState, ctx: SVGDContext) -> tuple[SVGDState, SVGDDiagno
     if want_ksd:
         extra[:, 1] = ksd_rows
     extra[:, 1 + want_ksd:] = phi
-    new_shared, gathered = gather_block(ctx, new.particles, shared.z, extra,
-                                        anneal_beta(settings, t + 1))
-    step_norm = float(np.sqrt(gathered[:, 0].sum() / layout.n))
-    # mean_i phi_i from a (d, n) copy summed along its rows: numpy reduces axis 0 of an
-    # (n, d) array one row at a time (~15 ns a row, 60 us at n = 4096, on every rank)
-    mean_phi = np.ascontiguousarray(gathered[:, 1 + want_ksd:].T).sum(axis=1) / layout.n
+    new_shared, gathered, sums = gather_block(ctx, new.particles, shared.z, extra,
+                                              anneal_beta(settings, t + 1))
+    step_norm = float(np.sqrt(sums[0] / layout.n))
+    # mean_i phi_i from the column sums (each in numpy's pairwise order, as the row sums
+    # of a (d, n) copy were: numpy reduces axis 0 of an (n, d) array one row at a time)
+    mean_phi = sums[1 + want_ksd:] / layout.n
     rel = relative_to_score(float(np.linalg.norm(mean_phi)), shared.scores)
     n_invalid = int(shared.invalid.sum())
-    # all valid (the usual case): the mean of the column itself, the bits of the
-    # mean of its valid entries (the same values summed in the same order)
-    valid = shared.logp if n_invalid == 0 else shared.logp[~shared.invalid]
+    # all valid (the usual case): the mean of the column, the bits of the mean of its
+    # valid entries (the same values summed in the same order), from the gather's sum
+    if n_invalid == 0 and np.isfinite(shared.logp_total):
+        mean_logp = float(np.float64(shared.logp_total) / layout.n)
+    else:
+        valid = shared.logp if n_invalid == 0 else shared.logp[~shared.invalid]
+        mean_logp = float(valid.mean()) if valid.size else -np.inf
     diag = SVGDDiagnostics(
         step_norm=step_norm,
         bandwidth=h,
         step_size=settings.step_size_at(state.iteration),
         ksd=ksd_from_rows(gathered[:, 1]) if want_ksd else np.nan,
         n_invalid=n_invalid,
-        mean_logp=float(valid.mean()) if valid.size else -np.inf,
+        mean_logp=mean_logp,
         net_force=rel,
     )
     monitor = update_monitor(state.monitor, t + 1, rel, new_shared.z, settings)
@@ -431,7 +445,7 @@ class SVGDAlgorithm:
         if state.shared is not None:  # every rank holds them already: no gather
             if ctx.comm.rank != 0:
                 return None
-            z = state.shared.z
+            z = np.ascontiguousarray(state.shared.z)  # a density's to_theta sees the usual layout
         else:
             z = ctx.comm.gather_rows(ctx.layout, state.particles)
             if z is None:
@@ -452,7 +466,8 @@ class SVGDAlgorithm:
 
     def finish(self, state: SVGDState, ctx: SVGDContext) -> FinalRecord | None:
         """Final particles as draws (chain 1, draw = particle) and their log density."""
-        z = state.shared.z if state.shared is not None else ctx.comm.allgather_rows(ctx.layout, state.particles)
+        z = (np.ascontiguousarray(state.shared.z) if state.shared is not None
+             else ctx.comm.allgather_rows(ctx.layout, state.particles))
         ev = ctx.density.evaluate(z, rows=ctx.layout.rows)
         local = np.column_stack([ev.logp, ev.loglik, ev.invalid.astype(np.float64)])
         stats = ctx.comm.gather_rows(ctx.layout, local)

@@ -50,6 +50,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from phasic_mpi.inference.stein import sum_of_squares
+
 __all__ = [
     "SVGDMonitor",
     "STRANDED_FRACTION",
@@ -89,7 +91,8 @@ def relative_to_score(force: float, scores: np.ndarray) -> float:
     ``scores`` is the global (n, d) array (the same bits on every rank, so r
     is too); 0 when force and scores are 0, infinite when a score is not finite.
     """
-    score_rms = float(np.sqrt(np.sum(scores * scores) / scores.shape[0]))
+    # np.sum(scores * scores) bit for bit, in C: scores is a view into SVGD's row buffer
+    score_rms = float(np.sqrt(sum_of_squares(scores) / scores.shape[0]))
     if not np.isfinite(score_rms):
         return np.inf
     return force / score_rms if score_rms > 0 else (0.0 if force == 0 else np.inf)
@@ -121,6 +124,7 @@ def update_monitor(monitor: SVGDMonitor, iteration: int, rel: float, z: np.ndarr
     rel_sum = monitor.rel_sum + rel
     if settings.tolerance <= 0 or iteration % window:
         return monitor._replace(rel_sum=rel_sum)
+    z = np.ascontiguousarray(z)  # a view into SVGD's row buffer: reduce the usual layout's bits
     mean, sd = z.mean(axis=0), z.std(axis=0)
     converged_at = monitor.converged_at
     # the whole window at b = 1, and a previous boundary to compare with

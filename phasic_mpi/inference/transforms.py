@@ -16,10 +16,11 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import expit, log_expit
 
-from phasic_mpi.inference.priors import INF, PositivePrior, Prior, _as_float, _interval
+from phasic_mpi.inference.priors import (INF, Exponential, Gamma, HalfNormal, LogNormal, Normal,
+                                         PositivePrior, Prior, Uniform, _as_float, _interval)
 
 __all__ = [
-    "Identity", "Log", "Logit", "Transform", "default_transform", "log_density_z",
+    "Identity", "Log", "Logit", "Transform", "default_transform", "fusable", "fused_terms", "log_density_z",
     "make_transform",
 ]
 
@@ -227,3 +228,37 @@ def log_density_z(prior: Prior, transform: Transform, z: Any) -> tuple[np.ndarra
     value = np.where(np.isfinite(z) & ~np.isnan(value), value, -INF)
     grad = np.where(np.isfinite(value) & np.isfinite(grad), grad, 0.0)
     return value, grad
+
+
+def fusable(prior: Prior, transform: Transform) -> bool:
+    """Whether :func:`fused_terms` may stand in for the general functions: the
+    library's own priors and transforms (a subclass could change a formula, or
+    a user transform map outside its prior's support, where only the masks
+    give the right value)."""
+    return (type(transform) in (Identity, Log, Logit)
+            and type(prior) in (Normal, LogNormal, Gamma, Exponential, HalfNormal, Uniform))
+
+
+def fused_terms(prior: Prior, transform: Transform,
+                z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """θ, dθ/dz, the log density of z and its derivative in one pass, without masks.
+
+    The samplers' hot path (:meth:`~phasic_mpi.inference.posterior.Posterior.evaluate`):
+    the same ufuncs on the same arrays as ``transform.forward``,
+    ``transform.dtheta_dz`` and :func:`log_density_z`, minus their masks and
+    copies, and ``exp(z)`` computed once for θ and dθ/dz of the Log transform
+    (``Log.dtheta_dz`` is ``forward``). Where all four outputs are finite the
+    masks of those functions are identities, so the values have their bits; where
+    one is not, they are unspecified and the caller must use the general
+    functions. Call it under ``np.errstate(all="ignore")``; ``z`` is a float64 array.
+    """
+    if isinstance(transform, Log):
+        theta = np.exp(z)
+        if isinstance(prior, PositivePrior):
+            return theta, theta, prior._logpdf_log(z), prior._grad_log(z)
+        jac = theta
+    else:
+        theta, jac = transform.forward(z), transform.dtheta_dz(z)
+    value = prior._logpdf(theta) + transform.log_abs_jacobian(z)
+    grad = prior._grad(theta) * jac + transform.dlogjac_dz(z)
+    return theta, jac, value, grad

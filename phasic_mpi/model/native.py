@@ -26,6 +26,7 @@ __all__ = [
     "compiled",
     "evaluate",
     "is_acyclic",
+    "LoglikCall",
     "loglik",
     "reward_moments",
 ]
@@ -202,6 +203,30 @@ def _domain_reason(graph: "Graph", theta: np.ndarray) -> str:
     return message or "out-probabilities of a state sum to more than 1"
 
 
+def _data_struct(obs: Observations, keep: list[np.ndarray]) -> Any:
+    """The ``phase_data`` of ``obs``; the arrays it points into are appended to ``keep``."""
+
+    def field(values: np.ndarray | None) -> Any:
+        if values is None:
+            return ffi.NULL
+        arr_ = _f64(values)
+        keep.append(arr_)
+        return _ptr(arr_)
+
+    cdata = ffi.new("phase_data *")
+    cdata.n_exact = obs.exact.size
+    cdata.exact = field(obs.exact)
+    cdata.exact_weight = field(obs.weights)
+    cdata.n_right = obs.right_censored.size
+    cdata.right = field(obs.right_censored)
+    cdata.right_weight = field(obs.right_weights)
+    cdata.n_interval = obs.interval_lo.size
+    cdata.interval_lo = field(obs.interval_lo)
+    cdata.interval_hi = field(obs.interval_hi)
+    cdata.interval_weight = field(obs.interval_weights)
+    return cdata
+
+
 def loglik(
     graph: "Graph",
     data: Observations | Any,
@@ -236,32 +261,13 @@ def loglik(
     status : ndarray of int, shape (P,)
         :class:`Status` code per θ.
     """
-    obs = as_observations(data)
     arr, _ = _thetas(graph, thetas)
     n_theta, d = arr.shape
     out = np.empty(n_theta)
     gout = np.empty((n_theta, d)) if grad else None
     status = np.zeros(n_theta, dtype=np.intc)
-    keep = []  # arrays referenced by the C struct must outlive the call
-
-    def field(values: np.ndarray | None) -> Any:
-        if values is None:
-            return ffi.NULL
-        arr_ = _f64(values)
-        keep.append(arr_)
-        return _ptr(arr_)
-
-    cdata = ffi.new("phase_data *")
-    cdata.n_exact = obs.exact.size
-    cdata.exact = field(obs.exact)
-    cdata.exact_weight = field(obs.weights)
-    cdata.n_right = obs.right_censored.size
-    cdata.right = field(obs.right_censored)
-    cdata.right_weight = field(obs.right_weights)
-    cdata.n_interval = obs.interval_lo.size
-    cdata.interval_lo = field(obs.interval_lo)
-    cdata.interval_hi = field(obs.interval_hi)
-    cdata.interval_weight = field(obs.interval_weights)
+    keep: list[np.ndarray] = []  # arrays referenced by the C struct must outlive the call
+    cdata = _data_struct(as_observations(data), keep)
     cinfo = ffi.new("phase_info[]", n_theta) if info is not None else ffi.NULL
     rc = lib.phase_loglik(
         compiled(graph), _options(tol, memory_limit, gradient_mode, adaptive), cdata, n_theta,
@@ -337,3 +343,41 @@ def reward_moments(
     if rc != lib.PHASE_OK:
         _raise(rc, "reward moments")
     return mean, mean_grad, cross, cross_grad, status
+
+
+class LoglikCall:
+    """:func:`loglik` with its gradient for one graph, data set and tolerance, prepared once.
+
+    The samplers call the likelihood with the same graph, data and options at
+    every step; building the C structs (data, options, the graph handle) and
+    numpy's ``.ctypes`` pointers cost ~15 us per call in :func:`loglik`, more
+    than a cheap model's row. Here they are built once and each call passes
+    its arrays through ``ffi.from_buffer``. Same C call, so the same bits as
+    ``loglik(graph, data, thetas, grad=True, tol=tol)``.
+
+    Not picklable (it holds C structs): owners build it lazily.
+    """
+
+    def __init__(self, graph: "Graph", data: Observations | Any, tol: float | None = None) -> None:
+        self._keep: list[np.ndarray] = []
+        self._data = _data_struct(as_observations(data), self._keep)
+        self._options = _options(tol, None)
+        self._handle = compiled(graph)
+        self.n_params = int(graph.n_params)
+
+    def __call__(self, thetas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(loglik (P,), grad (P, d), status (P,))`` at ``thetas``, a C-contiguous
+        float64 ``(P, d)`` array (not checked: the caller's hot path guarantees it)."""
+        n_theta = thetas.shape[0]
+        out = np.empty(n_theta)
+        gout = np.empty((n_theta, self.n_params))
+        status = np.zeros(n_theta, dtype=np.intc)
+        if n_theta == 0:
+            return out, gout, status
+        rc = lib.phase_loglik(self._handle, self._options, self._data, n_theta,
+                              ffi.from_buffer("double[]", thetas), ffi.from_buffer("double[]", out),
+                              ffi.from_buffer("double[]", gout), ffi.from_buffer("int[]", status),
+                              ffi.NULL)
+        if rc != lib.PHASE_OK:
+            _raise(rc, "log-likelihood")
+        return out, gout, status

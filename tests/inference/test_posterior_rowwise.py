@@ -98,3 +98,79 @@ def test_scattered_rows_and_layouts(make):
 
 def test_densities_declare_rowwise():
     assert rabbits_posterior().rowwise and function_density().rowwise
+
+
+def general_path(density):
+    """The same density with its fused hot path switched off (the reference)."""
+    import copy
+
+    ref = copy.copy(density)
+    ref._fused = None
+    return ref
+
+
+def mixed_groups_posterior():
+    # two columns share (Gamma, Log): fused groups with a column scatter
+    return Posterior(models.rabbits(2), [0.4, 1.3, 0.2, 2.5],
+                     [Gamma(2.0, 1.5), Exponential(0.7), Gamma(2.0, 1.5)])
+
+
+def one_group_posterior():
+    # one (LogNormal, Log) group over all columns: the no-scatter branch
+    return Posterior(models.rabbits(2), [0.4, 1.3, 0.2, 2.5], [LogNormal(0.0, 0.3)] * 3)
+
+
+@pytest.mark.parametrize("make", [rabbits_posterior, function_density, mixed_groups_posterior,
+                                  one_group_posterior])
+def test_fused_hot_path_has_the_bits_of_the_general_path(make):
+    density = make()
+    assert density._fused is not None  # the library's priors and transforms all fuse
+    reference = general_path(density)
+    d = density.n_params
+    rng = np.random.default_rng(17)
+    for n in (1, 2, 7, 8, 9, 16, 29):
+        for scale in (0.5, 1.5, 6.0):
+            z = rng.normal(0.2, scale, (n, d))
+            if n == 29:
+                z = special_rows(z, d)  # non-finite terms: the fused path hands over
+                z[5] = -np.inf  # Log: theta = 0 is finite, the log prior is not
+                z[6, d - 1] = np.inf
+            got, want = density.evaluate(z), reference.evaluate(z)
+            for field, a, b in zip(want._fields, got, want):
+                assert same_bits(a, b), (make.__name__, n, scale, field)
+    assert density.n_evaluations == reference.n_evaluations
+
+
+def test_fused_hot_path_is_taken_and_hands_over_on_non_finite_terms(monkeypatch):
+    density = one_group_posterior()
+    seen = []
+    fused = density._evaluate_fused
+    monkeypatch.setattr(density, "_evaluate_fused", lambda z: seen.append(fused(z)) or seen[-1])
+    density.evaluate(np.zeros((8, 3)))
+    density.evaluate(np.array([[0.0, 0.0, 800.0]] * 8))  # exp overflows: the general path decides
+    assert seen[0] is not None and seen[1] is None
+
+
+def test_user_transform_or_prior_subclass_takes_the_general_path():
+    class Shifted(LogNormal):
+        pass
+
+    density = Posterior(models.rabbits(2), [0.4, 1.3], [LogNormal(0.0, 1.0), Shifted(0.0, 1.0),
+                                                        LogNormal(0.0, 1.0)])
+    assert density._fused is None
+
+
+def test_a_function_density_cannot_spoil_the_jacobian_by_writing_theta():
+    def writes(theta):
+        value, grad = (-(theta ** 2)).sum(axis=1), -2.0 * theta
+        theta[:] = 123.0  # the general path hands it a copy: so must the hot path
+        return value, grad
+
+    def clean(theta):
+        return (-(theta ** 2)).sum(axis=1), -2.0 * theta
+
+    priors = [LogNormal(0.0, 1.0)] * 2
+    z = np.random.default_rng(2).normal(size=(8, 2))
+    got = FunctionDensity(writes, ["a", "b"], priors=priors).evaluate(z)
+    want = FunctionDensity(clean, ["a", "b"], priors=priors).evaluate(z)
+    assert all(same_bits(a, b) for a, b in zip(got, want))

@@ -491,3 +491,45 @@ def test_an_svgd_run_agrees_on_signals_without_an_allreduce_per_iteration(monkey
         assert result.completed and result.iteration == iterations
         counts.append(len(calls))
     assert counts[0] == counts[1]
+
+
+def test_kernel_and_bandwidth_take_the_gathered_row_buffer_in_place():
+    """z and scores as column views of one row buffer (svgd's gather): the Stein
+    terms and the subset median have the bits of contiguous copies."""
+    from phasic_mpi.inference.stein import row_pointer, stein_terms
+    from phasic_mpi.inference.svgd import subset_median_bandwidth
+
+    rng = np.random.default_rng(8)
+    for n, d in ((5, 1), (97, 3), (700, 4)):
+        buf = rng.normal(size=(n, 3 * d + 3))
+        z, scores = buf[:, :d], buf[:, d:2 * d]
+        assert not z.flags.c_contiguous and row_pointer(z)[1] == 3 * d + 3
+        zc, sc = np.ascontiguousarray(z), np.ascontiguousarray(scores)
+        for rows in (range(n), range(1, n // 2 + 1)):
+            got, want = stein_terms(z, scores, rows, 0.7, ksd=True), stein_terms(zc, sc, rows, 0.7, ksd=True)
+            assert all(a.tobytes() == b.tobytes() for a, b in zip(got, want))
+        assert subset_median_bandwidth(z, 3, 5, 64) == subset_median_bandwidth(zc, 3, 5, 64)
+    # layouts row_pointer cannot pass in place are copied: the same values
+    z = rng.normal(size=(6, 4))
+    for odd in (z[::-1], z[:, ::2], np.asfortranarray(z)):
+        got = stein_terms(odd, odd, range(6), 1.3)[0]
+        want = stein_terms(np.ascontiguousarray(odd), np.ascontiguousarray(odd), range(6), 1.3)[0]
+        assert got.tobytes() == want.tobytes()
+
+
+def test_column_sums_and_sum_of_squares_have_numpys_bits():
+    """SVGD's sums over its gathered rows in C (phase_pairwise_sums) against numpy's own
+    sums of the same views (the oracle and the code they replace), every size that
+    exercises numpy's pairwise blocks (< 8, <= 128, splits), values over 6 decades."""
+    from phasic_mpi.inference.stein import column_sums, sum_of_squares
+
+    rng = np.random.default_rng(31)
+    for n in list(range(0, 140)) + [255, 256, 257, 1000, 4096, 9001]:
+        buf = rng.normal(size=(n, 9)) * 10.0 ** rng.uniform(-3, 3, (n, 9))
+        for view in (buf[:, 2:7], buf[:, 4:5], np.ascontiguousarray(buf[:, 1:4])):
+            got = column_sums(view)
+            want = np.array([view[:, c].sum() for c in range(view.shape[1])])
+            assert got.tobytes() == want.tobytes(), n
+            assert sum_of_squares(view) == float(np.sum(np.ascontiguousarray(view) ** 2)), n
+    special = np.array([[1.0, np.inf], [-0.0, 2.0], [np.nan, 1.0]])
+    assert np.array_equal(column_sums(special), special.sum(axis=0), equal_nan=True)

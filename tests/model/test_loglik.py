@@ -264,3 +264,20 @@ def test_gradient_through_an_edge_whose_rate_is_zero(mode):
     assert status[0] == Status.OK
     assert grad[0, 0] == pytest.approx(expm_loglik_grad(graph, theta, times)[1][0], rel=1e-9)
     assert grad[0, 0] != 0.0
+
+
+def test_prepared_loglik_call_has_the_bits_of_loglik():
+    from phasic_mpi.model.native import LoglikCall, Status, loglik
+
+    graph = models.rabbits(2)
+    data = Observations(graph.sample(20, [1.0, 2.0, 4.0], seed=8), right_censored=[0.7, 1.9],
+                        interval=([0.1, 0.5], [0.3, 2.0]))
+    thetas = np.abs(np.random.default_rng(3).normal(1.5, 1.0, (11, 3)))
+    thetas[4, 1] = -1.0  # a negative rate: a status, not an error
+    call = LoglikCall(graph, data, tol=1e-10)
+    for rows in (thetas, thetas[:1], thetas[:0]):
+        rows = np.ascontiguousarray(rows)
+        got, want = call(rows), loglik(graph, data, rows, grad=True, tol=1e-10)
+        for a, b in zip(got, want):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    assert call(np.ascontiguousarray(thetas))[2][4] == Status.DOMAIN
