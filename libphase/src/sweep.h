@@ -91,6 +91,9 @@ typedef struct {
     double *wm;
     int64_t *we, wcap, win_lo, win_hi;
     double win_norm;
+    /* The window's core (we = 0 there; empty when lo > hi), and the range
+     * of we that widening may have left non-zero (core windows clear it). */
+    int64_t wcore_lo, wcore_hi, we_lo, we_hi;
     /* inv_k[k] = 1 / k for 0 < k < wcap (the recurrence's factors without a
      * division per term), and the last core window (Poisson(core_mu) on
      * [core_lo, core_hi], sum core_w, relative tails core_rel): the core
