@@ -130,6 +130,14 @@ typedef struct {
         (newcap) = grown_;                                                            \
     } while (0)
 
+/* Whether any of x[0..d-1] is non-zero. */
+static inline int sweep_any_nonzero(const double *x, int32_t d)
+{
+    for (int32_t m = 0; m < d; m++)
+        if (x[m] != 0.0) return 1;
+    return 0;
+}
+
 /* Zero v on [lo, hi] (nothing when lo > hi). */
 static inline void sweep_clear(double *v, int32_t lo, int32_t hi)
 {
@@ -140,6 +148,21 @@ static inline void sweep_clear(double *v, int32_t lo, int32_t hi)
 static inline void sweep_clear_tangents(double *dv, int32_t lo, int32_t hi, int32_t d)
 {
     if (lo <= hi) memset(dv + (size_t)lo * d, 0, sizeof(double) * (size_t)(hi - lo + 1) * d);
+}
+
+/* The support of a step's result on [a, b]: [*lo, *hi] bounds the states
+ * where v (or, with dv, one of the d tangents) is non-zero; lo = 0, hi = -1
+ * when there are none. */
+static inline void sweep_support(const double *v, const double *dv, int32_t d, int32_t a,
+                                 int32_t b, int32_t *lo, int32_t *hi)
+{
+#define SWEEP_NONZERO(j) (v[j] != 0.0 || (dv && sweep_any_nonzero(dv + (size_t)(j) * d, d)))
+    int32_t first = a, last = b;
+    while (first <= b && !SWEEP_NONZERO(first)) first++;
+    while (last > first && !SWEEP_NONZERO(last)) last--;
+#undef SWEEP_NONZERO
+    *lo = first <= b ? first : 0;
+    *hi = first <= b ? last : -1;
 }
 
 /* Whether the sweep propagates forward-mode tangents. */

@@ -37,7 +37,6 @@ double sweep_forward_tangent(const phase_graph *g, const sweep *w, const double 
     sweep_clear_tangents(dvn, *nlo, left_end, d);
     sweep_clear_tangents(dvn, right_start, *nhi, d);
     double total = 0.0;
-    int32_t first = b + 1, last = a - 1;
     if (d == 1) { /* the common case, without the inner loops over parameters */
         double dsum = 0.0;
         for (int32_t j = a; j <= b; j++) {
@@ -55,10 +54,6 @@ double sweep_forward_tangent(const phase_graph *g, const sweep *w, const double 
             dvn[j] = dx;
             total += x;
             dsum += dx;
-            if (x != 0.0 || dx != 0.0) {
-                if (first > b) first = j;
-                last = j;
-            }
         }
         dtotal[0] = dsum;
     } else {
@@ -76,22 +71,15 @@ double sweep_forward_tangent(const phase_graph *g, const sweep *w, const double 
                 for (int32_t m = 0; m < d; m++) dx[m] += pq * dvi[m] + cq[m] * vi;
             }
             x = x < FLUSH_BELOW ? 0.0 : x;
-            int nonzero = x != 0.0;
             for (int32_t m = 0; m < d; m++) {
                 if (fabs(dx[m]) < FLUSH_BELOW) dx[m] = 0.0;
-                nonzero |= dx[m] != 0.0;
                 dtotal[m] += dx[m];
             }
             vn[j] = x;
             total += x;
-            if (nonzero) {
-                if (first > b) first = j;
-                last = j;
-            }
         }
     }
-    *nlo = first <= last ? first : 0;
-    *nhi = first <= last ? last : -1;
+    sweep_support(vn, dvn, d, a, b, nlo, nhi); /* from the ends, as in forward() */
     return total;
 }
 
