@@ -95,17 +95,40 @@ static int64_t needed_log2(scaled acc, int64_t log2_tol, int64_t floor_log2)
 
 /* sum_k a[k] b[k] over k < n in four interleaved partial sums (a fixed
  * order: the same bits on every call), so that the additions do not wait on
- * each other; kept out of line so that the sums stay in registers. */
+ * each other; kept out of line so that the sums stay in registers. With GCC
+ * the partial sums are two lanes of two vectors (SSE2, the x86-64 baseline):
+ * each lane does the scalar loop's operations in its order, so the bits are
+ * the same, at half the instructions (the dot was a fifth of a point's). */
+#if defined(__GNUC__)
+typedef double pois_v2 __attribute__((vector_size(2 * sizeof(double))));
+#endif
 __attribute__((noinline)) static double dot(const double *a, const double *b, int64_t n)
 {
     double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
     int64_t k = 0;
+#if defined(__GNUC__)
+    pois_v2 s01 = {0.0, 0.0}, s23 = {0.0, 0.0};
+    for (; k + 4 <= n; k += 4) {
+        pois_v2 a01, a23, b01, b23;
+        memcpy(&a01, a + k, sizeof a01);
+        memcpy(&a23, a + k + 2, sizeof a23);
+        memcpy(&b01, b + k, sizeof b01);
+        memcpy(&b23, b + k + 2, sizeof b23);
+        s01 += a01 * b01;
+        s23 += a23 * b23;
+    }
+    s0 = s01[0];
+    s1 = s01[1];
+    s2 = s23[0];
+    s3 = s23[1];
+#else
     for (; k + 4 <= n; k += 4) {
         s0 += a[k] * b[k];
         s1 += a[k + 1] * b[k + 1];
         s2 += a[k + 2] * b[k + 2];
         s3 += a[k + 3] * b[k + 3];
     }
+#endif
     for (; k < n; k++) s0 += a[k] * b[k];
     return (s0 + s1) + (s2 + s3);
 }
@@ -184,9 +207,10 @@ static int core_window(sweep *w, double mu, int64_t *L_out, int64_t *R_out, doub
     const double right_tail = wk * (mu / (double)(R + 1)) / (1.0 - mu / (double)(R + 2));
     double left_tail = 0.0;
     wk = 1.0;
+    double Ld = (double)L; /* exact: L < 2^53 */
     while (L > 4) { /* blocks of four, as on the right (factors L / mu <= 1) */
-        const double r1 = (double)L * inv_mu, r2 = (double)(L - 1) * inv_mu;
-        const double r3 = (double)(L - 2) * inv_mu, r4 = (double)(L - 3) * inv_mu;
+        const double r1 = Ld * inv_mu, r2 = (Ld - 1.0) * inv_mu;
+        const double r3 = (Ld - 2.0) * inv_mu, r4 = (Ld - 3.0) * inv_mu;
         const double r12 = r1 * r2, r123 = r12 * r3, r1234 = r12 * (r3 * r4);
         const double p1 = wk * r1, p2 = wk * r12, p3 = wk * r123, p4 = wk * r1234;
         const double W4 = W + ((p1 + p2) + (p3 + p4));
@@ -197,6 +221,7 @@ static int core_window(sweep *w, double mu, int64_t *L_out, int64_t *R_out, doub
         wm[L - 4] = wk = p4;
         W = W4;
         L -= 4;
+        Ld -= 4.0;
     }
     while (L > 0) {
         const double prev = wk * ((double)L * inv_mu);
