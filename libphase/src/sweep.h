@@ -8,6 +8,13 @@
 
 #include "internal.h"
 
+/* Forced inlining for the step loop's helpers (GCC and clang). */
+#if defined(__GNUC__)
+#define SWEEP_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define SWEEP_ALWAYS_INLINE static inline
+#endif
+
 /* Entries below 2^-1000 are set to zero. The sweep rescales so that sum(v)
  * >= 2^-400, so this drops only mass below 2^-600 of the total (gradual
  * underflow would drop it a little later, at a large cost in time:
