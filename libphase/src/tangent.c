@@ -22,8 +22,8 @@ double sweep_forward_tangent(const phase_graph *g, const sweep *w, const double 
     const int64_t *ptr = g->in_ptr;
     const int32_t *from = g->in_src;
     const double *p = w->in_p, *diag = w->diag, *in_c = w->in_c, *diag_c = w->diag_c;
-    for (int32_t m = 0; m < d; m++) dtotal[m] = 0.0;
     if (lo > hi) {
+        for (int32_t m = 0; m < d; m++) dtotal[m] = 0.0;
         sweep_clear(vn, *nlo, *nhi);
         sweep_clear_tangents(dvn, *nlo, *nhi, d);
         *nlo = 0;
@@ -57,6 +57,8 @@ double sweep_forward_tangent(const phase_graph *g, const sweep *w, const double 
         }
         dtotal[0] = dsum;
     } else {
+        /* Zeroed here, not for every d: for d = 1 it was a memset call per step. */
+        for (int32_t m = 0; m < d; m++) dtotal[m] = 0.0;
         for (int32_t j = a; j <= b; j++) {
             const double vj = v[j];
             double x = diag[j] * vj;
