@@ -55,6 +55,11 @@ typedef struct {
     double *diag;         /* n: P_ii */
     double *s;            /* n: exit rates (probabilities if discrete) */
     double *in_p;         /* n_trans, P entries in target order */
+    /* When no state has more than one in-edge (Kingman, Erlang, Coxian
+     * chains): per state its source (itself if none) and that P entry (0 if
+     * none), so the step needs no loop over in-edges; NULL otherwise. */
+    int32_t *one_src;
+    double *one_p, *one_c; /* one_c: d P / d theta there (forward mode, d = 1) */
     double *out_p;        /* n_trans, P entries in source order */
     double *buf[2];       /* v_K and v_{K-1}; zero outside their ranges */
     int32_t buf_lo[2], buf_hi[2];

@@ -37,7 +37,24 @@ double sweep_forward_tangent(const phase_graph *g, const sweep *w, const double 
     sweep_clear_tangents(dvn, *nlo, left_end, d);
     sweep_clear_tangents(dvn, right_start, *nhi, d);
     double total = 0.0;
-    if (d == 1) { /* the common case, without the inner loops over parameters */
+    if (d == 1 && w->one_c) { /* at most one in-edge each, as in forward() */
+        const int32_t *src = w->one_src;
+        const double *p1 = w->one_p, *c1 = w->one_c;
+        double dsum = 0.0;
+        for (int32_t j = a; j <= b; j++) {
+            const double vj = v[j], vi = v[src[j]];
+            double x = diag[j] * vj, dx = diag[j] * dv[j] + diag_c[j] * vj;
+            x += p1[j] * vi;
+            dx += p1[j] * dv[src[j]] + c1[j] * vi; /* a -0 here is flushed to +0 below */
+            x = x < FLUSH_BELOW ? 0.0 : x;
+            dx = fabs(dx) < FLUSH_BELOW ? 0.0 : dx;
+            vn[j] = x;
+            dvn[j] = dx;
+            total += x;
+            dsum += dx;
+        }
+        dtotal[0] = dsum;
+    } else if (d == 1) { /* the common case, without the inner loops over parameters */
         double dsum = 0.0;
         for (int32_t j = a; j <= b; j++) {
             const double vj = v[j];
@@ -98,6 +115,8 @@ void sweep_tangent_coefficients(sweep *w, const phase_graph *g, double L)
         for (int64_t c = g->coef_ptr[e]; c < g->coef_ptr[e + 1]; c++)
             w->in_c[(size_t)q * d + (size_t)g->coef_idx[c]] = g->coef_val[c] / L;
     }
+    for (int32_t j = 0; w->one_c && j < g->n; j++)
+        if (g->in_ptr[j + 1] > g->in_ptr[j]) w->one_c[j] = w->in_c[g->in_ptr[j]];
     for (int64_t e = 0; e < g->n_edges; e++) {
         const size_t i = (size_t)g->src[e];
         for (int64_t c = g->coef_ptr[e]; c < g->coef_ptr[e + 1]; c++) {
