@@ -442,7 +442,7 @@ def machine_info():
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
-def main():
+def main():  # long: one section after another, in the order they print
     if len(sys.argv) == 4 and sys.argv[1] == "--small-worker":  # child of small_models
         print(json.dumps({"module": _core.__file__,
                           "rows": small_figures(int(sys.argv[2]), int(sys.argv[3]))}))

@@ -139,6 +139,27 @@ void sweep_free(sweep *w)
 
 /* ---- the recursion ----------------------------------------------------- */
 
+/* The states [*a, *b] that a step from v (zero outside [lo, hi]) can reach,
+ * with the stale entries of vn outside them zeroed; 0 when v is all zero
+ * (then vn is all zero and its range empty). Out of line: inlined, it moved
+ * forward()'s loop and cost block-counting(10) 3 % (same instructions). */
+__attribute__((noinline)) static int step_range(const phase_graph *g, int32_t lo, int32_t hi,
+                                                double *vn, int32_t *nlo, int32_t *nhi,
+                                                int32_t *a, int32_t *b)
+{
+    if (lo > hi) { /* nothing left */
+        sweep_clear(vn, *nlo, *nhi);
+        *nlo = 0;
+        *nhi = -1;
+        return 0;
+    }
+    *a = g->reach_lo[lo];
+    *b = g->reach_hi[hi];
+    sweep_clear(vn, *nlo, (*nhi < *a - 1 ? *nhi : *a - 1));
+    sweep_clear(vn, (*nlo > *b + 1 ? *nlo : *b + 1), *nhi);
+    return 1;
+}
+
 /* vn = v P where v is zero outside [lo, hi]; vn held a vector on
  * [*nlo, *nhi] before and is zero outside the returned [*nlo, *nhi] after.
  * Returns sum(vn). */
@@ -148,16 +169,8 @@ static double forward(const phase_graph *g, const sweep *w, const double *v, int
     const int64_t *ptr = g->in_ptr;
     const int32_t *from = g->in_src;
     const double *p = w->in_p, *diag = w->diag;
-    if (lo > hi) { /* nothing left */
-        sweep_clear(vn, *nlo, *nhi);
-        *nlo = 0;
-        *nhi = -1;
-        return 0.0;
-    }
-    const int32_t a = g->reach_lo[lo], b = g->reach_hi[hi];
-    /* Stale entries of vn outside the new range must be zero. */
-    sweep_clear(vn, *nlo, (*nhi < a - 1 ? *nhi : a - 1));
-    sweep_clear(vn, (*nlo > b + 1 ? *nlo : b + 1), *nhi);
+    int32_t a, b;
+    if (!step_range(g, lo, hi, vn, nlo, nhi, &a, &b)) return 0.0;
     double total = 0.0;
     for (int32_t j = a; j <= b; j++) {
         double x = diag[j] * v[j];
@@ -182,15 +195,8 @@ static double forward_one(const phase_graph *g, const sweep *w, const double *v,
 {
     const double *diag = w->diag, *p1 = w->one_p;
     const int32_t *src = w->one_src;
-    if (lo > hi) {
-        sweep_clear(vn, *nlo, *nhi);
-        *nlo = 0;
-        *nhi = -1;
-        return 0.0;
-    }
-    const int32_t a = g->reach_lo[lo], b = g->reach_hi[hi];
-    sweep_clear(vn, *nlo, (*nhi < a - 1 ? *nhi : a - 1));
-    sweep_clear(vn, (*nlo > b + 1 ? *nlo : b + 1), *nhi);
+    int32_t a, b;
+    if (!step_range(g, lo, hi, vn, nlo, nhi, &a, &b)) return 0.0;
     double total = 0.0;
     for (int32_t j = a; j <= b; j++) {
         double x = diag[j] * v[j];

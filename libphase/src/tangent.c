@@ -10,6 +10,19 @@
 
 #include "sweep.h"
 
+/* Flush one state's value and tangent (d = 1; a -0 tangent becomes +0),
+ * store them and add them to the sums. */
+static inline void put_d1(double x, double dx, int32_t j, double *vn, double *dvn,
+                          double *total, double *dsum)
+{
+    x = x < FLUSH_BELOW ? 0.0 : x; /* see FLUSH_BELOW */
+    dx = fabs(dx) < FLUSH_BELOW ? 0.0 : dx;
+    vn[j] = x;
+    dvn[j] = dx;
+    *total += x;
+    *dsum += dx;
+}
+
 /* forward() with tangents: vn = v P and dvn = dv P + v dP (Lambda fixed).
  * The range covers the states where the value or a tangent is non-zero: a
  * tangent can be non-zero where the value is zero (an edge whose rate is 0
@@ -45,13 +58,8 @@ double sweep_forward_tangent(const phase_graph *g, const sweep *w, const double 
             const double vj = v[j], vi = v[src[j]];
             double x = diag[j] * vj, dx = diag[j] * dv[j] + diag_c[j] * vj;
             x += p1[j] * vi;
-            dx += p1[j] * dv[src[j]] + c1[j] * vi; /* a -0 here is flushed to +0 below */
-            x = x < FLUSH_BELOW ? 0.0 : x;
-            dx = fabs(dx) < FLUSH_BELOW ? 0.0 : dx;
-            vn[j] = x;
-            dvn[j] = dx;
-            total += x;
-            dsum += dx;
+            dx += p1[j] * dv[src[j]] + c1[j] * vi;
+            put_d1(x, dx, j, vn, dvn, &total, &dsum);
         }
         dtotal[0] = dsum;
     } else if (d == 1) { /* the common case, without the inner loops over parameters */
@@ -65,12 +73,7 @@ double sweep_forward_tangent(const phase_graph *g, const sweep *w, const double 
                 x += pq * vi;
                 dx += pq * dv[i] + in_c[q] * vi;
             }
-            x = x < FLUSH_BELOW ? 0.0 : x; /* see FLUSH_BELOW */
-            dx = fabs(dx) < FLUSH_BELOW ? 0.0 : dx;
-            vn[j] = x;
-            dvn[j] = dx;
-            total += x;
-            dsum += dx;
+            put_d1(x, dx, j, vn, dvn, &total, &dsum);
         }
         dtotal[0] = dsum;
     } else {
