@@ -23,7 +23,10 @@ import argparse
 import datetime
 import json
 import platform
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,20 +70,24 @@ def nnz_S(graph):
     return int(np.count_nonzero(graph.edge_dst >= 0)) + graph.n_states
 
 
-def best_time(fn, repeats, min_total=10.0):
-    """Best wall time of ``fn()`` over up to ``repeats`` runs (fewer once ``min_total`` s spent)."""
+def best_time(fn, repeats, min_total=10.0, clock=time.perf_counter):
+    """Best time of ``fn()`` over up to ``repeats`` runs (fewer once ``min_total`` s spent).
+
+    ``clock`` is wall time by default; ``time.process_time`` gives CPU time,
+    which a loaded machine does not inflate by preempting the process.
+    """
     best, spent = np.inf, 0.0
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         best, spent = min(best, elapsed), spent + elapsed
         if spent >= min_total:
             break
     return best
 
 
-def bench_ours(graph, data, thetas, repeats, adaptive=True):
+def bench_ours(graph, data, thetas, repeats, adaptive=True, clock=time.perf_counter):
     """Time value and value+gradient of libphase on the whole batch; per-θ figures.
 
     The value is also timed on the largest observation alone: the same sweep
@@ -94,11 +101,14 @@ def bench_ours(graph, data, thetas, repeats, adaptive=True):
     if np.any(status != _core.Status.OK):
         raise RuntimeError(f"libphase status {status} on {graph!r}")
     t_value = best_time(
-        lambda: _core.loglik(graph, data, thetas, grad=False, adaptive=adaptive), repeats)
+        lambda: _core.loglik(graph, data, thetas, grad=False, adaptive=adaptive), repeats,
+        clock=clock)
     t_grad = best_time(
-        lambda: _core.loglik(graph, data, thetas, grad=True, adaptive=adaptive), repeats)
+        lambda: _core.loglik(graph, data, thetas, grad=True, adaptive=adaptive), repeats,
+        clock=clock)
     t_sweep = best_time(
-        lambda: _core.loglik(graph, data.max()[None], thetas, adaptive=adaptive), repeats)
+        lambda: _core.loglik(graph, data.max()[None], thetas, adaptive=adaptive), repeats,
+        clock=clock)
     n_theta = len(thetas)
     terms = float(info["n_terms"].mean())
     nnz_terms = nnz_S(graph) * terms
@@ -329,6 +339,94 @@ def summary(entries, by_d):
     return lines
 
 
+# --- small models: per-observation overhead, before -> after in one run ------------------
+SMALL_MODELS = [("kingman", 10, [1.0]), ("rabbits", 5, [1.0, 2.0, 4.0])]
+SMALL_OBS = (100, 1000)
+# The libphase before the issue 15.5 work on small models (per-observation overhead).
+SMALL_BASELINE = "734ec9c"
+
+
+def small_figures(n_theta, repeats):
+    """Per-θ figures of the small models with the ``phasic_mpi`` on ``sys.path``.
+
+    For each model and observation count: value and value+gradient time, ns
+    per (nonzero of S × term) of the value, the same for the sweep alone
+    (largest observation only) and µs per further observation. CPU time: on
+    the shared machine, calls longer than a scheduler slice (1000
+    observations) were inflated up to 2× in wall time.
+    """
+    rows = []
+    for name, size, reference in SMALL_MODELS:
+        graph = getattr(models, name)(size)
+        for n_obs in SMALL_OBS:
+            data = graph.sample(n_obs, reference, seed=2024)
+            ours = bench_ours(graph, data, jittered(reference, n_theta), repeats,
+                              clock=time.process_time)
+            rows.append({"model": f"{name}({size})", "n_obs": n_obs, **ours})
+    return rows
+
+
+def build_baseline(rev, into):
+    """Extract ``rev`` of this repository into ``into`` and build its extension in place."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=into,
+                   check=True, capture_output=True)
+
+
+def small_worker_run(tree, n_theta, repeats):
+    """``small_figures`` in a child process whose ``phasic_mpi`` comes from ``tree``."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    out = json.loads(subprocess.run(
+        [sys.executable, __file__, "--small-worker", str(n_theta), str(repeats)],
+        env=env, check=True, capture_output=True, text=True).stdout)
+    if not Path(out["module"]).resolve().is_relative_to(Path(tree).resolve()):
+        raise RuntimeError(f"the child imported {out['module']}, not the tree {tree}")
+    return out["rows"]
+
+
+def small_models(n_theta, repeats, baseline, rounds=3):
+    """Small models before (``baseline`` revision) -> after (this tree), in one run.
+
+    Both run in child processes, alternated ``rounds`` times; each figure is
+    the minimum over the rounds (the machine is shared: the minimum is the
+    least disturbed measurement).
+    """
+    runs = {"after": []} if baseline is None else {"before": [], "after": []}
+    with tempfile.TemporaryDirectory(prefix="bench_core_base_") as tmp:
+        if baseline is not None:
+            build_baseline(baseline, tmp)
+        for _ in range(rounds):
+            for label in runs:
+                runs[label].append(small_worker_run(tmp if label == "before" else ROOT,
+                                                    n_theta, repeats))
+    keys = ("value_ms", "grad_ms", "ns_per_nnz_term", "sweep_ns_per_nnz_term", "us_per_obs")
+    merged = {}
+    for label, results in runs.items():
+        merged[label] = [dict(rows[0], **{k: min(r[i][k] for r in results) for k in keys})
+                         for i, rows in enumerate(zip(*results))]
+    return {"baseline": baseline, "rounds": rounds, **merged}
+
+
+def small_table(small):
+    """Before -> after lines of the small-model section."""
+    after = small["after"]
+    before = small.get("before", after)
+    arrow = (lambda b, a, f: f"{b:{f}} -> {a:{f}}") if "before" in small else (
+        lambda b, a, f: f"{a:{f}}")
+    return table(
+        ["model", "obs", "nnz×terms", "value µs", "grad µs", "ns/nnz/term", "sweep ns",
+         "µs/obs"],
+        [[a["model"], str(a["n_obs"]), f"{a['nnz_terms']:.0f}",
+          arrow(1e3 * b["value_ms"], 1e3 * a["value_ms"], ".1f"),
+          arrow(1e3 * b["grad_ms"], 1e3 * a["grad_ms"], ".1f"),
+          arrow(b["ns_per_nnz_term"], a["ns_per_nnz_term"], ".2f"),
+          arrow(b["sweep_ns_per_nnz_term"], a["sweep_ns_per_nnz_term"], ".2f"),
+          arrow(b["us_per_obs"], a["us_per_obs"], ".3f")] for b, a in zip(before, after)])
+
+
 def machine_info():
     """Platform, versions, CPU model and date for the JSON record."""
     cpu = "unknown"
@@ -344,17 +442,38 @@ def machine_info():
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
-def main():
+def main():  # long: one section after another, in the order they print
+    if len(sys.argv) == 4 and sys.argv[1] == "--small-worker":  # child of small_models
+        print(json.dumps({"module": _core.__file__,
+                          "rows": small_figures(int(sys.argv[2]), int(sys.argv[3]))}))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 8 θ, one repeat, ~1 s of scipy per model")
     parser.add_argument("--output", type=Path,
                         default=ROOT / "benchmarks" / "results" / "bench_core.json")
+    parser.add_argument("--baseline", default=SMALL_BASELINE,
+                        help="git revision whose libphase is the 'before' of the small-model "
+                             f"table (default {SMALL_BASELINE}; 'none' skips it)")
+    parser.add_argument("--small-only", action="store_true",
+                        help="only the small-model table (before -> after)")
     args = parser.parse_args()
+    baseline = None if args.baseline == "none" else args.baseline
     n_theta, repeats, budget = (8, 1, 1.0) if args.quick else (64, 3, 12.0)
     machine = machine_info()
     print(f"bench_core: {N_OBS} observations, {n_theta} θ per batch, one core "
           f"({machine['cpu']}; numpy {machine['numpy']}, scipy {machine['scipy']})\n")
+
+    # Calls are cheap here (~20 ms at most): more repeats make the minimum robust to load.
+    small = small_models(n_theta, 5 * repeats, baseline, rounds=1 if args.quick else 3)
+    print(f"small models: per-observation overhead, libphase at {baseline or 'this tree'} -> "
+          "this tree (child processes alternated, minimum CPU time over rounds):")
+    print(small_table(small))
+    print("(value µs per θ; ns/nnz/term = value / (nnz(S) × terms), target <= "
+          f"{TARGET_NS:g} ns; sweep ns: the largest\n observation alone; µs/obs: each further "
+          "observation)\n")
+    if args.small_only:
+        return
 
     check = scipy_self_check()
     print("scipy self-check on rabbits(5): expm vs expm_multiply max rel diff "
@@ -439,7 +558,8 @@ def main():
     record = {"machine": machine, "config": {"n_obs": N_OBS, "n_theta": n_theta,
                                              "repeats": repeats, "scipy_budget_s": budget,
                                              "quick": args.quick},
-              "scipy_self_check": check, "models": entries, "adaptive_extra": extra,
+              "scipy_self_check": check, "small_models": small, "models": entries,
+              "adaptive_extra": extra,
               "cost_vs_d": by_d,
               "cost_vs_rate": by_rate, "targets": lines}
     args.output.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")

@@ -8,6 +8,13 @@
 
 #include "internal.h"
 
+/* Forced inlining for the step loop's helpers (GCC and clang). */
+#if defined(__GNUC__)
+#define SWEEP_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define SWEEP_ALWAYS_INLINE static inline
+#endif
+
 /* Entries below 2^-1000 are set to zero. The sweep rescales so that sum(v)
  * >= 2^-400, so this drops only mass below 2^-600 of the total (gradual
  * underflow would drop it a little later, at a large cost in time:
@@ -48,6 +55,11 @@ typedef struct {
     double *diag;         /* n: P_ii */
     double *s;            /* n: exit rates (probabilities if discrete) */
     double *in_p;         /* n_trans, P entries in target order */
+    /* When no state has more than one in-edge (Kingman, Erlang, Coxian
+     * chains): per state its source (itself if none) and that P entry (0 if
+     * none), so the step needs no loop over in-edges; NULL otherwise. */
+    int32_t *one_src;
+    double *one_p, *one_c; /* one_c: d P / d theta there (forward mode, d = 1) */
     double *out_p;        /* n_trans, P entries in source order */
     double *buf[2];       /* v_K and v_{K-1}; zero outside their ranges */
     int32_t buf_lo[2], buf_hi[2];
@@ -91,6 +103,9 @@ typedef struct {
     double *wm;
     int64_t *we, wcap, win_lo, win_hi;
     double win_norm;
+    /* The window's core (we = 0 there; empty when lo > hi), and the range
+     * of we that widening may have left non-zero (core windows clear it). */
+    int64_t wcore_lo, wcore_hi, we_lo, we_hi;
     /* inv_k[k] = 1 / k for 0 < k < wcap (the recurrence's factors without a
      * division per term), and the last core window (Poisson(core_mu) on
      * [core_lo, core_hi], sum core_w, relative tails core_rel): the core
@@ -127,6 +142,14 @@ typedef struct {
         (newcap) = grown_;                                                            \
     } while (0)
 
+/* Whether any of x[0..d-1] is non-zero. */
+static inline int sweep_any_nonzero(const double *x, int32_t d)
+{
+    for (int32_t m = 0; m < d; m++)
+        if (x[m] != 0.0) return 1;
+    return 0;
+}
+
 /* Zero v on [lo, hi] (nothing when lo > hi). */
 static inline void sweep_clear(double *v, int32_t lo, int32_t hi)
 {
@@ -137,6 +160,21 @@ static inline void sweep_clear(double *v, int32_t lo, int32_t hi)
 static inline void sweep_clear_tangents(double *dv, int32_t lo, int32_t hi, int32_t d)
 {
     if (lo <= hi) memset(dv + (size_t)lo * d, 0, sizeof(double) * (size_t)(hi - lo + 1) * d);
+}
+
+/* The support of a step's result on [a, b]: [*lo, *hi] bounds the states
+ * where v (or, with dv, one of the d tangents) is non-zero; lo = 0, hi = -1
+ * when there are none. */
+static inline void sweep_support(const double *v, const double *dv, int32_t d, int32_t a,
+                                 int32_t b, int32_t *lo, int32_t *hi)
+{
+#define SWEEP_NONZERO(j) (v[j] != 0.0 || (dv && sweep_any_nonzero(dv + (size_t)(j) * d, d)))
+    int32_t first = a, last = b;
+    while (first <= b && !SWEEP_NONZERO(first)) first++;
+    while (last > first && !SWEEP_NONZERO(last)) last--;
+#undef SWEEP_NONZERO
+    *lo = first <= b ? first : 0;
+    *hi = first <= b ? last : -1;
 }
 
 /* Whether the sweep propagates forward-mode tangents. */

@@ -10,6 +10,19 @@
 
 #include "sweep.h"
 
+/* Flush one state's value and tangent (d = 1; a -0 tangent becomes +0),
+ * store them and add them to the sums. */
+static inline void put_d1(double x, double dx, int32_t j, double *vn, double *dvn,
+                          double *total, double *dsum)
+{
+    x = x < FLUSH_BELOW ? 0.0 : x; /* see FLUSH_BELOW */
+    dx = fabs(dx) < FLUSH_BELOW ? 0.0 : dx;
+    vn[j] = x;
+    dvn[j] = dx;
+    *total += x;
+    *dsum += dx;
+}
+
 /* forward() with tangents: vn = v P and dvn = dv P + v dP (Lambda fixed).
  * The range covers the states where the value or a tangent is non-zero: a
  * tangent can be non-zero where the value is zero (an edge whose rate is 0
@@ -22,8 +35,8 @@ double sweep_forward_tangent(const phase_graph *g, const sweep *w, const double 
     const int64_t *ptr = g->in_ptr;
     const int32_t *from = g->in_src;
     const double *p = w->in_p, *diag = w->diag, *in_c = w->in_c, *diag_c = w->diag_c;
-    for (int32_t m = 0; m < d; m++) dtotal[m] = 0.0;
     if (lo > hi) {
+        for (int32_t m = 0; m < d; m++) dtotal[m] = 0.0;
         sweep_clear(vn, *nlo, *nhi);
         sweep_clear_tangents(dvn, *nlo, *nhi, d);
         *nlo = 0;
@@ -37,8 +50,19 @@ double sweep_forward_tangent(const phase_graph *g, const sweep *w, const double 
     sweep_clear_tangents(dvn, *nlo, left_end, d);
     sweep_clear_tangents(dvn, right_start, *nhi, d);
     double total = 0.0;
-    int32_t first = b + 1, last = a - 1;
-    if (d == 1) { /* the common case, without the inner loops over parameters */
+    if (d == 1 && w->one_c) { /* at most one in-edge each, as in forward() */
+        const int32_t *src = w->one_src;
+        const double *p1 = w->one_p, *c1 = w->one_c;
+        double dsum = 0.0;
+        for (int32_t j = a; j <= b; j++) {
+            const double vj = v[j], vi = v[src[j]];
+            double x = diag[j] * vj, dx = diag[j] * dv[j] + diag_c[j] * vj;
+            x += p1[j] * vi;
+            dx += p1[j] * dv[src[j]] + c1[j] * vi;
+            put_d1(x, dx, j, vn, dvn, &total, &dsum);
+        }
+        dtotal[0] = dsum;
+    } else if (d == 1) { /* the common case, without the inner loops over parameters */
         double dsum = 0.0;
         for (int32_t j = a; j <= b; j++) {
             const double vj = v[j];
@@ -49,19 +73,12 @@ double sweep_forward_tangent(const phase_graph *g, const sweep *w, const double 
                 x += pq * vi;
                 dx += pq * dv[i] + in_c[q] * vi;
             }
-            x = x < FLUSH_BELOW ? 0.0 : x; /* see FLUSH_BELOW */
-            dx = fabs(dx) < FLUSH_BELOW ? 0.0 : dx;
-            vn[j] = x;
-            dvn[j] = dx;
-            total += x;
-            dsum += dx;
-            if (x != 0.0 || dx != 0.0) {
-                if (first > b) first = j;
-                last = j;
-            }
+            put_d1(x, dx, j, vn, dvn, &total, &dsum);
         }
         dtotal[0] = dsum;
     } else {
+        /* Zeroed here, not for every d: for d = 1 it was a memset call per step. */
+        for (int32_t m = 0; m < d; m++) dtotal[m] = 0.0;
         for (int32_t j = a; j <= b; j++) {
             const double vj = v[j];
             double x = diag[j] * vj;
@@ -76,22 +93,15 @@ double sweep_forward_tangent(const phase_graph *g, const sweep *w, const double 
                 for (int32_t m = 0; m < d; m++) dx[m] += pq * dvi[m] + cq[m] * vi;
             }
             x = x < FLUSH_BELOW ? 0.0 : x;
-            int nonzero = x != 0.0;
             for (int32_t m = 0; m < d; m++) {
                 if (fabs(dx[m]) < FLUSH_BELOW) dx[m] = 0.0;
-                nonzero |= dx[m] != 0.0;
                 dtotal[m] += dx[m];
             }
             vn[j] = x;
             total += x;
-            if (nonzero) {
-                if (first > b) first = j;
-                last = j;
-            }
         }
     }
-    *nlo = first <= last ? first : 0;
-    *nhi = first <= last ? last : -1;
+    sweep_support(vn, dvn, d, a, b, nlo, nhi); /* from the ends, as in forward() */
     return total;
 }
 
@@ -108,6 +118,8 @@ void sweep_tangent_coefficients(sweep *w, const phase_graph *g, double L)
         for (int64_t c = g->coef_ptr[e]; c < g->coef_ptr[e + 1]; c++)
             w->in_c[(size_t)q * d + (size_t)g->coef_idx[c]] = g->coef_val[c] / L;
     }
+    for (int32_t j = 0; w->one_c && j < g->n; j++)
+        if (g->in_ptr[j + 1] > g->in_ptr[j]) w->one_c[j] = w->in_c[g->in_ptr[j]];
     for (int64_t e = 0; e < g->n_edges; e++) {
         const size_t i = (size_t)g->src[e];
         for (int64_t c = g->coef_ptr[e]; c < g->coef_ptr[e + 1]; c++) {

@@ -443,6 +443,34 @@ static void test_errors(void)
     CHECK(strcmp(phase_status_name(PHASE_EDOMAIN), "PHASE_EDOMAIN") == 0, "status name");
 }
 
+/* A point evaluated after others gives the bits it gives alone: the Poisson
+ * workspace (weights, their exponents, the cached core window) carries
+ * nothing over. Kingman(50) needs 48 jumps to absorb, so at t = 1e-5
+ * (Lambda t = 0.012) the density's window widens to the right far beyond
+ * its core, into weights below 2^-400 that carry exponents; the later points'
+ * core windows (Lambda t = 43 ... 61) cover those places and must see zero
+ * exponents there. */
+static void test_workspace_reuse(void)
+{
+    phase_graph *g = kingman(50);
+    const double theta = 1.0;
+    const double t[] = {1e-5, 0.008, 0.01, 0.012, 0.014, 0.04, 2e-5, 0.01, 1e-5, 0.035};
+    enum { N = sizeof t / sizeof t[0] };
+    const phase_quantity q[] = {PHASE_LOGPDF, PHASE_LOGSURVIVAL, PHASE_CDF};
+    for (int a = 0; a < 3; a++) {
+        double all[N], alone;
+        CHECK(phase_eval(g, NULL, 1, &theta, N, t, q[a], all, NULL, NULL) == PHASE_OK, "%s",
+              phase_last_error());
+        for (int i = 0; i < N; i++) {
+            CHECK(phase_eval(g, NULL, 1, &theta, 1, &t[i], q[a], &alone, NULL, NULL) == PHASE_OK,
+                  "%s", phase_last_error());
+            CHECK(all[i] == alone && !isnan(alone), "quantity %d at t = %g: %.17g after the "
+                  "others, %.17g alone", (int)q[a], t[i], all[i], alone);
+        }
+    }
+    phase_graph_free(g);
+}
+
 int main(void)
 {
     test_exponential();
@@ -456,6 +484,7 @@ int main(void)
     test_atom_at_zero();
     test_small_probabilities();
     test_errors();
+    test_workspace_reuse();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
