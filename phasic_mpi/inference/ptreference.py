@@ -42,9 +42,9 @@ from phasic_mpi.inference.parallel import allgather_rows
 from phasic_mpi.settings import fail
 from phasic_mpi.inference.ptscan import slot_index, tempered
 
-__all__ = ["Path", "Reference", "accumulate", "check_reference", "fit_reference", "initial_reference", "join_legs",
-           "reference_layout", "reference_state", "respace_by_leg", "stepping_stone", "sums_width", "update_reference",
-           "variational_chains"]
+__all__ = ["Path", "Reference", "accumulate", "bridge", "check_reference", "fit_reference", "initial_reference",
+           "join_legs", "reference_layout", "reference_state", "respace_by_leg", "stepping_stone", "sums_width",
+           "update_reference", "variational_chains"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -295,13 +295,30 @@ def _log_mean_exp(a: np.ndarray) -> float:
     return float(m + np.log(np.mean(np.exp(a - m))))
 
 
+def _batch_se(estimate: Callable[[np.ndarray], float], loglik: np.ndarray, batches: int) -> float:
+    """Batch-means standard error of ``estimate`` over the scans (NaN with fewer than 2 batches)."""
+    n_batches = min(batches, loglik.shape[0])
+    if n_batches < 2:
+        return math.nan
+    parts = np.array_split(loglik, n_batches)
+    return float(np.std([estimate(p) for p in parts], ddof=1) / math.sqrt(n_batches))
+
+
 def stepping_stone(betas: np.ndarray, loglik: np.ndarray, batches: int = 10) -> tuple[float, float, float, float]:
     """log Z from samples at every level, in both directions, with standard errors.
 
     ``loglik`` has shape (scans, N): the potential V of the state at each
-    level after each scan (the log-likelihood on a prior-referenced path). Forward: log Z = sum_j log E_{j+1}[exp((b_j - b_{j+1}) L)];
+    level after each scan (the log-likelihood on a prior-referenced path).
+    Forward: log Z = sum_j log E_{j+1}[exp((b_j - b_{j+1}) L)];
     reverse: log Z = -sum_j log E_j[exp((b_{j+1} - b_j) L)]. Standard errors
     from batch means over the scans (NaN with fewer than 2 batches).
+
+    The forward weights have finite variance whenever V is bounded above;
+    the reverse weights have E_j[w^2] = ∫ pi_0 L^(2 b_{j+1} - b_j) / Z_j,
+    infinite for many targets once b_{j+1} < b_j / 2 (always possible at the
+    last pair, b_{j+1} = 0): then the reverse estimate has no central limit
+    and its batch-means error is too small (docs/inference.md). See
+    :func:`bridge` for a two-sided estimate that never has that problem.
     """
 
     def forward(block: np.ndarray) -> float:
@@ -310,10 +327,24 @@ def stepping_stone(betas: np.ndarray, loglik: np.ndarray, batches: int = 10) -> 
     def reverse(block: np.ndarray) -> float:
         return -sum(_log_mean_exp((betas[j + 1] - betas[j]) * block[:, j]) for j in range(betas.size - 1))
 
-    fwd, rev = forward(loglik), reverse(loglik)
-    n_batches = min(batches, loglik.shape[0])
-    if n_batches < 2:
-        return fwd, rev, math.nan, math.nan
-    parts = np.array_split(loglik, n_batches)
-    se = [float(np.std([f(p) for p in parts], ddof=1) / math.sqrt(n_batches)) for f in (forward, reverse)]
-    return fwd, rev, se[0], se[1]
+    return (forward(loglik), reverse(loglik), _batch_se(forward, loglik, batches),
+            _batch_se(reverse, loglik, batches))
+
+
+def bridge(betas: np.ndarray, loglik: np.ndarray, batches: int = 10) -> tuple[float, float]:
+    """log Z by geometric bridge sampling between neighbouring levels, and its batch-means standard error.
+
+    log Z_j / Z_{j+1} = log E_{j+1}[exp(dB V / 2)] - log E_j[exp(-dB V / 2)],
+    dB = b_j - b_{j+1} (both expectations are Z_{j+1/2} over one end, with
+    b_{j+1/2} the midpoint; Meng & Wong 1996). Unlike the reverse stepping
+    stone, both weights have finite variance for any ladder and target:
+    E_{j+1}[exp(dB V)] = Z_j / Z_{j+1} and E_j[exp(-dB V)] = Z_{j+1} / Z_j.
+    ``loglik`` as in :func:`stepping_stone`.
+    """
+
+    def estimate(block: np.ndarray) -> float:
+        half = 0.5 * (betas[:-1] - betas[1:])
+        return sum(_log_mean_exp(half[j] * block[:, j + 1]) - _log_mean_exp(-half[j] * block[:, j])
+                   for j in range(betas.size - 1))
+
+    return estimate(loglik), _batch_se(estimate, loglik, batches)

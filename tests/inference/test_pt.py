@@ -151,10 +151,9 @@ class Mixture:
 
 
 def test_bimodal_mixture_weight_evidence_and_equal_swap_rates():
-    # seed 3, not 1: the reverse check below fails for about one seed in six (52 seeds: 8 with the
-    # numpy moves, 12 with libphase's, which round differently), seed 1 among them since the moves
-    # moved into C; the bound is kept, the estimator's standard error is what is too small
-    settings = PTSettings(replicas=6, chains=8, rounds=12, warmup_rounds=9, local_steps=2, seed=3,
+    # 16 chains: with 8 the chains' standard error of the weight was >= 0.01 for 8 of 60 seeds
+    # (seed 1 among them), with 16 for none (median 0.0056; benchmarks/bench_logz_calibration.py)
+    settings = PTSettings(replicas=6, chains=16, rounds=12, warmup_rounds=9, local_steps=2, seed=1,
                           step_size=1.0)
     final, reports, _ = run_pt(Mixture(), settings)
     weights = (final.draws["z"] > 0).mean(axis=1)  # per independent chain
@@ -164,11 +163,20 @@ def test_bimodal_mixture_weight_evidence_and_equal_swap_rates():
     last = reports[-1]
     forward, reverse = last["log_z"][0].T  # per chain
     se_forward, se_reverse = last["log_z_se"][0].T
+    bridge, se_bridge = last["log_z_bridge"][0], last["log_z_bridge_se"][0]
     assert abs(forward.mean() - log_z) < 0.1
-    # the reverse direction weights the b = 1 samples by exp(-dB L): heavier
-    # tails, so it is held to its own standard error
-    assert abs(reverse.mean() - log_z) < 3 * np.sqrt(np.sum(se_reverse**2)) / len(reverse)
-    assert np.all(se_forward > 0) and np.all(np.isfinite(se_reverse))
+    # The chains' mean at 4 of its reported standard errors: over 60 seeds z = error / se had
+    # sd 1.15 forward, 1.09 bridge (1 and 0 seeds beyond 3), so 4 is >= 3.5 measured sds
+    assert abs(forward.mean() - log_z) < 4 * np.sqrt(np.sum(se_forward**2)) / len(forward)
+    assert abs(bridge.mean() - log_z) < 4 * np.sqrt(np.sum(se_bridge**2)) / len(bridge)
+    # The reverse weights exp(-dB L) at level j have E_j[w^2] ∝ ∫ prior L^(2 b_{j+1} - b_j), infinite
+    # for this Gaussian-tailed L under the N(0, 10^2) prior once 2 b_{j+1} - b_j < -1/400: true of
+    # every pair of every adapted ladder measured, so the reverse has no standard error to be held
+    # to (its batch-means one is too small: z sd 1.9, 11 of 60 seeds beyond 3); finiteness only
+    ladder = last["betas"][0][0]
+    assert np.all(2 * ladder[1:] - ladder[:-1] < -1 / 400)
+    assert np.all(np.isfinite(reverse)) and np.all(np.isfinite(se_reverse))
+    assert np.all(se_forward > 0) and np.all(se_bridge > 0)
     # the chains share one ladder: their pooled acceptance per pair is equalised
     accept = 1.0 - last["rejection"][0].mean(axis=0)
     assert np.all(np.abs(accept - accept.mean()) < 0.05)
@@ -190,8 +198,15 @@ def test_conjugate_exponential_gamma_posterior_and_evidence():
     # standard errors; a fixed bound (0.05 per chain) failed for ~1 seed in 8.
     estimate, se = reports[-1]["log_z"][0], reports[-1]["log_z_se"][0]
     combined = np.sqrt((se**2).sum(axis=0)) / len(estimate)
+    # The reverse has a standard error only while its weights have finite variance:
+    # ∫ Gamma(2, 1) L^c dλ with L = λ^30 e^(-λ S), S = 11.06, is finite iff c > -1/15 (at λ -> 0),
+    # c = 2 b_{j+1} - b_j; 26 of 60 seeds' ladders break it somewhere, this one does not
+    ladder = reports[-1]["betas"][0][0]
+    assert np.all(2 * ladder[1:] - ladder[:-1] > -1 / 15)
     assert np.all(np.abs(estimate.mean(axis=0) - log_z) < 4 * combined)
     assert np.all(combined < 0.06)  # measured 0.027-0.05: the check above stays tight
+    bridge, se_bridge = reports[-1]["log_z_bridge"][0], reports[-1]["log_z_bridge_se"][0]
+    assert abs(bridge.mean() - log_z) < 4 * np.sqrt(np.sum(se_bridge**2)) / len(bridge)
 
 
 class GaussianPath:
