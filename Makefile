@@ -41,7 +41,7 @@ CTEST_BIN := $(patsubst libphase/tests/%.c,$(CTEST_DIR)/bin/%,$(CTEST_SRC))
 
 .DEFAULT_GOAL := help
 .SECONDARY: $(CTEST_OBJ)
-.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling bench-peers bench-moments bench-report bench-terms bench-pt-reference clean distclean
+.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling bench-peers bench-moments bench-report bench-terms bench-pt-reference bench-logz-calibration clean distclean
 
 help: ## list the targets
 	@echo "usage: make <target> [NP=$(NP)] [PYTHON=$(PYTHON)] [MPIEXEC_TIMEOUT=$(MPIEXEC_TIMEOUT)]"
@@ -146,6 +146,9 @@ bench-report: install ## wall/CPU s of `phasic-mpi summary` and `plot` on the BN
 
 bench-terms: install ## SFS / moment likelihood terms per evaluation (64 rows): old row loop vs vectorised
 	$(VPY) benchmarks/bench_terms.py
+
+bench-logz-calibration: install ## PT log Z estimates (forward, reverse, bridge): z-scores against the exact value over 60 seeds
+	$(VPY) benchmarks/bench_logz_calibration.py --seeds 60
 
 bench-scaling: install ## alpha-beta fit at 2 ranks, MPICH collective model, projected efficiency to 512 ranks
 	$(VPY) benchmarks/bench_scaling.py

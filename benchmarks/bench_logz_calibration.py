@@ -1,4 +1,4 @@
-"""Calibration of PT's stepping-stone log Z and its standard errors (task s5/h5).
+"""Calibration of PT's stepping-stone log Z and its standard errors.
 
 Runs parallel tempering on two targets with a closed-form evidence, at the
 settings of their tests in tests/inference/test_pt.py, over ``--seeds``
