@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "chain.h"
+#include "stepau.h"
 
 #define LN2 0.69314718055994530942
 
@@ -438,17 +439,24 @@ int phase_loglik(const phase_graph *g, const phase_options *opts, const phase_da
         reverse_free(&r);
         return st;
     }
+    stepau *sa = NULL;
+    if ((st = stepau_new(&sa, g, opts, data, mode))) n_theta = 0;
     for (int64_t p = 0; p < n_theta; p++) {
         double *grow_p = grad ? grad + p * g->d : NULL;
         const double *theta = thetas ? thetas + p * g->d : NULL;
         double ll = 0.0;
+        int stepped = 0;
         st = chain_set_theta(&c, theta, 1);
-        if (st == PHASE_OK) st = observations_pass(&c, g, data, &ll);
-        if (chain_retry(&c, st) && !(st = chain_set_theta(&c, theta, 0)))
+        /* The chain cut the time axis (a stiff model): try one rate per step. */
+        if (st == PHASE_OK && sa && !c.final)
+            st = stepau_loglik(sa, theta, &ll, grow_p, info ? info + p : NULL, &stepped);
+        if (st == PHASE_OK && !stepped) st = observations_pass(&c, g, data, &ll);
+        if (!stepped && chain_retry(&c, st) && !(st = chain_set_theta(&c, theta, 0)))
             st = observations_pass(&c, g, data, &ll);
-        if (st == PHASE_OK && mode == PHASE_GRADIENT_REVERSE)
+        if (!stepped && st == PHASE_OK && mode == PHASE_GRADIENT_REVERSE)
             st = chain_reverse(&c, &r, grow_p);
-        if (st == PHASE_OK && mode == PHASE_GRADIENT_FORWARD) tangent_gradient(&c, g, grow_p);
+        if (!stepped && st == PHASE_OK && mode == PHASE_GRADIENT_FORWARD)
+            tangent_gradient(&c, g, grow_p);
         if (st == PHASE_ENOMEM || st == PHASE_EINVAL) break;
         if (st != PHASE_OK) {
             ll = st == PHASE_ERANGE ? NAN : -INFINITY;
@@ -457,9 +465,10 @@ int phase_loglik(const phase_graph *g, const phase_options *opts, const phase_da
         }
         loglik[p] = ll;
         if (theta_status) theta_status[p] = st;
-        if (info) fill_info(info + p, &c);
+        if (info && !stepped) fill_info(info + p, &c);
         st = PHASE_OK;
     }
+    stepau_free(sa);
     chain_free(&c);
     reverse_free(&r);
     if (st == PHASE_OK) phase_clear_error();

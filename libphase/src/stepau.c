@@ -1,0 +1,567 @@
+/*
+ * Step-wise adaptive uniformization (van Moorsel and Sanders, 1994) for the
+ * log-likelihood of exact observations of a stiff continuous graph.
+ *
+ * With any positive rates L_0, L_1, ... and v_{k+1} = v_k (I + S / L_k),
+ * V(t) = sum_k p_k(t) v_k, where p(t) is the distribution of a pure-birth
+ * chain N(t) (k -> k + 1 at rate L_k, N(0) = 0), satisfies V' = V S and
+ * V(0) = alpha: V(t) = alpha e^{St}, an identity that needs no property of
+ * the L_k. So f(t) = sum_k p_k(t) a_k with a_k = v_k . s.
+ *
+ * The rates. U_k is the support of step k, found from the graph: U_0 =
+ * supp(alpha), U_{k+1} = out(U_k) + {i in U_k : P_k,ii != 0}; L_k is the
+ * largest out-rate over U_k, as a function of theta: the out-rate of the
+ * state that attains it (ties: the first). P_k = I + S / L_k is then
+ * non-negative on every row that can carry mass or tangent, so no term is
+ * negative and the tangents cannot grow. A state whose out-rate equals
+ * L_k's as a function of theta (the same coefficients up to a common
+ * factor) and at theta up to SNAP (the rounding of the rates' sums) gets
+ * P_ii = 0 for every theta near: its mass and its tangent leave in one
+ * step, and the support moves on. (With L_k held constant instead, its
+ * tangent would stay behind on a state faster than every later L_k and
+ * grow without bound.) In models whose fastest states empty in one jump
+ * (coalescents: the out-rate depends on the number of lineages alone) the
+ * support is the embedded jump chain's, one level per step; where they
+ * cannot (cycles through the fast states) L_k stays at the largest rate and
+ * the steps are declined once they cost BUDGET_SHARE of one rate's sweep.
+ * Between steps, states whose mass is below DROP_V tol / n of the total
+ * (and was before) are dropped with their tangents; the mass is counted.
+ *
+ * Gradients (forward mode). v_k depends on theta through P_k = I + S / L_k
+ * with L_k = lambda_top(theta): dv_{k+1} = dv_k P_k + v_k dP_k, dP_k =
+ * (dS - S dL_k / L_k) / L_k; and the weights p_k(t) through the birth
+ * rates: their tangents run through the same uniformization of the birth
+ * chain (below), so df = sum_k dp_k a_k + p_k da_k.
+ *
+ * The weights p_k(t) are a stiff one-dimensional problem (L_0 t_max is in
+ * the thousands). They are computed by adaptive uniformization of the birth
+ * chain itself: time segments of SEG_JUMPS / Lambda_s, Lambda_s = the
+ * largest L_k over the birth states still holding mass, its leading states
+ * dropped below DROP_Q between segments; every term of a segment is
+ * projected at once onto a (and da), so a point is a Poisson sum of scalars.
+ * Everything is a sum of non-negative terms.
+ *
+ * Error control. K steps are taken once the support is empty (exact) or a
+ * Chernoff bound on P(N(t_max) >= K) is below TAIL_REL tol; the birth
+ * chain's state K collects that tail. Per point, an absolute bound
+ * smax * (tail(t) b_K + dropped + truncated)
+ * on the error of f(t) must stay below ERR_SHARE tol f(t), or the theta is
+ * declined and evaluated by the chain (as chain_retry does).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stepau.h"
+
+#define SNAP 0x1p-48        /* lambda_i >= L (1 - SNAP): P_ii = 0 (16 ulps: rounding of the rates) */
+#define SEG_JUMPS 64.0      /* birth chain: expected jumps per time segment */
+#define SEG_TAIL 1e-32      /* its Poisson(SEG_JUMPS) weights are truncated below this */
+#define TAIL_REL 0x1p-20    /* stop once P(N(t_max) >= K) <= TAIL_REL tol (Chernoff) */
+#define DROP_V 0x1p-30     /* a step drops states whose mass is below DROP_V tol / n of the total */
+#define DROP_Q 1e-40        /* birth-chain entries dropped below this probability */
+#define ERR_SHARE 0.25      /* a point's relative bound may use this share of tol */
+#define BUDGET_SHARE 0.02   /* decline once the steps cost this share of one rate's sweep */
+#define STEPAU_MAX_D 64     /* forward-mode tangents: parameters at most */
+#define CHECK_EVERY 16      /* steps between two tail checks */
+#define MAX_STEPS ((int64_t)1 << 22)
+#define TINY_F 1e-290       /* smaller densities are left to the chain's scaled path */
+
+struct stepau {
+    const phase_graph *g;
+    double tol;
+    int32_t d;        /* tangents per state: g->d in forward mode, else 0 */
+    int64_t n_obs;    /* exact observations with a non-zero weight, by time */
+    double *t, *wt, t_max;
+    double *dlam, *ds; /* n * d: d lambda_i / d theta_m and d s_i / d theta_m */
+    double nnz;       /* nonzeros of S: the cost of one full step */
+    /* per theta */
+    double *rate, *lam, *s;
+    double *v[2], *dv[2];
+    uint8_t *fl[2];   /* bit 0: in V_k, bit 1: in D_k */
+    int32_t lo[2], hi[2];
+    int64_t cap;      /* sequences, k < cap */
+    double *L, *a, *da, *sufmax;
+    double *dL;       /* k * g->d: d L_k / d theta (L_k is the out-rate of one state) */
+    /* birth chain: q (segment start), y (term), qn (segment end), all K + 1 */
+    double *q, *y, *qn;
+    double *dq, *dy, *dqn; /* their tangents, (K + 1) d */
+    int64_t J;        /* terms per segment */
+    double *pw, seg_tail; /* Poisson(SEG_JUMPS) weights 0..J (normalised), their tail */
+    double *pj, *alpha_j, *tail_j, *beta_j; /* J + 1 each (beta: (J + 1) d) */
+    double *f, *df, *tailp; /* per observation (df: n_obs d) */
+};
+
+static int cmp_double(const void *x, const void *y)
+{
+    const double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* Poisson(SEG_JUMPS) weights of terms 0..J, normalised, from the mode out;
+ * J where the right tail falls below SEG_TAIL. */
+static int segment_weights(stepau *sa)
+{
+    const double mu = SEG_JUMPS;
+    const int64_t M = (int64_t)mu, cap = M + 64 + (int64_t)(40.0 * sqrt(mu));
+    sa->pw = malloc(sizeof(double) * (size_t)cap);
+    if (!sa->pw) return phase_fail(PHASE_ENOMEM, "out of memory for segment weights");
+    double W = 1.0, wk = 1.0;
+    sa->pw[M] = 1.0;
+    for (int64_t k = M; k > 0; k--) W += (sa->pw[k - 1] = sa->pw[k] * ((double)k / mu));
+    int64_t R = M;
+    for (;;) {
+        const double next = wk * (mu / (double)(R + 1));
+        const double tail = next / (1.0 - mu / (double)(R + 2));
+        if (tail <= SEG_TAIL * W || R + 2 >= cap) {
+            sa->seg_tail = tail / W;
+            break;
+        }
+        sa->pw[++R] = wk = next;
+        W += next;
+    }
+    for (int64_t k = 0; k <= R; k++) sa->pw[k] /= W;
+    sa->J = R;
+    return PHASE_OK;
+}
+
+int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
+               const phase_data *data, int mode)
+{
+    *out = NULL;
+    if (!opts->adaptive || g->discrete || g->n == 0 || data->n_right || data->n_interval ||
+        mode == PHASE_GRADIENT_REVERSE || (mode && g->d > STEPAU_MAX_D))
+        return PHASE_OK;
+    double mass = 0.0;
+    for (int32_t i = 0; i < g->n; i++) mass += g->alpha[i];
+    for (int64_t i = 0; i < data->n_exact; i++)
+        if (data->exact[i] == 0.0 && mass < 1.0 - 1e-12) return PHASE_OK; /* the atom */
+    stepau *sa = calloc(1, sizeof *sa);
+    if (!sa) return phase_fail(PHASE_ENOMEM, "out of memory for the step-wise workspace");
+    *out = sa;
+    sa->g = g;
+    sa->tol = opts->tol;
+    sa->d = mode == PHASE_GRADIENT_FORWARD ? g->d : 0;
+    const size_t n = (size_t)g->n, d = (size_t)sa->d, ne = (size_t)(g->n_edges ? g->n_edges : 1);
+    sa->t = malloc(sizeof(double) * (size_t)(data->n_exact + 1));
+    sa->wt = malloc(sizeof(double) * (size_t)(data->n_exact + 1));
+    sa->rate = malloc(sizeof(double) * ne);
+    sa->lam = malloc(sizeof(double) * n);
+    sa->s = malloc(sizeof(double) * n);
+    const size_t gd = (size_t)g->d;
+    sa->dlam = calloc(n * gd + 1, sizeof(double));
+    sa->ds = calloc(n * gd + 1, sizeof(double));
+    for (int b = 0; b < 2; b++) {
+        sa->v[b] = calloc(n, sizeof(double));
+        sa->dv[b] = calloc(n * d + 1, sizeof(double));
+        sa->fl[b] = calloc(n, 1);
+    }
+    if (!sa->t || !sa->wt || !sa->rate || !sa->lam || !sa->s || !sa->dlam || !sa->ds ||
+        !sa->v[0] || !sa->v[1] || !sa->dv[0] || !sa->dv[1] || !sa->fl[0] || !sa->fl[1])
+        return phase_fail(PHASE_ENOMEM, "out of memory for the step-wise workspace");
+    /* Observations sorted by time, equal times merged (weights added). */
+    double *pairs = malloc(sizeof(double) * 2 * (size_t)(data->n_exact + 1));
+    if (!pairs) return phase_fail(PHASE_ENOMEM, "out of memory for the observations");
+    int64_t m = 0;
+    for (int64_t i = 0; i < data->n_exact; i++) {
+        const double w = data->exact_weight ? data->exact_weight[i] : 1.0;
+        if (w == 0.0) continue;
+        pairs[2 * m] = data->exact[i], pairs[2 * m + 1] = w, m++;
+    }
+    qsort(pairs, (size_t)m, 2 * sizeof(double), cmp_double);
+    sa->n_obs = 0;
+    for (int64_t i = 0; i < m; i++) {
+        if (sa->n_obs && sa->t[sa->n_obs - 1] == pairs[2 * i]) {
+            sa->wt[sa->n_obs - 1] += pairs[2 * i + 1];
+            continue;
+        }
+        sa->t[sa->n_obs] = pairs[2 * i], sa->wt[sa->n_obs++] = pairs[2 * i + 1];
+    }
+    free(pairs);
+    sa->t_max = sa->n_obs ? sa->t[sa->n_obs - 1] : 0.0;
+    for (int64_t e = 0; e < g->n_edges; e++) /* rates are linear in theta */
+        for (int64_t q = g->coef_ptr[e]; q < g->coef_ptr[e + 1]; q++) {
+            const size_t x = (size_t)g->src[e] * gd + (size_t)g->coef_idx[q];
+            sa->dlam[x] += g->coef_val[q];
+            if (g->dst[e] < 0) sa->ds[x] += g->coef_val[q];
+        }
+    sa->nnz = (double)g->n_trans + (double)g->n;
+    int st = segment_weights(sa);
+    const size_t J1 = (size_t)sa->J + 1, no = (size_t)sa->n_obs + 1;
+    sa->pj = malloc(sizeof(double) * J1);
+    sa->alpha_j = malloc(sizeof(double) * J1);
+    sa->tail_j = malloc(sizeof(double) * J1);
+    sa->beta_j = malloc(sizeof(double) * (J1 * d + 1));
+    sa->f = malloc(sizeof(double) * no);
+    sa->tailp = malloc(sizeof(double) * no);
+    sa->df = malloc(sizeof(double) * (no * d + 1));
+    if (!st && (!sa->pj || !sa->alpha_j || !sa->tail_j || !sa->beta_j || !sa->f || !sa->tailp ||
+                !sa->df))
+        st = phase_fail(PHASE_ENOMEM, "out of memory for the step-wise workspace");
+    return st;
+}
+
+void stepau_free(stepau *sa)
+{
+    if (!sa) return;
+    void *p[] = {sa->t, sa->wt, sa->dlam, sa->ds, sa->rate, sa->lam, sa->s, sa->v[0], sa->v[1],
+                 sa->dv[0], sa->dv[1], sa->fl[0], sa->fl[1], sa->L, sa->a, sa->da, sa->sufmax,
+                 sa->dL, sa->q, sa->y, sa->qn, sa->dq, sa->dy, sa->dqn, sa->pw, sa->pj, sa->alpha_j, sa->tail_j, sa->beta_j,
+                 sa->f, sa->df, sa->tailp};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
+    free(sa);
+}
+
+/* Room for sequence index k (and the birth chain's K + 1 entries). */
+static int grow_sequences(stepau *sa, int64_t k)
+{
+    if (k + 2 <= sa->cap) return PHASE_OK;
+    int64_t cap = sa->cap ? sa->cap : 256;
+    while (cap < k + 2) cap *= 2;
+    const size_t c = (size_t)cap, d = (size_t)sa->d;
+    double **arr[] = {&sa->L, &sa->a, &sa->sufmax, &sa->q, &sa->y, &sa->qn};
+    for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++) {
+        double *p = realloc(*arr[i], sizeof(double) * c);
+        if (!p) return phase_fail(PHASE_ENOMEM, "out of memory for the step sequences");
+        *arr[i] = p;
+    }
+    double **tan[] = {&sa->da, &sa->dq, &sa->dy, &sa->dqn};
+    for (size_t i = 0; i < sizeof tan / sizeof tan[0]; i++) {
+        double *p = realloc(*tan[i], sizeof(double) * (c * d + 1));
+        if (!p) return phase_fail(PHASE_ENOMEM, "out of memory for the step sequences");
+        *tan[i] = p;
+    }
+    double *p = realloc(sa->dL, sizeof(double) * (c * (size_t)sa->g->d + 1));
+    if (!p) return phase_fail(PHASE_ENOMEM, "out of memory for the step sequences");
+    sa->dL = p;
+    sa->cap = cap;
+    return PHASE_OK;
+}
+
+/* Chernoff bound on P(N(t) >= K) = P(sum_{k<K} Exp(L_k) <= t):
+ * min over s > 0 of exp(s t) prod_k L_k / (L_k + s), s by Newton steps on
+ * the convex exponent from s = 0 (they approach the minimum from below;
+ * any s gives a valid bound). */
+static double birth_tail_bound(const double *L, int64_t K, double t)
+{
+    double s = 0.0, h = -t;
+    for (int64_t k = 0; k < K; k++) h += 1.0 / L[k];
+    if (!(h > 0.0)) return 1.0; /* the mean time to K is not past t */
+    for (int it = 0; it < 40; it++) {
+        double g = -t, gp = 0.0;
+        for (int64_t k = 0; k < K; k++) {
+            const double r = 1.0 / (L[k] + s);
+            g += r, gp += r * r;
+        }
+        if (!(g > 1e-12 * t)) break;
+        s += g / gp;
+    }
+    double expo = s * t;
+    for (int64_t k = 0; k < K; k++) expo -= log1p(s / L[k]);
+    return expo < 0.0 ? exp(expo) : 1.0;
+}
+
+/* Whether state j's out-rate is L_k's as a function of theta (the same
+ * multiple of every parameter's coefficient sum) and equal to it at theta
+ * up to SNAP: then P_jj = 0 for every theta near, and its tangent is 0. */
+static int snaps(const stepau *sa, int32_t j, double L, const double *dL)
+{
+    const int32_t gd = sa->g->d;
+    const double lj = sa->lam[j];
+    if (lj < L * (1.0 - SNAP)) return 0;
+    for (int32_t m = 0; m < gd; m++)
+        if (fabs(sa->dlam[(size_t)j * gd + m] * L - lj * dL[m]) > SNAP * (fabs(lj * dL[m]) + 1e-300))
+            return 0;
+    return 1;
+}
+
+/* One step v_{k+1} = v_k P_k (and its tangents and support) from buffer c
+ * into c ^ 1 at rate L = L_k(theta), dL its derivative; entries below thr
+ * (mass) are dropped. Returns the work done, adds the snapped sliver and
+ * the dropped mass to *lost. */
+static double step(stepau *sa, int c, double L, const double *dL, double thr, double *lost)
+{
+    const phase_graph *g = sa->g;
+    const int32_t d = sa->d, lo = sa->lo[c], hi = sa->hi[c], nb = c ^ 1;
+    const double *v = sa->v[c], *dv = sa->dv[c];
+    const uint8_t *fl = sa->fl[c];
+    double *vn = sa->v[nb], *dvn = sa->dv[nb];
+    uint8_t *fn = sa->fl[nb];
+    if (sa->lo[nb] <= sa->hi[nb]) { /* the buffer holds v_{k-1}: clear its range */
+        const size_t a = (size_t)sa->lo[nb], w = (size_t)(sa->hi[nb] - sa->lo[nb] + 1);
+        memset(vn + a, 0, sizeof(double) * w);
+        memset(fn + a, 0, w);
+        if (d) memset(dvn + a * (size_t)d, 0, sizeof(double) * w * (size_t)d);
+    }
+    const int32_t nlo = g->reach_lo[lo], nhi = g->reach_hi[hi];
+    const double invL = 1.0 / L;
+    double cL[STEPAU_MAX_D]; /* dL / L */
+    for (int32_t m = 0; m < d; m++) cL[m] = dL[m] * invL;
+    for (int32_t j = nlo; j <= nhi; j++) {
+        double x = 0.0, dj = 1.0;
+        uint8_t in_any = 0, fj = 0, snapped = 0;
+        if (j >= lo && j <= hi && fl[j]) {
+            fj = 1;
+            if ((snapped = (uint8_t)snaps(sa, j, L, dL))) {
+                dj = 0.0;
+            } else {
+                dj = 1.0 - sa->lam[j] * invL;
+            }
+        }
+        double *dx = dvn + (size_t)j * d;
+        for (int32_t m = 0; m < d; m++) /* d P_jj = -(d lam_j - lam_j dL / L) / L */
+            dx[m] = dj * dv[(size_t)j * d + m] -
+                    (snapped ? 0.0 : v[j] * (sa->dlam[(size_t)j * d + m] - sa->lam[j] * cL[m]) * invL);
+        for (int64_t q = g->in_ptr[j]; q < g->in_ptr[j + 1]; q++) {
+            const int32_t i = g->in_src[q];
+            if (i < lo || i > hi || !fl[i]) continue;
+            const int64_t e = g->in_edge[q];
+            const double r = sa->rate[e] * invL;
+            x += v[i] * r;
+            in_any = 1;
+            if (!d) continue;
+            for (int32_t m = 0; m < d; m++) dx[m] += (dv[(size_t)i * d + m] - v[i] * cL[m]) * r;
+            for (int64_t p = g->coef_ptr[e]; p < g->coef_ptr[e + 1]; p++)
+                dx[g->coef_idx[p]] += v[i] * g->coef_val[p] * invL;
+        }
+        vn[j] = v[j] * dj + x;
+        if (vn[j] > 0.0 && vn[j] < thr && v[j] < thr) { /* negligible: drop */
+            *lost += vn[j];
+            vn[j] = 0.0;
+            for (int32_t m = 0; m < d; m++) dx[m] = 0.0;
+            continue;
+        }
+        fn[j] = (uint8_t)((fj && !snapped) || in_any);
+    }
+    int32_t a = nlo, b = nhi;
+    while (a <= b && !fn[a]) a++;
+    while (b >= a && !fn[b]) b--;
+    sa->lo[nb] = a, sa->hi[nb] = b;
+    return (double)(nhi - nlo + 1) + (double)(g->in_ptr[nhi + 1] - g->in_ptr[nlo]);
+}
+
+/* The steps: L_k, dL_k, a_k, da_k for k < K, and b_K; *K = 0 when declined. */
+static int run_steps(stepau *sa, int64_t *K_out, double *bK, double *lost)
+{
+    const phase_graph *g = sa->g;
+    const int32_t d = sa->d, gd = g->d;
+    double Lam = 0.0;
+    for (int32_t i = 0; i < g->n; i++) Lam = fmax(Lam, sa->lam[i]);
+    int c = 0;
+    int32_t lo = g->n, hi = -1;
+    for (int b = 0; b < 2; b++) { /* buffers zero: clear what the last theta left */
+        if (sa->lo[b] <= sa->hi[b]) {
+            const size_t x = (size_t)sa->lo[b], w = (size_t)(sa->hi[b] - sa->lo[b] + 1);
+            memset(sa->v[b] + x, 0, sizeof(double) * w);
+            memset(sa->fl[b] + x, 0, w);
+            if (d) memset(sa->dv[b] + x * (size_t)d, 0, sizeof(double) * w * (size_t)d);
+        }
+        sa->lo[b] = 0, sa->hi[b] = -1;
+    }
+    for (int32_t i = 0; i < g->n; i++)
+        if (g->alpha[i] > 0.0) {
+            sa->v[0][i] = g->alpha[i], sa->fl[0][i] = 1;
+            lo = i < lo ? i : lo, hi = i;
+        }
+    sa->lo[0] = lo, sa->hi[0] = hi;
+    double work = 0.0;
+    *lost = 0.0;
+    for (int64_t k = 0;; k++) {
+        int st = grow_sequences(sa, k);
+        if (st) return st;
+        const double *v = sa->v[c], *dv = sa->dv[c];
+        double ak = 0.0, bk = 0.0, Lk = 0.0;
+        int32_t top = -1;
+        for (int32_t m = 0; m < d; m++) sa->da[k * d + m] = 0.0;
+        for (int32_t i = sa->lo[c]; i <= sa->hi[c]; i++) {
+            if (!sa->fl[c][i]) continue;
+            if (sa->lam[i] > Lk) Lk = sa->lam[i], top = i;
+            ak += v[i] * sa->s[i], bk += v[i];
+            for (int32_t m = 0; m < d; m++)
+                sa->da[k * d + m] += dv[(size_t)i * d + m] * sa->s[i] +
+                                     v[i] * sa->ds[(size_t)i * d + m];
+        }
+        sa->a[k] = ak;
+        if (top < 0 || (k > 0 && k % CHECK_EVERY == 0 &&
+                        birth_tail_bound(sa->L, k, sa->t_max) <= TAIL_REL * sa->tol)) {
+            *K_out = k, *bK = top < 0 ? 0.0 : bk; /* no support left: exact */
+            return k ? PHASE_OK : (*K_out = 0, PHASE_OK);
+        }
+        double *dLk = sa->dL + k * gd;
+        sa->L[k] = Lk;
+        for (int32_t m = 0; m < gd; m++) dLk[m] = sa->dlam[(size_t)top * gd + m];
+        work += step(sa, c, Lk, dLk, DROP_V * sa->tol * bk / (double)g->n, lost);
+        c ^= 1;
+        if (work > BUDGET_SHARE * sa->nnz * Lam * sa->t_max || k + 1 >= MAX_STEPS) break;
+    }
+    *K_out = 0;
+    return PHASE_OK;
+}
+
+/* Poisson(mu) weights of terms 0..J into pj (mu <= SEG_JUMPS: e^-mu is a
+ * normal double, the recurrence runs forward; past the mode, terms below
+ * the floor end it). Returns the last index filled. */
+static int64_t point_weights(double *pj, int64_t J, double mu)
+{
+    double w = exp(-mu);
+    pj[0] = w;
+    int64_t j = 0;
+    while (j < J) {
+        w *= mu / (double)(j + 1);
+        if (w < 1e-300 && (double)j > mu) break;
+        pj[++j] = w;
+    }
+    return j;
+}
+
+/* One uniformization term of the birth chain at rate Lam (inv = 1 / Lam):
+ * y <- y (I + B / Lam) on [qlo, *yhi] (growing by one up to the absorbing
+ * state K), and in forward mode its tangent dy (the L_k depend on theta). */
+static void birth_term(stepau *sa, int64_t K, int64_t qlo, int64_t *yhi, double inv)
+{
+    const int32_t d = sa->d;
+    const double *L = sa->L, *dL = sa->dL;
+    double *y = sa->y, *dy = sa->dy;
+    if (*yhi < K) {
+        y[++*yhi] = 0.0;
+        for (int32_t m = 0; m < d; m++) dy[*yhi * d + m] = 0.0;
+    }
+    if (*yhi == K) y[K] += y[K - 1] * L[K - 1] * inv; /* its tangent is not needed */
+    for (int64_t k = (*yhi < K ? *yhi : K - 1); k >= qlo; k--) {
+        const double stay = 1.0 - L[k] * inv, in = k > qlo ? L[k - 1] * inv : 0.0;
+        for (int32_t m = 0; m < d; m++) {
+            double x = dy[k * d + m] * stay - y[k] * dL[k * d + m] * inv;
+            if (k > qlo) x += dy[(k - 1) * d + m] * in + y[k - 1] * dL[(k - 1) * d + m] * inv;
+            dy[k * d + m] = x;
+        }
+        y[k] = y[k] * stay + (k > qlo ? y[k - 1] * in : 0.0);
+    }
+}
+
+/* The birth chain's weights at every observation, projected: f[i], df[i],
+ * tailp[i]; *ok = 0 when all its mass leaves before an observation. */
+static void birth_chain(stepau *sa, int64_t K, double *dropped, int64_t *n_segs, int *ok)
+{
+    const int32_t d = sa->d;
+    const int64_t J = sa->J;
+    sa->sufmax[K] = 0.0;
+    for (int64_t k = K - 1; k >= 0; k--) sa->sufmax[k] = fmax(sa->L[k], sa->sufmax[k + 1]);
+    memset(sa->q, 0, sizeof(double) * (size_t)(K + 1));
+    memset(sa->dq, 0, sizeof(double) * (size_t)(K + 1) * (size_t)d);
+    sa->q[0] = 1.0;
+    int64_t qlo = 0, qhi = 0, i = 0;
+    double tau = 0.0;
+    *dropped = 0.0;
+    *ok = 1;
+    *n_segs = 0;
+    while (i < sa->n_obs) {
+        ++*n_segs;
+        if (qlo >= K) {
+            *ok = 0;
+            return;
+        }
+        double *q = sa->q, *y = sa->y, *qn = sa->qn, *dq = sa->dq, *dy = sa->dy, *dqn = sa->dqn;
+        const double Lam = sa->sufmax[qlo], end = tau + SEG_JUMPS / Lam, inv = 1.0 / Lam;
+        const int last = sa->t[sa->n_obs - 1] < end;
+        int64_t yhi = qhi;
+        memcpy(y + qlo, q + qlo, sizeof(double) * (size_t)(qhi - qlo + 1));
+        if (d) memcpy(dy + qlo * d, dq + qlo * d, sizeof(double) * (size_t)((qhi - qlo + 1) * d));
+        if (!last) {
+            memset(qn + qlo, 0, sizeof(double) * (size_t)(K + 1 - qlo));
+            memset(dqn + qlo * d, 0, sizeof(double) * (size_t)((K + 1 - qlo) * d));
+        }
+        for (int64_t j = 0; j <= J; j++) {
+            const int64_t top = yhi < K ? yhi : K - 1;
+            double al = 0.0;
+            for (int64_t k = qlo; k <= top; k++) al += y[k] * sa->a[k];
+            sa->alpha_j[j] = al;
+            sa->tail_j[j] = yhi == K ? y[K] : 0.0;
+            for (int32_t m = 0; m < d; m++) {
+                double be = 0.0;
+                for (int64_t k = qlo; k <= top; k++)
+                    be += y[k] * sa->da[k * d + m] + dy[k * d + m] * sa->a[k];
+                sa->beta_j[j * d + m] = be;
+            }
+            if (!last) {
+                for (int64_t k = qlo; k <= yhi; k++) qn[k] += sa->pw[j] * y[k];
+                for (int64_t x = qlo * d; x < (yhi + 1) * d; x++) dqn[x] += sa->pw[j] * dy[x];
+            }
+            if (j < J) birth_term(sa, K, qlo, &yhi, inv);
+        }
+        for (; i < sa->n_obs && (last || sa->t[i] < end); i++) {
+            const int64_t top = point_weights(sa->pj, J, Lam * (sa->t[i] - tau));
+            double f = 0.0, tl = 0.0;
+            for (int64_t j = 0; j <= top; j++) f += sa->pj[j] * sa->alpha_j[j];
+            for (int64_t j = 0; j <= top; j++) tl += sa->pj[j] * sa->tail_j[j];
+            for (int32_t m = 0; m < d; m++) {
+                double x = 0.0;
+                for (int64_t j = 0; j <= top; j++) x += sa->pj[j] * sa->beta_j[j * d + m];
+                sa->df[i * d + m] = x;
+            }
+            sa->f[i] = f, sa->tailp[i] = tl;
+        }
+        if (last) break;
+        sa->q = qn, sa->qn = q, sa->dq = dqn, sa->dqn = dq; /* the end starts the next */
+        qhi = yhi;
+        tau = end;
+        while (qlo < K && sa->q[qlo] < DROP_Q) {
+            *dropped += sa->q[qlo];
+            sa->q[qlo] = 0.0;
+            for (int32_t m = 0; m < d; m++) sa->dq[qlo * d + m] = 0.0;
+            qlo++;
+        }
+    }
+}
+
+int stepau_loglik(stepau *sa, const double *theta, double *ll, double *grad, phase_info *info,
+                  int *used)
+{
+    const phase_graph *g = sa->g;
+    const int32_t d = sa->d;
+    *used = 0;
+    if (sa->n_obs == 0 || phase_graph_rates(g, theta, sa->rate)) return PHASE_OK;
+    memset(sa->lam, 0, sizeof(double) * (size_t)g->n);
+    memset(sa->s, 0, sizeof(double) * (size_t)g->n);
+    for (int64_t e = 0; e < g->n_edges; e++) {
+        sa->lam[g->src[e]] += sa->rate[e];
+        if (g->dst[e] < 0) sa->s[g->src[e]] += sa->rate[e];
+    }
+    double smax = 0.0;
+    for (int32_t i = 0; i < g->n; i++) smax = fmax(smax, sa->s[i]);
+    int64_t K = 0, segs = 0;
+    double bK = 0.0, lost = 0.0, dropped = 0.0;
+    int st = run_steps(sa, &K, &bK, &lost), ok = 0;
+    if (st || K == 0) return st;
+    if ((st = grow_sequences(sa, K))) return st;
+    birth_chain(sa, K, &dropped, &segs, &ok);
+    if (!ok) return PHASE_OK;
+    /* dropped birth mass, truncated segment ends (twice: the terms left out
+     * and the normalisation over those kept), a point's own truncation. */
+    const double shared = dropped + lost + (2.0 * (double)segs + 1.0) * sa->seg_tail;
+    double total = 0.0, worst = 0.0;
+    for (int64_t i = 0; i < sa->n_obs; i++) {
+        const double f = sa->f[i];
+        if (!(f > TINY_F)) return PHASE_OK;
+        const double rel = smax * (shared + sa->tailp[i] * bK) / f;
+        if (rel > ERR_SHARE * sa->tol) return PHASE_OK;
+        worst = fmax(worst, rel);
+        total += sa->wt[i] * log(f);
+    }
+    if (grad) {
+        for (int32_t m = 0; m < g->d; m++) grad[m] = 0.0;
+        for (int64_t i = 0; i < sa->n_obs; i++)
+            for (int32_t m = 0; m < d; m++) grad[m] += sa->wt[i] * sa->df[i * d + m] / sa->f[i];
+    }
+    *ll = total;
+    *used = 1;
+    if (info) {
+        info->uniformization_rate = sa->L[0];
+        info->n_terms = K + 1;
+        info->truncation_bound = worst;
+        info->stored_vectors = 0;
+        info->checkpoint_stride = 0;
+        info->gradient_mode = d ? PHASE_GRADIENT_FORWARD : 0;
+    }
+    return PHASE_OK;
+}
