@@ -446,11 +446,9 @@ int phase_loglik(const phase_graph *g, const phase_options *opts, const phase_da
         const double *theta = thetas ? thetas + p * g->d : NULL;
         double ll = 0.0;
         int stepped = 0;
-        st = chain_set_theta(&c, theta, 1);
-        /* The chain cut the time axis (a stiff model): try one rate per step. */
-        if (st == PHASE_OK && sa && !c.final)
-            st = stepau_loglik(sa, theta, &ll, grow_p, info ? info + p : NULL, &stepped);
-        if (st == PHASE_OK && !stepped) st = observations_pass(&c, g, data, &ll);
+        st = sa ? stepau_loglik(sa, theta, &ll, grow_p, info ? info + p : NULL, &stepped) : 0;
+        if (st == PHASE_OK && !stepped && (st = chain_set_theta(&c, theta, 1)) == PHASE_OK)
+            st = observations_pass(&c, g, data, &ll);
         if (!stepped && chain_retry(&c, st) && !(st = chain_set_theta(&c, theta, 0)))
             st = observations_pass(&c, g, data, &ll);
         if (!stepped && st == PHASE_OK && mode == PHASE_GRADIENT_REVERSE)

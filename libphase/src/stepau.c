@@ -60,10 +60,16 @@
 #define SEG_TAIL 1e-32      /* its Poisson(SEG_JUMPS) weights are truncated below this */
 #define TAIL_REL 0x1p-20    /* stop once P(N(t_max) >= K) <= TAIL_REL tol (Chernoff) */
 #define DROP_V 0x1p-30     /* a step drops states whose mass is below DROP_V tol / n of the total */
-#define DROP_Q 1e-40        /* birth-chain entries dropped below this probability */
+#define DROP_Q 1e-30        /* birth-chain entries dropped below this probability */
 #define ERR_SHARE 0.25      /* a point's relative bound may use this share of tol */
-#define BUDGET_SHARE 0.02   /* decline once the steps cost this share of one rate's sweep */
+#define BUDGET_SHARE 0.02   /* decline once the steps cost this share of one rate's sweep, */
+#define PRO_RATA 0.5        /* or this share of one rate's steps over the same time */
+#define PRO_RATA_MIN 4.0    /* (after this many full-graph steps' worth of work), */
+#define MIN_STEP_NNZ 0.5    /* or average fewer than this many nonzeros per step and */
+#define SEG_WIDTH 64        /* birth state a segment term updates (at most this many) */
+#define MIN_TERMS 256.0     /* not tried below Lambda t_max = MIN_TERMS (one rate is cheap) */
 #define STEPAU_MAX_D 64     /* forward-mode tangents: parameters at most */
+#define AUTO_FORWARD_D 8    /* PHASE_GRADIENT_AUTO: forward tangents up to this many */
 #define CHECK_EVERY 16      /* steps between two tail checks */
 #define MAX_STEPS ((int64_t)1 << 22)
 #define TINY_F 1e-290       /* smaller densities are left to the chain's scaled path */
@@ -130,8 +136,13 @@ int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
                const phase_data *data, int mode)
 {
     *out = NULL;
+    /* Forward tangents cost (1 + d) times the values, over a few steps: they
+     * stand in for reverse mode when reverse was only the default's choice. */
+    const int tangents = mode == PHASE_GRADIENT_FORWARD ||
+                         (mode == PHASE_GRADIENT_REVERSE &&
+                          opts->gradient_mode == PHASE_GRADIENT_AUTO && g->d <= AUTO_FORWARD_D);
     if (!opts->adaptive || g->discrete || g->n == 0 || data->n_right || data->n_interval ||
-        mode == PHASE_GRADIENT_REVERSE || (mode && g->d > STEPAU_MAX_D))
+        (mode && !tangents) || g->d > STEPAU_MAX_D)
         return PHASE_OK;
     double mass = 0.0;
     for (int32_t i = 0; i < g->n; i++) mass += g->alpha[i];
@@ -142,7 +153,7 @@ int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
     *out = sa;
     sa->g = g;
     sa->tol = opts->tol;
-    sa->d = mode == PHASE_GRADIENT_FORWARD ? g->d : 0;
+    sa->d = tangents ? g->d : 0;
     const size_t n = (size_t)g->n, d = (size_t)sa->d, ne = (size_t)(g->n_edges ? g->n_edges : 1);
     sa->t = malloc(sizeof(double) * (size_t)(data->n_exact + 1));
     sa->wt = malloc(sizeof(double) * (size_t)(data->n_exact + 1));
@@ -365,7 +376,7 @@ static int run_steps(stepau *sa, int64_t *K_out, double *bK, double *lost)
             lo = i < lo ? i : lo, hi = i;
         }
     sa->lo[0] = lo, sa->hi[0] = hi;
-    double work = 0.0;
+    double work = 0.0, T = 0.0;
     *lost = 0.0;
     for (int64_t k = 0;; k++) {
         int st = grow_sequences(sa, k);
@@ -385,14 +396,23 @@ static int run_steps(stepau *sa, int64_t *K_out, double *bK, double *lost)
         sa->a[k] = ak;
         if (top < 0 || (k > 0 && k % CHECK_EVERY == 0 &&
                         birth_tail_bound(sa->L, k, sa->t_max) <= TAIL_REL * sa->tol)) {
-            *K_out = k, *bK = top < 0 ? 0.0 : bk; /* no support left: exact */
-            return k ? PHASE_OK : (*K_out = 0, PHASE_OK);
+            /* Few nonzeros per step (a chain of single states, as Kingman's):
+             * the birth chain would cost what the chain's sweep costs. */
+            const int64_t width = k + 1 < SEG_WIDTH ? k + 1 : SEG_WIDTH;
+            *K_out = work >= MIN_STEP_NNZ * (double)k * (double)width ? k : 0;
+            *bK = top < 0 ? 0.0 : bk; /* no support left: exact */
+            return PHASE_OK;
         }
         double *dLk = sa->dL + k * gd;
         sa->L[k] = Lk;
         for (int32_t m = 0; m < gd; m++) dLk[m] = sa->dlam[(size_t)top * gd + m];
         work += step(sa, c, Lk, dLk, DROP_V * sa->tol * bk / (double)g->n, lost);
         c ^= 1;
+        T += 1.0 / Lk;
+        /* One rate would cover the time T in Lam T full steps: decline when
+         * the steps so far did not save PRO_RATA of that, or cost
+         * BUDGET_SHARE of one rate's whole sweep. */
+        if (work > PRO_RATA_MIN * sa->nnz && work > PRO_RATA * sa->nnz * Lam * T) break;
         if (work > BUDGET_SHARE * sa->nnz * Lam * sa->t_max || k + 1 >= MAX_STEPS) break;
     }
     *K_out = 0;
@@ -417,15 +437,19 @@ static int64_t point_weights(double *pj, int64_t J, double mu)
 
 /* One uniformization term of the birth chain at rate Lam (inv = 1 / Lam):
  * y <- y (I + B / Lam) on [qlo, *yhi] (growing by one up to the absorbing
- * state K), and in forward mode its tangent dy (the L_k depend on theta). */
-static void birth_term(stepau *sa, int64_t K, int64_t qlo, int64_t *yhi, double inv)
+ * state K while the front holds DROP_Q or more), and in forward mode its
+ * tangent dy (the L_k depend on theta). */
+static void birth_term(stepau *sa, int64_t K, int64_t qlo, int64_t *yhi, double inv,
+                       double *dropped)
 {
     const int32_t d = sa->d;
     const double *L = sa->L, *dL = sa->dL;
     double *y = sa->y, *dy = sa->dy;
-    if (*yhi < K) {
+    if (*yhi < K && y[*yhi] >= DROP_Q) {
         y[++*yhi] = 0.0;
         for (int32_t m = 0; m < d; m++) dy[*yhi * d + m] = 0.0;
+    } else if (*yhi < K) { /* the front is negligible: what leaves it is dropped */
+        *dropped += y[*yhi] * L[*yhi] * inv;
     }
     if (*yhi == K) y[K] += y[K - 1] * L[K - 1] * inv; /* its tangent is not needed */
     for (int64_t k = (*yhi < K ? *yhi : K - 1); k >= qlo; k--) {
@@ -487,7 +511,7 @@ static void birth_chain(stepau *sa, int64_t K, double *dropped, int64_t *n_segs,
                 for (int64_t k = qlo; k <= yhi; k++) qn[k] += sa->pw[j] * y[k];
                 for (int64_t x = qlo * d; x < (yhi + 1) * d; x++) dqn[x] += sa->pw[j] * dy[x];
             }
-            if (j < J) birth_term(sa, K, qlo, &yhi, inv);
+            if (j < J) birth_term(sa, K, qlo, &yhi, inv, dropped);
         }
         for (; i < sa->n_obs && (last || sa->t[i] < end); i++) {
             const int64_t top = point_weights(sa->pj, J, Lam * (sa->t[i] - tau));
@@ -527,8 +551,9 @@ int stepau_loglik(stepau *sa, const double *theta, double *ll, double *grad, pha
         sa->lam[g->src[e]] += sa->rate[e];
         if (g->dst[e] < 0) sa->s[g->src[e]] += sa->rate[e];
     }
-    double smax = 0.0;
-    for (int32_t i = 0; i < g->n; i++) smax = fmax(smax, sa->s[i]);
+    double smax = 0.0, Lam = 0.0;
+    for (int32_t i = 0; i < g->n; i++) smax = fmax(smax, sa->s[i]), Lam = fmax(Lam, sa->lam[i]);
+    if (!(Lam * sa->t_max >= MIN_TERMS)) return PHASE_OK;
     int64_t K = 0, segs = 0;
     double bK = 0.0, lost = 0.0, dropped = 0.0;
     int st = run_steps(sa, &K, &bK, &lost), ok = 0;

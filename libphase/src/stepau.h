@@ -10,7 +10,9 @@ typedef struct stepau stepau;
 /* A workspace for the observations of one phase_loglik call, or *out = NULL
  * when the call is outside what step-wise uniformization handles (discrete
  * graphs, censored observations, an exact 0 with an atom, reverse-mode
- * gradients, opts->adaptive = 0); mode as in chain_init. */
+ * gradients asked for explicitly, opts->adaptive = 0); mode as in
+ * chain_init. Gradients are forward-mode tangents: also for the reverse
+ * mode that PHASE_GRADIENT_AUTO picks when d <= AUTO_FORWARD_D. */
 int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
                const phase_data *data, int mode);
 void stepau_free(stepau *sa);

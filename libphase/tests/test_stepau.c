@@ -1,11 +1,13 @@
 /*
  * C tests of step-wise adaptive uniformization (stepau.c) through
  * phase_loglik: a stiff two-state chain against its closed form (value and
- * gradient), Kingman's coalescent against the single-rate path
+ * gradient), the block-counting coalescent against the single-rate path
  * (opts.adaptive = 0, an independent algorithm) and against central
- * differences, and the same log-likelihood bits with and without the
- * gradient. info.n_terms shows which path ran: step-wise uniformization
- * takes one step per level of these graphs. Prints "N passed, N failed".
+ * differences, the same log-likelihood bits with and without the gradient,
+ * weights and repeated times, and the cases it leaves to the chain
+ * (censored data, Kingman's one-state levels). info.n_terms shows which
+ * path ran: step-wise uniformization takes one step per level of these
+ * graphs. Prints "N passed, N failed".
  */
 #include <math.h>
 #include <stdio.h>
@@ -81,22 +83,70 @@ static void test_fast_slow(void)
     phase_graph_free(g);
 }
 
-static void test_kingman(void)
+/* Block-counting coalescent of n samples (states: counts c_1..c_{n-1} of
+ * lineages subtending i samples, found breadth-first from c_1 = n; classes
+ * i <= j merge at theta c_i (c_i - 1) / 2 or theta c_i c_j). */
+#define BC_MAX 14
+#define BC_STATES 200
+static int bc_find(int (*st)[BC_MAX], int *count, int n, const int *c)
 {
-    const int n = 60;
-    phase_graph *g = kingman(n);
+    for (int s = 0; s < *count; s++)
+        if (!memcmp(st[s], c, sizeof(int) * (size_t)n)) return s;
+    memcpy(st[*count], c, sizeof(int) * (size_t)n);
+    return (*count)++;
+}
+
+/* d = 2: a two-epoch version, mergers among at most `split` lineages at
+ * theta_1 (every state of a level keeps one rate function). */
+static phase_graph *block_counting2(int n, int d, int split)
+{
+    static int st[BC_STATES][BC_MAX];
+    int count = 0, c[BC_MAX] = {0}, ne = 0;
+    int32_t src[4 * BC_STATES * BC_MAX], dst[4 * BC_STATES * BC_MAX];
+    double coef[2 * 4 * BC_STATES * BC_MAX] = {0};
+    c[1] = n;
+    bc_find(st, &count, n, c);
+    for (int s = 0; s < count; s++)
+        for (int i = 1; i < n; i++)
+            for (int j = i; j < n; j++) {
+                const double r = i == j ? st[s][i] * (st[s][i] - 1) / 2.0 : st[s][i] * st[s][j];
+                if (r <= 0.0) continue;
+                memcpy(c, st[s], sizeof c);
+                c[i]--, c[j]--, c[i + j < n ? i + j : 0]++;
+                int k = 0;
+                for (int x = 1; x < n; x++) k += st[s][x];
+                src[ne] = s, coef[ne * d + (d == 2 && k <= split ? 1 : 0)] = r;
+                dst[ne++] = i + j == n ? PHASE_ABSORBING : bc_find(st, &count, n, c);
+            }
+    double *alpha = calloc((size_t)count, sizeof(double)), *base = calloc((size_t)ne, sizeof(double));
+    alpha[0] = 1.0;
+    phase_graph *g = NULL;
+    if (phase_graph_new(&g, count, d, alpha, ne, src, dst, base, coef, 0))
+        printf("block_counting: %s\n", phase_last_error());
+    free(alpha), free(base);
+    return g;
+}
+
+static phase_graph *block_counting(int n) { return block_counting2(n, 1, 0); }
+
+/* Block-counting(12), 11 levels: the step-wise path takes 11 steps (12
+ * terms); against one rate, central differences, and its own value bits. */
+static void test_block_counting(void)
+{
+    const int n = 12;
+    phase_graph *g = block_counting(n);
     double t[40];
-    for (int i = 0; i < 40; i++) t[i] = 0.3 + 0.14 * i; /* up to 5.8: far right tail too */
-    for (double theta = 0.8; theta < 1.6; theta += 0.35) {
+    for (int i = 0; i < 40; i++) t[i] = 0.3 + 0.2 * i; /* up to 8.1: far right tail too */
+    for (double theta = 0.8; theta < 1.6; theta += 0.5) {
         double grad = NAN, grad1 = NAN, gp = NAN, gm = NAN;
         phase_info info, info1;
         const double ll = loglik(g, 1, theta, 40, t, &grad, &info);
         const double ll1 = loglik(g, 0, theta, 40, t, &grad1, &info1);
         CHECK(info.n_terms == n, "step-wise path: %d steps, got %lld terms", n - 1,
               (long long)info.n_terms);
-        CHECK(info1.n_terms > 1000, "single rate: %lld terms", (long long)info1.n_terms);
-        CHECK_REL(ll, ll1, 1e-11);
-        CHECK_REL(grad, grad1, 1e-9);
+        CHECK(info1.n_terms > 500, "single rate: %lld terms", (long long)info1.n_terms);
+        CHECK_REL(ll, ll1, 1e-12);
+        CHECK_REL(grad, grad1, 1e-10);
         const double h = 1e-5 * theta;
         const double fd = (loglik(g, 1, theta + h, 40, t, &gp, NULL) -
                            loglik(g, 1, theta - h, 40, t, &gm, NULL)) / (2.0 * h);
@@ -106,10 +156,105 @@ static void test_kingman(void)
     phase_graph_free(g);
 }
 
+/* Two parameters: PHASE_GRADIENT_AUTO picks reverse mode, the step-wise path
+ * runs forward tangents instead; against one rate and central differences. */
+static void test_two_parameters(void)
+{
+    const int n = 12;
+    phase_graph *g = block_counting2(n, 2, 4);
+    double t[30];
+    for (int i = 0; i < 30; i++) t[i] = 0.4 + 0.25 * i;
+    phase_options opts;
+    phase_options_default(&opts);
+    phase_data data;
+    memset(&data, 0, sizeof data);
+    data.n_exact = 30, data.exact = t;
+    double theta[2] = {1.3, 0.6}, ll[2], gr[2][2];
+    phase_info info[2];
+    for (int a = 0; a < 2; a++) {
+        opts.adaptive = 1 - a;
+        CHECK(phase_loglik(g, &opts, &data, 1, theta, &ll[a], gr[a], NULL, &info[a]) == 0,
+              "%s", phase_last_error());
+    }
+    CHECK(info[0].n_terms == n && info[0].gradient_mode == PHASE_GRADIENT_FORWARD,
+          "step-wise forward path expected: %lld terms, mode %d", (long long)info[0].n_terms,
+          info[0].gradient_mode);
+    CHECK(info[1].gradient_mode == PHASE_GRADIENT_REVERSE, "single rate: reverse mode");
+    CHECK_REL(ll[0], ll[1], 1e-12);
+    opts.adaptive = 1;
+    for (int m = 0; m < 2; m++) {
+        CHECK_REL(gr[0][m], gr[1][m], 1e-10);
+        double tp[2] = {theta[0], theta[1]}, tm[2] = {theta[0], theta[1]}, lp, lm;
+        const double h = 1e-5 * theta[m];
+        tp[m] += h, tm[m] -= h;
+        CHECK(phase_loglik(g, &opts, &data, 1, tp, &lp, NULL, NULL, NULL) == 0, "fd +");
+        CHECK(phase_loglik(g, &opts, &data, 1, tm, &lm, NULL, NULL, NULL) == 0, "fd -");
+        CHECK_REL(gr[0][m], (lp - lm) / (2.0 * h), 1e-6);
+    }
+    phase_graph_free(g);
+}
+
+/* Repeated times and weights (merged by the step-wise path), and a right-
+ * censored observation (not handled there: the chain evaluates it). */
+static void test_weights_and_censoring(void)
+{
+    phase_graph *g = block_counting(12);
+    const double t[] = {2.0, 0.7, 2.0, 4.5, 0.7, 5.0, 1.1}, w[] = {1, 2, 3, 0, 1, 1, 2};
+    const double c = 3.0, theta = 1.2;
+    phase_options opts;
+    phase_options_default(&opts);
+    phase_data data;
+    memset(&data, 0, sizeof data);
+    data.n_exact = 7, data.exact = t, data.exact_weight = w;
+    double ll[2], gr[2];
+    phase_info info[2];
+    for (int a = 0; a < 2; a++) {
+        opts.adaptive = 1 - a;
+        CHECK(phase_loglik(g, &opts, &data, 1, &theta, &ll[a], &gr[a], NULL, &info[a]) == 0,
+              "%s", phase_last_error());
+    }
+    CHECK(info[0].n_terms == 12, "weighted: step-wise path, got %lld terms",
+          (long long)info[0].n_terms);
+    CHECK_REL(ll[0], ll[1], 1e-12);
+    CHECK_REL(gr[0], gr[1], 1e-10);
+    data.n_right = 1, data.right = &c;
+    for (int a = 0; a < 2; a++) {
+        opts.adaptive = 1 - a;
+        CHECK(phase_loglik(g, &opts, &data, 1, &theta, &ll[a], &gr[a], NULL, &info[a]) == 0,
+              "%s", phase_last_error());
+    }
+    CHECK(info[0].n_terms > 12, "censored: not the step-wise path (%lld terms)",
+          (long long)info[0].n_terms);
+    CHECK_REL(ll[0], ll[1], 1e-12);
+    phase_graph_free(g);
+}
+
+/* Kingman(60): one state per level, so the birth chain would cost what the
+ * chain costs; the step-wise path declines and the chain's result stands. */
+static void test_kingman_declines(void)
+{
+    const int n = 60;
+    phase_graph *g = kingman(n);
+    double t[40];
+    for (int i = 0; i < 40; i++) t[i] = 0.3 + 0.14 * i;
+    const double theta = 1.15;
+    double grad = NAN, grad1 = NAN;
+    phase_info info, info1;
+    const double ll = loglik(g, 1, theta, 40, t, &grad, &info);
+    const double ll1 = loglik(g, 0, theta, 40, t, &grad1, &info1);
+    CHECK(info.n_terms > n, "chain path expected, got %lld terms", (long long)info.n_terms);
+    CHECK_REL(ll, ll1, 1e-11);
+    CHECK_REL(grad, grad1, 1e-9);
+    phase_graph_free(g);
+}
+
 int main(void)
 {
     test_fast_slow();
-    test_kingman();
+    test_block_counting();
+    test_two_parameters();
+    test_weights_and_censoring();
+    test_kingman_declines();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
