@@ -410,6 +410,9 @@ def main():
           f"{e['scipy']['single_ll_rel_diff']:.0e} -> {e['scipy']['ll_rel_diff']:.0e}",
           f"{e['scipy']['single_grad_rel_diff']:.0e} -> {e['scipy']['grad_rel_diff']:.0e}"]
          for e in entries + extra]))
+    print("(terms: the sweep's Poisson terms, summed over segments; where step-wise adaptive\n"
+          " uniformization runs (stiff exact-observation log-likelihoods whose fastest states\n"
+          " empty in one jump, e.g. block-counting), its steps K + 1: one per level there)")
 
     by_d = cost_vs_d(n_theta, repeats)
     print("\ncost vs d: random cyclic graph, same structure, θ = 1/d:")

@@ -21,9 +21,12 @@
  * tangent would stay behind on a state faster than every later L_k and
  * grow without bound.) In models whose fastest states empty in one jump
  * (coalescents: the out-rate depends on the number of lineages alone) the
- * support is the embedded jump chain's, one level per step; where they
- * cannot (cycles through the fast states) L_k stays at the largest rate and
- * the steps are declined once they cost BUDGET_SHARE of one rate's sweep.
+ * support is the embedded jump chain's, one level per step. Where they
+ * cannot, L_k stays high and the steps are declined once they save less
+ * than PRO_RATA of one rate's work or cost BUDGET_SHARE of its sweep; graphs
+ * with a cycle (its states never leave the support) or with few nonzeros
+ * per level (Kingman's one state: the birth chain would cost what the
+ * chain's sweep costs) are left to the chain at once.
  * Between steps, states whose mass is below DROP_V tol / n of the total
  * (and was before) are dropped with their tangents; the mass is counted.
  *
@@ -33,13 +36,8 @@
  * rates: their tangents run through the same uniformization of the birth
  * chain (below), so df = sum_k dp_k a_k + p_k da_k.
  *
- * The weights p_k(t) are a stiff one-dimensional problem (L_0 t_max is in
- * the thousands). They are computed by adaptive uniformization of the birth
- * chain itself: time segments of SEG_JUMPS / Lambda_s, Lambda_s = the
- * largest L_k over the birth states still holding mass, its leading states
- * dropped below DROP_Q between segments; every term of a segment is
- * projected at once onto a (and da), so a point is a Poisson sum of scalars.
- * Everything is a sum of non-negative terms.
+ * The weights p_k(t) are a stiff one-dimensional problem, solved by
+ * adaptive uniformization of the birth chain itself (stepbirth.c).
  *
  * Error control. K steps are taken once the support is empty (exact) or a
  * Chernoff bound on P(N(t_max) >= K) is below TAIL_REL tol; the birth
@@ -56,11 +54,8 @@
 #include "stepau.h"
 
 #define SNAP 0x1p-48        /* lambda_i >= L (1 - SNAP): P_ii = 0 (16 ulps: rounding of the rates) */
-#define SEG_JUMPS 64.0      /* birth chain: expected jumps per time segment */
-#define SEG_TAIL 1e-32      /* its Poisson(SEG_JUMPS) weights are truncated below this */
 #define TAIL_REL 0x1p-20    /* stop once P(N(t_max) >= K) <= TAIL_REL tol (Chernoff) */
 #define DROP_V 0x1p-30     /* a step drops states whose mass is below DROP_V tol / n of the total */
-#define DROP_Q 1e-30        /* birth-chain entries dropped below this probability */
 #define ERR_SHARE 0.25      /* a point's relative bound may use this share of tol */
 #define BUDGET_SHARE 0.02   /* decline once the steps cost this share of one rate's sweep, */
 #define PRO_RATA 0.5        /* or this share of one rate's steps over the same time */
@@ -74,62 +69,40 @@
 #define MAX_STEPS ((int64_t)1 << 22)
 #define TINY_F 1e-290       /* smaller densities are left to the chain's scaled path */
 
-struct stepau {
-    const phase_graph *g;
-    double tol;
-    int32_t d;        /* tangents per state: g->d in forward mode, else 0 */
-    int64_t n_obs;    /* exact observations with a non-zero weight, by time */
-    double *t, *wt, t_max;
-    double *dlam, *ds; /* n * d: d lambda_i / d theta_m and d s_i / d theta_m */
-    double nnz;       /* nonzeros of S: the cost of one full step */
-    /* per theta */
-    double *rate, *lam, *s;
-    double *v[2], *dv[2];
-    uint8_t *fl[2];   /* bit 0: in V_k, bit 1: in D_k */
-    int32_t lo[2], hi[2];
-    int64_t cap;      /* sequences, k < cap */
-    double *L, *a, *da, *sufmax;
-    double *dL;       /* k * g->d: d L_k / d theta (L_k is the out-rate of one state) */
-    /* birth chain: q (segment start), y (term), qn (segment end), all K + 1 */
-    double *q, *y, *qn;
-    double *dq, *dy, *dqn; /* their tangents, (K + 1) d */
-    int64_t J;        /* terms per segment */
-    double *pw, seg_tail; /* Poisson(SEG_JUMPS) weights 0..J (normalised), their tail */
-    double *pj, *alpha_j, *tail_j, *beta_j; /* J + 1 each (beta: (J + 1) d) */
-    double *f, *df, *tailp; /* per observation (df: n_obs d) */
-};
-
 static int cmp_double(const void *x, const void *y)
 {
     const double a = *(const double *)x, b = *(const double *)y;
     return a < b ? -1 : a > b;
 }
 
-/* Poisson(SEG_JUMPS) weights of terms 0..J, normalised, from the mode out;
- * J where the right tail falls below SEG_TAIL. */
-static int segment_weights(stepau *sa)
+/* Whether the graph can pay at all: acyclic (a cycle keeps its states in
+ * the support), with enough nonzeros per layer of its longest paths (the
+ * steps, when every level empties in one) that the steps outweigh the
+ * birth chain; 0 also when the scratch cannot be had (the chain runs). */
+static int layered(const phase_graph *g)
 {
-    const double mu = SEG_JUMPS;
-    const int64_t M = (int64_t)mu, cap = M + 64 + (int64_t)(40.0 * sqrt(mu));
-    sa->pw = malloc(sizeof(double) * (size_t)cap);
-    if (!sa->pw) return phase_fail(PHASE_ENOMEM, "out of memory for segment weights");
-    double W = 1.0, wk = 1.0;
-    sa->pw[M] = 1.0;
-    for (int64_t k = M; k > 0; k--) W += (sa->pw[k - 1] = sa->pw[k] * ((double)k / mu));
-    int64_t R = M;
-    for (;;) {
-        const double next = wk * (mu / (double)(R + 1));
-        const double tail = next / (1.0 - mu / (double)(R + 2));
-        if (tail <= SEG_TAIL * W || R + 2 >= cap) {
-            sa->seg_tail = tail / W;
-            break;
+    const int32_t n = g->n;
+    int32_t *indeg = malloc(sizeof(int32_t) * (size_t)n), *queue = malloc(sizeof(int32_t) * (size_t)n);
+    int32_t *layer = calloc((size_t)n, sizeof(int32_t));
+    int32_t head = 0, tail = 0, depth = 0;
+    if (indeg && queue && layer) {
+        for (int32_t j = 0; j < n; j++) {
+            indeg[j] = (int32_t)(g->in_ptr[j + 1] - g->in_ptr[j]);
+            if (!indeg[j]) queue[tail++] = j;
         }
-        sa->pw[++R] = wk = next;
-        W += next;
+        while (head < tail) { /* Kahn's order; layer = longest path to the state */
+            const int32_t i = queue[head++];
+            depth = layer[i] > depth ? layer[i] : depth;
+            for (int64_t q = g->out_ptr[i]; q < g->out_ptr[i + 1]; q++) {
+                const int32_t j = g->out_dst[q];
+                if (layer[i] + 1 > layer[j]) layer[j] = layer[i] + 1;
+                if (!--indeg[j]) queue[tail++] = j;
+            }
+        }
     }
-    for (int64_t k = 0; k <= R; k++) sa->pw[k] /= W;
-    sa->J = R;
-    return PHASE_OK;
+    free(indeg), free(queue), free(layer);
+    const double steps = (double)depth + 1.0, width = steps < SEG_WIDTH ? steps : SEG_WIDTH;
+    return tail == n && ((double)g->n_trans + n) / steps >= MIN_STEP_NNZ * width;
 }
 
 int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
@@ -142,7 +115,7 @@ int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
                          (mode == PHASE_GRADIENT_REVERSE &&
                           opts->gradient_mode == PHASE_GRADIENT_AUTO && g->d <= AUTO_FORWARD_D);
     if (!opts->adaptive || g->discrete || g->n == 0 || data->n_right || data->n_interval ||
-        (mode && !tangents) || g->d > STEPAU_MAX_D)
+        (mode && !tangents) || g->d > STEPAU_MAX_D || !layered(g))
         return PHASE_OK;
     double mass = 0.0;
     for (int32_t i = 0; i < g->n; i++) mass += g->alpha[i];
@@ -198,7 +171,7 @@ int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
             if (g->dst[e] < 0) sa->ds[x] += g->coef_val[q];
         }
     sa->nnz = (double)g->n_trans + (double)g->n;
-    int st = segment_weights(sa);
+    int st = stepau_segment_weights(sa);
     const size_t J1 = (size_t)sa->J + 1, no = (size_t)sa->n_obs + 1;
     sa->pj = malloc(sizeof(double) * J1);
     sa->alpha_j = malloc(sizeof(double) * J1);
@@ -394,12 +367,14 @@ static int run_steps(stepau *sa, int64_t *K_out, double *bK, double *lost)
                                      v[i] * sa->ds[(size_t)i * d + m];
         }
         sa->a[k] = ak;
+        /* Few nonzeros per step (a chain of single states, as Kingman's):
+         * the birth chain would cost what the chain's sweep costs. */
+        const int64_t width = k + 1 < SEG_WIDTH ? k + 1 : SEG_WIDTH;
+        const int thin = work < MIN_STEP_NNZ * (double)k * (double)width;
+        if ((top < 0 || k % CHECK_EVERY == 0) && k > 0 && thin) break;
         if (top < 0 || (k > 0 && k % CHECK_EVERY == 0 &&
                         birth_tail_bound(sa->L, k, sa->t_max) <= TAIL_REL * sa->tol)) {
-            /* Few nonzeros per step (a chain of single states, as Kingman's):
-             * the birth chain would cost what the chain's sweep costs. */
-            const int64_t width = k + 1 < SEG_WIDTH ? k + 1 : SEG_WIDTH;
-            *K_out = work >= MIN_STEP_NNZ * (double)k * (double)width ? k : 0;
+            *K_out = k;
             *bK = top < 0 ? 0.0 : bk; /* no support left: exact */
             return PHASE_OK;
         }
@@ -419,125 +394,6 @@ static int run_steps(stepau *sa, int64_t *K_out, double *bK, double *lost)
     return PHASE_OK;
 }
 
-/* Poisson(mu) weights of terms 0..J into pj (mu <= SEG_JUMPS: e^-mu is a
- * normal double, the recurrence runs forward; past the mode, terms below
- * the floor end it). Returns the last index filled. */
-static int64_t point_weights(double *pj, int64_t J, double mu)
-{
-    double w = exp(-mu);
-    pj[0] = w;
-    int64_t j = 0;
-    while (j < J) {
-        w *= mu / (double)(j + 1);
-        if (w < 1e-300 && (double)j > mu) break;
-        pj[++j] = w;
-    }
-    return j;
-}
-
-/* One uniformization term of the birth chain at rate Lam (inv = 1 / Lam):
- * y <- y (I + B / Lam) on [qlo, *yhi] (growing by one up to the absorbing
- * state K while the front holds DROP_Q or more), and in forward mode its
- * tangent dy (the L_k depend on theta). */
-static void birth_term(stepau *sa, int64_t K, int64_t qlo, int64_t *yhi, double inv,
-                       double *dropped)
-{
-    const int32_t d = sa->d;
-    const double *L = sa->L, *dL = sa->dL;
-    double *y = sa->y, *dy = sa->dy;
-    if (*yhi < K && y[*yhi] >= DROP_Q) {
-        y[++*yhi] = 0.0;
-        for (int32_t m = 0; m < d; m++) dy[*yhi * d + m] = 0.0;
-    } else if (*yhi < K) { /* the front is negligible: what leaves it is dropped */
-        *dropped += y[*yhi] * L[*yhi] * inv;
-    }
-    if (*yhi == K) y[K] += y[K - 1] * L[K - 1] * inv; /* its tangent is not needed */
-    for (int64_t k = (*yhi < K ? *yhi : K - 1); k >= qlo; k--) {
-        const double stay = 1.0 - L[k] * inv, in = k > qlo ? L[k - 1] * inv : 0.0;
-        for (int32_t m = 0; m < d; m++) {
-            double x = dy[k * d + m] * stay - y[k] * dL[k * d + m] * inv;
-            if (k > qlo) x += dy[(k - 1) * d + m] * in + y[k - 1] * dL[(k - 1) * d + m] * inv;
-            dy[k * d + m] = x;
-        }
-        y[k] = y[k] * stay + (k > qlo ? y[k - 1] * in : 0.0);
-    }
-}
-
-/* The birth chain's weights at every observation, projected: f[i], df[i],
- * tailp[i]; *ok = 0 when all its mass leaves before an observation. */
-static void birth_chain(stepau *sa, int64_t K, double *dropped, int64_t *n_segs, int *ok)
-{
-    const int32_t d = sa->d;
-    const int64_t J = sa->J;
-    sa->sufmax[K] = 0.0;
-    for (int64_t k = K - 1; k >= 0; k--) sa->sufmax[k] = fmax(sa->L[k], sa->sufmax[k + 1]);
-    memset(sa->q, 0, sizeof(double) * (size_t)(K + 1));
-    memset(sa->dq, 0, sizeof(double) * (size_t)(K + 1) * (size_t)d);
-    sa->q[0] = 1.0;
-    int64_t qlo = 0, qhi = 0, i = 0;
-    double tau = 0.0;
-    *dropped = 0.0;
-    *ok = 1;
-    *n_segs = 0;
-    while (i < sa->n_obs) {
-        ++*n_segs;
-        if (qlo >= K) {
-            *ok = 0;
-            return;
-        }
-        double *q = sa->q, *y = sa->y, *qn = sa->qn, *dq = sa->dq, *dy = sa->dy, *dqn = sa->dqn;
-        const double Lam = sa->sufmax[qlo], end = tau + SEG_JUMPS / Lam, inv = 1.0 / Lam;
-        const int last = sa->t[sa->n_obs - 1] < end;
-        int64_t yhi = qhi;
-        memcpy(y + qlo, q + qlo, sizeof(double) * (size_t)(qhi - qlo + 1));
-        if (d) memcpy(dy + qlo * d, dq + qlo * d, sizeof(double) * (size_t)((qhi - qlo + 1) * d));
-        if (!last) {
-            memset(qn + qlo, 0, sizeof(double) * (size_t)(K + 1 - qlo));
-            memset(dqn + qlo * d, 0, sizeof(double) * (size_t)((K + 1 - qlo) * d));
-        }
-        for (int64_t j = 0; j <= J; j++) {
-            const int64_t top = yhi < K ? yhi : K - 1;
-            double al = 0.0;
-            for (int64_t k = qlo; k <= top; k++) al += y[k] * sa->a[k];
-            sa->alpha_j[j] = al;
-            sa->tail_j[j] = yhi == K ? y[K] : 0.0;
-            for (int32_t m = 0; m < d; m++) {
-                double be = 0.0;
-                for (int64_t k = qlo; k <= top; k++)
-                    be += y[k] * sa->da[k * d + m] + dy[k * d + m] * sa->a[k];
-                sa->beta_j[j * d + m] = be;
-            }
-            if (!last) {
-                for (int64_t k = qlo; k <= yhi; k++) qn[k] += sa->pw[j] * y[k];
-                for (int64_t x = qlo * d; x < (yhi + 1) * d; x++) dqn[x] += sa->pw[j] * dy[x];
-            }
-            if (j < J) birth_term(sa, K, qlo, &yhi, inv, dropped);
-        }
-        for (; i < sa->n_obs && (last || sa->t[i] < end); i++) {
-            const int64_t top = point_weights(sa->pj, J, Lam * (sa->t[i] - tau));
-            double f = 0.0, tl = 0.0;
-            for (int64_t j = 0; j <= top; j++) f += sa->pj[j] * sa->alpha_j[j];
-            for (int64_t j = 0; j <= top; j++) tl += sa->pj[j] * sa->tail_j[j];
-            for (int32_t m = 0; m < d; m++) {
-                double x = 0.0;
-                for (int64_t j = 0; j <= top; j++) x += sa->pj[j] * sa->beta_j[j * d + m];
-                sa->df[i * d + m] = x;
-            }
-            sa->f[i] = f, sa->tailp[i] = tl;
-        }
-        if (last) break;
-        sa->q = qn, sa->qn = q, sa->dq = dqn, sa->dqn = dq; /* the end starts the next */
-        qhi = yhi;
-        tau = end;
-        while (qlo < K && sa->q[qlo] < DROP_Q) {
-            *dropped += sa->q[qlo];
-            sa->q[qlo] = 0.0;
-            for (int32_t m = 0; m < d; m++) sa->dq[qlo * d + m] = 0.0;
-            qlo++;
-        }
-    }
-}
-
 int stepau_loglik(stepau *sa, const double *theta, double *ll, double *grad, phase_info *info,
                   int *used)
 {
@@ -548,6 +404,9 @@ int stepau_loglik(stepau *sa, const double *theta, double *ll, double *grad, pha
     memset(sa->lam, 0, sizeof(double) * (size_t)g->n);
     memset(sa->s, 0, sizeof(double) * (size_t)g->n);
     for (int64_t e = 0; e < g->n_edges; e++) {
+        /* A zero rate with a coefficient: its tangent can flow from a state
+         * whose mass never moves, past the step where the support ends. */
+        if (sa->rate[e] == 0.0 && g->coef_ptr[e + 1] > g->coef_ptr[e]) return PHASE_OK;
         sa->lam[g->src[e]] += sa->rate[e];
         if (g->dst[e] < 0) sa->s[g->src[e]] += sa->rate[e];
     }
@@ -559,7 +418,7 @@ int stepau_loglik(stepau *sa, const double *theta, double *ll, double *grad, pha
     int st = run_steps(sa, &K, &bK, &lost), ok = 0;
     if (st || K == 0) return st;
     if ((st = grow_sequences(sa, K))) return st;
-    birth_chain(sa, K, &dropped, &segs, &ok);
+    stepau_birth_chain(sa, K, &dropped, &segs, &ok);
     if (!ok) return PHASE_OK;
     /* dropped birth mass, truncated segment ends (twice: the terms left out
      * and the normalisation over those kept), a point's own truncation. */

@@ -1,11 +1,42 @@
 /* Step-wise adaptive uniformization for log-likelihoods of stiff graphs
- * (stepau.c). Internal to libphase. */
+ * (stepau.c, its birth chain in stepbirth.c). Internal to libphase. */
 #ifndef PHASE_STEPAU_H
 #define PHASE_STEPAU_H
+
+#include <stdint.h>
 
 #include "internal.h"
 
 typedef struct stepau stepau;
+
+#define SEG_JUMPS 64.0      /* birth chain: expected jumps per time segment */
+#define SEG_TAIL 1e-32      /* its Poisson(SEG_JUMPS) weights are truncated below this */
+#define DROP_Q 1e-30        /* birth-chain entries dropped below this probability */
+
+struct stepau {
+    const phase_graph *g;
+    double tol;
+    int32_t d;        /* tangents per state: g->d in forward mode, else 0 */
+    int64_t n_obs;    /* exact observations with a non-zero weight, by time */
+    double *t, *wt, t_max;
+    double *dlam, *ds; /* n * d: d lambda_i / d theta_m and d s_i / d theta_m */
+    double nnz;       /* nonzeros of S: the cost of one full step */
+    /* per theta */
+    double *rate, *lam, *s;
+    double *v[2], *dv[2];
+    uint8_t *fl[2];   /* 1: in the support U_k */
+    int32_t lo[2], hi[2];
+    int64_t cap;      /* sequences, k < cap */
+    double *L, *a, *da, *sufmax;
+    double *dL;       /* k * g->d: d L_k / d theta (L_k is the out-rate of one state) */
+    /* birth chain: q (segment start), y (term), qn (segment end), all K + 1 */
+    double *q, *y, *qn;
+    double *dq, *dy, *dqn; /* their tangents, (K + 1) d */
+    int64_t J;        /* terms per segment */
+    double *pw, seg_tail; /* Poisson(SEG_JUMPS) weights 0..J (normalised), their tail */
+    double *pj, *alpha_j, *tail_j, *beta_j; /* J + 1 each (beta: (J + 1) d) */
+    double *f, *df, *tailp; /* per observation (df: n_obs d) */
+};
 
 /* A workspace for the observations of one phase_loglik call, or *out = NULL
  * when the call is outside what step-wise uniformization handles (discrete
@@ -23,5 +54,13 @@ void stepau_free(stepau *sa);
  * depends on theta, the data and the options alone. */
 int stepau_loglik(stepau *sa, const double *theta, double *ll, double *grad, phase_info *info,
                   int *used);
+
+/* The birth chain (stepbirth.c): Poisson(SEG_JUMPS) weights of a segment's
+ * terms into sa->pw (once per workspace), and the weights p_k(t) of the
+ * rates L_0..L_{K-1} at every observation, projected onto a_k (and their
+ * tangents): sa->f, sa->df, sa->tailp; *dropped gets the mass the chain
+ * let go, *n_segs its segments, *ok = 0 when its mass runs out first. */
+int stepau_segment_weights(stepau *sa);
+void stepau_birth_chain(stepau *sa, int64_t K, double *dropped, int64_t *n_segs, int *ok);
 
 #endif
