@@ -128,3 +128,24 @@ def test_far_tail_point_gives_the_single_rate_bits():
     # C = prod_{k >= 3} r_k / (r_k - 1), r_k = k (k - 1) / 2 (hypoexponential).
     r = np.array([k * (k - 1) / 2 for k in range(3, 81)])
     assert adaptive[1] == pytest.approx(np.sum(np.log(r / (r - 1))) - 150.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["auto", "forward"])
+def test_exact_observations_on_the_step_wise_path(case, mode):
+    """Exact observations only: step-wise adaptive uniformization (stepau.c) on the
+    block-counting graphs (one step per level), the chain on Kingman's; both
+    against expm / expm_frechet, the value bits the same with and without gradient."""
+    graph, theta, times, ref = case
+    exact = np.concatenate([times, times[:2]])  # repeated times too
+    data = Observations(exact)
+    want_ll = sum(np.log(ref[t][0]) for t in exact)
+    want_grad = sum(ref[t][2] / ref[t][0] for t in exact)
+    info = {}
+    ll, grad, status = loglik(graph, data, theta[None], grad=True, gradient_mode=mode, info=info)
+    assert status[0] == Status.OK
+    assert ll[0] == pytest.approx(want_ll, rel=RTOL)
+    np.testing.assert_allclose(grad[0], want_grad, rtol=RTOL)
+    value_only, _, _ = loglik(graph, data, theta[None])
+    assert value_only[0] == ll[0]
+    block_counting = graph.n_states in (41, 175, 626)  # n = 10, 15, 20: n - 1 levels
+    assert (info["n_terms"][0] < 21) == block_counting
