@@ -310,8 +310,11 @@ def summary(entries, by_d):
     ratios = [(e["model"], e["ours"]["grad_ratio"]) for e in entries]
     ratios += [(f"random d={r['d']}", r["grad_ratio"]) for r in by_d]
     worst_ratio = max(ratios, key=lambda r: r[1])
-    over = [e for e in entries if e["ours"]["ns_per_nnz_term"] > TARGET_NS]
-    worst_ns = max(entries, key=lambda e: e["ours"]["ns_per_nnz_term"])
+    # On the step-wise path a "term" is one step over one level, not a sweep
+    # term over the support, so the per-term figure does not apply there.
+    swept = [e for e in entries if not stepwise(e)]
+    over = [e for e in swept if e["ours"]["ns_per_nnz_term"] > TARGET_NS]
+    worst_ns = max(swept, key=lambda e: e["ours"]["ns_per_nnz_term"])
     lines = [
         (f"{'PASS' if speed >= TARGET_SPEEDUP else 'MISS'}  speed-up >= {TARGET_SPEEDUP:g}x "
          f"scipy: smallest {speed:.0f}x ({worst_speed['model']})"),
@@ -326,7 +329,23 @@ def summary(entries, by_d):
             f"      {e['model']}: {ours['ns_per_nnz_term'] / TARGET_NS:.1f}x over, nnz×terms "
             f"only {ours['nnz_terms']:.1e} per θ: sweep alone {ours['sweep_ns_per_nnz_term']:.2f}"
             f" ns, plus {ours['us_per_obs']:.2f} µs per observation (Poisson window)")
+    for e in entries:
+        if stepwise(e):
+            lines.append(
+                f"      {e['model']}: step-wise path ({e['ours']['n_terms']:.0f} steps, not held "
+                f"to the per-term target): {e['ours']['value_ms']:.3f} ms per θ, "
+                f"{e['ours']['us_per_obs']:.2f} µs per observation")
     return lines
+
+
+def stepwise(entry):
+    """Whether the θ of an entry ran step-wise adaptive uniformization (libphase/src/stepau.c).
+
+    There ``n_terms`` counts steps (one per level of a coalescent): far fewer
+    than the single rate's Poisson terms and fewer than one segment's 64.
+    """
+    steps = entry["ours"]["n_terms"]
+    return steps < 64 and 8 * steps <= entry["single"]["n_terms"]
 
 
 def machine_info():
