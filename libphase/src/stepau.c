@@ -69,10 +69,16 @@
 #define MAX_STEPS ((int64_t)1 << 22)
 #define TINY_F 1e-290       /* smaller densities are left to the chain's scaled path */
 
-static int cmp_double(const void *x, const void *y)
+struct obs {
+    double t, w;
+    int64_t i;
+};
+
+static int by_time(const void *x, const void *y) /* ties in input order: deterministic */
 {
-    const double a = *(const double *)x, b = *(const double *)y;
-    return a < b ? -1 : a > b;
+    const struct obs *a = x, *b = y;
+    if (a->t != b->t) return a->t < b->t ? -1 : 1;
+    return a->i < b->i ? -1 : a->i > b->i;
 }
 
 /* Whether the graph can pay at all: acyclic (a cycle keeps its states in
@@ -144,26 +150,31 @@ int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
     if (!sa->t || !sa->wt || !sa->rate || !sa->lam || !sa->s || !sa->dlam || !sa->ds ||
         !sa->v[0] || !sa->v[1] || !sa->dv[0] || !sa->dv[1] || !sa->fl[0] || !sa->fl[1])
         return phase_fail(PHASE_ENOMEM, "out of memory for the step-wise workspace");
-    /* Observations sorted by time, equal times merged (weights added). */
-    double *pairs = malloc(sizeof(double) * 2 * (size_t)(data->n_exact + 1));
-    if (!pairs) return phase_fail(PHASE_ENOMEM, "out of memory for the observations");
+    /* Observations sorted by time, equal times merged (weights added);
+     * slot[i]: the merged time of observation i (-1: weight 0). */
+    struct obs *rec = malloc(sizeof(struct obs) * (size_t)(data->n_exact + 1));
+    sa->slot = malloc(sizeof(int64_t) * (size_t)(data->n_exact + 1));
+    if (!rec || !sa->slot) {
+        free(rec);
+        return phase_fail(PHASE_ENOMEM, "out of memory for the observations");
+    }
     int64_t m = 0;
     for (int64_t i = 0; i < data->n_exact; i++) {
         const double w = data->exact_weight ? data->exact_weight[i] : 1.0;
-        if (w == 0.0) continue;
-        pairs[2 * m] = data->exact[i], pairs[2 * m + 1] = w, m++;
+        sa->slot[i] = -1;
+        if (w != 0.0) rec[m++] = (struct obs){data->exact[i], w, i};
     }
-    qsort(pairs, (size_t)m, 2 * sizeof(double), cmp_double);
+    qsort(rec, (size_t)m, sizeof *rec, by_time);
     sa->n_obs = 0;
     for (int64_t i = 0; i < m; i++) {
-        if (sa->n_obs && sa->t[sa->n_obs - 1] == pairs[2 * i]) {
-            sa->wt[sa->n_obs - 1] += pairs[2 * i + 1];
-            continue;
-        }
-        sa->t[sa->n_obs] = pairs[2 * i], sa->wt[sa->n_obs++] = pairs[2 * i + 1];
+        if (!sa->n_obs || sa->t[sa->n_obs - 1] != rec[i].t)
+            sa->t[sa->n_obs] = rec[i].t, sa->wt[sa->n_obs++] = 0.0;
+        sa->wt[sa->n_obs - 1] += rec[i].w;
+        sa->slot[rec[i].i] = sa->n_obs - 1;
     }
-    free(pairs);
+    free(rec);
     sa->t_max = sa->n_obs ? sa->t[sa->n_obs - 1] : 0.0;
+    sa->n_points = data->n_exact;
     for (int64_t e = 0; e < g->n_edges; e++) /* rates are linear in theta */
         for (int64_t q = g->coef_ptr[e]; q < g->coef_ptr[e + 1]; q++) {
             const size_t x = (size_t)g->src[e] * gd + (size_t)g->coef_idx[q];
@@ -192,7 +203,7 @@ void stepau_free(stepau *sa)
     void *p[] = {sa->t, sa->wt, sa->dlam, sa->ds, sa->rate, sa->lam, sa->s, sa->v[0], sa->v[1],
                  sa->dv[0], sa->dv[1], sa->fl[0], sa->fl[1], sa->L, sa->a, sa->da, sa->sufmax,
                  sa->dL, sa->q, sa->y, sa->qn, sa->dq, sa->dy, sa->dqn, sa->pw, sa->pj, sa->alpha_j, sa->tail_j, sa->beta_j,
-                 sa->f, sa->df, sa->tailp};
+                 sa->f, sa->df, sa->tailp, sa->slot};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
     free(sa);
 }
@@ -394,11 +405,11 @@ static int run_steps(stepau *sa, int64_t *K_out, double *bK, double *lost)
     return PHASE_OK;
 }
 
-int stepau_loglik(stepau *sa, const double *theta, double *ll, double *grad, phase_info *info,
-                  int *used)
+/* The densities f and their tangents df at every merged time for theta,
+ * with the per-point checks; *used = 0 when declined. */
+static int densities(stepau *sa, const double *theta, int *used, phase_info *info)
 {
     const phase_graph *g = sa->g;
-    const int32_t d = sa->d;
     *used = 0;
     if (sa->n_obs == 0 || phase_graph_rates(g, theta, sa->rate)) return PHASE_OK;
     memset(sa->lam, 0, sizeof(double) * (size_t)g->n);
@@ -423,21 +434,14 @@ int stepau_loglik(stepau *sa, const double *theta, double *ll, double *grad, pha
     /* dropped birth mass, truncated segment ends (twice: the terms left out
      * and the normalisation over those kept), a point's own truncation. */
     const double shared = dropped + lost + (2.0 * (double)segs + 1.0) * sa->seg_tail;
-    double total = 0.0, worst = 0.0;
+    double worst = 0.0;
     for (int64_t i = 0; i < sa->n_obs; i++) {
         const double f = sa->f[i];
         if (!(f > TINY_F)) return PHASE_OK;
         const double rel = smax * (shared + sa->tailp[i] * bK) / f;
         if (rel > ERR_SHARE * sa->tol) return PHASE_OK;
         worst = fmax(worst, rel);
-        total += sa->wt[i] * log(f);
     }
-    if (grad) {
-        for (int32_t m = 0; m < g->d; m++) grad[m] = 0.0;
-        for (int64_t i = 0; i < sa->n_obs; i++)
-            for (int32_t m = 0; m < d; m++) grad[m] += sa->wt[i] * sa->df[i * d + m] / sa->f[i];
-    }
-    *ll = total;
     *used = 1;
     if (info) {
         info->uniformization_rate = sa->L[0];
@@ -445,7 +449,36 @@ int stepau_loglik(stepau *sa, const double *theta, double *ll, double *grad, pha
         info->truncation_bound = worst;
         info->stored_vectors = 0;
         info->checkpoint_stride = 0;
-        info->gradient_mode = d ? PHASE_GRADIENT_FORWARD : 0;
+        info->gradient_mode = sa->d ? PHASE_GRADIENT_FORWARD : 0;
+    }
+    return PHASE_OK;
+}
+
+int stepau_loglik(stepau *sa, const double *theta, double *ll, double *grad, phase_info *info,
+                  int *used)
+{
+    const int32_t d = sa->d;
+    int st = densities(sa, theta, used, info);
+    if (st || !*used) return st;
+    double total = 0.0;
+    for (int64_t i = 0; i < sa->n_obs; i++) total += sa->wt[i] * log(sa->f[i]);
+    if (grad) {
+        for (int32_t m = 0; m < sa->g->d; m++) grad[m] = 0.0;
+        for (int64_t i = 0; i < sa->n_obs; i++)
+            for (int32_t m = 0; m < d; m++) grad[m] += sa->wt[i] * sa->df[i * d + m] / sa->f[i];
+    }
+    *ll = total;
+    return PHASE_OK;
+}
+
+int stepau_points(stepau *sa, const double *theta, int log_scale, double *row, phase_info *info,
+                  int *used)
+{
+    int st = densities(sa, theta, used, info);
+    if (st || !*used) return st;
+    for (int64_t i = 0; i < sa->n_points; i++) {
+        const double f = sa->f[sa->slot[i]];
+        row[i] = log_scale ? log(f) : f;
     }
     return PHASE_OK;
 }

@@ -36,6 +36,7 @@ struct stepau {
     double *pw, seg_tail; /* Poisson(SEG_JUMPS) weights 0..J (normalised), their tail */
     double *pj, *alpha_j, *tail_j, *beta_j; /* J + 1 each (beta: (J + 1) d) */
     double *f, *df, *tailp; /* per observation (df: n_obs d) */
+    int64_t *slot, n_points; /* merged time of each input point (-1: weight 0) */
 };
 
 /* A workspace for the observations of one phase_loglik call, or *out = NULL
@@ -53,6 +54,11 @@ void stepau_free(stepau *sa);
  * zero): the caller evaluates it with the chain instead. The decision
  * depends on theta, the data and the options alone. */
 int stepau_loglik(stepau *sa, const double *theta, double *ll, double *grad, phase_info *info,
+                  int *used);
+/* The density (log_scale: its log) at each of the n_exact points of the
+ * workspace's data (stepau_new with mode 0), in their order, into row; the
+ * same *used and declining as stepau_loglik. */
+int stepau_points(stepau *sa, const double *theta, int log_scale, double *row, phase_info *info,
                   int *used);
 
 /* The birth chain (stepbirth.c): Poisson(SEG_JUMPS) weights of a segment's

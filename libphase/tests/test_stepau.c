@@ -1,13 +1,14 @@
 /*
- * C tests of step-wise adaptive uniformization (stepau.c) through
- * phase_loglik: a stiff two-state chain against its closed form (value and
- * gradient), the block-counting coalescent against the single-rate path
- * (opts.adaptive = 0, an independent algorithm) and against central
- * differences, the same log-likelihood bits with and without the gradient,
- * weights and repeated times, and the cases it leaves to the chain
- * (censored data, Kingman's one-state levels). info.n_terms shows which
- * path ran: step-wise uniformization takes one step per level of these
- * graphs. Prints "N passed, N failed".
+ * C tests of step-wise adaptive uniformization (stepau.c, stepbirth.c)
+ * through phase_loglik and phase_eval: a stiff two-state chain against its
+ * closed form (value and gradient), the block-counting coalescent against
+ * the single-rate path (opts.adaptive = 0, an independent algorithm) and
+ * central differences, one and two parameters, the same bits with and
+ * without the gradient and whatever the batch, weights and repeated times,
+ * densities from phase_eval, and the cases left to the chain (censored
+ * data, Kingman's one-state levels). info.n_terms shows which path ran:
+ * step-wise uniformization takes one step per level of these graphs.
+ * Prints "N passed, N failed".
  */
 #include <math.h>
 #include <stdio.h>
@@ -219,6 +220,34 @@ static void test_batch_bits(void)
     phase_graph_free(g);
 }
 
+/* phase_eval: densities (PDF, LOGPDF) at unsorted, repeated points take the
+ * step-wise path, in the points' order; the CDF stays on the chain. */
+static void test_eval_points(void)
+{
+    const int n = 12;
+    phase_graph *g = block_counting(n);
+    const double t[] = {3.1, 0.6, 7.9, 3.1, 1.7, 0.6, 5.2};
+    enum { N = sizeof t / sizeof t[0] };
+    const double theta = 1.1;
+    const phase_quantity qs[3] = {PHASE_PDF, PHASE_LOGPDF, PHASE_CDF};
+    for (int q = 0; q < 3; q++) {
+        double a[N], b[N];
+        phase_info info[2];
+        phase_options opts;
+        phase_options_default(&opts);
+        for (int k = 0; k < 2; k++) {
+            opts.adaptive = 1 - k;
+            CHECK(phase_eval(g, &opts, 1, &theta, N, t, qs[q], k ? b : a, NULL, &info[k]) == 0,
+                  "%s", phase_last_error());
+        }
+        CHECK((info[0].n_terms == n) == (q < 2), "quantity %d: %lld terms", q,
+              (long long)info[0].n_terms);
+        for (int i = 0; i < N; i++) CHECK_REL(a[i], b[i], 1e-12);
+        CHECK(a[0] == a[3] && a[1] == a[5], "repeated points differ");
+    }
+    phase_graph_free(g);
+}
+
 /* Repeated times and weights (merged by the step-wise path), and a right-
  * censored observation (not handled there: the chain evaluates it). */
 static void test_weights_and_censoring(void)
@@ -279,6 +308,7 @@ int main(void)
     test_block_counting();
     test_two_parameters();
     test_batch_bits();
+    test_eval_points();
     test_weights_and_censoring();
     test_kingman_declines();
     printf("%d passed, %d failed\n", passed, failed);
