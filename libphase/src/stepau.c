@@ -21,9 +21,11 @@
  * tangent would stay behind on a state faster than every later L_k and
  * grow without bound.) In models whose fastest states empty in one jump
  * (coalescents: the out-rate depends on the number of lineages alone) the
- * support is the embedded jump chain's, one level per step. Where they
- * cannot, L_k stays high and the steps are declined once they save less
- * than PRO_RATA of one rate's work or cost BUDGET_SHARE of its sweep; graphs
+ * support is the embedded jump chain's, one level per step, and the steps
+ * touch each nonzero about once. Where they cannot, L_k stays high, the
+ * support spreads over the layers of the graph's longest paths, and the
+ * steps are declined once it spans MAX_SPAN more than one or they cost
+ * MAX_SWEEPS full-graph steps (the chain's segments then do better); graphs
  * with a cycle (its states never leave the support) or with few nonzeros
  * per level (Kingman's one state: the birth chain would cost what the
  * chain's sweep costs) are left to the chain at once.
@@ -57,9 +59,8 @@
 #define TAIL_REL 0x1p-20    /* stop once P(N(t_max) >= K) <= TAIL_REL tol (Chernoff) */
 #define DROP_V 0x1p-30     /* a step drops states whose mass is below DROP_V tol / n of the total */
 #define ERR_SHARE 0.25      /* a point's relative bound may use this share of tol */
-#define BUDGET_SHARE 0.02   /* decline once the steps cost this share of one rate's sweep, */
-#define PRO_RATA 0.5        /* or this share of one rate's steps over the same time */
-#define PRO_RATA_MIN 4.0    /* (after this many full-graph steps' worth of work), */
+#define MAX_SPAN 3          /* decline once the support spans this many more layers, */
+#define MAX_SWEEPS 4.0      /* or the steps cost this many full-graph steps, */
 #define MIN_STEP_NNZ 0.5    /* or average fewer than this many nonzeros per step and */
 #define SEG_WIDTH 64        /* birth state a segment term updates (at most this many) */
 #define MIN_TERMS 256.0     /* not tried below Lambda t_max = MIN_TERMS (one rate is cheap) */
@@ -85,7 +86,7 @@ static int by_time(const void *x, const void *y) /* ties in input order: determi
  * the support), with enough nonzeros per layer of its longest paths (the
  * steps, when every level empties in one) that the steps outweigh the
  * birth chain; 0 also when the scratch cannot be had (the chain runs). */
-static int layered(const phase_graph *g)
+static int layered(const phase_graph *g, int32_t **layer_out)
 {
     const int32_t n = g->n;
     int32_t *indeg = malloc(sizeof(int32_t) * (size_t)n), *queue = malloc(sizeof(int32_t) * (size_t)n);
@@ -106,9 +107,12 @@ static int layered(const phase_graph *g)
             }
         }
     }
-    free(indeg), free(queue), free(layer);
+    free(indeg), free(queue);
     const double steps = (double)depth + 1.0, width = steps < SEG_WIDTH ? steps : SEG_WIDTH;
-    return tail == n && ((double)g->n_trans + n) / steps >= MIN_STEP_NNZ * width;
+    const int ok = layer && tail == n && ((double)g->n_trans + n) / steps >= MIN_STEP_NNZ * width;
+    if (ok) *layer_out = layer;
+    else free(layer);
+    return ok;
 }
 
 int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
@@ -121,15 +125,24 @@ int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
                          (mode == PHASE_GRADIENT_REVERSE &&
                           opts->gradient_mode == PHASE_GRADIENT_AUTO && g->d <= AUTO_FORWARD_D);
     if (!opts->adaptive || g->discrete || g->n == 0 || data->n_right || data->n_interval ||
-        (mode && !tangents) || g->d > STEPAU_MAX_D || !layered(g))
+        (mode && !tangents) || g->d > STEPAU_MAX_D)
         return PHASE_OK;
+    int32_t *layer = NULL;
+    if (!layered(g, &layer)) return PHASE_OK;
     double mass = 0.0;
     for (int32_t i = 0; i < g->n; i++) mass += g->alpha[i];
     for (int64_t i = 0; i < data->n_exact; i++)
-        if (data->exact[i] == 0.0 && mass < 1.0 - 1e-12) return PHASE_OK; /* the atom */
+        if (data->exact[i] == 0.0 && mass < 1.0 - 1e-12) { /* the atom */
+            free(layer);
+            return PHASE_OK;
+        }
     stepau *sa = calloc(1, sizeof *sa);
-    if (!sa) return phase_fail(PHASE_ENOMEM, "out of memory for the step-wise workspace");
+    if (!sa) {
+        free(layer);
+        return phase_fail(PHASE_ENOMEM, "out of memory for the step-wise workspace");
+    }
     *out = sa;
+    sa->layer = layer;
     sa->g = g;
     sa->tol = opts->tol;
     sa->d = tangents ? g->d : 0;
@@ -203,7 +216,7 @@ void stepau_free(stepau *sa)
     void *p[] = {sa->t, sa->wt, sa->dlam, sa->ds, sa->rate, sa->lam, sa->s, sa->v[0], sa->v[1],
                  sa->dv[0], sa->dv[1], sa->fl[0], sa->fl[1], sa->L, sa->a, sa->da, sa->sufmax,
                  sa->dL, sa->q, sa->y, sa->qn, sa->dq, sa->dy, sa->dqn, sa->pw, sa->pj, sa->alpha_j, sa->tail_j, sa->beta_j,
-                 sa->f, sa->df, sa->tailp, sa->slot};
+                 sa->f, sa->df, sa->tailp, sa->slot, sa->layer};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
     free(sa);
 }
@@ -341,8 +354,6 @@ static int run_steps(stepau *sa, int64_t *K_out, double *bK, double *lost)
 {
     const phase_graph *g = sa->g;
     const int32_t d = sa->d, gd = g->d;
-    double Lam = 0.0;
-    for (int32_t i = 0; i < g->n; i++) Lam = fmax(Lam, sa->lam[i]);
     int c = 0;
     int32_t lo = g->n, hi = -1;
     for (int b = 0; b < 2; b++) { /* buffers zero: clear what the last theta left */
@@ -360,24 +371,27 @@ static int run_steps(stepau *sa, int64_t *K_out, double *bK, double *lost)
             lo = i < lo ? i : lo, hi = i;
         }
     sa->lo[0] = lo, sa->hi[0] = hi;
-    double work = 0.0, T = 0.0;
+    double work = 0.0;
     *lost = 0.0;
     for (int64_t k = 0;; k++) {
         int st = grow_sequences(sa, k);
         if (st) return st;
         const double *v = sa->v[c], *dv = sa->dv[c];
         double ak = 0.0, bk = 0.0, Lk = 0.0;
-        int32_t top = -1;
+        int32_t top = -1, first = INT32_MAX, last = -1;
         for (int32_t m = 0; m < d; m++) sa->da[k * d + m] = 0.0;
         for (int32_t i = sa->lo[c]; i <= sa->hi[c]; i++) {
             if (!sa->fl[c][i]) continue;
             if (sa->lam[i] > Lk) Lk = sa->lam[i], top = i;
+            first = sa->layer[i] < first ? sa->layer[i] : first;
+            last = sa->layer[i] > last ? sa->layer[i] : last;
             ak += v[i] * sa->s[i], bk += v[i];
             for (int32_t m = 0; m < d; m++)
                 sa->da[k * d + m] += dv[(size_t)i * d + m] * sa->s[i] +
                                      v[i] * sa->ds[(size_t)i * d + m];
         }
         sa->a[k] = ak;
+        if (last - first >= MAX_SPAN) break; /* the support spreads over levels */
         /* Few nonzeros per step (a chain of single states, as Kingman's):
          * the birth chain would cost what the chain's sweep costs. */
         const int64_t width = k + 1 < SEG_WIDTH ? k + 1 : SEG_WIDTH;
@@ -394,12 +408,11 @@ static int run_steps(stepau *sa, int64_t *K_out, double *bK, double *lost)
         for (int32_t m = 0; m < gd; m++) dLk[m] = sa->dlam[(size_t)top * gd + m];
         work += step(sa, c, Lk, dLk, DROP_V * sa->tol * bk / (double)g->n, lost);
         c ^= 1;
-        T += 1.0 / Lk;
-        /* One rate would cover the time T in Lam T full steps: decline when
-         * the steps so far did not save PRO_RATA of that, or cost
-         * BUDGET_SHARE of one rate's whole sweep. */
-        if (work > PRO_RATA_MIN * sa->nnz && work > PRO_RATA * sa->nnz * Lam * T) break;
-        if (work > BUDGET_SHARE * sa->nnz * Lam * sa->t_max || k + 1 >= MAX_STEPS) break;
+        /* Where every level empties in one step the steps touch each
+         * nonzero about once; MAX_SWEEPS times that means the support is not
+         * moving on (rates that differ within a level), and the chain, whose
+         * segments follow the mass, will do better. */
+        if (work > MAX_SWEEPS * sa->nnz || k + 1 >= MAX_STEPS) break;
     }
     *K_out = 0;
     return PHASE_OK;

@@ -21,6 +21,7 @@ struct stepau {
     double *t, *wt, t_max;
     double *dlam, *ds; /* n * d: d lambda_i / d theta_m and d s_i / d theta_m */
     double nnz;       /* nonzeros of S: the cost of one full step */
+    int32_t *layer;   /* n: longest path from a source to the state (acyclic graph) */
     /* per theta */
     double *rate, *lam, *s;
     double *v[2], *dv[2];

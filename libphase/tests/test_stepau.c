@@ -6,7 +6,7 @@
  * central differences, one and two parameters, the same bits with and
  * without the gradient and whatever the batch, weights and repeated times,
  * densities from phase_eval, and the cases left to the chain (censored
- * data, Kingman's one-state levels). info.n_terms shows which path ran:
+ * data, Kingman's one-state levels, rates that differ within a level). info.n_terms shows which path ran:
  * step-wise uniformization takes one step per level of these graphs.
  * Prints "N passed, N failed".
  */
@@ -98,7 +98,9 @@ static int bc_find(int (*st)[BC_MAX], int *count, int n, const int *c)
 }
 
 /* d = 2: a two-epoch version, mergers among at most `split` lineages at
- * theta_1 (every state of a level keeps one rate function). */
+ * theta_1 (every state of a level keeps one rate function); split < 0:
+ * mergers of a singleton at theta_1, so that a level's states have
+ * different rate functions. */
 static phase_graph *block_counting2(int n, int d, int split)
 {
     static int st[BC_STATES][BC_MAX];
@@ -116,7 +118,8 @@ static phase_graph *block_counting2(int n, int d, int split)
                 c[i]--, c[j]--, c[i + j < n ? i + j : 0]++;
                 int k = 0;
                 for (int x = 1; x < n; x++) k += st[s][x];
-                src[ne] = s, coef[ne * d + (d == 2 && k <= split ? 1 : 0)] = r;
+                const int second = split < 0 ? i == 1 : k <= split; /* < 0: mixed levels */
+                src[ne] = s, coef[ne * d + (d == 2 && second ? 1 : 0)] = r;
                 dst[ne++] = i + j == n ? PHASE_ABSORBING : bc_find(st, &count, n, c);
             }
     double *alpha = calloc((size_t)count, sizeof(double)), *base = calloc((size_t)ne, sizeof(double));
@@ -283,6 +286,32 @@ static void test_weights_and_censoring(void)
     phase_graph_free(g);
 }
 
+/* Rate functions that differ within a level: the fastest state of a level
+ * empties alone, the support spreads, the step-wise path declines early and
+ * the chain's result stands. */
+static void test_mixed_levels_decline(void)
+{
+    phase_graph *g = block_counting2(12, 2, -1);
+    double t[30];
+    for (int i = 0; i < 30; i++) t[i] = 0.4 + 0.25 * i;
+    phase_options opts;
+    phase_options_default(&opts);
+    phase_data data;
+    memset(&data, 0, sizeof data);
+    data.n_exact = 30, data.exact = t;
+    double theta[2] = {1.3, 0.6}, ll[2], gr[2][2];
+    phase_info info[2];
+    for (int a = 0; a < 2; a++) {
+        opts.adaptive = 1 - a;
+        CHECK(phase_loglik(g, &opts, &data, 1, theta, &ll[a], gr[a], NULL, &info[a]) == 0,
+              "%s", phase_last_error());
+    }
+    CHECK(info[0].n_terms > 100, "chain path expected, got %lld terms", (long long)info[0].n_terms);
+    CHECK_REL(ll[0], ll[1], 1e-12);
+    for (int m = 0; m < 2; m++) CHECK_REL(gr[0][m], gr[1][m], 1e-10);
+    phase_graph_free(g);
+}
+
 /* Kingman(60): one state per level, so the birth chain would cost what the
  * chain costs; the step-wise path declines and the chain's result stands. */
 static void test_kingman_declines(void)
@@ -311,6 +340,7 @@ int main(void)
     test_eval_points();
     test_weights_and_censoring();
     test_kingman_declines();
+    test_mixed_levels_decline();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
