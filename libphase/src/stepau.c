@@ -1,12 +1,16 @@
 /*
  * Step-wise adaptive uniformization (van Moorsel and Sanders, 1994) for the
- * log-likelihood of exact observations of a stiff continuous graph.
+ * log-likelihood of exact and right-censored observations of a stiff
+ * continuous graph, and for its densities (phase_eval).
  *
  * With any positive rates L_0, L_1, ... and v_{k+1} = v_k (I + S / L_k),
  * V(t) = sum_k p_k(t) v_k, where p(t) is the distribution of a pure-birth
  * chain N(t) (k -> k + 1 at rate L_k, N(0) = 0), satisfies V' = V S and
  * V(0) = alpha: V(t) = alpha e^{St}, an identity that needs no property of
- * the L_k. So f(t) = sum_k p_k(t) a_k with a_k = v_k . s.
+ * the L_k. So f(t) = sum_k p_k(t) a_k with a_k = v_k . s, and P(T > c) =
+ * sum_k p_k(c) b_k with b_k = v_k . 1 = b_0 - c_k, c_{k+1} = c_k + a_k / L_k
+ * the mass absorbed: near 1 it is taken from its complement, a sum of
+ * non-negative terms (as evaluate.c's censored terms).
  *
  * The rates. U_k is the support of step k, found from the graph: U_0 =
  * supp(alpha), U_{k+1} = out(U_k) + {i in U_k : P_k,ii != 0}; L_k is the
@@ -69,10 +73,11 @@
 #define CHECK_EVERY 16      /* steps between two tail checks */
 #define MAX_STEPS ((int64_t)1 << 22)
 #define TINY_F 1e-290       /* smaller densities are left to the chain's scaled path */
+#define Q_SMALL 0x1p-10     /* log P(T > c) from its complement below this (as evaluate.c) */
 
 struct obs {
     double t, w;
-    int64_t i;
+    int64_t i; /* exact: its index; right-censored: -1 */
 };
 
 static int by_time(const void *x, const void *y) /* ties in input order: deterministic */
@@ -124,7 +129,7 @@ int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
     const int tangents = mode == PHASE_GRADIENT_FORWARD ||
                          (mode == PHASE_GRADIENT_REVERSE &&
                           opts->gradient_mode == PHASE_GRADIENT_AUTO && g->d <= AUTO_FORWARD_D);
-    if (!opts->adaptive || g->discrete || g->n == 0 || data->n_right || data->n_interval ||
+    if (!opts->adaptive || g->discrete || g->n == 0 || data->n_interval ||
         (mode && !tangents) || g->d > STEPAU_MAX_D)
         return PHASE_OK;
     int32_t *layer = NULL;
@@ -165,8 +170,19 @@ int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
         return phase_fail(PHASE_ENOMEM, "out of memory for the step-wise workspace");
     /* Observations sorted by time, equal times merged (weights added);
      * slot[i]: the merged time of observation i (-1: weight 0). */
-    struct obs *rec = malloc(sizeof(struct obs) * (size_t)(data->n_exact + 1));
+    const int64_t n_all = data->n_exact + data->n_right;
+    struct obs *rec = malloc(sizeof(struct obs) * (size_t)(n_all + 1));
     sa->slot = malloc(sizeof(int64_t) * (size_t)(data->n_exact + 1));
+    if (data->n_right) { /* reallocated below to the merged length */
+        free(sa->t), free(sa->wt);
+        sa->t = malloc(sizeof(double) * (size_t)(n_all + 1));
+        sa->wt = malloc(sizeof(double) * (size_t)(n_all + 1));
+        sa->wr = malloc(sizeof(double) * (size_t)(n_all + 1));
+        if (!sa->t || !sa->wt || !sa->wr) {
+            free(rec);
+            return phase_fail(PHASE_ENOMEM, "out of memory for the observations");
+        }
+    }
     if (!rec || !sa->slot) {
         free(rec);
         return phase_fail(PHASE_ENOMEM, "out of memory for the observations");
@@ -177,11 +193,22 @@ int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
         sa->slot[i] = -1;
         if (w != 0.0) rec[m++] = (struct obs){data->exact[i], w, i};
     }
+    for (int64_t i = 0; i < data->n_right; i++) {
+        const double w = data->right_weight ? data->right_weight[i] : 1.0;
+        if (w != 0.0) rec[m++] = (struct obs){data->right[i], w, -1 - i};
+    }
     qsort(rec, (size_t)m, sizeof *rec, by_time);
     sa->n_obs = 0;
     for (int64_t i = 0; i < m; i++) {
-        if (!sa->n_obs || sa->t[sa->n_obs - 1] != rec[i].t)
-            sa->t[sa->n_obs] = rec[i].t, sa->wt[sa->n_obs++] = 0.0;
+        if (!sa->n_obs || sa->t[sa->n_obs - 1] != rec[i].t) {
+            sa->t[sa->n_obs] = rec[i].t, sa->wt[sa->n_obs] = 0.0;
+            if (sa->wr) sa->wr[sa->n_obs] = 0.0;
+            sa->n_obs++;
+        }
+        if (rec[i].i < 0) {
+            sa->wr[sa->n_obs - 1] += rec[i].w;
+            continue;
+        }
         sa->wt[sa->n_obs - 1] += rec[i].w;
         sa->slot[rec[i].i] = sa->n_obs - 1;
     }
@@ -207,6 +234,14 @@ int stepau_new(stepau **out, const phase_graph *g, const phase_options *opts,
     if (!st && (!sa->pj || !sa->alpha_j || !sa->tail_j || !sa->beta_j || !sa->f || !sa->tailp ||
                 !sa->df))
         st = phase_fail(PHASE_ENOMEM, "out of memory for the step-wise workspace");
+    if (!st && sa->wr) {
+        double **arr[] = {&sa->sb_j, &sa->sc_j, &sa->dsb_j, &sa->dsc_j,
+                          &sa->S, &sa->C, &sa->dS, &sa->dC};
+        const size_t len[] = {J1, J1, J1 * d + 1, J1 * d + 1, no, no, no * d + 1, no * d + 1};
+        for (size_t i = 0; i < 8; i++)
+            if (!(*arr[i] = malloc(sizeof(double) * len[i])))
+                st = phase_fail(PHASE_ENOMEM, "out of memory for the step-wise workspace");
+    }
     return st;
 }
 
@@ -216,7 +251,9 @@ void stepau_free(stepau *sa)
     void *p[] = {sa->t, sa->wt, sa->dlam, sa->ds, sa->rate, sa->lam, sa->s, sa->v[0], sa->v[1],
                  sa->dv[0], sa->dv[1], sa->fl[0], sa->fl[1], sa->L, sa->a, sa->da, sa->sufmax,
                  sa->dL, sa->q, sa->y, sa->qn, sa->dq, sa->dy, sa->dqn, sa->pw, sa->pj, sa->alpha_j, sa->tail_j, sa->beta_j,
-                 sa->f, sa->df, sa->tailp, sa->slot, sa->layer};
+                 sa->f, sa->df, sa->tailp, sa->slot, sa->layer, sa->wr, sa->b, sa->c,
+                 sa->db, sa->dc, sa->sb_j, sa->sc_j, sa->dsb_j, sa->dsc_j, sa->S, sa->C,
+                 sa->dS, sa->dC};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
     free(sa);
 }
@@ -228,13 +265,13 @@ static int grow_sequences(stepau *sa, int64_t k)
     int64_t cap = sa->cap ? sa->cap : 256;
     while (cap < k + 2) cap *= 2;
     const size_t c = (size_t)cap, d = (size_t)sa->d;
-    double **arr[] = {&sa->L, &sa->a, &sa->sufmax, &sa->q, &sa->y, &sa->qn};
+    double **arr[] = {&sa->L, &sa->a, &sa->sufmax, &sa->q, &sa->y, &sa->qn, &sa->b, &sa->c};
     for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++) {
         double *p = realloc(*arr[i], sizeof(double) * c);
         if (!p) return phase_fail(PHASE_ENOMEM, "out of memory for the step sequences");
         *arr[i] = p;
     }
-    double **tan[] = {&sa->da, &sa->dq, &sa->dy, &sa->dqn};
+    double **tan[] = {&sa->da, &sa->dq, &sa->dy, &sa->dqn, &sa->db, &sa->dc};
     for (size_t i = 0; i < sizeof tan / sizeof tan[0]; i++) {
         double *p = realloc(*tan[i], sizeof(double) * (c * d + 1));
         if (!p) return phase_fail(PHASE_ENOMEM, "out of memory for the step sequences");
@@ -379,18 +416,24 @@ static int run_steps(stepau *sa, int64_t *K_out, double *bK, double *lost)
         const double *v = sa->v[c], *dv = sa->dv[c];
         double ak = 0.0, bk = 0.0, Lk = 0.0;
         int32_t top = -1, first = INT32_MAX, last = -1;
-        for (int32_t m = 0; m < d; m++) sa->da[k * d + m] = 0.0;
+        for (int32_t m = 0; m < d; m++) sa->da[k * d + m] = sa->db[k * d + m] = 0.0;
         for (int32_t i = sa->lo[c]; i <= sa->hi[c]; i++) {
             if (!sa->fl[c][i]) continue;
             if (sa->lam[i] > Lk) Lk = sa->lam[i], top = i;
             first = sa->layer[i] < first ? sa->layer[i] : first;
             last = sa->layer[i] > last ? sa->layer[i] : last;
             ak += v[i] * sa->s[i], bk += v[i];
-            for (int32_t m = 0; m < d; m++)
+            for (int32_t m = 0; m < d; m++) {
                 sa->da[k * d + m] += dv[(size_t)i * d + m] * sa->s[i] +
                                      v[i] * sa->ds[(size_t)i * d + m];
+                sa->db[k * d + m] += dv[(size_t)i * d + m];
+            }
         }
-        sa->a[k] = ak;
+        sa->a[k] = ak, sa->b[k] = bk;
+        if (k == 0) { /* c_k: absorbed by step k, c_{k+1} = c_k + a_k / L_k */
+            sa->c[0] = 0.0;
+            for (int32_t m = 0; m < d; m++) sa->dc[m] = 0.0;
+        }
         if (last - first >= MAX_SPAN) break; /* the support spreads over levels */
         /* Few nonzeros per step (a chain of single states, as Kingman's):
          * the birth chain would cost what the chain's sweep costs. */
@@ -406,6 +449,10 @@ static int run_steps(stepau *sa, int64_t *K_out, double *bK, double *lost)
         double *dLk = sa->dL + k * gd;
         sa->L[k] = Lk;
         for (int32_t m = 0; m < gd; m++) dLk[m] = sa->dlam[(size_t)top * gd + m];
+        sa->c[k + 1] = sa->c[k] + ak / Lk; /* grow_sequences left room for k + 1 */
+        for (int32_t m = 0; m < d; m++)
+            sa->dc[(k + 1) * d + m] =
+                sa->dc[k * d + m] + (sa->da[k * d + m] - ak * dLk[m] / Lk) / Lk;
         work += step(sa, c, Lk, dLk, DROP_V * sa->tol * bk / (double)g->n, lost);
         c ^= 1;
         /* Where every level empties in one step the steps touch each
@@ -449,10 +496,18 @@ static int densities(stepau *sa, const double *theta, int *used, phase_info *inf
     const double shared = dropped + lost + (2.0 * (double)segs + 1.0) * sa->seg_tail;
     double worst = 0.0;
     for (int64_t i = 0; i < sa->n_obs; i++) {
-        const double f = sa->f[i];
-        if (!(f > TINY_F)) return PHASE_OK;
-        const double rel = smax * (shared + sa->tailp[i] * bK) / f;
-        if (rel > ERR_SHARE * sa->tol) return PHASE_OK;
+        const double f = sa->f[i], err = shared + sa->tailp[i] * bK;
+        double rel = 0.0;
+        if (sa->wt[i] != 0.0) {
+            if (!(f > TINY_F)) return PHASE_OK;
+            rel = smax * err / f;
+        }
+        if (sa->wr && sa->wr[i] != 0.0) { /* log S, or log1p(-q) near S = 1 */
+            const double q = (1.0 - sa->b[0]) + sa->C[i], S = sa->S[i];
+            if (!(S > TINY_F)) return PHASE_OK;
+            rel = fmax(rel, err / (q < Q_SMALL ? q : S));
+        }
+        if (!(rel <= ERR_SHARE * sa->tol)) return PHASE_OK;
         worst = fmax(worst, rel);
     }
     *used = 1;
@@ -474,11 +529,25 @@ int stepau_loglik(stepau *sa, const double *theta, double *ll, double *grad, pha
     int st = densities(sa, theta, used, info);
     if (st || !*used) return st;
     double total = 0.0;
-    for (int64_t i = 0; i < sa->n_obs; i++) total += sa->wt[i] * log(sa->f[i]);
-    if (grad) {
+    if (grad)
         for (int32_t m = 0; m < sa->g->d; m++) grad[m] = 0.0;
-        for (int64_t i = 0; i < sa->n_obs; i++)
-            for (int32_t m = 0; m < d; m++) grad[m] += sa->wt[i] * sa->df[i * d + m] / sa->f[i];
+    for (int64_t i = 0; i < sa->n_obs; i++) {
+        if (sa->wt[i] != 0.0) {
+            total += sa->wt[i] * log(sa->f[i]);
+            for (int32_t m = 0; grad && m < d; m++)
+                grad[m] += sa->wt[i] * sa->df[i * d + m] / sa->f[i];
+        }
+        if (!sa->wr || sa->wr[i] == 0.0) continue;
+        /* P(T > c) = b_0 - sum_k p_k c_k: near 1, from its complement q
+         * (summed from non-negative terms) so that log S keeps its digits. */
+        const double q = (1.0 - sa->b[0]) + sa->C[i], w = sa->wr[i];
+        if (q < Q_SMALL) {
+            total += w * log1p(-q);
+            for (int32_t m = 0; grad && m < d; m++) grad[m] -= w * sa->dC[i * d + m] / (1.0 - q);
+        } else {
+            total += w * log(sa->S[i]);
+            for (int32_t m = 0; grad && m < d; m++) grad[m] += w * sa->dS[i * d + m] / sa->S[i];
+        }
     }
     *ll = total;
     return PHASE_OK;

@@ -19,6 +19,7 @@ struct stepau {
     int32_t d;        /* tangents per state: g->d in forward mode, else 0 */
     int64_t n_obs;    /* exact observations with a non-zero weight, by time */
     double *t, *wt, t_max;
+    double *wr;       /* right-censored weight at each merged time (NULL: none) */
     double *dlam, *ds; /* n * d: d lambda_i / d theta_m and d s_i / d theta_m */
     double nnz;       /* nonzeros of S: the cost of one full step */
     int32_t *layer;   /* n: longest path from a source to the state (acyclic graph) */
@@ -29,6 +30,7 @@ struct stepau {
     int32_t lo[2], hi[2];
     int64_t cap;      /* sequences, k < cap */
     double *L, *a, *da, *sufmax;
+    double *b, *c, *db, *dc; /* survival b_k = v_k . 1, absorbed c_k, tangents (wr only) */
     double *dL;       /* k * g->d: d L_k / d theta (L_k is the out-rate of one state) */
     /* birth chain: q (segment start), y (term), qn (segment end), all K + 1 */
     double *q, *y, *qn;
@@ -37,12 +39,14 @@ struct stepau {
     double *pw, seg_tail; /* Poisson(SEG_JUMPS) weights 0..J (normalised), their tail */
     double *pj, *alpha_j, *tail_j, *beta_j; /* J + 1 each (beta: (J + 1) d) */
     double *f, *df, *tailp; /* per observation (df: n_obs d) */
+    double *sb_j, *sc_j, *dsb_j, *dsc_j; /* wr only: projections on b, c per term */
+    double *S, *C, *dS, *dC; /* wr only: sum_k p_k b_k, sum_k p_k c_k per observation */
     int64_t *slot, n_points; /* merged time of each input point (-1: weight 0) */
 };
 
 /* A workspace for the observations of one phase_loglik call, or *out = NULL
  * when the call is outside what step-wise uniformization handles (discrete
- * graphs, censored observations, an exact 0 with an atom, reverse-mode
+ * graphs, interval-censored observations, an exact 0 with an atom, reverse-mode
  * gradients asked for explicitly, opts->adaptive = 0); mode as in
  * chain_init. Gradients are forward-mode tangents: also for the reverse
  * mode that PHASE_GRADIENT_AUTO picks when d <= AUTO_FORWARD_D. */

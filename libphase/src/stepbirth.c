@@ -74,7 +74,11 @@ static void birth_term(stepau *sa, int64_t K, int64_t qlo, int64_t *yhi, double 
     } else if (*yhi < K) { /* the front is negligible: what leaves it is dropped */
         *dropped += y[*yhi] * L[*yhi] * inv;
     }
-    if (*yhi == K) y[K] += y[K - 1] * L[K - 1] * inv; /* its tangent is not needed */
+    if (*yhi == K) { /* the absorbing tail: P(N >= K), all of F where the support ends */
+        y[K] += y[K - 1] * L[K - 1] * inv;
+        for (int32_t m = 0; m < d; m++)
+            dy[K * d + m] += (dy[(K - 1) * d + m] * L[K - 1] + y[K - 1] * dL[(K - 1) * d + m]) * inv;
+    }
     for (int64_t k = (*yhi < K ? *yhi : K - 1); k >= qlo; k--) {
         const double stay = 1.0 - L[k] * inv, in = k > qlo ? L[k - 1] * inv : 0.0;
         for (int32_t m = 0; m < d; m++) {
@@ -130,6 +134,23 @@ void stepau_birth_chain(stepau *sa, int64_t K, double *dropped, int64_t *n_segs,
                     be += y[k] * sa->da[k * d + m] + dy[k * d + m] * sa->a[k];
                 sa->beta_j[j * d + m] = be;
             }
+            if (sa->wr) { /* survival and absorbed mass for right-censored times */
+                double sb = yhi == K ? y[K] * sa->b[K] : 0.0, sc = yhi == K ? y[K] * sa->c[K] : 0.0;
+                for (int64_t k = qlo; k <= top; k++) sb += y[k] * sa->b[k], sc += y[k] * sa->c[k];
+                sa->sb_j[j] = sb, sa->sc_j[j] = sc;
+                for (int32_t m = 0; m < d; m++) {
+                    double xb = 0.0, xc = 0.0;
+                    if (yhi == K) {
+                        xb = y[K] * sa->db[K * d + m] + dy[K * d + m] * sa->b[K];
+                        xc = y[K] * sa->dc[K * d + m] + dy[K * d + m] * sa->c[K];
+                    }
+                    for (int64_t k = qlo; k <= top; k++) {
+                        xb += y[k] * sa->db[k * d + m] + dy[k * d + m] * sa->b[k];
+                        xc += y[k] * sa->dc[k * d + m] + dy[k * d + m] * sa->c[k];
+                    }
+                    sa->dsb_j[j * d + m] = xb, sa->dsc_j[j * d + m] = xc;
+                }
+            }
             if (!last) {
                 for (int64_t k = qlo; k <= yhi; k++) qn[k] += sa->pw[j] * y[k];
                 for (int64_t x = qlo * d; x < (yhi + 1) * d; x++) dqn[x] += sa->pw[j] * dy[x];
@@ -147,6 +168,16 @@ void stepau_birth_chain(stepau *sa, int64_t K, double *dropped, int64_t *n_segs,
                 sa->df[i * d + m] = x;
             }
             sa->f[i] = f, sa->tailp[i] = tl;
+            if (!sa->wr) continue;
+            double S = 0.0, C = 0.0;
+            for (int64_t j = 0; j <= top; j++) S += sa->pj[j] * sa->sb_j[j], C += sa->pj[j] * sa->sc_j[j];
+            sa->S[i] = S, sa->C[i] = C;
+            for (int32_t m = 0; m < d; m++) {
+                double xs = 0.0, xc = 0.0;
+                for (int64_t j = 0; j <= top; j++)
+                    xs += sa->pj[j] * sa->dsb_j[j * d + m], xc += sa->pj[j] * sa->dsc_j[j * d + m];
+                sa->dS[i * d + m] = xs, sa->dC[i * d + m] = xc;
+            }
         }
         if (last) break;
         sa->q = qn, sa->qn = q, sa->dq = dqn, sa->dqn = dq; /* the end starts the next */

@@ -131,15 +131,19 @@ def test_far_tail_point_gives_the_single_rate_bits():
 
 
 @pytest.mark.parametrize("mode", ["auto", "forward"])
-def test_exact_observations_on_the_step_wise_path(case, mode):
-    """Exact observations only: step-wise adaptive uniformization (stepau.c) on the
-    block-counting graphs (one step per level), the chain on Kingman's; both
-    against expm / expm_frechet, the value bits the same with and without gradient."""
+@pytest.mark.parametrize("censored", [False, True])
+def test_exact_and_right_censored_on_the_step_wise_path(case, mode, censored):
+    """Exact (and right-censored) observations: step-wise adaptive uniformization
+    (stepau.c) on the block-counting graphs (one step per level), the chain on
+    Kingman's; both against expm / expm_frechet, the value bits the same with and
+    without gradient."""
     graph, theta, times, ref = case
     exact = np.concatenate([times, times[:2]])  # repeated times too
-    data = Observations(exact)
-    want_ll = sum(np.log(ref[t][0]) for t in exact)
-    want_grad = sum(ref[t][2] / ref[t][0] for t in exact)
+    right = [2.2, 4.0] if censored else []
+    data = Observations(exact, right_censored=right)
+    want_ll = sum(np.log(ref[t][0]) for t in exact) + sum(np.log(ref[c][1]) for c in right)
+    want_grad = (sum(ref[t][2] / ref[t][0] for t in exact)
+                 + sum(ref[c][3] / ref[c][1] for c in right))
     info = {}
     ll, grad, status = loglik(graph, data, theta[None], grad=True, gradient_mode=mode, info=info)
     assert status[0] == Status.OK
