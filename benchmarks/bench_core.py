@@ -320,8 +320,11 @@ def summary(entries, by_d):
     ratios = [(e["model"], e["ours"]["grad_ratio"]) for e in entries]
     ratios += [(f"random d={r['d']}", r["grad_ratio"]) for r in by_d]
     worst_ratio = max(ratios, key=lambda r: r[1])
-    over = [e for e in entries if e["ours"]["ns_per_nnz_term"] > TARGET_NS]
-    worst_ns = max(entries, key=lambda e: e["ours"]["ns_per_nnz_term"])
+    # On the step-wise path a "term" is one step over one level, not a sweep
+    # term over the support, so the per-term figure does not apply there.
+    swept = [e for e in entries if not stepwise(e)]
+    over = [e for e in swept if e["ours"]["ns_per_nnz_term"] > TARGET_NS]
+    worst_ns = max(swept, key=lambda e: e["ours"]["ns_per_nnz_term"])
     lines = [
         (f"{'PASS' if speed >= TARGET_SPEEDUP else 'MISS'}  speed-up >= {TARGET_SPEEDUP:g}x "
          f"scipy: smallest {speed:.0f}x ({worst_speed['model']})"),
@@ -336,6 +339,12 @@ def summary(entries, by_d):
             f"      {e['model']}: {ours['ns_per_nnz_term'] / TARGET_NS:.1f}x over, nnz×terms "
             f"only {ours['nnz_terms']:.1e} per θ: sweep alone {ours['sweep_ns_per_nnz_term']:.2f}"
             f" ns, plus {ours['us_per_obs']:.2f} µs per observation (Poisson window)")
+    for e in entries:
+        if stepwise(e):
+            lines.append(
+                f"      {e['model']}: step-wise path ({e['ours']['n_terms']:.0f} steps, not held "
+                f"to the per-term target): {e['ours']['value_ms']:.3f} ms per θ, "
+                f"{e['ours']['us_per_obs']:.2f} µs per observation")
     return lines
 
 
@@ -425,6 +434,16 @@ def small_table(small):
           arrow(b["ns_per_nnz_term"], a["ns_per_nnz_term"], ".2f"),
           arrow(b["sweep_ns_per_nnz_term"], a["sweep_ns_per_nnz_term"], ".2f"),
           arrow(b["us_per_obs"], a["us_per_obs"], ".3f")] for b, a in zip(before, after)])
+
+
+def stepwise(entry):
+    """Whether the θ of an entry ran step-wise adaptive uniformization (libphase/src/stepau.c).
+
+    There ``n_terms`` counts steps (one per level of a coalescent): far fewer
+    than the single rate's Poisson terms and fewer than one segment's 64.
+    """
+    steps = entry["ours"]["n_terms"]
+    return steps < 64 and 8 * steps <= entry["single"]["n_terms"]
 
 
 def machine_info():
@@ -529,6 +548,9 @@ def main():  # long: one section after another, in the order they print
           f"{e['scipy']['single_ll_rel_diff']:.0e} -> {e['scipy']['ll_rel_diff']:.0e}",
           f"{e['scipy']['single_grad_rel_diff']:.0e} -> {e['scipy']['grad_rel_diff']:.0e}"]
          for e in entries + extra]))
+    print("(terms: the sweep's Poisson terms, summed over segments; where step-wise adaptive\n"
+          " uniformization runs (stiff exact-observation log-likelihoods whose fastest states\n"
+          " empty in one jump, e.g. block-counting), its steps K + 1: one per level there)")
 
     by_d = cost_vs_d(n_theta, repeats)
     print("\ncost vs d: random cyclic graph, same structure, θ = 1/d:")

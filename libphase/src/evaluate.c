@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "chain.h"
+#include "stepau.h"
 
 #define LN2 0.69314718055994530942
 
@@ -185,20 +186,30 @@ int phase_eval(const phase_graph *g, const phase_options *opts, int64_t n_theta,
         return st;
     }
     const double atom = defect(g);
+    stepau *sa = NULL; /* densities of stiff graphs: one rate per step */
+    if (quantity == PHASE_PDF || quantity == PHASE_LOGPDF) {
+        phase_data as_data = {.n_exact = n_points, .exact = points};
+        if ((st = stepau_new(&sa, g, opts, &as_data, 0))) n_theta = 0;
+    }
     for (int64_t p = 0; p < n_theta; p++) {
         double *row = out + p * n_points;
         const double *theta = thetas ? thetas + p * g->d : NULL;
-        st = chain_set_theta(&c, theta, 1);
-        if (!st) st = eval_points(&c, g, n_points, points, quantity, atom, row);
-        if (chain_retry(&c, st) && !(st = chain_set_theta(&c, theta, 0)))
+        int stepped = 0;
+        st = sa ? stepau_points(sa, theta, quantity == PHASE_LOGPDF, row, info ? info + p : NULL,
+                                &stepped)
+                : PHASE_OK;
+        if (!st && !stepped && !(st = chain_set_theta(&c, theta, 1)))
+            st = eval_points(&c, g, n_points, points, quantity, atom, row);
+        if (!stepped && chain_retry(&c, st) && !(st = chain_set_theta(&c, theta, 0)))
             st = eval_points(&c, g, n_points, points, quantity, atom, row);
         if (st == PHASE_ENOMEM || st == PHASE_EINVAL) break;
         if (st != PHASE_OK)
             for (int64_t i = 0; i < n_points; i++) row[i] = NAN;
         if (theta_status) theta_status[p] = st;
-        if (info) fill_info(info + p, &c);
+        if (info && !stepped) fill_info(info + p, &c);
         st = PHASE_OK;
     }
+    stepau_free(sa);
     chain_free(&c);
     if (st == PHASE_OK) phase_clear_error();
     return st;
@@ -438,17 +449,22 @@ int phase_loglik(const phase_graph *g, const phase_options *opts, const phase_da
         reverse_free(&r);
         return st;
     }
+    stepau *sa = NULL;
+    if ((st = stepau_new(&sa, g, opts, data, mode))) n_theta = 0;
     for (int64_t p = 0; p < n_theta; p++) {
         double *grow_p = grad ? grad + p * g->d : NULL;
         const double *theta = thetas ? thetas + p * g->d : NULL;
         double ll = 0.0;
-        st = chain_set_theta(&c, theta, 1);
-        if (st == PHASE_OK) st = observations_pass(&c, g, data, &ll);
-        if (chain_retry(&c, st) && !(st = chain_set_theta(&c, theta, 0)))
+        int stepped = 0;
+        st = sa ? stepau_loglik(sa, theta, &ll, grow_p, info ? info + p : NULL, &stepped) : 0;
+        if (st == PHASE_OK && !stepped && (st = chain_set_theta(&c, theta, 1)) == PHASE_OK)
             st = observations_pass(&c, g, data, &ll);
-        if (st == PHASE_OK && mode == PHASE_GRADIENT_REVERSE)
+        if (!stepped && chain_retry(&c, st) && !(st = chain_set_theta(&c, theta, 0)))
+            st = observations_pass(&c, g, data, &ll);
+        if (!stepped && st == PHASE_OK && mode == PHASE_GRADIENT_REVERSE)
             st = chain_reverse(&c, &r, grow_p);
-        if (st == PHASE_OK && mode == PHASE_GRADIENT_FORWARD) tangent_gradient(&c, g, grow_p);
+        if (!stepped && st == PHASE_OK && mode == PHASE_GRADIENT_FORWARD)
+            tangent_gradient(&c, g, grow_p);
         if (st == PHASE_ENOMEM || st == PHASE_EINVAL) break;
         if (st != PHASE_OK) {
             ll = st == PHASE_ERANGE ? NAN : -INFINITY;
@@ -457,9 +473,10 @@ int phase_loglik(const phase_graph *g, const phase_options *opts, const phase_da
         }
         loglik[p] = ll;
         if (theta_status) theta_status[p] = st;
-        if (info) fill_info(info + p, &c);
+        if (info && !stepped) fill_info(info + p, &c);
         st = PHASE_OK;
     }
+    stepau_free(sa);
     chain_free(&c);
     reverse_free(&r);
     if (st == PHASE_OK) phase_clear_error();

@@ -128,3 +128,28 @@ def test_far_tail_point_gives_the_single_rate_bits():
     # C = prod_{k >= 3} r_k / (r_k - 1), r_k = k (k - 1) / 2 (hypoexponential).
     r = np.array([k * (k - 1) / 2 for k in range(3, 81)])
     assert adaptive[1] == pytest.approx(np.sum(np.log(r / (r - 1))) - 150.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["auto", "forward"])
+@pytest.mark.parametrize("censored", [False, True])
+def test_exact_and_right_censored_on_the_step_wise_path(case, mode, censored):
+    """Exact (and right-censored) observations: step-wise adaptive uniformization
+    (stepau.c) on the block-counting graphs (one step per level), the chain on
+    Kingman's; both against expm / expm_frechet, the value bits the same with and
+    without gradient."""
+    graph, theta, times, ref = case
+    exact = np.concatenate([times, times[:2]])  # repeated times too
+    right = [2.2, 4.0] if censored else []
+    data = Observations(exact, right_censored=right)
+    want_ll = sum(np.log(ref[t][0]) for t in exact) + sum(np.log(ref[c][1]) for c in right)
+    want_grad = (sum(ref[t][2] / ref[t][0] for t in exact)
+                 + sum(ref[c][3] / ref[c][1] for c in right))
+    info = {}
+    ll, grad, status = loglik(graph, data, theta[None], grad=True, gradient_mode=mode, info=info)
+    assert status[0] == Status.OK
+    assert ll[0] == pytest.approx(want_ll, rel=RTOL)
+    np.testing.assert_allclose(grad[0], want_grad, rtol=RTOL)
+    value_only, _, _ = loglik(graph, data, theta[None])
+    assert value_only[0] == ll[0]
+    block_counting = graph.n_states in (41, 175, 626)  # n = 10, 15, 20: n - 1 levels
+    assert (info["n_terms"][0] < 21) == block_counting
