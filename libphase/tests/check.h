@@ -52,4 +52,17 @@ static inline phase_graph *kingman(int n)
     return g;
 }
 
+#define FAST 1000.0
+
+/* 0 -> 1 at FAST theta, 1 -> out at theta: hypoexponential(FAST theta, theta). */
+static inline phase_graph *fast_slow(void)
+{
+    double alpha[2] = {1.0, 0.0}, base[2] = {0.0, 0.0}, coef[2] = {FAST, 1.0};
+    int32_t src[2] = {0, 1}, dst[2] = {1, PHASE_ABSORBING};
+    phase_graph *g = NULL;
+    if (phase_graph_new(&g, 2, 1, alpha, 2, src, dst, base, coef, 0))
+        printf("fast_slow: %s\n", phase_last_error());
+    return g;
+}
+
 #endif

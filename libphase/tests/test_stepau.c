@@ -19,18 +19,6 @@
 
 #include "check.h"
 
-#define FAST 1000.0
-
-/* 0 -> 1 at FAST theta, 1 -> out at theta: hypoexponential(FAST theta, theta). */
-static phase_graph *fast_slow(void)
-{
-    double alpha[2] = {1.0, 0.0}, base[2] = {0.0, 0.0}, coef[2] = {FAST, 1.0};
-    int32_t src[2] = {0, 1}, dst[2] = {1, PHASE_ABSORBING};
-    phase_graph *g = NULL;
-    if (phase_graph_new(&g, 2, 1, alpha, 2, src, dst, base, coef, 0))
-        printf("fast_slow: %s\n", phase_last_error());
-    return g;
-}
 
 static double loglik(const phase_graph *g, int adaptive, double theta, int n, const double *t,
                      double *grad, phase_info *info)
@@ -160,12 +148,11 @@ static void test_block_counting(void)
     phase_graph_free(g);
 }
 
-/* Two parameters: PHASE_GRADIENT_AUTO picks reverse mode, the step-wise path
- * runs forward tangents instead; against one rate and central differences. */
-static void test_two_parameters(void)
+/* The two-parameter graph g at theta = (1.3, 0.6) on 30 exact times from 0.4:
+ * index 0 with adaptive uniformization (step-wise where it applies), index 1
+ * with one rate; fd, the adaptive path's central differences (step 1e-5 theta). */
+static void both_paths(const phase_graph *g, double ll[2], double gr[2][2], phase_info info[2], double fd[2])
 {
-    const int n = 12;
-    phase_graph *g = block_counting2(n, 2, 4);
     double t[30];
     for (int i = 0; i < 30; i++) t[i] = 0.4 + 0.25 * i;
     phase_options opts;
@@ -173,27 +160,40 @@ static void test_two_parameters(void)
     phase_data data;
     memset(&data, 0, sizeof data);
     data.n_exact = 30, data.exact = t;
-    double theta[2] = {1.3, 0.6}, ll[2], gr[2][2];
-    phase_info info[2];
+    const double theta[2] = {1.3, 0.6};
     for (int a = 0; a < 2; a++) {
         opts.adaptive = 1 - a;
         CHECK(phase_loglik(g, &opts, &data, 1, theta, &ll[a], gr[a], NULL, &info[a]) == 0,
               "%s", phase_last_error());
     }
-    CHECK(info[0].n_terms == n && info[0].gradient_mode == PHASE_GRADIENT_FORWARD,
-          "step-wise forward path expected: %lld terms, mode %d", (long long)info[0].n_terms,
-          info[0].gradient_mode);
-    CHECK(info[1].gradient_mode == PHASE_GRADIENT_REVERSE, "single rate: reverse mode");
-    CHECK_REL(ll[0], ll[1], 1e-12);
     opts.adaptive = 1;
     for (int m = 0; m < 2; m++) {
-        CHECK_REL(gr[0][m], gr[1][m], 1e-10);
         double tp[2] = {theta[0], theta[1]}, tm[2] = {theta[0], theta[1]}, lp, lm;
         const double h = 1e-5 * theta[m];
         tp[m] += h, tm[m] -= h;
         CHECK(phase_loglik(g, &opts, &data, 1, tp, &lp, NULL, NULL, NULL) == 0, "fd +");
         CHECK(phase_loglik(g, &opts, &data, 1, tm, &lm, NULL, NULL, NULL) == 0, "fd -");
-        CHECK_REL(gr[0][m], (lp - lm) / (2.0 * h), 1e-6);
+        fd[m] = (lp - lm) / (2.0 * h);
+    }
+}
+
+/* Two parameters: PHASE_GRADIENT_AUTO picks reverse mode, the step-wise path
+ * runs forward tangents instead; against one rate and central differences. */
+static void test_two_parameters(void)
+{
+    const int n = 12;
+    phase_graph *g = block_counting2(n, 2, 4);
+    double ll[2], gr[2][2], fd[2];
+    phase_info info[2];
+    both_paths(g, ll, gr, info, fd);
+    CHECK(info[0].n_terms == n && info[0].gradient_mode == PHASE_GRADIENT_FORWARD,
+          "step-wise forward path expected: %lld terms, mode %d", (long long)info[0].n_terms,
+          info[0].gradient_mode);
+    CHECK(info[1].gradient_mode == PHASE_GRADIENT_REVERSE, "single rate: reverse mode");
+    CHECK_REL(ll[0], ll[1], 1e-12);
+    for (int m = 0; m < 2; m++) {
+        CHECK_REL(gr[0][m], gr[1][m], 1e-10);
+        CHECK_REL(gr[0][m], fd[m], 1e-6);
     }
     phase_graph_free(g);
 }
@@ -302,23 +302,15 @@ static void test_weights_and_censoring(void)
 static void test_mixed_levels_decline(void)
 {
     phase_graph *g = block_counting2(12, 2, -1);
-    double t[30];
-    for (int i = 0; i < 30; i++) t[i] = 0.4 + 0.25 * i;
-    phase_options opts;
-    phase_options_default(&opts);
-    phase_data data;
-    memset(&data, 0, sizeof data);
-    data.n_exact = 30, data.exact = t;
-    double theta[2] = {1.3, 0.6}, ll[2], gr[2][2];
+    double ll[2], gr[2][2], fd[2];
     phase_info info[2];
-    for (int a = 0; a < 2; a++) {
-        opts.adaptive = 1 - a;
-        CHECK(phase_loglik(g, &opts, &data, 1, theta, &ll[a], gr[a], NULL, &info[a]) == 0,
-              "%s", phase_last_error());
-    }
+    both_paths(g, ll, gr, info, fd);
     CHECK(info[0].n_terms > 100, "chain path expected, got %lld terms", (long long)info[0].n_terms);
     CHECK_REL(ll[0], ll[1], 1e-12);
-    for (int m = 0; m < 2; m++) CHECK_REL(gr[0][m], gr[1][m], 1e-10);
+    for (int m = 0; m < 2; m++) {
+        CHECK_REL(gr[0][m], gr[1][m], 1e-10);
+        CHECK_REL(gr[0][m], fd[m], 1e-6);
+    }
     phase_graph_free(g);
 }
 
