@@ -262,3 +262,26 @@ def test_map_laplace_warm_starts_svgd():
     fit = pm.svgd(graph, x, priors={"rate": pm.Gamma(2.0, 1.0)}, init=mode, particles=16,
                   iterations=1, step_size=1e-12, progress="none")
     assert np.allclose(fit.theta[:, 0], np.exp(mode.initial_points(16)[:, 0]), rtol=1e-9)
+
+
+def test_the_default_example_converges_near_the_grid_posterior(tmp_path, monkeypatch):
+    # `make run`'s SVGD example must pass its own convergence check: with the old
+    # AdaGrad 0.05 without decay it never did (net force ~0.06 even at 4000 iterations)
+    import warnings
+
+    from phasic_mpi.cli.main import main
+    from phasic_mpi.errors import ConvergenceWarning
+    from phasic_mpi.io.runfile import RunFile
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "rabbits.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        assert main(["run", str(ROOT / "examples" / "rabbits.toml"), "--out", str(out)]) == 0
+    run = RunFile(out)
+    assert run.diagnostics()["converged"] is True
+    draws = np.stack([run.posterior()[n].ravel() for n in ("jump", "flood_left", "flood_right")], axis=1)
+    # posterior mean and sd of this example's data on a 182,280-point grid
+    # (benchmarks/peers_reference.py, resolution error 2.4e-3 sd)
+    mean, sd = np.array([2.2798, 2.0598, 3.6874]), np.array([1.4390, 0.3744, 2.1441])
+    assert np.all(np.abs(draws.mean(axis=0) - mean) < 0.25 * sd)

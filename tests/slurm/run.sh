@@ -375,9 +375,10 @@ compare() {  # A B [--attr NAME=VALUE...]: bitwise equal run files
     "$PY" "$ROOT/tests/slurm/compare_h5.py" "$@" || fail "run files differ: $1 vs $2"
 }
 # svgd_config NAME ITERATIONS [SEED]: examples/rabbits.toml with fewer
-# iterations, checkpoints every 50 and progress lines in the job log
+# iterations (all of them: no early stop), checkpoints every 50 and progress
+# lines in the job log
 svgd_config() {
-    sed -E -e "s/^iterations = .*/iterations = $2/" -e "s/^seed = .*/seed = ${3:-7}/" \
+    sed -E -e "s/^iterations = .*/iterations = $2\nstop_early = false/" -e "s/^seed = .*/seed = ${3:-7}/" \
         -e 's/^checkpoint_every = .*/checkpoint_every = 50/' \
         -e 's/^progress = .*/progress = "log"/' -e 's/^log_every = .*/log_every = 1.0/' \
         "$ROOT/examples/rabbits.toml" >"$WORK/$1.toml"
@@ -393,13 +394,14 @@ pt_config() {
 }
 # slow_config NAME ITERATIONS: the SVGD of examples/rabbits.toml on the same
 # posterior slowed to >= 0.1 s per iteration (tests/slurm/throttled.py), so
-# that the run outlasts the signal of a 2-minute limit on any machine
+# that the run outlasts the signal of a 2-minute limit on any machine (no
+# early stop: a converged run would end before the signal)
 slow_config() {
     {
         printf '[model]\ndensity = "%s:throttled"\n' "$ROOT/tests/slurm/throttled.py"
         printf 'options = { config = "%s", delay_s = 0.1 }\n\n' "$ROOT/examples/rabbits.toml"
         awk '/^\[/ {keep = ($0 == "[svgd]" || $0 == "[output]")} keep' "$ROOT/examples/rabbits.toml" \
-            | sed -E -e "s/^iterations = .*/iterations = $2/" \
+            | sed -E -e "s/^iterations = .*/iterations = $2\nstop_early = false/" \
                 -e 's/^checkpoint_every = .*/checkpoint_every = 100/' \
                 -e 's/^progress = .*/progress = "log"/' -e 's/^log_every = .*/log_every = 10.0/' \
                 -e '/^path = /d'
