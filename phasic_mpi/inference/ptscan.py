@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from phasic_mpi._libphase import ffi, lib
+from phasic_mpi.model.native import c_buffer
 from phasic_mpi.inference.counters import counter_ids, normals, uniforms
 from phasic_mpi.inference.parallel import BlockLayout
 
@@ -140,12 +141,13 @@ def swap_phase_arrays(slots: Any, pairs: Pairs, betas: np.ndarray, scan: int, v_
     alpha, accepted = np.empty(n), np.empty(n, dtype=np.uint8)
     v_low, v_high = (np.ascontiguousarray(v, dtype=np.float64) for v in (v_low, v_high))
     fields = (_inplace(getattr(slots, f), np.float64) for f in ("x", "loglik", "logprior", "grad_ll", "grad_lp"))
+    rows = (c_buffer(a, "int64_t[]") for a in (pairs.g, pairs.rows[0], pairs.rows[1]))
     _check(lib.phase_pt_swap_phase(
-        n, _buf(pairs.g, "int64_t[]"), _buf(pairs.rows[0], "int64_t[]"), _buf(pairs.rows[1], "int64_t[]"),
-        _buf(np.ascontiguousarray(betas, dtype=np.float64)), betas.shape[1], scan, _buf(v_low), _buf(v_high), seed,
-        STREAM_SWAP, m, d, *fields, _inplace(slots.label, np.int64), _inplace(slots.last_end, np.int64),
-        _inplace(slots.decisions, np.float64), _inplace(slots.stats, np.float64), _buf(alpha),
-        _buf(accepted, "uint8_t[]")))
+        n, *rows, c_buffer(np.ascontiguousarray(betas, dtype=np.float64)), betas.shape[1], scan,
+        c_buffer(v_low), c_buffer(v_high), seed, STREAM_SWAP, m, d, *fields,
+        _inplace(slots.label, np.int64), _inplace(slots.last_end, np.int64),
+        _inplace(slots.decisions, np.float64), _inplace(slots.stats, np.float64), c_buffer(alpha),
+        c_buffer(accepted, "uint8_t[]")))
     return alpha, accepted.view(bool)
 
 
@@ -177,9 +179,6 @@ def _metropolis(slots: Any, log_alpha: np.ndarray, ids: np.ndarray, ctx: Any,
     return accept_prob
 
 
-def _buf(a: np.ndarray | None, kind: str = "double[]") -> Any:
-    """A C pointer to ``a`` (C-contiguous), NULL for None."""
-    return ffi.NULL if a is None else ffi.from_buffer(kind, a)
 
 
 def _check(status: int) -> None:
@@ -215,20 +214,20 @@ def local_move(slots: Any, beta: np.ndarray, ids: np.ndarray, ctx: Any, factor: 
     ids = np.ascontiguousarray(ids, dtype=np.uint64)
     grad = np.ascontiguousarray(path.grad(beta, slots.grad_ll, slots.grad_lp, slots.x)) if mala else None
     jump, move, proposal = np.empty((3, m, d))
-    _check(lib.phase_pt_propose(m, d, mala, DRIFT_CAP, metric, _buf(factor), _buf(slots.step), _buf(slots.x),
-                                _buf(grad), seed, STREAM_LOCAL, _buf(ids, "uint64_t[]"), _buf(jump), _buf(move),
-                                _buf(proposal)))
+    ids_c = c_buffer(ids, "uint64_t[]")
+    _check(lib.phase_pt_propose(m, d, mala, DRIFT_CAP, metric, *map(c_buffer, (factor, slots.step, slots.x, grad)),
+                                seed, STREAM_LOCAL, ids_c, *map(c_buffer, (jump, move, proposal))))
     ll2, lp2, gll2, glp2 = (np.ascontiguousarray(a) for a in evaluate_block(ctx.density, ctx.layout, proposal))
     logpi = np.ascontiguousarray(path.logpi(beta, slots.loglik, slots.logprior, slots.x), dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         logpi2 = np.ascontiguousarray(path.logpi(beta, ll2, lp2, proposal), dtype=np.float64)
         grad2 = np.ascontiguousarray(path.grad(beta, gll2, glp2, proposal)) if mala else None
     accept = np.empty(m)
-    _check(lib.phase_pt_accept(m, d, mala, DRIFT_CAP, metric, _buf(factor), _buf(slots.step), _buf(logpi),
-                               _buf(logpi2), _buf(grad2), _buf(jump), _buf(move), seed, STREAM_ACCEPT, _buf(ids, "uint64_t[]"),
-                               _buf(proposal), _buf(ll2), _buf(lp2), _buf(gll2), _buf(glp2), _buf(slots.x),
-                               _buf(slots.loglik), _buf(slots.logprior), _buf(slots.grad_ll), _buf(slots.grad_lp),
-                               _buf(accept)))
+    _check(lib.phase_pt_accept(
+        m, d, mala, DRIFT_CAP, metric, *map(c_buffer, (factor, slots.step, logpi, logpi2, grad2, jump, move)),
+        seed, STREAM_ACCEPT, ids_c,
+        *map(c_buffer, (proposal, ll2, lp2, gll2, glp2, slots.x, slots.loglik, slots.logprior, slots.grad_ll,
+                        slots.grad_lp, accept))))
     return accept
 
 

@@ -22,15 +22,12 @@ from __future__ import annotations
 import numpy as np
 
 from phasic_mpi._libphase import ffi, lib
+from phasic_mpi.model.native import c_buffer
 
 __all__ = ["column_sums", "kernelized_stein_discrepancy", "ksd_from_rows", "row_pointer",
            "stein_direction", "stein_terms", "sum_of_squares"]
 
 
-def _ptr(arr: np.ndarray) -> object:
-    # from_buffer, not arr.ctypes.data: numpy builds a ctypes helper object per
-    # .ctypes access (~3 us each, four per call, on every rank every iteration)
-    return ffi.from_buffer("double[]", arr)
 
 
 def row_pointer(arr: np.ndarray) -> tuple[object, int]:
@@ -81,8 +78,8 @@ def stein_terms(z: np.ndarray, scores: np.ndarray, rows: range, h: float, *, phi
         return out_phi, out_ksd
     (pz, zs), (ps, ss) = row_pointer(z), row_pointer(scores)
     status = lib.phase_stein_strided(n, d, pz, zs, ps, ss, float(h), rows.start, rows.stop,
-                                     _ptr(out_phi) if phi else ffi.NULL,
-                                     _ptr(out_ksd) if ksd else ffi.NULL)
+                                     c_buffer(out_phi) if phi else ffi.NULL,
+                                     c_buffer(out_ksd) if ksd else ffi.NULL)
     if status != lib.PHASE_OK:
         raise ValueError(ffi.string(lib.phase_last_error()).decode())
     return out_phi, out_ksd
@@ -115,7 +112,7 @@ def _pairwise(x: np.ndarray, squares: bool) -> np.ndarray:
     if d == 0:
         return np.zeros(1 if squares else 0)
     px, stride = row_pointer(x)
-    status = lib.phase_pairwise_sums(n, d, px, stride, int(squares), _ptr(out))
+    status = lib.phase_pairwise_sums(n, d, px, stride, int(squares), c_buffer(out))
     if status != lib.PHASE_OK:
         raise ValueError(ffi.string(lib.phase_last_error()).decode())
     return out
