@@ -154,8 +154,11 @@ bench-scaling: install ## alpha-beta fit at 2 ranks, MPICH collective model, pro
 	$(VPY) benchmarks/bench_scaling.py
 
 # emcee and ptemcee are needed by bench-peers only (extra `bench`).
-$(VENV)/.bench-installed: $(VENV)/.installed
-	$(PIP) install -e '.[$(EXTRAS),bench]'
+# The bench extra's packages only: `pip install -e '.[bench]'` would reinstall
+# phasic_mpi itself and rebuild the extension for nothing.
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(VPY) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench'], sep='\n')" > $(VENV)/bench-requirements.txt
+	$(PIP) install -r $(VENV)/bench-requirements.txt
 	touch $@
 
 bench-peers: install $(VENV)/.bench-installed ## PT/SVGD vs emcee/ptemcee: bulk-ESS/s, accuracy, mode switching (~15 min)
