@@ -209,9 +209,8 @@ def evaluate(
     )
     if rc != lib.PHASE_OK:
         _raise(rc, f"evaluating {quantity}")
-    bad = np.flatnonzero(status)
-    if bad.size:
-        p = int(bad[0])
+    if np.count_nonzero(status):  # ~0.4 us; flatnonzero alone costs ~2 us per call
+        p = int(np.flatnonzero(status)[0])
         reason = _domain_reason(graph, thetas[p]) if status[p] == Status.DOMAIN else (
             "the recursion needs more terms than memory_limit allows"
         )
