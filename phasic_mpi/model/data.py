@@ -92,6 +92,11 @@ class Observations:
     interval_weights : array_like, optional
         Multiplicities of the intervals.
 
+    Notes
+    -----
+    The arrays are read-only float64 copies of the inputs, checked once:
+    changing the caller's arrays afterwards does not change an Observations.
+
     Examples
     --------
     >>> obs = Observations([0.3, 1.2], right_censored=[5.0])
