@@ -41,7 +41,7 @@ CTEST_BIN := $(patsubst libphase/tests/%.c,$(CTEST_DIR)/bin/%,$(CTEST_SRC))
 
 .DEFAULT_GOAL := help
 .SECONDARY: $(CTEST_OBJ)
-.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling bench-peers bench-moments bench-report bench-terms bench-pt-reference bench-logz-calibration clean distclean
+.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling bench-peers bench-moments bench-report bench-terms bench-pt-reference bench-logz-calibration bench-calls clean distclean
 
 help: ## list the targets
 	@echo "usage: make <target> [NP=$(NP)] [PYTHON=$(PYTHON)] [MPIEXEC_TIMEOUT=$(MPIEXEC_TIMEOUT)]"
@@ -128,6 +128,9 @@ bench: bench-core bench-svgd bench-pt bench-scaling ## all four benchmarks (resu
 
 bench-core: install ## benchmarks/bench_core.py
 	$(VPY) benchmarks/bench_core.py
+
+bench-calls: install ## Python overhead per public likelihood call (1 θ, small models): baseline -> this tree
+	$(VPY) benchmarks/bench_calls.py
 
 bench-svgd: install ## SVGD kernel ns/pair old (numpy) vs C; time per iteration old vs new step, 1 and 2 ranks
 	$(VPY) benchmarks/bench_svgd.py

@@ -12,18 +12,38 @@ __all__ = ["COLUMNS", "ColumnError", "KINDS", "Observations", "as_observations",
            "observations_from_columns", "table_layout"]
 
 
+# The shared value of an absent group (``()``, the default): read-only, so sharing is safe.
+_EMPTY = np.zeros(0)
+_EMPTY.setflags(write=False)
+
+
+def _owned(values: Any) -> np.ndarray:
+    """``values`` as a new C-contiguous float64 1-D array that owns its memory.
+
+    A copy (not a view of the caller's array), so an Observations cannot
+    change after its checks: the caller may reuse or modify its array, and
+    the likelihood may keep C pointers to these arrays between calls.
+    """
+    if type(values) is tuple and not values:
+        return _EMPTY
+    arr = np.array(values, dtype=np.float64, order="C")
+    return arr if arr.ndim == 1 else arr.reshape(-1)
+
+
 def _times(values: Any, name: str, *, allow_inf: bool = False) -> np.ndarray:
-    arr = np.ascontiguousarray(np.asarray(values, dtype=np.float64).reshape(-1))
+    arr = _owned(values)
+    # One cheap pass when all is well (min is NaN if any value is): the masks
+    # below, which name the first bad entry, only run on bad data.
+    if arr.size == 0 or (arr.min() >= 0.0 and (allow_inf or arr.max() < np.inf)):
+        return arr
     bad = np.isnan(arr) | (arr < 0) | (~allow_inf & np.isinf(arr))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{i}] = {float(arr[i])}: times must be finite and >= 0")
-    return arr
+    i = int(np.flatnonzero(bad)[0])
+    raise ValueError(f"{name}[{i}] = {float(arr[i])}: times must be finite and >= 0")
 
 
 def _lower_bounds(values: Any) -> np.ndarray:
     """Interval lower bounds: any number below +inf; negative means "T <= hi"."""
-    arr = np.ascontiguousarray(np.asarray(values, dtype=np.float64).reshape(-1))
+    arr = _owned(values)
     bad = np.isnan(arr) | (arr == np.inf)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -35,14 +55,14 @@ def _lower_bounds(values: Any) -> np.ndarray:
 def _weights(values: Any, n: int, name: str) -> np.ndarray | None:
     if values is None:
         return None
-    arr = np.ascontiguousarray(np.asarray(values, dtype=np.float64).reshape(-1))
+    arr = _owned(values)
     if arr.shape != (n,):
         raise ValueError(f"{name} has {arr.size} entries for {n} observations")
+    if n == 0 or (arr.min() >= 0.0 and arr.max() < np.inf):  # as in _times
+        return arr
     bad = ~np.isfinite(arr) | (arr < 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{i}] = {float(arr[i])}: weights must be finite and >= 0")
-    return arr
+    i = int(np.flatnonzero(bad)[0])
+    raise ValueError(f"{name}[{i}] = {float(arr[i])}: weights must be finite and >= 0")
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +92,11 @@ class Observations:
     interval_weights : array_like, optional
         Multiplicities of the intervals.
 
+    Notes
+    -----
+    The arrays are read-only float64 copies of the inputs, checked once:
+    changing the caller's arrays afterwards does not change an Observations.
+
     Examples
     --------
     >>> obs = Observations([0.3, 1.2], right_censored=[5.0])
@@ -100,7 +125,7 @@ class Observations:
         ex = _times(exact, "exact")
         rc = _times(right_censored, "right_censored")
         if interval is None or np.size(interval) == 0:
-            lo = hi = np.zeros(0)
+            lo = hi = _EMPTY
         else:
             iv = np.asarray(interval, dtype=np.float64)
             if iv.ndim != 2 or iv.shape[1] != 2:

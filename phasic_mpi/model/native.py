@@ -8,6 +8,7 @@ GIL for the duration of each call.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any
 
@@ -96,10 +97,6 @@ def c_buffer(arr: np.ndarray | None, kind: str = "double[]") -> Any:
     return ffi.NULL if arr is None else ffi.from_buffer(kind, arr)
 
 
-def _ptr(arr: np.ndarray | None, ctype: str = "double *") -> Any:
-    return ffi.NULL if arr is None else ffi.cast(ctype, arr.ctypes.data)
-
-
 def compiled(graph: "Graph") -> Any:
     """The libphase handle of ``graph`` (built on first use, freed with it)."""
     handle = _handles.get(graph)
@@ -113,8 +110,9 @@ def compiled(graph: "Graph") -> Any:
     coef = _f64(graph.edge_coef).reshape(n_edges, d)
     out = ffi.new("phase_graph **")
     status = lib.phase_graph_new(
-        out, n, d, _ptr(alpha), n_edges, _ptr(src, "int32_t *"), _ptr(dst, "int32_t *"),
-        _ptr(base), _ptr(coef) if d else ffi.NULL, int(graph.discrete),
+        out, n, d, c_buffer(alpha), n_edges, c_buffer(src, "int32_t[]"),
+        c_buffer(dst, "int32_t[]"), c_buffer(base), c_buffer(coef) if d else ffi.NULL,
+        int(graph.discrete),
     )
     if status != lib.PHASE_OK:
         _raise(status, "building the graph")
@@ -127,13 +125,28 @@ def _options(
     tol: float | None, memory_limit: int | None, gradient_mode: str = "auto",
     adaptive: bool = True,
 ) -> Any:
+    """The ``phase_options`` of these settings (shared: see :func:`_options_struct`)."""
+    return _options_struct(None if tol is None else float(tol),
+                           None if memory_limit is None else int(memory_limit),
+                           gradient_mode, bool(adaptive))
+
+
+@functools.lru_cache(maxsize=64)
+def _options_struct(
+    tol: float | None, memory_limit: int | None, gradient_mode: str, adaptive: bool,
+) -> Any:
+    """The ``phase_options`` of these settings, built once per distinct settings.
+
+    Shared between calls (and threads): libphase only reads it, and no caller
+    may write to it.
+    """
     opts = ffi.new("phase_options *")
     lib.phase_options_default(opts)
-    opts.adaptive = int(bool(adaptive))
+    opts.adaptive = int(adaptive)
     if tol is not None:
-        opts.tol = float(tol)
+        opts.tol = tol
     if memory_limit is not None:
-        opts.memory_limit = int(memory_limit)
+        opts.memory_limit = memory_limit
     try:
         opts.gradient_mode = GRADIENT_MODES[gradient_mode]
     except KeyError:
@@ -190,15 +203,14 @@ def evaluate(
     out = np.empty((n_theta, pts.size))
     status = np.zeros(n_theta, dtype=np.intc)
     rc = lib.phase_eval(
-        compiled(graph), _options(tol, memory_limit, adaptive=adaptive), n_theta, _ptr(thetas),
-        pts.size,
-        _ptr(pts), code, _ptr(out), ffi.cast("int *", status.ctypes.data), ffi.NULL,
+        compiled(graph), _options(tol, memory_limit, adaptive=adaptive), n_theta,
+        c_buffer(thetas), pts.size, c_buffer(pts), code, c_buffer(out),
+        c_buffer(status, "int[]"), ffi.NULL,
     )
     if rc != lib.PHASE_OK:
         _raise(rc, f"evaluating {quantity}")
-    bad = np.flatnonzero(status)
-    if bad.size:
-        p = int(bad[0])
+    if np.count_nonzero(status):  # ~0.4 us; flatnonzero alone costs ~2 us per call
+        p = int(np.flatnonzero(status)[0])
         reason = _domain_reason(graph, thetas[p]) if status[p] == Status.DOMAIN else (
             "the recursion needs more terms than memory_limit allows"
         )
@@ -208,7 +220,7 @@ def evaluate(
 
 def _domain_reason(graph: "Graph", theta: np.ndarray) -> str:
     rates = np.empty(graph.n_edges)
-    lib.phase_graph_rates(compiled(graph), _ptr(_f64(theta)), _ptr(rates))
+    lib.phase_graph_rates(compiled(graph), c_buffer(_f64(theta)), c_buffer(rates))
     message = _last_error()
     return message or "out-probabilities of a state sum to more than 1"
 
@@ -221,7 +233,7 @@ def _data_struct(obs: Observations, keep: list[np.ndarray]) -> Any:
             return ffi.NULL
         arr_ = _f64(values)
         keep.append(arr_)
-        return _ptr(arr_)
+        return c_buffer(arr_)
 
     cdata = ffi.new("phase_data *")
     cdata.n_exact = obs.exact.size
@@ -235,6 +247,43 @@ def _data_struct(obs: Observations, keep: list[np.ndarray]) -> Any:
     cdata.interval_hi = field(obs.interval_hi)
     cdata.interval_weight = field(obs.interval_weights)
     return cdata
+
+
+# The C struct of each Observations, built on its first likelihood call. Its
+# arrays are read-only copies (model/data.py), so the pointers stay valid and
+# the values checked. The values hold no reference to their key.
+_structs: "weakref.WeakKeyDictionary[Observations, tuple[Any, list[np.ndarray]]]" = (
+    weakref.WeakKeyDictionary())
+# The last 1-D float64 array passed as data and its Observations: a notebook
+# calls the likelihood with the same array again and again. Reused only while
+# it is the same object holding the same bytes, so changes in place are seen.
+_recent: tuple[Any, Observations] | None = None
+
+
+def _prepared_data(data: Observations | Any) -> tuple[Any, list[np.ndarray]]:
+    """The ``phase_data`` of ``data`` and the arrays that must outlive the C call.
+
+    Checking and converting 100 observations cost ~25 us of Python per call,
+    more than a small model's likelihood; each distinct data set now pays it
+    once. The caller holds the returned list during the call: another thread
+    may replace the cache entry meanwhile.
+    """
+    global _recent
+    if type(data) is np.ndarray and data.dtype == np.float64 and data.ndim == 1:
+        recent = _recent
+        if (recent is not None and recent[0]() is data
+                and recent[1].exact.tobytes() == data.tobytes()):
+            obs = recent[1]
+        else:
+            obs = Observations(data)
+            _recent = (weakref.ref(data), obs)
+    else:
+        obs = as_observations(data)
+    entry = _structs.get(obs)
+    if entry is None:
+        keep: list[np.ndarray] = []
+        entry = _structs[obs] = (_data_struct(obs, keep), keep)
+    return entry
 
 
 def loglik(
@@ -276,14 +325,11 @@ def loglik(
     out = np.empty(n_theta)
     gout = np.empty((n_theta, d)) if grad else None
     status = np.zeros(n_theta, dtype=np.intc)
-    keep: list[np.ndarray] = []  # arrays referenced by the C struct must outlive the call
-    cdata = _data_struct(as_observations(data), keep)
+    cdata, _keep = _prepared_data(data)  # _keep: the arrays cdata points into, held
     cinfo = ffi.new("phase_info[]", n_theta) if info is not None else ffi.NULL
     rc = lib.phase_loglik(
         compiled(graph), _options(tol, memory_limit, gradient_mode, adaptive), cdata, n_theta,
-        _ptr(arr),
-        _ptr(out),
-        _ptr(gout), ffi.cast("int *", status.ctypes.data), cinfo,
+        c_buffer(arr), c_buffer(out), c_buffer(gout), c_buffer(status, "int[]"), cinfo,
     )
     if rc != lib.PHASE_OK:
         _raise(rc, "log-likelihood")
@@ -301,7 +347,7 @@ def is_acyclic(graph: "Graph") -> bool:
     known = _acyclic.get(graph)
     if known is None:
         order = np.empty(graph.n_states, dtype=np.int32)
-        rc = lib.phase_topological_order(compiled(graph), _ptr(order, "int32_t *"))
+        rc = lib.phase_topological_order(compiled(graph), c_buffer(order, "int32_t[]"))
         if rc not in (lib.PHASE_OK, lib.PHASE_ECYCLE):
             _raise(rc, "topological order")
         known = _acyclic[graph] = rc == lib.PHASE_OK
@@ -347,9 +393,9 @@ def reward_moments(
     cross_grad = np.empty((n_theta, n_pairs, d)) if grad and n_pairs else None
     status = np.zeros(n_theta, dtype=np.intc)
     rc = lib.phase_reward_moments(
-        compiled(graph), n_theta, _ptr(arr), n_rewards, _ptr(r), n_pairs,
-        _ptr(pair_arr, "int64_t *"), _ptr(mean), _ptr(mean_grad), _ptr(cross),
-        _ptr(cross_grad), ffi.cast("int *", status.ctypes.data))
+        compiled(graph), n_theta, c_buffer(arr), n_rewards, c_buffer(r), n_pairs,
+        c_buffer(pair_arr, "int64_t[]"), c_buffer(mean), c_buffer(mean_grad), c_buffer(cross),
+        c_buffer(cross_grad), c_buffer(status, "int[]"))
     if rc != lib.PHASE_OK:
         _raise(rc, "reward moments")
     return mean, mean_grad, cross, cross_grad, status
@@ -359,18 +405,16 @@ class LoglikCall:
     """:func:`loglik` with its gradient for one graph, data set and tolerance, prepared once.
 
     The samplers call the likelihood with the same graph, data and options at
-    every step; building the C structs (data, options, the graph handle) and
-    numpy's ``.ctypes`` pointers cost ~15 us per call in :func:`loglik`, more
-    than a cheap model's row. Here they are built once and each call passes
-    its arrays through ``ffi.from_buffer``. Same C call, so the same bits as
+    every step; here the C structs (data, options, the graph handle) are
+    looked up once, and a call skips :func:`loglik`'s checks of θ and its
+    cache look-ups (~2 us). Same C call, so the same bits as
     ``loglik(graph, data, thetas, grad=True, tol=tol)``.
 
     Not picklable (it holds C structs): owners build it lazily.
     """
 
     def __init__(self, graph: "Graph", data: Observations | Any, tol: float | None = None) -> None:
-        self._keep: list[np.ndarray] = []
-        self._data = _data_struct(as_observations(data), self._keep)
+        self._data, self._keep = _prepared_data(data)
         self._options = _options(tol, None)
         self._handle = compiled(graph)
         self.n_params = int(graph.n_params)
