@@ -295,56 +295,84 @@ def _log_mean_exp(a: np.ndarray) -> float:
     return float(m + np.log(np.mean(np.exp(a - m))))
 
 
-def _batch_se(estimate: Callable[[np.ndarray], float], loglik: np.ndarray, batches: int) -> float:
-    """Batch-means standard error of ``estimate`` over the scans (NaN with fewer than 2 batches)."""
-    n_batches = min(batches, loglik.shape[0])
-    if n_batches < 2:
+def _weights(a: np.ndarray) -> np.ndarray:
+    """exp(a) / mean exp(a): one log-mean-exp term's influence on the scans (delta method)."""
+    w = np.exp(a - np.max(a))
+    return w / np.mean(w)
+
+
+def _series_se(u: np.ndarray) -> float:
+    """Standard error of the mean of the series ``u`` (scans in order) from its
+    autocovariances, by Geyer's (1992) initial monotone sequence estimator.
+
+    The long-run variance is -g_0 + 2 sum_m G_m, G_m = g_2m + g_2m+1 summed
+    while positive and made non-increasing; the integrated autocorrelation time
+    is floored at 1 / log10(scans), as ArviZ's and Stan's ESS (a lag-1
+    anticorrelated series can otherwise reach zero). The autocovariances come
+    from one zero-padded FFT (O(scans log scans) however long the correlation);
+    ``u`` is the same gathered array on every rank, so are they. NaN with fewer
+    than 2 scans or a non-finite value.
+    """
+    t = u.size
+    if t < 2 or not np.all(np.isfinite(u)):
         return math.nan
-    parts = np.array_split(loglik, n_batches)
-    return float(np.std([estimate(p) for p in parts], ddof=1) / math.sqrt(n_batches))
+    d = u - np.mean(u)
+    if not np.any(d):
+        return 0.0
+    f = np.fft.rfft(d, 2 * t)
+    g = np.fft.irfft(f * np.conj(f), 2 * t)[:t] / t  # g[k] = sum_s d_s d_s+k / t
+    pairs = g[0:t - 1:2] + g[1:t:2]
+    stop = np.flatnonzero(pairs <= 0.0)
+    pairs = np.minimum.accumulate(pairs[:stop[0] if stop.size else pairs.size])
+    variance = -g[0] + 2.0 * float(np.sum(pairs))
+    return math.sqrt(max(variance, g[0] / math.log10(max(t, 10))) / t)
 
 
-def stepping_stone(betas: np.ndarray, loglik: np.ndarray, batches: int = 10) -> tuple[float, float, float, float]:
+def stepping_stone(betas: np.ndarray, loglik: np.ndarray) -> tuple[float, float, float, float]:
     """log Z from samples at every level, in both directions, with standard errors.
 
     ``loglik`` has shape (scans, N): the potential V of the state at each
     level after each scan (the log-likelihood on a prior-referenced path).
     Forward: log Z = sum_j log E_{j+1}[exp((b_j - b_{j+1}) L)];
     reverse: log Z = -sum_j log E_j[exp((b_{j+1} - b_j) L)]. Standard errors
-    from batch means over the scans (NaN with fewer than 2 batches).
+    by the delta method: to first order the estimate's error is the mean over
+    the scans of u_t = sum_j w_jt / mean_t(w_jt) (the normalised weights of
+    every pair at scan t, so the correlation between levels is included), and
+    the variance of that mean comes from u's autocovariances
+    (:func:`_series_se`; NaN with fewer than 2 scans).
 
     The forward weights have finite variance whenever V is bounded above;
     the reverse weights have E_j[w^2] = ∫ pi_0 L^(2 b_{j+1} - b_j) / Z_j,
     infinite for many targets once b_{j+1} < b_j / 2 (always possible at the
     last pair, b_{j+1} = 0): then the reverse estimate has no central limit
-    and its batch-means error is too small (docs/inference.md). See
+    and its standard error is too small (docs/inference.md). See
     :func:`bridge` for a two-sided estimate that never has that problem.
     """
+    pairs = range(betas.size - 1)
+    forward = sum(_log_mean_exp((betas[j] - betas[j + 1]) * loglik[:, j + 1]) for j in pairs)
+    reverse = -sum(_log_mean_exp((betas[j + 1] - betas[j]) * loglik[:, j]) for j in pairs)
+    u_forward, u_reverse = np.zeros(loglik.shape[0]), np.zeros(loglik.shape[0])
+    for j in pairs:
+        u_forward += _weights((betas[j] - betas[j + 1]) * loglik[:, j + 1])
+        u_reverse += _weights((betas[j + 1] - betas[j]) * loglik[:, j])
+    return forward, reverse, _series_se(u_forward), _series_se(u_reverse)
 
-    def forward(block: np.ndarray) -> float:
-        return sum(_log_mean_exp((betas[j] - betas[j + 1]) * block[:, j + 1]) for j in range(betas.size - 1))
 
-    def reverse(block: np.ndarray) -> float:
-        return -sum(_log_mean_exp((betas[j + 1] - betas[j]) * block[:, j]) for j in range(betas.size - 1))
-
-    return (forward(loglik), reverse(loglik), _batch_se(forward, loglik, batches),
-            _batch_se(reverse, loglik, batches))
-
-
-def bridge(betas: np.ndarray, loglik: np.ndarray, batches: int = 10) -> tuple[float, float]:
-    """log Z by geometric bridge sampling between neighbouring levels, and its batch-means standard error.
+def bridge(betas: np.ndarray, loglik: np.ndarray) -> tuple[float, float]:
+    """log Z by geometric bridge sampling between neighbouring levels, and its standard error.
 
     log Z_j / Z_{j+1} = log E_{j+1}[exp(dB V / 2)] - log E_j[exp(-dB V / 2)],
     dB = b_j - b_{j+1} (both expectations are Z_{j+1/2} over one end, with
     b_{j+1/2} the midpoint; Meng & Wong 1996). Unlike the reverse stepping
     stone, both weights have finite variance for any ladder and target:
     E_{j+1}[exp(dB V)] = Z_j / Z_{j+1} and E_j[exp(-dB V)] = Z_{j+1} / Z_j.
-    ``loglik`` as in :func:`stepping_stone`.
+    ``loglik`` as in :func:`stepping_stone`, and the standard error likewise
+    (u_t = sum_j of the upper end's normalised weight minus the lower end's).
     """
-
-    def estimate(block: np.ndarray) -> float:
-        half = 0.5 * (betas[:-1] - betas[1:])
-        return sum(_log_mean_exp(half[j] * block[:, j + 1]) - _log_mean_exp(-half[j] * block[:, j])
-                   for j in range(betas.size - 1))
-
-    return estimate(loglik), _batch_se(estimate, loglik, batches)
+    half = 0.5 * (betas[:-1] - betas[1:])
+    pairs = range(betas.size - 1)
+    estimate = sum(_log_mean_exp(half[j] * loglik[:, j + 1]) - _log_mean_exp(-half[j] * loglik[:, j]) for j in pairs)
+    u = np.zeros(loglik.shape[0])
+    for j in pairs:
+        u += _weights(half[j] * loglik[:, j + 1]) - _weights(-half[j] * loglik[:, j])
+    return estimate, _series_se(u)

@@ -194,8 +194,7 @@ def test_conjugate_exponential_gamma_posterior_and_evidence():
     assert theta.mean() == pytest.approx(shape / rate, rel=0.02)
     assert theta.var() == pytest.approx(shape / rate**2, rel=0.10)
     log_z = a * np.log(b) - gammaln(a) + gammaln(shape) - shape * np.log(rate)
-    # The chains' mean per direction, held to 4 of its reported (batch-means)
-    # standard errors; a fixed bound (0.05 per chain) failed for ~1 seed in 8.
+    # The chains' mean per direction, held to 4 of its reported standard errors; a fixed bound (0.05 per chain) failed for ~1 seed in 8.
     estimate, se = reports[-1]["log_z"][0], reports[-1]["log_z_se"][0]
     combined = np.sqrt((se**2).sum(axis=0)) / len(estimate)
     # The reverse has a standard error only while its weights have finite variance:
@@ -204,7 +203,10 @@ def test_conjugate_exponential_gamma_posterior_and_evidence():
     ladder = reports[-1]["betas"][0][0]
     assert np.all(2 * ladder[1:] - ladder[:-1] > -1 / 15)
     assert np.all(np.abs(estimate.mean(axis=0) - log_z) < 4 * combined)
-    assert np.all(combined < 0.06)  # measured 0.027-0.05: the check above stays tight
+    # the check above stays tight: over 300 seeds the delta-method errors measured forward
+    # 0.024-0.044, reverse 0.034-0.115 (this seed 0.069: the reverse's weights are heavy-tailed
+    # even where their variance is finite; its 10 batch means had given 0.048, too small)
+    assert combined[0] < 0.045 and combined[1] < 0.08
     bridge, se_bridge = reports[-1]["log_z_bridge"][0], reports[-1]["log_z_bridge_se"][0]
     assert abs(bridge.mean() - log_z) < 4 * np.sqrt(np.sum(se_bridge**2)) / len(bridge)
 
