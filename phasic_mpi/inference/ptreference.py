@@ -28,7 +28,8 @@ elementwise arithmetic only (no BLAS, no exp/log), so a row's value does
 not depend on how many rows are evaluated with it: both ends of a
 cross-rank swap compute the same potential.
 
-The stepping-stone estimate of log Z along either path is here too.
+The estimates of log Z along either path (stepping stone, bridge) and their
+standard errors are here too.
 """
 
 from __future__ import annotations
