@@ -50,7 +50,7 @@ from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_lay
 from phasic_mpi.inference.protocol import FinalRecord
 from phasic_mpi.inference import ptmoves
 from phasic_mpi.inference.ptstream import cold_rows, gather_cold, with_drained
-from phasic_mpi.inference.ptreference import (Path, bridge, check_reference, join_legs, reference_layout,
+from phasic_mpi.inference.ptreference import (Path, check_reference, evidence, join_legs, reference_layout,
                                               reference_state, respace_by_leg, stepping_stone, update_reference,
                                               variational_chains)
 from phasic_mpi.inference.ptscan import (STREAM_INIT, STREAM_PHASE, Pairs, evaluate_block, pairs_of, round_trips,
@@ -324,13 +324,8 @@ def _round_report(state: PTState, stats: np.ndarray, round_loglik: np.ndarray, c
         swap_accept = per[:, :-1, STAT_SWAP_ACC] / per[:, :-1, STAT_SWAP_N]
         local_accept = per[:, :, STAT_LOCAL_ACC] / per[:, :, STAT_LOCAL_N]
     barrier = rejection.sum(axis=1)
-    log_z = np.empty((k, 2))
-    log_z_se = np.empty((k, 2))
-    log_z_bridge = np.empty((k, 2))  # estimate, standard error
-    for c in range(k):
-        fwd, rev, se_f, se_r = stepping_stone(state.betas[c], round_loglik[c * n:(c + 1) * n].T)
-        log_z[c], log_z_se[c] = (fwd, rev), (se_f, se_r)
-        log_z_bridge[c] = bridge(state.betas[c], round_loglik[c * n:(c + 1) * n].T)
+    # forward, reverse, bridge per chain; chains of a leg kind share a ladder, so their autocorrelations pool
+    estimates, errors = evidence(state.betas, round_loglik, variational_chains(settings))
     betas = state.betas.copy()
     if settings.adapt_ladder and r < settings.warmup_rounds:
         # One ladder for all chains (of a leg kind), from their pooled swap statistics:
@@ -345,10 +340,10 @@ def _round_report(state: PTState, stats: np.ndarray, round_loglik: np.ndarray, c
         "pt/Lambda": barrier[None],
         "pt/round_trips": per[:, 0, STAT_TRIPS][None],
         "pt/local_accept": local_accept[None],
-        "pt/log_z": log_z[None],
-        "pt/log_z_se": log_z_se[None],
-        "pt/log_z_bridge": log_z_bridge[:, 0][None],
-        "pt/log_z_bridge_se": log_z_bridge[:, 1][None],
+        "pt/log_z": np.array(estimates[None, :, :2]),
+        "pt/log_z_se": np.array(errors[None, :, :2]),
+        "pt/log_z_bridge": np.array(estimates[None, :, 2]),
+        "pt/log_z_bridge_se": np.array(errors[None, :, 2]),
         "pt/recommended_replicas": np.ceil(2 * barrier + 1)[None],
     }
     return betas, report

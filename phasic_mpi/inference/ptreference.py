@@ -28,7 +28,8 @@ elementwise arithmetic only (no BLAS, no exp/log), so a row's value does
 not depend on how many rows are evaluated with it: both ends of a
 cross-rank swap compute the same potential.
 
-The stepping-stone estimate of log Z along either path is here too.
+The estimates of log Z along either path (stepping stone, bridge) and their
+standard errors are here too.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ from phasic_mpi.inference.parallel import allgather_rows
 from phasic_mpi.settings import fail
 from phasic_mpi.inference.ptscan import slot_index, tempered
 
-__all__ = ["Path", "Reference", "accumulate", "bridge", "check_reference", "fit_reference", "initial_reference",
-           "join_legs", "reference_layout", "reference_state", "respace_by_leg", "stepping_stone", "sums_width",
-           "update_reference", "variational_chains"]
+__all__ = ["Path", "Reference", "accumulate", "bridge", "check_reference", "evidence", "fit_reference",
+           "initial_reference", "join_legs", "reference_layout", "reference_state", "respace_by_leg",
+           "stepping_stone", "sums_width", "update_reference", "variational_chains"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -295,56 +296,131 @@ def _log_mean_exp(a: np.ndarray) -> float:
     return float(m + np.log(np.mean(np.exp(a - m))))
 
 
-def _batch_se(estimate: Callable[[np.ndarray], float], loglik: np.ndarray, batches: int) -> float:
-    """Batch-means standard error of ``estimate`` over the scans (NaN with fewer than 2 batches)."""
-    n_batches = min(batches, loglik.shape[0])
-    if n_batches < 2:
-        return math.nan
-    parts = np.array_split(loglik, n_batches)
-    return float(np.std([estimate(p) for p in parts], ddof=1) / math.sqrt(n_batches))
+def _weights(a: np.ndarray) -> np.ndarray:
+    """exp(a) / mean exp(a): one log-mean-exp term's influence on the scans (delta method)."""
+    w = np.exp(a - np.max(a))
+    return w / np.mean(w)
 
 
-def stepping_stone(betas: np.ndarray, loglik: np.ndarray, batches: int = 10) -> tuple[float, float, float, float]:
+def _autocovariance(u: np.ndarray) -> np.ndarray | None:
+    """g[k] = sum_s d_s d_s+k / scans, d = u - mean u, by one zero-padded FFT
+    (O(scans log scans) however long the correlation; ``u`` is the same gathered
+    array on every rank, so are they). None with fewer than 2 scans or a
+    non-finite value."""
+    t = u.size
+    if t < 2 or not np.all(np.isfinite(u)):
+        return None
+    d = u - np.mean(u)
+    if not np.any(d):
+        return np.zeros(t)
+    f = np.fft.rfft(d, 2 * t)
+    return np.fft.irfft(f * np.conj(f), 2 * t)[:t] / t
+
+
+def _pooled_se(series: list[np.ndarray]) -> list[float]:
+    """Standard errors of the means of series of one distribution (scans in
+    order; chains that share a ladder and a target), by Geyer's (1992) initial
+    monotone sequence on their mean autocorrelation.
+
+    The integrated autocorrelation time is tau = -1 + 2 sum_m G_m, G_m =
+    rho_2m + rho_2m+1 summed while positive and made non-increasing, floored
+    at 1 / log10(scans) as in ArviZ's and Stan's ESS (a lag-1 anticorrelated
+    series can otherwise reach zero); series i has se sqrt(g_i[0] tau / scans).
+    Averaged over K chains, the autocorrelations' noise shrinks and the sum
+    stops later: on the 16-chain mixture of docs/inference.md one chain's
+    sequence stopped at lag 12 (median), the pooled one at lag 24, and the
+    single-chain se was 3-6 % too small. The series have one length. NaN for
+    a series with fewer than 2 scans or a non-finite value, 0 for a constant one.
+    """
+    covs = [_autocovariance(u) for u in series]
+    usable = [g for g in covs if g is not None and g[0] > 0.0]
+    out = [math.nan if g is None else 0.0 for g in covs]
+    if not usable:
+        return out
+    t = usable[0].size
+    rho = sum(g / g[0] for g in usable) / len(usable)
+    pairs = rho[0:t - 1:2] + rho[1:t:2]
+    stop = np.flatnonzero(pairs <= 0.0)
+    pairs = np.minimum.accumulate(pairs[:stop[0] if stop.size else pairs.size])
+    tau = -1.0 + 2.0 * float(np.sum(pairs))
+    if pairs.size:
+        # centring on the sample mean lowers every g_k by about g_0 tau / scans: undo it for
+        # the 4 m - 1 lags summed (-(2m - 1) .. 2m - 1); 0.94 -> 0.99 of the pooled AR(1) test's se
+        tau /= max(1.0 - (4 * pairs.size - 1) / t, 0.5)
+    tau = max(tau, 1.0 / math.log10(max(t, 10)))
+    return [v if g is None or not g[0] > 0.0 else math.sqrt(g[0] * tau / t) for v, g in zip(out, covs)]
+
+
+def _chain_terms(betas: np.ndarray, loglik: np.ndarray) -> tuple[list[float], list[np.ndarray]]:
+    """One chain's forward, reverse and bridge estimates of log Z and their influence series.
+
+    To first order an estimate sum_j +-log mean_t w_jt errs by the mean over
+    the scans of u_t = sum_j +-w_jt / mean_t(w_jt) (the delta method; levels
+    share a scan, so their correlation is included). ``loglik`` (scans, N) as
+    in :func:`stepping_stone`.
+    """
+    pairs = range(betas.size - 1)
+    half = 0.5 * (betas[:-1] - betas[1:])
+    forward = sum(_log_mean_exp((betas[j] - betas[j + 1]) * loglik[:, j + 1]) for j in pairs)
+    reverse = -sum(_log_mean_exp((betas[j + 1] - betas[j]) * loglik[:, j]) for j in pairs)
+    bridged = sum(_log_mean_exp(half[j] * loglik[:, j + 1]) - _log_mean_exp(-half[j] * loglik[:, j]) for j in pairs)
+    u = np.zeros((3, loglik.shape[0]))
+    for j in pairs:
+        u[0] += _weights((betas[j] - betas[j + 1]) * loglik[:, j + 1])
+        u[1] += _weights((betas[j + 1] - betas[j]) * loglik[:, j])
+        u[2] += _weights(half[j] * loglik[:, j + 1]) - _weights(-half[j] * loglik[:, j])
+    return [forward, reverse, bridged], list(u)
+
+
+def stepping_stone(betas: np.ndarray, loglik: np.ndarray) -> tuple[float, float, float, float]:
     """log Z from samples at every level, in both directions, with standard errors.
 
     ``loglik`` has shape (scans, N): the potential V of the state at each
     level after each scan (the log-likelihood on a prior-referenced path).
     Forward: log Z = sum_j log E_{j+1}[exp((b_j - b_{j+1}) L)];
     reverse: log Z = -sum_j log E_j[exp((b_{j+1} - b_j) L)]. Standard errors
-    from batch means over the scans (NaN with fewer than 2 batches).
+    by the delta method (:func:`_chain_terms`) and the autocorrelation of the
+    influence series (:func:`_pooled_se` of this chain alone; NaN with fewer
+    than 2 scans); :func:`evidence` pools the autocorrelation over chains.
 
     The forward weights have finite variance whenever V is bounded above;
     the reverse weights have E_j[w^2] = ∫ pi_0 L^(2 b_{j+1} - b_j) / Z_j,
     infinite for many targets once b_{j+1} < b_j / 2 (always possible at the
     last pair, b_{j+1} = 0): then the reverse estimate has no central limit
-    and its batch-means error is too small (docs/inference.md). See
+    and its standard error is too small (docs/inference.md). See
     :func:`bridge` for a two-sided estimate that never has that problem.
     """
-
-    def forward(block: np.ndarray) -> float:
-        return sum(_log_mean_exp((betas[j] - betas[j + 1]) * block[:, j + 1]) for j in range(betas.size - 1))
-
-    def reverse(block: np.ndarray) -> float:
-        return -sum(_log_mean_exp((betas[j + 1] - betas[j]) * block[:, j]) for j in range(betas.size - 1))
-
-    return (forward(loglik), reverse(loglik), _batch_se(forward, loglik, batches),
-            _batch_se(reverse, loglik, batches))
+    estimates, u = _chain_terms(betas, loglik)
+    return estimates[0], estimates[1], _pooled_se([u[0]])[0], _pooled_se([u[1]])[0]
 
 
-def bridge(betas: np.ndarray, loglik: np.ndarray, batches: int = 10) -> tuple[float, float]:
-    """log Z by geometric bridge sampling between neighbouring levels, and its batch-means standard error.
+def bridge(betas: np.ndarray, loglik: np.ndarray) -> tuple[float, float]:
+    """log Z by geometric bridge sampling between neighbouring levels, and its standard error.
 
     log Z_j / Z_{j+1} = log E_{j+1}[exp(dB V / 2)] - log E_j[exp(-dB V / 2)],
     dB = b_j - b_{j+1} (both expectations are Z_{j+1/2} over one end, with
     b_{j+1/2} the midpoint; Meng & Wong 1996). Unlike the reverse stepping
     stone, both weights have finite variance for any ladder and target:
     E_{j+1}[exp(dB V)] = Z_j / Z_{j+1} and E_j[exp(-dB V)] = Z_{j+1} / Z_j.
-    ``loglik`` as in :func:`stepping_stone`.
+    ``loglik`` and the standard error as in :func:`stepping_stone`.
     """
+    estimates, u = _chain_terms(betas, loglik)
+    return estimates[2], _pooled_se([u[2]])[0]
 
-    def estimate(block: np.ndarray) -> float:
-        half = 0.5 * (betas[:-1] - betas[1:])
-        return sum(_log_mean_exp(half[j] * block[:, j + 1]) - _log_mean_exp(-half[j] * block[:, j])
-                   for j in range(betas.size - 1))
 
-    return estimate(loglik), _batch_se(estimate, loglik, batches)
+def evidence(betas: np.ndarray, loglik: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every chain's forward, reverse and bridge log Z (K, 3) and standard errors (K, 3).
+
+    ``betas`` (K, N) the chains' ladders, ``loglik`` (K N, scans) the
+    potentials, chain-major; ``groups`` (K,) labels chains that share a ladder
+    and a target (a leg kind), whose autocorrelations :func:`_pooled_se` pools.
+    The estimates are :func:`stepping_stone`'s and :func:`bridge`'s.
+    """
+    k, n = betas.shape
+    estimates, series = zip(*[_chain_terms(betas[c], loglik[c * n:(c + 1) * n].T) for c in range(k)])
+    se = np.empty((k, 3))
+    for label in np.unique(groups):
+        rows = np.flatnonzero(groups == label)
+        for e in range(3):
+            se[rows, e] = _pooled_se([series[c][e] for c in rows])
+    return np.array(estimates), se

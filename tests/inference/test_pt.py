@@ -165,14 +165,14 @@ def test_bimodal_mixture_weight_evidence_and_equal_swap_rates():
     se_forward, se_reverse = last["log_z_se"][0].T
     bridge, se_bridge = last["log_z_bridge"][0], last["log_z_bridge_se"][0]
     assert abs(forward.mean() - log_z) < 0.1
-    # The chains' mean at 4 of its reported standard errors: over 60 seeds z = error / se had
-    # sd 1.15 forward, 1.09 bridge (1 and 0 seeds beyond 3), so 4 is >= 3.5 measured sds
+    # The chains' mean at 4 of its reported standard errors: over 180 seeds z = error / se had
+    # sd 1.10 forward, 1.08 bridge (1 and 0 seeds beyond 3), so 4 is >= 3.6 measured sds
     assert abs(forward.mean() - log_z) < 4 * np.sqrt(np.sum(se_forward**2)) / len(forward)
     assert abs(bridge.mean() - log_z) < 4 * np.sqrt(np.sum(se_bridge**2)) / len(bridge)
     # The reverse weights exp(-dB L) at level j have E_j[w^2] ∝ ∫ prior L^(2 b_{j+1} - b_j), infinite
     # for this Gaussian-tailed L under the N(0, 10^2) prior once 2 b_{j+1} - b_j < -1/400: true of
     # every pair of every adapted ladder measured, so the reverse has no standard error to be held
-    # to (its batch-means one is too small: z sd 1.9, 11 of 60 seeds beyond 3); finiteness only
+    # to (its reported one is too small: z sd 1.65, 31 of 180 seeds beyond 3); finiteness only
     ladder = last["betas"][0][0]
     assert np.all(2 * ladder[1:] - ladder[:-1] < -1 / 400)
     assert np.all(np.isfinite(reverse)) and np.all(np.isfinite(se_reverse))
@@ -194,8 +194,8 @@ def test_conjugate_exponential_gamma_posterior_and_evidence():
     assert theta.mean() == pytest.approx(shape / rate, rel=0.02)
     assert theta.var() == pytest.approx(shape / rate**2, rel=0.10)
     log_z = a * np.log(b) - gammaln(a) + gammaln(shape) - shape * np.log(rate)
-    # The chains' mean per direction, held to 4 of its reported (batch-means)
-    # standard errors; a fixed bound (0.05 per chain) failed for ~1 seed in 8.
+    # The chains' mean per direction, held to 4 of its reported standard errors;
+    # a fixed bound (0.05 per chain) failed for ~1 seed in 8.
     estimate, se = reports[-1]["log_z"][0], reports[-1]["log_z_se"][0]
     combined = np.sqrt((se**2).sum(axis=0)) / len(estimate)
     # The reverse has a standard error only while its weights have finite variance:
@@ -204,7 +204,10 @@ def test_conjugate_exponential_gamma_posterior_and_evidence():
     ladder = reports[-1]["betas"][0][0]
     assert np.all(2 * ladder[1:] - ladder[:-1] > -1 / 15)
     assert np.all(np.abs(estimate.mean(axis=0) - log_z) < 4 * combined)
-    assert np.all(combined < 0.06)  # measured 0.027-0.05: the check above stays tight
+    # the check above stays tight: over 300 seeds the delta-method errors measured forward
+    # 0.024-0.045, reverse 0.034-0.111 (this seed 0.069: the reverse's weights are heavy-tailed
+    # even where their variance is finite; its 10 batch means had given 0.048, too small)
+    assert combined[0] < 0.05 and combined[1] < 0.08
     bridge, se_bridge = reports[-1]["log_z_bridge"][0], reports[-1]["log_z_bridge_se"][0]
     assert abs(bridge.mean() - log_z) < 4 * np.sqrt(np.sum(se_bridge**2)) / len(bridge)
 
