@@ -95,6 +95,12 @@ def run_phasic(target, algorithm, seed, out, quick=False, comm=None):
     if comm.rank != 0:
         return None, wall, evals, cpu
     post = RunFile(out).posterior()
+    if algorithm == "pt":  # the extra b = 1 moves: one row per chain each, cold_steps per scan of round r
+        import h5py
+
+        with h5py.File(out, "r") as fh:
+            cold = fh["pt/cold_steps"][()].ravel()
+        evals += section["chains"] * int(np.sum(cold * 2 ** np.arange(len(cold))))
     names = targets.density_of(target).param_names
     return np.stack([post[n] for n in names], axis=-1), wall, evals, cpu
 
