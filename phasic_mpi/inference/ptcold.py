@@ -23,8 +23,8 @@ b = 1 metric factor (identity without one).
 
 Choice: tau(k) = (1 + rho_k) / (1 - rho_k) of the worst coordinate (the
 integrated autocorrelation time of a lag-1 process; rho clipped to [0, 1)), and
-the smallest k whose ESS per cost 1 / (tau(k) cost(k)) is within ``TOLERANCE``
-of the best. Cost counts density rows per scan: ``local_steps`` calls of all
+the k with the largest ESS per cost 1 / (tau(k) cost(k)) (the smallest on a
+tie). Cost counts density rows per scan: ``local_steps`` calls of all
 K*N rows and k calls of the K b = 1 rows, each call (HMC: ``leapfrog_steps``
 calls per move) plus ``CALL_ROWS``, its fixed overhead in row units. Never wall
 time: the count is a function of the draws, identical on every rank (the
@@ -59,7 +59,6 @@ PROBE_ROUNDS = 1  # the last warm-up round probes (2**(W-1) scans; the metric is
 # hypoexponential 62 us + 59 us per row (one thread, benchmarks/peers_targets.py), and
 # a move's proposal/accept calls add about as much again.
 CALL_ROWS = 2.0
-TOLERANCE = 0.05  # the smallest count within 5 % of the best ESS per cost
 
 
 def is_auto(settings: Any) -> bool:
@@ -153,7 +152,12 @@ def tau_curve(total: np.ndarray, d: int, factor: np.ndarray | None) -> np.ndarra
 
 
 def choose(tau: np.ndarray, settings: Any) -> int:
-    """The smallest count k whose 1 / (tau(k) cost(k)) is within ``TOLERANCE`` of the best (0 if none is finite)."""
+    """The count k with the largest 1 / (tau(k) cost(k)), the smallest on a tie (0 if no tau is finite).
+
+    No margin towards fewer moves: on rabbits(2) tau from lag 1 understated the
+    gain of the first extra move (tau 3.7 -> 2.9 estimated, bulk ESS +47 %
+    measured with a fixed count), and a 5 % margin chose 0 where 1 raised ESS
+    per CPU second by 17 %."""
     calls = settings.leapfrog_steps if settings.local_move == "hmc" else 1
     slots, chains = settings.chains * settings.replicas, settings.chains
     k = np.arange(len(tau))
@@ -161,7 +165,7 @@ def choose(tau: np.ndarray, settings: Any) -> int:
     value = 1.0 / (tau * cost)
     if not np.any(np.isfinite(tau)):
         return 0
-    return int(np.flatnonzero(value >= (1.0 - TOLERANCE) * value.max())[0])
+    return int(np.argmax(value))
 
 
 def after_scan(state: Any, start: np.ndarray, trace: np.ndarray | None, end: np.ndarray, level0: np.ndarray,
