@@ -62,6 +62,7 @@ CALL_ROWS = 2.0
 
 
 def is_auto(settings: Any) -> bool:
+    """Whether ``pt.cold_steps`` is ``"auto"``."""
     return settings.cold_steps == "auto"
 
 
