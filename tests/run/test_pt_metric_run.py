@@ -1,10 +1,12 @@
 """``phasic-mpi run`` with PT's adapted metric and cold-only moves: the same
 file at 1-3 ranks, and a SIGTERM after the metric's first update then a
 resume at another rank count equals an uninterrupted run (the metric and its
-accumulators travel in the checkpoint)."""
+accumulators travel in the checkpoint); the same with ``cold_steps = "auto"``,
+stopped in its probe round and after it."""
 
 import h5py
 import numpy as np
+import pytest
 
 from test_run import PT_CONFIG, assert_resume_equals_uninterrupted, run_at_rank_counts
 
@@ -42,8 +44,10 @@ def test_pt_auto_cold_steps_run_is_bitwise_identical_for_1_and_3_ranks(tmp_path)
         assert np.all(fh["pt/cold_tau"][-1] >= 1) and np.all(fh["pt/cold_tau"][4] == 0)  # estimated after round 5
 
 
-def test_pt_auto_cold_steps_resume_in_the_probe_round_equals_an_uninterrupted_run(tmp_path):
-    # warm-up rounds 0..6: round 6 (scans 63..126) probes; the first checkpoint (scan 64) is inside it
-    cfg = write_metric_config(tmp_path, rounds=8, checkpoint_every=64, cold_steps='"auto"')
+@pytest.mark.parametrize("checkpoint_every", [64, 160])
+def test_pt_auto_cold_steps_resume_in_and_after_the_probe_equals_an_uninterrupted_run(tmp_path, checkpoint_every):
+    # warm-up rounds 0..6: round 6 (scans 63..126) probes; the first checkpoint is inside it
+    # (scan 64: the probe sums travel) or after the count was chosen (scan 160: the count travels)
+    cfg = write_metric_config(tmp_path, rounds=8, checkpoint_every=checkpoint_every, cold_steps='"auto"')
     cfg.write_text(cfg.read_text().replace("warmup_rounds = 6\n", "warmup_rounds = 7\n"))
     assert_resume_equals_uninterrupted(cfg, tmp_path)
