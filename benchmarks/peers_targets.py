@@ -52,6 +52,9 @@ PT_UNIT = {**PT, "mass_matrix": "none"}
 # "pt_4x4": the same 16 slots as 4 chains of 4 temperatures (Λ ≈ 2.2 on rabbits(2)):
 # more b = 1 draws per scan at the same cost, fewer levels per chain.
 PT_4X4 = {**PT, "chains": 4, "replicas": 4}
+# "pt_auto": the example's settings with the extra b = 1 moves per scan chosen in
+# warm-up (cold_steps = "auto", inference/ptcold.py) instead of none.
+PT_AUTO = {**PT, "cold_steps": "auto"}
 # --quick: shorter runs of the same samplers (a smoke test of the benchmark).
 QUICK = {"svgd": {"iterations": 300}, "pt": {"rounds": 8, "warmup_rounds": 5}}
 
@@ -72,12 +75,12 @@ def hypoexponential():
 
 def run_config(target: str, algorithm: str | None = None, seed: int = 7, out: str = "run.h5",
                quick: bool = False) -> dict:
-    """Validated config of ``target`` with the example's ``algorithm`` section (svgd, pt, pt_unit or pt_4x4)."""
+    """Validated config of ``target`` with the example's ``algorithm`` section (svgd, pt, pt_unit, pt_4x4 or pt_auto)."""
     from phasic_mpi.config import validate_config
 
     raw: dict[str, Any] = copy.deepcopy(TARGETS[target])
     if algorithm is not None:
-        section = dict({"svgd": SVGD, "pt": PT, "pt_unit": PT_UNIT, "pt_4x4": PT_4X4}[algorithm])
+        section = dict({"svgd": SVGD, "pt": PT, "pt_unit": PT_UNIT, "pt_4x4": PT_4X4, "pt_auto": PT_AUTO}[algorithm])
         kind = "svgd" if algorithm == "svgd" else "pt"
         if quick:
             section.update(QUICK[kind])

@@ -48,7 +48,7 @@ from phasic_mpi.inference.comm import as_communicator, traffic_report
 from phasic_mpi.inference.counters import counter_ids, uniforms
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, stream
 from phasic_mpi.inference.protocol import FinalRecord
-from phasic_mpi.inference import ptmoves
+from phasic_mpi.inference import ptcold, ptmoves
 from phasic_mpi.inference.ptstream import cold_rows, gather_cold, with_drained
 from phasic_mpi.inference.ptreference import (Path, check_reference, evidence, join_legs, reference_layout,
                                               reference_state, respace_by_leg, stepping_stone, update_reference,
@@ -67,6 +67,12 @@ def _probability_or_zero(value: Any, path: str) -> float:
         fail(path, f"expected 0 (the default for local_move) or a number in (0, 1), "
                    f"got {value!r}")
     return float(value)
+
+
+def _cold_steps(value: Any, path: str) -> int | str:
+    if value != "auto" and (not is_int(value) or value < 0):
+        fail(path, f'expected an integer >= 0 or "auto", got {value!r}')
+    return value if value == "auto" else int(value)
 
 
 def _warmup_rounds(value: Any, path: str) -> int:
@@ -100,7 +106,8 @@ class PTSettings:
     mass_matrix: str = setting(choice("auto", "none", "diagonal", "dense"), "auto",
                                "metric of the local moves, adapted per level in warm-up; "
                                "auto: dense for 2 to 16 parameters, else none")
-    cold_steps: int = setting(integer(0), 0, "extra local moves per scan of the b = 1 slots only")
+    cold_steps: int | str = setting(_cold_steps, 0, "extra local moves per scan of the b = 1 slots only; "
+                                    "auto: chosen in warm-up (inference/ptcold.py)", what='integer ≥ 0 | "auto"')
     seed: int = setting(integer(0), 0, "seed of the counter-based random streams")
     reference: str = setting(choice("prior", "variational"), "prior", "b = 0 end: prior, or Gaussian fitted in warm-up")
     variational_family: str = setting(choice("diagonal", "full"), "diagonal", "covariance of the Gaussian")
@@ -196,6 +203,8 @@ class PTState(NamedTuple):
     moments: np.ndarray | None = None  # (m, width) this round's Welford sums of each slot's states
     reference: Any = None  # ptreference.Reference of the variational legs (None: prior reference)
     ref_sums: Any = None  # (m, w) this warm-up round's b = 1 moment sums per slot (ptreference)
+    cold_auto: np.ndarray | None = None  # cold_steps = auto: [count, tau(0..K)], identical on every rank (ptcold)
+    probe: np.ndarray | None = None  # (m, w) cold_steps = auto: the probe's moment sums per slot (ptcold)
 
 
 STAT_LOCAL_ACC, STAT_LOCAL_N, STAT_REJ, STAT_SWAP_ACC, STAT_SWAP_N, STAT_TRIPS = range(6)
@@ -364,13 +373,14 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     _swap_phase(slots, state, ctx)
     join_legs(slots, layout, settings, scan, ctx.comm, SWAPPED)
     round_trips(slots, layout.start, n)  # after join_legs: the b = 1 states may have moved
+    level0 = slot_index(n, layout.start, layout.stop)[2]
+    cold_auto, probe = ptcold.after_scan(state, state.x[level0], slots.cold_trace, slots.x[level0], level0, ctx)
 
     potential = slots.path.potential(slots.loglik, slots.logprior, slots.x)
     round_loglik = np.vstack([state.round_loglik, potential[None]])
     reference, ref_sums = update_reference(state.reference, state.ref_sums, slots.x, var_slots, ctx,
                                            warmup, round_ends_after(scan + 1))
     samples = state.samples
-    level0 = slot_index(n, layout.start, layout.stop)[2]
     if not warmup:  # also on a rank without level-0 slots: (0, S, d + 2) keeps S known everywhere
         rows = np.column_stack([slots.x[level0], slots.loglik[level0], scan_accept[level0]])
         samples = np.concatenate([samples, rows[:, None, :]], axis=1)
@@ -382,6 +392,7 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
         all_loglik = allgather_rows(ctx.comm, layout, round_loglik.T)
         done = state._replace(iteration=scans_done)
         betas, report = _round_report(done, all_stats, all_loglik, ctx)
+        report.update(ptcold.report(done, cold_auto, settings))
         diag_lambda, diag_log_z = float(report["pt/Lambda"][0, 0]), float(report["pt/log_z"][0, 0, 0])
         stats = np.zeros_like(stats)
         if round_of(scan) < settings.warmup_rounds:  # the ladder may change: start a new pool
@@ -389,7 +400,7 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     metric, moments = ptmoves.after_scan(state, slots, ctx)  # the metric's warm-up (may reset the steps)
     new = PTState(scans_done, betas, slots.x, slots.loglik, slots.logprior, slots.grad_ll, slots.grad_lp,
                   slots.label, slots.last_end, slots.step, stats, slots.decisions, round_loglik, samples,
-                  report, metric, moments, reference, ref_sums)
+                  report, metric, moments, reference, ref_sums, cold_auto, probe)
     cold = float(slots.loglik[0]) if layout.start == 0 else math.nan
     return new, PTDiagnostics(round_of(scan), cold, diag_lambda, diag_log_z)
 
@@ -450,7 +461,7 @@ class PTAlgorithm:
         return pt_resources(self.settings, n_params, n_ranks, kept_iterations)
 
     def start(self, ctx: PTContext, init: np.ndarray | None = None) -> PTState:
-        return ptmoves.with_metric(initial_state(ctx, init), ctx)
+        return ptcold.with_auto(ptmoves.with_metric(initial_state(ctx, init), ctx), self.settings)
 
     def step(self, state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
         return pt_step(state, ctx)
@@ -486,7 +497,7 @@ class PTAlgorithm:
         arrays = {name: ctx.comm.gather_rows(ctx.layout, np.asarray(getattr(state, name), float))
                   for name in PER_SLOT}
         arrays["round_loglik"] = ctx.comm.gather_rows(ctx.layout, state.round_loglik.T)
-        arrays.update(ptmoves.gathered(state, ctx))
+        arrays.update(ptmoves.gathered(state, ctx), **ptcold.auto_arrays(state, ctx))
         samples = gather_cold(state.samples, ctx)
         ref_sums = None if state.ref_sums is None else ctx.comm.gather_rows(ctx.layout, state.ref_sums)
         if ctx.comm.rank != 0:
@@ -503,7 +514,8 @@ class PTAlgorithm:
         wide = {"x": d, "grad_ll": d, "grad_lp": d, "stats": 6, "decisions": 4, "round_loglik": None}
         return {**{a: ((m, wide[a]) if a in wide else (m,), "f") for a in (*PER_SLOT, "round_loglik")},
                 "samples": ((k, None, d + 2), "f"), "betas": ((k, n), "f"),
-                **ptmoves.metric_layout(self.settings, m, d), **reference_layout(self.settings, m, d)}
+                **ptmoves.metric_layout(self.settings, m, d), **reference_layout(self.settings, m, d),
+                **ptcold.auto_layout(self.settings, m, d)}
 
     def restore(self, arrays: dict[str, np.ndarray], iteration: int, ctx: PTContext) -> PTState:
         rows, n = ctx.layout.rows, self.settings.replicas
@@ -516,7 +528,8 @@ class PTAlgorithm:
                        local["grad_ll"], local["grad_lp"], local["label"], local["last_end"], local["step"],
                        local["stats"], local["decisions"], np.array(arrays["round_loglik"][rows]).T,
                        samples, {})._replace(**ptmoves.restored(arrays, rows, ctx),
-                                             **reference_state(self.settings, arrays=arrays, rows=rows))
+                                             **reference_state(self.settings, arrays=arrays, rows=rows),
+                                             **ptcold.restored(arrays, rows, self.settings))
 
     def finish(self, state: PTState, ctx: PTContext,
                history: Mapping[str, np.ndarray] | None = None) -> FinalRecord | None:

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from phasic_mpi.inference.counters import STEP_SHIFT, normals
+from phasic_mpi.inference import ptcold
 from phasic_mpi.inference.parallel import allgather_rows
 from phasic_mpi.inference.ptscan import (STREAM_LOCAL, _metropolis, evaluate_block, global_map, hmc_move, local_move,
                                          slot_ids, slot_index)
@@ -244,8 +245,10 @@ class _Subset:
 
 def local_phase(slots: Any, state: Any, ctx: Any) -> np.ndarray:
     """``local_steps`` moves of every local slot, then ``cold_steps`` more of
-    the b = 1 slots; step sizes adapted in warm-up (Robbins-Monro on log step
-    towards the target acceptance).
+    the b = 1 slots (``auto``: :func:`phasic_mpi.inference.ptcold.moves`; in its
+    probe scans ``slots.cold_trace`` keeps the b = 1 states after each of them);
+    step sizes adapted in warm-up (Robbins-Monro on log step towards the target
+    acceptance).
 
     Returns each slot's mean acceptance probability over the first
     ``local_steps`` moves. The cold-only moves evaluate the density at those
@@ -267,16 +270,21 @@ def local_phase(slots: Any, state: Any, ctx: Any) -> np.ndarray:
         scan_accept += accept / settings.local_steps
         if warmup:
             slots.step *= global_map(np.exp, (accept - settings.target) * rate, layout.rows, layout.n)
-    if settings.cold_steps and level0.size:
+    n_cold = ptcold.moves(state, scan, settings)
+    trace = [slots.x[level0].copy()] if ptcold.probing(scan, settings) else None  # auto's probe (ptcold)
+    if n_cold and level0.size:
         cold, cold_ctx = _Subset(slots, level0), ctx._replace(layout=_Rows(layout.n, layout.start + level0))
         move = kernel(state.metric, level[level0], scan, settings)[0]
         cold_ids = ids[level0]
-        for s in range(settings.local_steps, settings.local_steps + settings.cold_steps):
+        for s in range(settings.local_steps, settings.local_steps + n_cold):
             cold_ids[:, 3] = np.uint64(s) << np.uint64(STEP_SHIFT)
             accept = move(cold, beta[level0], cold_ids, cold_ctx)
             if warmup:
                 cold.step *= global_map(np.exp, (accept - settings.target) * rate, cold_ctx.layout.rows, layout.n)
+            if trace is not None:
+                trace.append(cold.x.copy())
         cold.write_back(slots, level0)
+    slots.cold_trace = None if trace is None else np.stack(trace, axis=1)  # (m0, K + 1, d)
     return scan_accept
 
 

@@ -205,7 +205,7 @@ def pt(model: Any, data: Any = None, **kwargs: Any) -> Result | None:
     ``rounds=10``, ``warmup_rounds=6``, ``local_move="mala"``,
     ``local_steps=1``, ``step_size=0.5``, ``target_accept=0.0``,
     ``swap="nonreversible"``, ``adapt_ladder=True``, ``mass_matrix="auto"``,
-    ``cold_steps=0``, ``seed=0``.
+    ``cold_steps=0`` (or ``"auto"``: chosen in warm-up), ``seed=0``.
     """
     return sample(model, data, algorithm="pt", **kwargs)
 

@@ -19,3 +19,15 @@ def test_distributed_metric_adaptation_is_bitwise_serial(move):
         assert {"metric", "moments"} <= state.keys()
         unit = np.eye(2) if move["mass_matrix"] == "dense" else np.ones(2)
         assert not np.allclose(state["metric"][0], unit)  # the metric was adapted
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("move", [dict(mass_matrix="dense", cold_steps="auto"),
+                                  dict(mass_matrix="none", local_move="rwm", cold_steps="auto", local_steps=2)])
+def test_distributed_auto_cold_steps_are_bitwise_serial(move):
+    # warm-up rounds 0..5: round 5 probes, the count is chosen after it and used in round 6
+    state = assert_bitwise_serial(PTSettings(replicas=5, chains=2, rounds=7, warmup_rounds=6, seed=4, **move))
+    if state is not None:
+        assert {"cold_auto", "probe"} <= state.keys()
+        assert np.all(state["cold_auto"][1:] >= 1)  # the probe ran and gave a curve (0: not estimated)
+        assert state["cold_auto"][0] == int(state["cold_auto"][0]) >= 0
