@@ -90,7 +90,10 @@ def build(rev, tmp):
         text = (src / name).read_text()
         (src / name).write_text(text.replace("\n" + head, "\n__attribute__((noinline)) " + head))
     out = tree / "driver"
-    subprocess.run(["gcc", "-std=c11", "-O3", "-g", f"-I{tree}/libphase/include", f"-I{src}",
+    # the extension's alignment flags (libphase/build_cffi.py ALIGN_FLAGS), so that the
+    # native ns per instruction does not depend on where the code happens to land
+    subprocess.run(["gcc", "-std=c11", "-O3", "-g", "-falign-loops=64", "-falign-functions=64",
+                    f"-I{tree}/libphase/include", f"-I{src}",
                     str(ROOT / "benchmarks" / "profile_small_driver.c"),
                     *map(str, sorted(src.glob("*.c"))), "-lm", "-o", str(out)],
                    check=True, capture_output=True)
