@@ -103,8 +103,8 @@ def print_layouts(rows):
         for name in names:
             g = [r for r in rows if r["target"] == target and r["sampler"] == name]
             ess = [r["ess"] / r["cpu_s"] for r in g]
-            vs = [r["ess"] / r["cpu_s"] / (per_seed[("emcee", r["seed"])]["ess"] / per_seed[("emcee", r["seed"])]["cpu_s"])
-                  for r in g]
+            emcee = [per_seed[("emcee", r["seed"])] for r in g]
+            vs = [e / (p["ess"] / p["cpu_s"]) for e, p in zip(ess, emcee)]
             line = [name, float(np.median([r["cpu_s"] for r in g])), float(np.median(ess)), spread(vs)]
             if sym:
                 sw = [r["switches"] / r["cpu_s"] for r in g]
