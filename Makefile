@@ -41,7 +41,7 @@ CTEST_BIN := $(patsubst libphase/tests/%.c,$(CTEST_DIR)/bin/%,$(CTEST_SRC))
 
 .DEFAULT_GOAL := help
 .SECONDARY: $(CTEST_OBJ)
-.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling bench-peers bench-moments bench-report bench-terms bench-pt-reference bench-logz-calibration bench-calls clean distclean
+.PHONY: help install build test test-c test-py test-mpi run bench bench-core bench-svgd bench-pt bench-scaling bench-peers bench-pt-layouts bench-moments bench-report bench-terms bench-pt-reference bench-logz-calibration bench-calls clean distclean
 
 help: ## list the targets
 	@echo "usage: make <target> [NP=$(NP)] [PYTHON=$(PYTHON)] [MPIEXEC_TIMEOUT=$(MPIEXEC_TIMEOUT)]"
@@ -166,6 +166,9 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 
 bench-peers: install $(VENV)/.bench-installed ## PT/SVGD vs emcee/ptemcee: bulk-ESS/s, accuracy, mode switching (~15 min)
 	$(VPY) benchmarks/bench_peers.py
+
+bench-pt-layouts: install $(VENV)/.bench-installed ## PT metric vs unit metric (40 seeds), chains x replicas grid on bench-peers' targets (~15 min)
+	$(VPY) benchmarks/bench_pt_layouts.py
 
 # --- cleaning ----------------------------------------------------------------
 
