@@ -49,6 +49,7 @@ from phasic_mpi.inference.counters import counter_ids, uniforms
 from phasic_mpi.inference.parallel import BlockLayout, allgather_rows, block_layout, stream
 from phasic_mpi.inference.protocol import FinalRecord
 from phasic_mpi.inference import ptcold, ptmoves
+from phasic_mpi.inference.ptladder import initial_ladder, replica_warning, respace_ladder
 from phasic_mpi.inference.ptstream import cold_rows, gather_cold, with_drained
 from phasic_mpi.inference.ptreference import (Path, check_reference, evidence, join_legs, reference_layout,
                                               reference_state, respace_by_leg, stepping_stone, update_reference,
@@ -59,7 +60,6 @@ from phasic_mpi.inference.ptscan import (STREAM_INIT, STREAM_PHASE, Pairs, evalu
 __all__ = ["PTAlgorithm", "PTSettings", "PTState", "stepping_stone", "respace_ladder", "swap_log_accept"]
 
 DEFAULT_TARGET = {"mala": 0.574, "rwm": 0.234, "hmc": 0.651}  # optimal-scaling acceptances
-MIN_REJECTION = 1e-6  # keeps the cumulative barrier strictly increasing
 
 
 def _probability_or_zero(value: Any, path: str) -> float:
@@ -87,8 +87,8 @@ class PTSettings:
 
     section: ClassVar[str] = "pt"
 
-    replicas: int = setting(integer(2), 8, "temperatures per chain")
-    chains: int = setting(integer(1), 2, "independent PT ensembles (R-hat needs >= 2)")
+    replicas: int = setting(integer(2), 5, "temperatures per chain")
+    chains: int = setting(integer(1), 4, "independent PT ensembles (R-hat needs >= 2)")
     rounds: int = setting(integer(1), 10, "rounds; round r has 2**r scans")
     warmup_rounds: int = setting(_warmup_rounds, 6,
                                  "first rounds adapt ladder and step sizes; < rounds",
@@ -143,11 +143,6 @@ def round_ends_after(scans_done: int) -> bool:
     return scans_done > 0 and (scans_done + 1) & scans_done == 0
 
 
-def initial_ladder(n: int) -> np.ndarray:
-    """b_j = (1 - j/(N-1))^3: dense near 0, where power posteriors change fastest."""
-    return (1.0 - np.arange(n) / (n - 1)) ** 3
-
-
 def swap_log_accept(beta_low: float, beta_high: float, loglik_low: float, loglik_high: float) -> float:
     """log of the swap acceptance between levels j (beta_low index, larger b) and j+1.
 
@@ -159,26 +154,6 @@ def swap_log_accept(beta_low: float, beta_high: float, loglik_low: float, loglik
     if math.isnan(diff):  # both -inf
         return -math.inf
     return min(0.0, (beta_low - beta_high) * diff)
-
-
-def respace_ladder(betas: np.ndarray, rejection: np.ndarray) -> np.ndarray:
-    """New ladder with equal rejection between neighbours (Syed et al. 2022).
-
-    The cumulative rejection along the current ladder estimates the
-    communication barrier Lambda(b); the new levels are where it reaches
-    k Lambda / (N - 1). Returns the old ladder if the rates are unusable.
-    """
-    rej = np.asarray(rejection, dtype=float)
-    if rej.size != betas.size - 1 or not np.all(np.isfinite(rej)):
-        return betas.copy()
-    ascending_b = betas[::-1]
-    barrier = np.concatenate([[0.0], np.cumsum(np.maximum(rej[::-1], MIN_REJECTION))])
-    targets = np.linspace(0.0, barrier[-1], betas.size)
-    new = np.interp(targets, barrier, ascending_b)[::-1].copy()
-    new[0], new[-1] = 1.0, 0.0
-    if not np.all(np.diff(new) < 0):
-        return betas.copy()
-    return new
 
 
 class PTState(NamedTuple):
@@ -405,6 +380,14 @@ def pt_step(state: PTState, ctx: PTContext) -> tuple[PTState, PTDiagnostics]:
     return new, PTDiagnostics(round_of(scan), cold, diag_lambda, diag_log_z)
 
 
+def _ladder_warnings(report: Mapping[str, Any], replicas: int) -> tuple[str, ...]:
+    """The end-of-run warning of :func:`~phasic_mpi.inference.ptladder.replica_warning`
+    on the last round's swap rejections (none before the first round ends)."""
+    rejection = report.get("pt/rejection")
+    message = None if rejection is None else replica_warning(rejection[0], replicas)
+    return () if message is None else (message,)
+
+
 # ------------------------------------------------------------ driver plug-in
 def initial_state(ctx: PTContext, init: np.ndarray | None = None) -> PTState:
     """Every slot starts from a prior draw keyed by (seed, chain, level), or
@@ -557,4 +540,5 @@ class PTAlgorithm:
                          "n_invalid_final": int((~np.isfinite(samples[:, :, d])).sum())},
             independent=False,
             final_z=samples[:, -1, :d] if s else np.empty((0, d)),
+            warnings=_ladder_warnings(state.report, self.settings.replicas),
         )

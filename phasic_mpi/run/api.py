@@ -201,7 +201,7 @@ def svgd(model: Any, data: Any = None, **kwargs: Any) -> Result | None:
 def pt(model: Any, data: Any = None, **kwargs: Any) -> Result | None:
     """Parallel tempering: :func:`sample` with ``algorithm="pt"``.
 
-    Settings (defaults as in ``[pt]``): ``replicas=8``, ``chains=2``,
+    Settings (defaults as in ``[pt]``): ``replicas=5``, ``chains=4``,
     ``rounds=10``, ``warmup_rounds=6``, ``local_move="mala"``,
     ``local_steps=1``, ``step_size=0.5``, ``target_accept=0.0``,
     ``swap="nonreversible"``, ``adapt_ladder=True``, ``mass_matrix="auto"``,

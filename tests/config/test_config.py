@@ -82,7 +82,7 @@ def test_pt_examples_use_every_pt_key():
     for section in ("model", "data", "prior", "transform"):
         assert cfg[section] == rabbits[section]
     assert (cfg["pt"]["replicas"], cfg["pt"]["chains"], cfg["pt"]["rounds"],
-            cfg["pt"]["warmup_rounds"], cfg["pt"]["local_move"]) == (8, 2, 10, 7, "mala")
+            cfg["pt"]["warmup_rounds"], cfg["pt"]["local_move"]) == (5, 4, 10, 7, "mala")
     assert cfg["output"]["path"].endswith("runs/rabbits_pt.h5")
 
 
@@ -136,7 +136,7 @@ def test_pt_defaults_and_values():
     raw["pt"] = {}
     cfg = validate(raw)
     assert algorithm_name(cfg) == "pt" and "svgd" not in cfg
-    assert cfg["pt"] == {"replicas": 8, "chains": 2, "rounds": 10, "warmup_rounds": 6,
+    assert cfg["pt"] == {"replicas": 5, "chains": 4, "rounds": 10, "warmup_rounds": 6,
                          "local_move": "mala", "local_steps": 1, "leapfrog_steps": 4, "step_size": 0.5,
                          "target_accept": 0.0, "swap": "nonreversible",
                          "adapt_ladder": True, "mass_matrix": "auto", "cold_steps": 0, "seed": 0,

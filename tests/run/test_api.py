@@ -71,7 +71,7 @@ def test_pt_matches_the_conjugate_gamma_posterior():
     assert abs(result.mean()["rate"] - exact.mean()) < 0.3 * exact.std()
     assert abs(result.std()["rate"] / exact.std() - 1.0) < 0.2
     assert result.draws["rate"].shape == (2, 2**9 - 2**6)
-    assert not result.independent and result.history["pt/betas"].shape[1:] == (2, 8)
+    assert not result.independent and result.history["pt/betas"].shape[1:] == (2, 5)
 
 
 def test_settings_have_the_config_defaults_and_its_messages(tmp_path):

@@ -47,7 +47,7 @@ def run_cli(tmp_path, capsys, text, name="run"):
     return code, err
 
 
-@pytest.mark.parametrize("algorithm, count, what", [("pt", 24, "cold-chain draws"),
+@pytest.mark.parametrize("algorithm, count, what", [("pt", 48, "cold-chain draws"),
                                                     ("svgd", 16, "final particles")])
 def test_all_invalid_fails_with_one_line_and_keeps_the_file(tmp_path, capsys, algorithm, count,
                                                             what):

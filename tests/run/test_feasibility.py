@@ -135,7 +135,7 @@ def test_time_lower_bound_beyond_a_year_is_refused():
 
 
 def test_pt_with_too_many_rounds_is_refused():
-    with pytest.raises(InfeasibleError, match=r"^pt: 2\*\*60 - 1 scans x 16 replicas x 1 "
+    with pytest.raises(InfeasibleError, match=r"^pt: 2\*\*60 - 1 scans x 20 replicas x 1 "
                                               r"parameters on 1 rank\(s\) needs about"):
         pm.pt(density(), rounds=60, warmup_rounds=2)
 
