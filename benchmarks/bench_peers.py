@@ -20,7 +20,7 @@ this script for both targets). Medians over the repetitions. PT runs
 twice: ``pt`` with the settings' defaults (``mass_matrix = "auto"``: a metric
 adapted in warm-up) and ``pt_unit`` with ``mass_matrix = "none"`` (the unit
 metric PT had before), so before and after are measured in the same run;
-``pt_4x4`` spends the same 16 slots on 4 chains of 4 temperatures, ``pt_auto``
+``pt_2x8`` is the layout of before (2 chains of 8 temperatures; now 4 of 5), ``pt_auto``
 adds the extra b = 1 moves per scan chosen in warm-up (``cold_steps = "auto"``).
 
 Timed (wall clock, and CPU time of the process, summed over ranks): for
@@ -66,7 +66,7 @@ MIN_STEPS = 200  # emcee/ptemcee steps even if the time budget is shorter
 
 
 def run_phasic(target, algorithm, seed, out, quick=False, comm=None):
-    """phasic_mpi's ``algorithm`` (pt, pt_unit, pt_4x4, pt_auto or svgd) on ``target`` at the example's settings.
+    """phasic_mpi's ``algorithm`` (pt, pt_unit, pt_2x8, pt_auto or svgd) on ``target`` at the example's settings.
 
     The one place that calls phasic_mpi's sampler (switch it to the public
     API here). A collective call; returns ``(draws (chains, draws, d) in θ,
@@ -81,7 +81,7 @@ def run_phasic(target, algorithm, seed, out, quick=False, comm=None):
 
     comm = MPI.COMM_WORLD if comm is None else comm
     cfg = targets.run_config(target, algorithm, seed, out, quick)
-    algorithm = "svgd" if algorithm == "svgd" else "pt"  # pt_unit, pt_4x4 and pt_auto are pt runs
+    algorithm = "svgd" if algorithm == "svgd" else "pt"  # pt_unit, pt_2x8 and pt_auto are pt runs
     comm.Barrier()
     t0, c0 = time.perf_counter(), time.process_time()
     run(cfg, build=build_density, out=out, overwrite=True, comm=comm, base_dir=targets.ROOT)
@@ -172,7 +172,7 @@ def phasic_rows(args, ranks, rep, tmp):
     """PT and SVGD on both targets at this communicator's size (rows on rank 0 only)."""
     rows = []
     for target in targets.TARGETS:
-        for algorithm in ("pt", "pt_unit", "pt_4x4", "pt_auto", "svgd"):
+        for algorithm in ("pt", "pt_unit", "pt_2x8", "pt_auto", "svgd"):
             out = str(Path(tmp) / f"{target}_{algorithm}_{ranks}.h5")
             draws, wall, evals, cpu = run_phasic(target, algorithm, 7 + rep, out, args.quick)
             if draws is not None:
@@ -283,7 +283,7 @@ def bitwise(rows):
 
 
 def print_table(summary, refs, pooled):
-    order = {"emcee": 0, "ptemcee": 1, "pt_unit": 2, "pt": 3, "pt_4x4": 4, "pt_auto": 5, "svgd": 6}
+    order = {"emcee": 0, "ptemcee": 1, "pt_unit": 2, "pt": 3, "pt_2x8": 4, "pt_auto": 5, "svgd": 6}
     for target in targets.TARGETS:
         ref = refs[target]
         print(f"\n{target}: reference mean {np.round(ref.mean, 4).tolist()}, sd {np.round(ref.sd, 4).tolist()} "

@@ -42,16 +42,16 @@ MODE_STARTS = {"rabbits": [[1.0, 2.0, 4.0]], "hypoexp": [[1.0, 5.0], [5.0, 1.0]]
 
 # The example's algorithm settings (rabbits.toml [svgd], rabbits_pt.toml [pt]).
 SVGD = {"particles": 64, "iterations": 1000, "optimizer": "adagrad", "step_size": 0.05,
-        "decay": 0.0, "bandwidth": "median", "history_every": 10, "ksd_every": 50}
-PT = {"replicas": 8, "chains": 2, "rounds": 10, "warmup_rounds": 7, "local_move": "mala",
+        "decay": 0.01, "bandwidth": "median", "history_every": 10, "ksd_every": 50}
+PT = {"replicas": 5, "chains": 4, "rounds": 10, "warmup_rounds": 7, "local_move": "mala",
       "local_steps": 1, "step_size": 0.5, "target_accept": 0, "swap": "nonreversible",
       "adapt_ladder": True, "mass_matrix": "auto", "cold_steps": 0}
 # "pt_unit": the same with the unit metric of the local moves (PT before mass_matrix
 # existed), run alongside so that before and after are measured in one run.
 PT_UNIT = {**PT, "mass_matrix": "none"}
-# "pt_4x4": the same 16 slots as 4 chains of 4 temperatures (Λ ≈ 2.2 on rabbits(2)):
-# more b = 1 draws per scan at the same cost, fewer levels per chain.
-PT_4X4 = {**PT, "chains": 4, "replicas": 4}
+# "pt_2x8": the layout the example and the defaults had before 4 x 5 (2 chains of
+# 8 temperatures), run alongside so that the change is measured in one run.
+PT_2X8 = {**PT, "chains": 2, "replicas": 8}
 # "pt_auto": the example's settings with the extra b = 1 moves per scan chosen in
 # warm-up (cold_steps = "auto", inference/ptcold.py) instead of none.
 PT_AUTO = {**PT, "cold_steps": "auto"}
@@ -75,12 +75,12 @@ def hypoexponential():
 
 def run_config(target: str, algorithm: str | None = None, seed: int = 7, out: str = "run.h5",
                quick: bool = False) -> dict:
-    """Validated config of ``target`` with the example's ``algorithm`` section (svgd, pt, pt_unit, pt_4x4 or pt_auto)."""
+    """Validated config of ``target`` with the example's ``algorithm`` section (svgd, pt, pt_unit, pt_2x8 or pt_auto)."""
     from phasic_mpi.config import validate_config
 
     raw: dict[str, Any] = copy.deepcopy(TARGETS[target])
     if algorithm is not None:
-        section = dict({"svgd": SVGD, "pt": PT, "pt_unit": PT_UNIT, "pt_4x4": PT_4X4, "pt_auto": PT_AUTO}[algorithm])
+        section = dict({"svgd": SVGD, "pt": PT, "pt_unit": PT_UNIT, "pt_2x8": PT_2X8, "pt_auto": PT_AUTO}[algorithm])
         kind = "svgd" if algorithm == "svgd" else "pt"
         if quick:
             section.update(QUICK[kind])
