@@ -15,7 +15,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from phasic_mpi.inference.protocol import Resources
+from phasic_mpi.inference.ptcold import PROBE_MOVES
 
 __all__ = ["pt_resources", "svgd_resources"]
 
@@ -72,8 +75,25 @@ def pt_resources(settings: Any, n_params: int, n_ranks: int,
     scans = math.inf if s.rounds > 1000 else float(2**s.rounds)  # float(2**1024) overflows
     sampled = scans - 2.0 ** min(s.warmup_rounds, 1000)
     need = 8.0 * (3 * s.chains * sampled * (d + 2) + sampled * local)
-    # a local step evaluates the rank's slots once (HMC: once per leapfrog step)
+    # a local step evaluates the rank's slots once (HMC: once per leapfrog step);
+    # the extra b = 1 moves evaluate the rank's b = 1 slots
     per_step = s.leapfrog_steps if s.local_move == "hmc" else 1
-    return Resources(need, scans * s.local_steps * local * MIN_MOVE_SECONDS,
+    moves = s.local_steps * local + _cold_rows(s, n_ranks)
+    return Resources(need, scans * moves * MIN_MOVE_SECONDS,
                      f"2**{s.rounds} - 1 scans x {slots} replicas x {d} parameters",
-                     s.local_steps * per_step * local, scans, PT_ROW_COST_FACTOR)
+                     moves * per_step, scans, PT_ROW_COST_FACTOR)
+
+
+def _cold_rows(settings: Any, n_ranks: int) -> int:
+    """Rows of the extra b = 1 moves per scan on the rank holding the most b = 1
+    slots (``cold_steps = "auto"``: the most it can choose, what its probe round makes)."""
+    cold = PROBE_MOVES if settings.cold_steps == "auto" else settings.cold_steps
+    if not cold:
+        return 0
+    n, slots = settings.replicas, settings.chains * settings.replicas
+    ranks = min(n_ranks, slots)  # the blocks of parallel.block_layout
+    base, extra = divmod(slots, ranks)
+    counts = base + (np.arange(ranks) < extra)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    level0 = -(-(starts + counts) // n) + (-starts // n)  # ceil(stop / n) - ceil(start / n)
+    return cold * int(level0.max())

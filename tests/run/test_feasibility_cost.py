@@ -162,3 +162,17 @@ def test_the_run_file_records_the_estimate(tmp_path):
     from phasic_mpi.io.store import read_run
 
     assert read_run(tmp_path / "r.h5").attrs["estimated_seconds_per_iteration"] == estimate
+
+
+def test_pt_counts_the_extra_b1_moves_on_the_rank_with_most_b1_slots():
+    def rows(n_ranks, **kw):
+        return pt_resources(PTSettings(replicas=4, chains=3, rounds=8, **kw), 2, n_ranks).rows_per_iteration
+
+    # 12 slots, b = 1 at slots 0, 4, 8
+    assert rows(1, cold_steps=2) == 12 + 2 * 3
+    assert rows(2, cold_steps=2) == 6 + 2 * 2  # slots 0-5 hold 0 and 4
+    assert rows(3, cold_steps=1) == 4 + 1  # one b = 1 slot per block of 4
+    assert rows(5, cold_steps=1) == 3 + 1  # blocks 0-2, 3-5, 6-7, 8-9, 10-11: at most one
+    assert rows(2, cold_steps="auto") == 6 + 4 * 2  # the probe's 4 moves
+    assert rows(2, cold_steps=1, local_move="hmc", leapfrog_steps=3) == (6 + 2) * 3
+    assert rows(2) == 6
